@@ -1,0 +1,2 @@
+import os
+os.environ.setdefault('KDD_DEVICE', 'cpu')

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command (the README names it; .ci/run calls it):
+#   1. nbdev_export must change nothing (kdd_explore/ is generated from nbs/),
+#   2. every notebook runs top to bottom under nbdev_test (extra flags: NBDEV_FLAGS="slow"),
+#   3. pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 KDD_DEVICE="${KDD_DEVICE:-cpu}"
+echo "== nbdev_export (must change nothing)"
+nbdev_export
+drift=$(git status --porcelain -- kdd_explore)
+if [ -n "$drift" ]; then
+  echo "nbdev_export changed kdd_explore/: the package is out of sync with nbs/. Run nbdev_export and commit:"; echo "$drift"; exit 1
+fi
+echo "== nbdev_test"
+t0=$(date +%s)
+nbdev_test --n_workers 2 --timing ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
+echo "nbdev_test took $(( $(date +%s) - t0 ))s"
+echo "== pytest"
+python -m pytest -q tests "$@"

@@ -1,0 +1,87 @@
+"Bad input and plumbing of the foundation: data, artifacts, models, CLI, and the project's own wiring."
+import gzip, json, os, re, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from kdd_explore import core, data
+from kdd_explore.core import ArtifactError, DatasetError, load_artifact, save_artifact
+from kdd_explore.data import load_dataset, stratified_indices
+from kdd_explore.models import ConvNet, build_model, resnet18_cifar
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def test_unknown_dataset_lists_known():
+    with pytest.raises(DatasetError, match='Known datasets: fashion_mnist, cifar10, cifar100, digits, fake'):
+        load_dataset('mnist-typo')
+
+def test_missing_data_without_network_gives_one_clear_error(tmp_path, monkeypatch):
+    "No local files, no Debian copy, and downloads fail: a DatasetError naming the ways to provide the data."
+    monkeypatch.setattr(data, 'DEBIAN_FASHION_MNIST', tmp_path/'no-debian')
+    import torchvision.datasets.utils as u
+    def no_network(*a, **k): raise OSError('network is unreachable')
+    monkeypatch.setattr(u, 'urlopen', no_network, raising=False)
+    monkeypatch.setattr(u, '_urlretrieve', no_network, raising=False)
+    with pytest.raises(DatasetError) as e: load_dataset('fashion_mnist', root=tmp_path/'empty')
+    msg = str(e.value)
+    assert 'apt-get install dataset-fashion-mnist' in msg and 'root=' in msg and 'internet' in msg
+    with pytest.raises(DatasetError, match='could not be downloaded'): load_dataset('cifar10', root=tmp_path/'empty', download=False)
+
+def test_corrupt_fashion_mnist_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, 'DEBIAN_FASHION_MNIST', tmp_path/'no-debian')
+    raw = tmp_path/'FashionMNIST'/'raw'; raw.mkdir(parents=True)
+    for n in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3', 't10k-labels-idx1'):
+        (raw/f'{n}-ubyte').write_bytes(b'\x00\x00\x08\x03garbage')
+    with pytest.raises(DatasetError, match='missing or corrupt'): load_dataset('fashion_mnist', root=tmp_path, download=False)
+
+@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason='needs Debian dataset-fashion-mnist')
+def test_fashion_mnist_from_debian_files(tmp_path):
+    d = load_dataset('fashion_mnist', root=tmp_path, n_train=1000, n_test=100, download=False)
+    assert d.x_train.shape == (1000, 1, 28, 28) and d.n_classes == 10
+    assert 'Debian' in d.source and (tmp_path/'FashionMNIST'/'raw'/'train-images-idx3-ubyte').exists()
+    assert 0.2 < d.mean[0] < 0.4  # Fashion-MNIST's pixel mean is about 0.29
+
+@pytest.mark.parametrize('fraction', [0, -0.1, 1.01, float('nan'), '5%'])
+def test_label_fraction_out_of_range(fraction):
+    with pytest.raises(DatasetError, match=r'\(0, 1\]'): stratified_indices(torch.arange(100) % 10, fraction)
+
+def test_label_fraction_too_small_for_a_class():
+    y = torch.cat([torch.zeros(1000), torch.ones(20)]).long()
+    with pytest.raises(DatasetError, match='class 1 \\(20 examples\\) without any example'): stratified_indices(y, 0.01)
+
+def test_artifact_wrong_kind_and_arch(tmp_path):
+    net = ConvNet(1, 28, width=16, depth=2, out_dim=8)
+    save_artifact(tmp_path/'a', {k: v for k, v in net.state_dict().items()}, {'kind': 'teacher', 'arch': net.arch})
+    with pytest.raises(ArtifactError, match="kind: expected 'experts', found 'teacher'"): load_artifact(tmp_path/'a', {'kind': 'experts'})
+    other = resnet18_cifar(1).arch
+    with pytest.raises(ArtifactError, match='arch: expected .*resnet18_cifar.*found .*convnet'): load_artifact(tmp_path/'a', {'arch': other})
+    t, m = load_artifact(tmp_path/'a.json', {'kind': 'teacher', 'arch': net.arch})
+    build_model(m['arch']).load_state_dict(t)
+
+def test_half_written_artifact_is_refused_and_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    save_artifact(tmp_path/'good', {'x': torch.ones(3)}, {'kind': 'demo'})
+    (tmp_path/'good.json').unlink()  # as if the run died between the two files
+    with pytest.raises(ArtifactError, match='interrupted'): load_artifact(tmp_path/'good')
+    def dies(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(core, 'save_file', dies)
+    with pytest.raises(KeyboardInterrupt): save_artifact(tmp_path/'new', {'x': torch.ones(3)}, {'kind': 'demo'})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['good.safetensors']
+
+def test_truncated_and_corrupt_artifact(tmp_path):
+    save_artifact(tmp_path/'a', {'x': torch.randn(100)}, {'kind': 'demo'})
+    f = tmp_path/'a.safetensors'; f.write_bytes(f.read_bytes()[:-40])
+    with pytest.raises(ArtifactError, match='truncated'): load_artifact(tmp_path/'a')
+    meta = json.loads((tmp_path/'a.json').read_text()); meta.pop('sha256'); (tmp_path/'a.json').write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match='could not be read'): load_artifact(tmp_path/'a')
+
+def test_convnet_reference_size():
+    assert sum(p.numel() for p in ConvNet(3, 32, 128, 3, 512).parameters()) == 1_348_608
+
+def test_cli_error_is_one_line_not_a_traceback():
+    r = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'data', '--dataset', 'nope'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr
+    assert r.stderr.strip().startswith("kdd-explore data: error: Unknown dataset 'nope'")
+
+def test_ci_calls_the_readme_test_command():
+    readme, ci = (ROOT/'README.md').read_text(), (ROOT/'.ci'/'run').read_text()
+    cmd = re.search(r'^(bash tests/run\.sh)\s+# the tests', readme, re.M)
+    assert cmd, 'the README must name the test command'
+    assert cmd.group(1) in ci
