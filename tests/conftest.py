@@ -1,2 +1,15 @@
-import os
+import os, subprocess, sys
+from pathlib import Path
+import pytest
+
 os.environ.setdefault('KDD_DEVICE', 'cpu')
+ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope='session')
+def quick_run(tmp_path_factory):
+    "One `kdd-explore quickstart --quick` run for the whole session: (completed process, run folder)."
+    out = tmp_path_factory.mktemp('quick')/'run'
+    r = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'quickstart', '--quick', '--out', str(out)],
+                       capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, f'quickstart --quick failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
+    return r, out

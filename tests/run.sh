@@ -14,7 +14,8 @@ if [ -n "$drift" ]; then
 fi
 echo "== nbdev_test"
 t0=$(date +%s)
-nbdev_test --n_workers 2 --timing ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
+# two notebooks run at once on two cores: one thread each, or they fight over the cores (many times slower)
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" nbdev_test --n_workers 2 --timing ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
 echo "nbdev_test took $(( $(date +%s) - t0 ))s"
 echo "== pytest"
 python -m pytest -q tests "$@"

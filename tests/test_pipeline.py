@@ -1,0 +1,94 @@
+"The main job end to end at toy size (`kdd-explore quickstart --quick`), its outputs, reruns and refusals."
+import json, subprocess, sys
+from html.parser import HTMLParser
+import pytest
+from kdd_explore.core import KddError, artifact_exists
+from kdd_explore.pipeline import METHODS, get_config, run_pipeline, open_run
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__(); self.tags, self.imgs, self.scripts = [], [], 0
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == 'img': self.imgs.append(dict(attrs))
+        if tag == 'script': self.scripts += 1
+
+def test_results_json_has_every_method_and_fraction(quick_run):
+    _, out = quick_run
+    res = json.loads((out/'results.json').read_text())
+    cfg = get_config('quick')
+    assert res['dataset'] == 'fashion_mnist' and res['config'] == cfg.to_dict()
+    got = {(r['method'], r['label_fraction']) for r in res['results']}
+    assert got == {(m, f) for m in METHODS for f in cfg.fractions}
+    for r in res['results']:
+        assert len(r['accs']) == len(cfg.seeds)
+        assert all(0 <= a <= 100 for a in r['accs']) and 0 <= r['acc_mean'] <= 100 and r['acc_std'] >= 0
+        assert min(r['accs']) - 1e-6 <= r['acc_mean'] <= max(r['accs']) + 1e-6
+    # any encoder, even a random one, is far above chance (10%) on Fashion-MNIST with 50% of the labels
+    assert all(r['acc_mean'] > 30 for r in res['results'] if r['label_fraction'] == 0.5)
+    assert set(res['timings']) >= {'data', 'teacher', 'experts', 'mkdt_high_loss', 'mtt_ssl', 'evaluation', 'report'}
+    assert {r['method'] for r in res['transfer']} >= {'no_pretrain', 'random_subset', 'mkdt_high_loss'}
+
+def test_report_parses_and_holds_plots_and_images(quick_run):
+    _, out = quick_run
+    html = (out/'report.html').read_text()
+    p = _Tags(); p.feed(html)
+    assert p.tags.count('section') >= 5
+    assert html.count('Plotly.newPlot') >= 3  # accuracy, curves, variance
+    srcs = [i['src'] for i in p.imgs]
+    assert len(srcs) == 6 and all(s.startswith('data:image/png;base64,') for s in srcs)  # initial + distilled, 3 sets
+    assert 'mkdt_high_loss' in html and 'no_pretrain' in html
+    assert 'cdn.plot.ly' not in html  # self-contained: works offline
+
+def test_every_stage_left_its_artifacts(quick_run):
+    _, out = quick_run
+    for a in ('representations', 'experts/experts', 'ssl_experts', 'mkdt_high_loss/synthetic_set', 'mkdt_random_init/synthetic_set',
+              'mtt_ssl/synthetic_set', 'mkdt_high_loss/history'):
+        assert artifact_exists(out/a), a
+    for f in ('config.json', 'subsets.json', 'variance/variance.json', 'variance/variance.html', 'results.json', 'report.html'):
+        assert (out/f).exists(), f
+    assert not list(out.rglob('*.tmp'))  # no half-written file
+
+def test_progress_is_shown_per_stage(quick_run):
+    r, _ = quick_run
+    for i, stage in enumerate(['data', 'teacher', 'representations', 'experts'], 1):
+        assert f'[{i}/12] {stage}' in r.stdout
+
+def test_rerun_reuses_finished_stages_and_interrupted_evaluation_continues(quick_run, tmp_path):
+    _, out = quick_run
+    before = json.loads((out/'results.json').read_text())
+    (out/'evaluation'/'mtt_ssl.json').unlink()  # as if the run was interrupted during the evaluation
+    res = run_pipeline('quick', out, progress=False)
+    assert res['results'] == before['results']  # the same seeds give the same numbers
+    assert res['timings']['experts'] < 5 and res['timings']['mkdt_high_loss'] < 5  # read back, not recomputed
+
+def test_out_folder_of_another_config_is_refused(quick_run):
+    _, out = quick_run
+    with pytest.raises(KddError, match='another configuration \\(different: seed\\)'):
+        open_run(out, get_config('quick', seed=5))
+    r = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'run', '--config', 'quick', '--dataset', 'digits', '--out', str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and 'another configuration' in r.stderr and 'Traceback' not in r.stderr
+
+def test_unknown_config_is_a_clear_cli_error():
+    r = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'run', '--config', 'cifar1000', '--out', '/tmp/x'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'Known: quickstart, quick' in r.stderr
+
+def test_gpu_config_code_path_runs_on_cpu_with_fake_data(tmp_path):
+    "The CIFAR-10 2% configuration's code path (3x32x32 images, paper preset, ResNet-10 transfer) at toy size on the CPU."
+    import dataclasses
+    from kdd_explore.distill import DistillConfig
+    from kdd_explore.models import SmallResNet
+    from kdd_explore.ssl import save_teacher
+    teacher = SmallResNet(3, widths=(8, 8, 16, 16))
+    save_teacher(tmp_path/'teacher', teacher, {'dataset': 'fake'})
+    paper = get_config('cifar10_2pct')
+    assert paper.width == 128 and paper.n_experts == 100 and paper.distill_config() == DistillConfig.preset('cifar10_2pct')
+    cfg = get_config('cifar10_2pct', dataset='fake', dataset_options={'shape': [3, 32, 32], 'n_classes': 4}, n_train=200, n_test=80,
+                     teacher=str(tmp_path/'teacher'), width=8, n_experts=2, expert_epochs=3, n_ssl_experts=1, ssl_expert_epochs=3,
+                     distill=dict(paper.distill, iterations=2, syn_steps=2, snapshot_every=1, checkpoint_every=1),
+                     eval_epochs=1, fractions=(0.1,), seeds=(0,), variance=False)
+    res = run_pipeline(cfg, tmp_path/'run', progress=False)
+    assert {r['method'] for r in res['results']} == set(METHODS)
+    assert res['config']['transfer']['name'] == 'resnet10_cifar' and res['transfer']
+    assert (tmp_path/'run'/'report.html').exists()
