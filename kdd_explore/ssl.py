@@ -256,7 +256,7 @@ def load_teacher(src, # a teacher artifact path, a `.pth`/`.pt` state-dict file,
 
 # %% ../nbs/03_ssl.ipynb #4245e4b2
 TEACHER_DEFAULTS = {  # dataset -> default training settings of its teacher (the CPU-sized ones are what the shipped teacher used)
-    'fashion_mnist': dict(epochs=3, batch_size=256, lr=1e-3),
+    'fashion_mnist': dict(epochs=14, batch_size=256, lr=1e-3),
     'digits': dict(epochs=30, batch_size=128, lr=1e-3),
     'fake': dict(epochs=5, batch_size=64, lr=1e-3),  # 3x32x32 by default: a ResNet-18, slow on a CPU
     'cifar10': dict(epochs=200, batch_size=256, lr=1e-3),
