@@ -3,7 +3,7 @@ import json, re, subprocess, sys
 from html.parser import HTMLParser
 import pytest
 from kdd_explore.core import KddError, artifact_exists
-from kdd_explore.pipeline import METHODS, get_config, run_pipeline, open_run
+from kdd_explore.pipeline import METHODS, STAGES, get_config, run_pipeline, open_run
 
 class _Tags(HTMLParser):
     def __init__(self):
@@ -29,6 +29,18 @@ def test_results_json_has_every_method_and_fraction(quick_run):
     assert set(res['timings']) >= {'data', 'teacher', 'experts', 'mkdt_high_loss', 'mtt_ssl', 'evaluation', 'report'}
     assert {r['method'] for r in res['transfer']} >= {'no_pretrain', 'random_subset', 'mkdt_high_loss'}
 
+def test_ablation_takes_the_distilled_set_apart(quick_run):
+    _, out = quick_run
+    res = json.loads((out/'results.json').read_text())
+    from kdd_explore.evaluate import ABLATIONS
+    cfg = get_config('quick')
+    assert {(r['method'], r['label_fraction']) for r in res['ablation']} == {(m, f) for m in ABLATIONS for f in cfg.fractions}
+    by = lambda rows, m: [r['accs'] for r in rows if r['method'] == m]
+    assert by(res['ablation'], 'distilled') == by(res['results'], 'mkdt_high_loss')  # the same set, the same seeds
+    # the real high-loss subset at the initial lr is the high-loss baseline, evaluated a second time: the same numbers
+    assert by(res['ablation'], 'initial_set') == by(res['results'], 'high_loss_subset')
+    assert all((out/'evaluation'/'ablation'/f'{m}.json').exists() for m in ABLATIONS if m != 'distilled')  # cached per part
+
 def test_report_parses_and_holds_plots_and_images(quick_run):
     _, out = quick_run
     html = (out/'report.html').read_text()
@@ -52,7 +64,7 @@ def test_every_stage_left_its_artifacts(quick_run):
 def test_progress_is_shown_per_stage(quick_run):
     r, _ = quick_run
     for i, stage in enumerate(['data', 'teacher', 'representations', 'experts'], 1):
-        assert f'[{i}/12] {stage}' in r.stdout
+        assert f'[{i}/{len(STAGES)}] {stage}' in r.stdout
 
 def test_rerun_reuses_finished_stages_and_interrupted_evaluation_continues(quick_run, tmp_path):
     _, out = quick_run
