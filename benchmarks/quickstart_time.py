@@ -18,16 +18,18 @@ def main(argv=None):
     ap.add_argument('--out', default=None, help='run folder (default: a fresh temporary one)')
     ap.add_argument('--json', default=None, help='also write the figures to this JSON file')
     a = ap.parse_args(argv)
+    import torch
     from kdd_explore.pipeline import run_pipeline
     from kdd_explore.evaluate import results_table
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix='kdd_quickstart_'))
     if (out/'results.json').exists(): sys.exit(f"{out} already holds a finished run: pass a new --out so every stage is timed.")
+    name = 'quick' if a.quick else 'quickstart'
     t0 = time.time()
-    res = run_pipeline('quick' if a.quick else 'quickstart', out=out, progress=False)
+    res = run_pipeline(name, out=out, progress=False)
     wall = time.time() - t0
-    fig = dict(config='quick' if a.quick else 'quickstart', wall_s=round(wall, 1), timings=res['timings'],
+    fig = dict(config=name, wall_s=round(wall, 1), timings=res['timings'],
                machine=dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                            cpus=os.cpu_count(), torch_threads=__import__('torch').get_num_threads()),
+                            cpus=os.cpu_count(), torch_threads=torch.get_num_threads()),
                out=str(out))
     print(f"{fig['config']}: {wall / 60:.1f} min wall on {fig['machine']['cpus']} CPUs")
     print('stages (s):', ', '.join(f'{k} {v:.1f}' for k, v in res['timings'].items()))
