@@ -1,0 +1,85 @@
+"""Does distillation beat its own starting images, and after how many iterations? The study behind the README's
+"what the quickstart does not show": MKDT is run from a finished run's high-loss (or random) subset, and at each
+checkpoint the distilled set is pre-trained and probed next to its *initial* images at the *same* learned lr, so the
+gain of the images and targets is separated from the gain of the learned learning rate.
+
+    kdd-explore quickstart --out runs/quickstart                       # once: experts, representations, subsets
+    python benchmarks/distill_budget_study.py runs/quickstart --out runs/study --iterations 100,300,600
+    python benchmarks/distill_budget_study.py runs/quickstart --out runs/study_slow --experts 4,5,0.01   # slower experts
+    python benchmarks/distill_budget_study.py runs/quickstart --out runs/study_s20 --set syn_steps=20 max_start_epoch=1 expert_epochs=1
+
+`--set` overrides fields of the run's `DistillConfig`; `--experts K,E,LR` records K fresh experts of E epochs at SGD
+lr LR (batch: the run's `expert_batch_size`) into `OUT/experts` instead of using the run's. Distillation checkpoints
+go to `OUT/distill`, so a longer `--iterations` list resumes where a shorter one stopped.
+"""
+from __future__ import annotations
+import argparse, json, time
+from pathlib import Path
+
+def parse_sets(items:list[str]) -> dict:
+    "`['lr_img=1e4', 'mode=full']` -> `{'lr_img': 10000.0, 'mode': 'full'}` (numbers parsed, the rest kept as text)."
+    out = {}
+    for it in items:
+        if '=' not in it: raise SystemExit(f"--set takes FIELD=VALUE pairs, got {it!r}.")
+        k, v = it.split('=', 1)
+        try: out[k] = int(v)
+        except ValueError:
+            try: out[k] = float(v)
+            except ValueError: out[k] = v
+    return out
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('run', help='a finished quickstart (or run) folder: config.json, representations, experts, subsets.json')
+    ap.add_argument('--out', required=True, help='folder for the distillation checkpoints (and fresh experts)')
+    ap.add_argument('--iterations', default='100,300', help='comma-separated checkpoints at which to evaluate')
+    ap.add_argument('--init', default='high_loss', choices=['high_loss', 'random'], help='which of the run\'s subsets starts the set')
+    ap.add_argument('--experts', default=None, help='K,E,LR: record fresh experts instead of using the run\'s')
+    ap.add_argument('--set', nargs='*', default=[], help='DistillConfig overrides, FIELD=VALUE')
+    ap.add_argument('--fractions', default='0.01,0.05', help='label fractions of the probe')
+    ap.add_argument('--json', default=None, help='also write the rows to this JSON file')
+    a = ap.parse_args(argv)
+    import torch
+    from kdd_explore.core import load_json, load_artifact, KddError
+    from kdd_explore.data import load_dataset
+    from kdd_explore.kd import Experts, record_experts, student_arch
+    from kdd_explore.distill import SyntheticSet, distill
+    from kdd_explore.evaluate import PretrainSet, kd_method, compare, results_table
+    from kdd_explore.pipeline import PipelineConfig
+
+    run, out = Path(a.run), Path(a.out)
+    if not (run/'subsets.json').exists(): raise SystemExit(f"{run} holds no finished subsets stage: run `kdd-explore quickstart --out {run}` first.")
+    cfg = PipelineConfig.from_dict(load_json(run/'config.json'))
+    data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+    x = data.normalize(data.x_train)
+    reps = load_artifact(run/'representations', expect={'kind': 'representations', 'n': len(x)})[0]['representations']
+    arch = student_arch(data.shape, reps.shape[1], cfg.width, cfg.depth)
+    if a.experts:
+        k, e, lr = a.experts.split(',')
+        t0 = time.time()
+        experts = record_experts(arch, x, reps, int(k), int(e), lr=float(lr), batch_size=cfg.expert_batch_size, seed=cfg.seed, out=out/'experts')
+        print(f"experts {k} x {e} epochs at lr {lr}: {time.time() - t0:.0f} s", flush=True)
+    else: experts = Experts.load(run/'experts'/'experts', arch=arch)
+    idx = torch.tensor(load_json(run/'subsets.json')[a.init])
+    base = cfg.distill_config(**parse_sets(a.set))
+    syn0 = SyntheticSet.from_real(x, reps, idx, lr=base.lr_init)
+    fractions = tuple(float(f) for f in a.fractions.split(','))
+    kw = dict(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
+    rows, log = [], []
+    for n in sorted(int(i) for i in a.iterations.split(',')):
+        t0 = time.time()
+        try: syn, hist = distill(experts, syn0, base.__class__(**dict(base.__dict__, iterations=n)), out=out/'distill')
+        except KddError as err: raise SystemExit(f"Distillation stopped: {err}")
+        losses = hist.losses(); k = max(1, len(losses) // 10)
+        moved = float((syn.images - syn0.images).norm() / syn0.images.norm())
+        entry = dict(iterations=n, seconds=round(time.time() - t0, 1), first_loss=round(sum(losses[:k]) / k, 4),
+                     last_loss=round(sum(losses[-k:]) / k, 4), lr=round(float(syn.lr), 4), images_moved=round(moved, 4))
+        print(entry, flush=True); log.append(entry)
+        methods = {f'distilled@{n}': kd_method(arch, PretrainSet(syn.images, syn.targets, float(syn.lr)), **kw),
+                   f'initial@{n} (lr {float(syn.lr):.3g})': kd_method(arch, PretrainSet(syn0.images, syn0.targets, float(syn.lr)), **kw)}
+        new = compare(methods, data, fractions, cfg.seeds, progress=False)
+        print(results_table(new), flush=True)
+        rows += new
+    if a.json: Path(a.json).write_text(json.dumps(dict(run=str(run), init=a.init, experts=a.experts, distill=base.__dict__, log=log, rows=rows), indent=1))
+
+if __name__ == '__main__': main()
