@@ -4,7 +4,6 @@ from html.parser import HTMLParser
 import pytest
 from kdd_explore.core import KddError, artifact_exists
 from kdd_explore.pipeline import METHODS, STAGES, get_config, run_pipeline, open_run
-from conftest import ROOT
 
 class _Tags(HTMLParser):
     def __init__(self):
@@ -105,19 +104,3 @@ def test_gpu_config_code_path_runs_on_cpu_with_fake_data(tmp_path):
     assert {r['method'] for r in res['results']} == set(METHODS)
     assert res['config']['transfer']['name'] == 'resnet10_cifar' and res['transfer']
     assert (tmp_path/'run'/'report.html').exists()
-
-def test_distill_budget_study_separates_images_from_lr(quick_run, tmp_path):
-    "benchmarks/distill_budget_study.py on a finished quick run: resumable checkpoints, and rows for the set and its start."
-    _, run = quick_run
-    script = [sys.executable, 'benchmarks/distill_budget_study.py']
-    r = subprocess.run(script + [str(run), '--out', str(tmp_path/'study'), '--iterations', '4,2', '--fractions', '0.05',
-                                 '--set', 'syn_steps=3', '--json', str(tmp_path/'study.json')],
-                       capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads((tmp_path/'study.json').read_text())
-    assert [e['iterations'] for e in res['log']] == [2, 4] and res['distill']['syn_steps'] == 3
-    assert 0 < res['log'][0]['images_moved'] and all(0 < e['lr'] for e in res['log'])
-    assert len(res['rows']) == 4 and {r_['method'].split('@')[0] for r_ in res['rows']} == {'distilled', 'initial'}
-    assert artifact_exists(tmp_path/'study'/'distill'/'checkpoint')
-    bad = subprocess.run(script + [str(tmp_path), '--out', str(tmp_path/'x')], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert bad.returncode != 0 and 'no finished subsets stage' in bad.stderr
