@@ -32,3 +32,38 @@ def test_distill_budget_study_separates_images_from_lr(quick_run, tmp_path):
     assert artifact_exists(tmp_path/'study'/'distill'/'checkpoint')
     bad = subprocess.run(script + [str(tmp_path), '--out', str(tmp_path/'x')], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and 'no finished subsets stage' in bad.stderr
+
+def _variants():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('matching_variants', ROOT/'benchmarks'/'matching_variants.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+def test_matching_variants_losses():
+    "The three matching losses: 1 at the start, 0 at the target; 'encoder' ignores the head, 'layer' weighs layers equally."
+    m = _variants().matching
+    g = torch.Generator().manual_seed(0)
+    start = {'body.0.weight': torch.randn(4, 3, generator=g), 'body.0.bias': torch.randn(4, generator=g), 'head.weight': torch.randn(2, 4, generator=g)}
+    target = {k: v + torch.randn(v.shape, generator=g) for k, v in start.items()}
+    for loss in ('global', 'layer', 'encoder'):
+        assert abs(float(m(loss, start, start, target)) - 1) < 1e-6 and float(m(loss, target, start, target)) == 0
+    only_head = dict(target, **{'head.weight': start['head.weight']})  # everything matched but the head
+    assert float(m('encoder', only_head, start, target)) == 0
+    assert abs(float(m('layer', only_head, start, target)) - 0.5) < 1e-6  # two layers, one of them unmatched
+    dh = float((start['head.weight'] - target['head.weight']).pow(2).sum())
+    tot = sum(float((start[k] - target[k]).pow(2).sum()) for k in start)
+    assert abs(float(m('global', only_head, start, target)) - dh / tot) < 1e-6
+
+def test_matching_variants_runs_on_a_finished_run(quick_run, tmp_path):
+    _, run = quick_run
+    r = subprocess.run([sys.executable, 'benchmarks/matching_variants.py', str(run), '--loss', 'layer', '--iterations', '2,3',
+                        '--steps', '3', '--max_start_epoch', '2', '--momentum', '0.9', '--fractions', '0.05', '--json', str(tmp_path/'v.json')],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path/'v.json').read_text())
+    assert [e['iterations'] for e in res['log']] == [2, 3] and res['settings']['loss'] == 'layer'
+    assert all(e['skipped'] == 0 and e['images_moved'] > 0 for e in res['log'])
+    assert [r_['method'].split('@')[0] for r_ in res['rows']] == ['layer', 'initial', 'layer', 'initial']
+    bad = subprocess.run([sys.executable, 'benchmarks/matching_variants.py', str(run), '--expert_epochs', '9'],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert bad.returncode != 0 and "passes the experts'" in bad.stderr
