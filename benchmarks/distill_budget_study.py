@@ -28,6 +28,37 @@ def parse_sets(items:list[str]) -> dict:
             except ValueError: out[k] = v
     return out
 
+def load_finished_run(run:Path):
+    "(config, data, normalised training images, teacher representations, student arch) of a finished run folder."
+    from kdd_explore.core import load_json, load_artifact
+    from kdd_explore.data import load_dataset
+    from kdd_explore.kd import student_arch
+    from kdd_explore.pipeline import PipelineConfig
+    if not (run/'subsets.json').exists(): raise SystemExit(f"{run} holds no finished subsets stage: run `kdd-explore quickstart --out {run}` first.")
+    cfg = PipelineConfig.from_dict(load_json(run/'config.json'))
+    data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+    x = data.normalize(data.x_train)
+    reps = load_artifact(run/'representations', expect={'kind': 'representations', 'n': len(x)})[0]['representations']
+    return cfg, data, x, reps, student_arch(data.shape, reps.shape[1], cfg.width, cfg.depth)
+
+def checkpoint_entry(iterations:int, seconds:float, losses:list, lr:float, images, images0, **extra) -> dict:
+    "What a checkpoint reports: mean matching loss of the first and last tenth of the iterations, lr, how far the images moved."
+    q = max(1, len(losses) // 10)
+    mean = lambda v: round(sum(v) / len(v), 4) if v else None
+    moved = float((images - images0).norm() / images0.norm())
+    return dict(iterations=iterations, seconds=round(seconds, 1), first_loss=mean(losses[:q]), last_loss=mean(losses[-q:]),
+                lr=round(float(lr), 4), images_moved=round(moved, 4), **extra)
+
+def side_by_side(arch:dict, cfg, data, name:str, images, targets, lr:float, images0, targets0, fractions:tuple) -> list:
+    "Pre-train and probe a learned set and its initial images at the same lr, as the pipeline evaluates; print and return the rows."
+    from kdd_explore.evaluate import PretrainSet, kd_method, compare, results_table
+    kw = dict(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
+    methods = {name: kd_method(arch, PretrainSet(images, targets, lr), **kw),
+               f"initial@{name.split('@')[-1]} (lr {lr:.3g})": kd_method(arch, PretrainSet(images0, targets0, lr), **kw)}
+    rows = compare(methods, data, fractions, cfg.seeds, progress=False)
+    print(results_table(rows), flush=True)
+    return rows
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('run', help='a finished quickstart (or run) folder: config.json, representations, experts, subsets.json')
@@ -40,20 +71,12 @@ def main(argv=None):
     ap.add_argument('--json', default=None, help='also write the rows to this JSON file')
     a = ap.parse_args(argv)
     import torch
-    from kdd_explore.core import load_json, load_artifact, KddError
-    from kdd_explore.data import load_dataset
-    from kdd_explore.kd import Experts, record_experts, student_arch
+    from kdd_explore.core import load_json, KddError
+    from kdd_explore.kd import Experts, record_experts
     from kdd_explore.distill import SyntheticSet, distill
-    from kdd_explore.evaluate import PretrainSet, kd_method, compare, results_table
-    from kdd_explore.pipeline import PipelineConfig
 
     run, out = Path(a.run), Path(a.out)
-    if not (run/'subsets.json').exists(): raise SystemExit(f"{run} holds no finished subsets stage: run `kdd-explore quickstart --out {run}` first.")
-    cfg = PipelineConfig.from_dict(load_json(run/'config.json'))
-    data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
-    x = data.normalize(data.x_train)
-    reps = load_artifact(run/'representations', expect={'kind': 'representations', 'n': len(x)})[0]['representations']
-    arch = student_arch(data.shape, reps.shape[1], cfg.width, cfg.depth)
+    cfg, data, x, reps, arch = load_finished_run(run)
     if a.experts:
         k, e, lr = a.experts.split(',')
         t0 = time.time()
@@ -64,22 +87,14 @@ def main(argv=None):
     base = cfg.distill_config(**parse_sets(a.set))
     syn0 = SyntheticSet.from_real(x, reps, idx, lr=base.lr_init)
     fractions = tuple(float(f) for f in a.fractions.split(','))
-    kw = dict(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
     rows, log = [], []
     for n in sorted(int(i) for i in a.iterations.split(',')):
         t0 = time.time()
         try: syn, hist = distill(experts, syn0, base.__class__(**dict(base.__dict__, iterations=n)), out=out/'distill')
         except KddError as err: raise SystemExit(f"Distillation stopped: {err}")
-        losses = hist.losses(); k = max(1, len(losses) // 10)
-        moved = float((syn.images - syn0.images).norm() / syn0.images.norm())
-        entry = dict(iterations=n, seconds=round(time.time() - t0, 1), first_loss=round(sum(losses[:k]) / k, 4),
-                     last_loss=round(sum(losses[-k:]) / k, 4), lr=round(float(syn.lr), 4), images_moved=round(moved, 4))
+        entry = checkpoint_entry(n, time.time() - t0, hist.losses(), syn.lr, syn.images, syn0.images)
         print(entry, flush=True); log.append(entry)
-        methods = {f'distilled@{n}': kd_method(arch, PretrainSet(syn.images, syn.targets, float(syn.lr)), **kw),
-                   f'initial@{n} (lr {float(syn.lr):.3g})': kd_method(arch, PretrainSet(syn0.images, syn0.targets, float(syn.lr)), **kw)}
-        new = compare(methods, data, fractions, cfg.seeds, progress=False)
-        print(results_table(new), flush=True)
-        rows += new
+        rows += side_by_side(arch, cfg, data, f'distilled@{n}', syn.images, syn.targets, float(syn.lr), syn0.images, syn0.targets, fractions)
     if a.json: Path(a.json).write_text(json.dumps(dict(run=str(run), init=a.init, experts=a.experts, distill=base.__dict__, log=log, rows=rows), indent=1))
 
 if __name__ == '__main__': main()

@@ -42,21 +42,14 @@ def main(argv=None):
     ap.add_argument('--fractions', default='0.01,0.05'); ap.add_argument('--json', default=None)
     a = ap.parse_args(argv)
     import torch
-    from kdd_explore.core import load_json, load_artifact, make_generator, derive_seed
-    from kdd_explore.data import load_dataset
-    from kdd_explore.kd import Experts, student_arch, kd_loss
+    from kdd_explore.core import load_json, make_generator, derive_seed
+    from kdd_explore.kd import Experts, kd_loss
     from kdd_explore.models import build_model, fcall
     from kdd_explore.distill import expert_schedule, minibatch_schedule
-    from kdd_explore.evaluate import PretrainSet, kd_method, compare, results_table
-    from kdd_explore.pipeline import PipelineConfig
+    from distill_budget_study import load_finished_run, checkpoint_entry, side_by_side  # its neighbour in benchmarks/
 
     run = Path(a.run)
-    if not (run/'subsets.json').exists(): raise SystemExit(f"{run} holds no finished subsets stage: run `kdd-explore quickstart --out {run}` first.")
-    cfg = PipelineConfig.from_dict(load_json(run/'config.json'))
-    data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
-    x = data.normalize(data.x_train)
-    reps = load_artifact(run/'representations', expect={'kind': 'representations', 'n': len(x)})[0]['representations']
-    arch = student_arch(data.shape, reps.shape[1], cfg.width, cfg.depth)
+    cfg, data, x, reps, arch = load_finished_run(run)
     experts = Experts.load(run/'experts'/'experts', arch=arch)
     if a.max_start_epoch - 1 + a.expert_epochs > experts.n_epochs:
         raise SystemExit(f"max_start_epoch {a.max_start_epoch} - 1 + expert_epochs {a.expert_epochs} passes the experts' {experts.n_epochs} epochs.")
@@ -67,7 +60,6 @@ def main(argv=None):
     bufs = {k: torch.zeros_like(v) for k, v in state.items()}
     lrs = dict(images=a.lr_img, targets=a.lr_targets, lr=a.lr_lr)
     fractions = tuple(float(f) for f in a.fractions.split(','))
-    kw = dict(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
     checkpoints = sorted(int(i) for i in a.iterations.split(','))
     rows, log, losses, skipped, t0 = [], [], [], 0, time.time()
     for it in range(checkpoints[-1]):
@@ -92,18 +84,10 @@ def main(argv=None):
             losses.append(float(loss.detach()))
         else: skipped += 1
         if it + 1 in checkpoints:
-            n_, q = it + 1, max(1, len(losses) // 10)
-            moved = float((state['images'] - X0).norm() / X0.norm())
-            mean = lambda v: round(sum(v) / len(v), 4) if v else None
-            entry = dict(iterations=n_, seconds=round(time.time() - t0, 1), first_loss=mean(losses[:q]), last_loss=mean(losses[-q:]),
-                         lr=round(float(state['lr']), 4), images_moved=round(moved, 4), skipped=skipped)
+            entry = checkpoint_entry(it + 1, time.time() - t0, losses, state['lr'], state['images'], X0, skipped=skipped)
             print(entry, flush=True); log.append(entry)
-            lr_now = float(state['lr'])
-            methods = {f'{a.loss}@{n_}': kd_method(arch, PretrainSet(state['images'].clone(), state['targets'].clone(), lr_now), **kw),
-                       f'initial@{n_} (lr {lr_now:.3g})': kd_method(arch, PretrainSet(X0, Y0, lr_now), **kw)}
-            new = compare(methods, data, fractions, cfg.seeds, progress=False)
-            print(results_table(new), flush=True)
-            rows += new
+            rows += side_by_side(arch, cfg, data, f'{a.loss}@{it + 1}', state['images'].clone(), state['targets'].clone(),
+                                 float(state['lr']), X0, Y0, fractions)
     if a.json: Path(a.json).write_text(json.dumps(dict(run=str(run), settings=vars(a), log=log, rows=rows), indent=1))
 
 if __name__ == '__main__': main()
