@@ -13,7 +13,7 @@ from .core import DatasetError, atomic_write_bytes, make_generator
 
 # %% auto #0
 __all__ = ['DEBIAN_FASHION_MNIST', 'FASHION_MNIST_CLASSES', 'DATASETS', 'ImageData', 'channel_stats', 'data_root', 'load_dataset',
-           'stratified_indices', 'SSLViews']
+           'stratified_indices', 'random_fraction_indices', 'equal_batches', 'SSLViews']
 
 # %% ../nbs/01_data.ipynb #20d69341
 @dataclass(repr=False)
@@ -201,6 +201,27 @@ def stratified_indices(y:torch.Tensor, # labels, int64
     perm = torch.randperm(len(y), generator=g)
     parts = [perm[y[perm] == c][:k] for c, k in zip(classes.tolist(), keep)]
     return torch.cat(parts).sort().values
+
+# %% ../nbs/01_data.ipynb #0ea2780c
+def random_fraction_indices(n:int, # dataset size
+                            fraction:float, # in (0, 1]: the share of examples to keep
+                            seed:int=0, # the same seed gives nested subsets across fractions
+                           ) -> torch.Tensor:
+    "Sorted indices of a seeded random (not class-balanced) subset of `round(fraction * n)` examples."
+    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        raise DatasetError(f"A label fraction must be in (0, 1], got {fraction!r} (e.g. 0.01 for 1%).")
+    k = round(fraction * n)
+    if k < 1: raise DatasetError(f"A fraction of {fraction} of {n} examples keeps none: use a fraction of at least {0.5 / n:.4g}.")
+    return torch.randperm(n, generator=make_generator(seed))[:k].sort().values
+
+# %% ../nbs/01_data.ipynb #548ce637
+def equal_batches(n:int, # number of examples
+                  batch_size:int, # the largest batch wanted
+                  g:torch.Generator, # the generator of the permutation
+                 ) -> list[torch.Tensor]:
+    "One epoch of index batches: a random permutation of `range(n)` in `ceil(n / batch_size)` batches whose sizes differ by at most one."
+    if n < 1 or batch_size < 1: raise DatasetError(f"Need at least one example and batch_size >= 1, got n={n}, batch_size={batch_size}.")
+    return list(torch.randperm(n, generator=g).tensor_split(-(-n // batch_size)))
 
 # %% ../nbs/01_data.ipynb #d1b55389
 class SSLViews(torch.nn.Module):

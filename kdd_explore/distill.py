@@ -13,13 +13,14 @@ from tqdm.auto import tqdm
 from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_meta, check_finite, derive_seed,
                               make_generator, save_artifact, load_artifact, artifact_exists, get_device)
 from .models import build_model, fcall, param_dict
+from .data import equal_batches
 from .kd import (Experts, kd_loss, record_experts, high_loss_indices, random_indices, student_arch,
                             load_dataset_for_job)
 
 # %% auto #0
 __all__ = ['DISTILL_PRESETS', 'SyntheticSet', 'DistillConfig', 'minibatch_schedule', 'unroll_match', 'kd_step_loss',
-           'DistillHistory', 'expert_schedule', 'distill', 'matching_loss', 'distance_shares', 'record_ssl_experts',
-           'distill_ssl', 'distill_job']
+           'DistillHistory', 'expert_schedule', 'distill', 'matching_loss', 'distance_shares', 'step_budget',
+           'record_ssl_experts', 'distill_ssl', 'distill_job']
 
 # %% ../nbs/06_distill.ipynb #de3511cd
 @dataclass(repr=False)
@@ -124,10 +125,10 @@ def minibatch_schedule(n:int, # synthetic set size
                        steps:int, # how many steps
                        g:torch.Generator, # the order's generator
                       ) -> list[torch.Tensor]:
-    "Index batches for `steps` inner steps: passes over a fresh random permutation of `range(n)`, `batch` at a time."
-    batch, out, chunks = min(batch, n), [], []
+    "Index batches for `steps` inner steps: passes over fresh random permutations of `range(n)`, each cut into equal batches of at most `batch`."
+    out, chunks = [], []
     for _ in range(steps):
-        if not chunks: chunks = list(torch.randperm(n, generator=g).split(batch))
+        if not chunks: chunks = equal_batches(n, batch, g)
         out.append(chunks.pop(0))
     return out
 
@@ -373,6 +374,21 @@ def distance_shares(experts:Experts, # recorded experts
     if not tot > 0: raise KddError(f"Expert {k} did not move between epochs {start} and {end}.")
     return {n: v / tot for n, v in out.items()}
 
+# %% ../nbs/06_distill.ipynb #e53694d5
+def step_budget(experts:Experts, # recorded KD experts (their metadata holds n_train, batch_size, lr, momentum)
+                config:DistillConfig, # syn_steps and expert_epochs
+                lr:float|torch.Tensor|None=None, # the synthetic inner lr (default: config.lr_init)
+               ) -> dict:
+    "The expert's and the synthetic student's step budgets between start and target, and their ratio (synthetic / expert)."
+    m = experts.meta
+    missing = [k for k in ('n_train', 'batch_size', 'lr', 'momentum') if k not in m]
+    if missing: raise KddError(f"The experts' metadata lacks {missing}: the step budget needs how they were trained (record them with record_experts).")
+    steps = config.expert_epochs * -(-int(m['n_train']) // int(m['batch_size']))
+    expert = steps * float(m['lr']) / (1 - float(m['momentum']))
+    lr = float(config.lr_init if lr is None else lr)
+    return dict(expert_steps=steps, expert_budget=expert, syn_steps=config.syn_steps, syn_budget=config.syn_steps * lr,
+                ratio=config.syn_steps * lr / expert)
+
 # %% ../nbs/06_distill.ipynb #c67bd1c7
 def record_ssl_experts(arch:dict, # the student architecture (its head output is the SSL embedding)
                        x:torch.Tensor, # N x C x H x W normalised training images
@@ -398,9 +414,8 @@ def record_ssl_experts(arch:dict, # the student architecture (its head output is
         g, gv = make_generator(derive_seed(seed, 'ssl_order', k)), make_generator(derive_seed(seed, 'ssl_views', k))
         traj, losses = [param_dict(model)], []
         for e in range(epochs):
-            perm, tot = torch.randperm(len(x), generator=g), 0.
-            for i in range(0, len(x) - 1, batch_size):
-                b = perm[i:i + batch_size]
+            tot = 0.
+            for b in equal_batches(len(x), batch_size, g):
                 if len(b) < 2: continue
                 v1, v2 = views(x[b], gv)
                 loss = crit(model(v1), model(v2))

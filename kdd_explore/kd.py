@@ -14,11 +14,13 @@ from tqdm.auto import tqdm
 from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_finite, check_meta,
                               derive_seed, make_generator, save_artifact, load_artifact, artifact_exists, read_meta)
 from .models import build_model, param_dict, fcall, count_params
+from .data import equal_batches
 
 # %% auto #0
 __all__ = ['teacher_representations', 'model_fingerprint', 'cached_representations', 'kd_loss', 'kd_losses', 'train_kd',
-           'student_arch', 'Experts', 'record_experts', 'train_kd_vmap', 'import_replay_buffer', 'per_example_kd_loss',
-           'high_loss_indices', 'top_per_cluster', 'random_indices', 'experts_job', 'load_dataset_for_job']
+           'reference_padding', 'student_arch', 'Experts', 'record_experts', 'train_kd_vmap', 'import_replay_buffer',
+           'per_example_kd_loss', 'high_loss_indices', 'top_per_cluster', 'random_indices', 'experts_job',
+           'load_dataset_for_job']
 
 # %% ../nbs/05_kd.ipynb #8e81a938
 @torch.no_grad()
@@ -90,9 +92,10 @@ def train_kd(model:nn.Module, # the student, trained in place
              weight_decay:float=1e-4, # SGD weight decay
              seed:int|torch.Generator=0, # data order
              on_epoch=None, # called as `on_epoch(epoch, model)` after every epoch (1-based)
+             on_step=None, # called as `on_step(step, model)` before the first step (0) and after every step (1-based)
              progress:bool=True, # show a progress bar
             ) -> list[float]:
-    "Train `model` to regress `targets` from `x` with SGD (the paper's defaults); returns per-epoch mean losses."
+    "Train `model` to regress `targets` from `x` with SGD (the paper's defaults) on equal minibatches; returns per-epoch mean losses."
     lr = float(lr.detach()) if isinstance(lr, torch.Tensor) else float(lr)
     if len(x) != len(targets): raise KddError(f"x has {len(x)} images but targets has {len(targets)} rows: they must be aligned.")
     if not (lr > 0 and math.isfinite(lr)): raise TrainingError(f"The learning rate must be positive and finite, got {lr}.")
@@ -101,27 +104,37 @@ def train_kd(model:nn.Module, # the student, trained in place
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     g, n, losses = make_generator(seed), len(x), []
     model.train()
+    if on_step is not None: on_step(0, model)
+    step = 0
     for epoch in tqdm(range(1, epochs + 1), desc='KD training', disable=not progress, leave=False):
-        perm, total = torch.randperm(n, generator=g), 0.
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
+        total = 0.
+        for idx in equal_batches(n, batch_size, g):
             loss = kd_loss(model(x[idx].to(dev)), targets[idx].to(dev))
-            check_finite(loss, f'the KD loss (epoch {epoch}, step {i // batch_size})', 'lower the learning rate, or check the targets for NaNs')
-            opt.zero_grad(); loss.backward(); opt.step()
+            check_finite(loss, f'the KD loss (epoch {epoch}, step {step + 1})', 'lower the learning rate, or check the targets for NaNs')
+            opt.zero_grad(); loss.backward(); opt.step(); step += 1
             total += float(loss.detach()) * len(idx)
+            if on_step is not None: on_step(step, model)
         losses.append(total / n)
         if on_epoch is not None: on_epoch(epoch, model)
     return losses
 
 # %% ../nbs/05_kd.ipynb #3158286c
+def reference_padding(shape:tuple, # the images' (C, H, W)
+                     ) -> int:
+    "The first conv's padding in the reference code's ConvNet: 3 for one-channel 28x28 images (they are then mapped as 32x32), else 1."
+    return 3 if tuple(shape) == (1, 28, 28) else 1
+
 def student_arch(shape:tuple, # the images' (C, H, W)
                  out_dim:int, # the teacher's representation size
                  width:int=128, # ConvNet channels (128 in the paper; 32 is CPU-sized)
                  depth:int|None=None, # conv blocks; None: 3 up to 32x32 images, 4 above (the paper's ConvNetD4 for 64x64)
+                 first_padding:int|str=1, # padding of the first conv; 'reference': 3 for 1x28x28 images, as the reference code (else 1)
                 ) -> dict:
     "The `arch` of MKDT's student ConvNet for images of `shape` and a teacher of `out_dim` dimensions."
     c, h, w = shape
-    return dict(name='convnet', in_channels=c, im_size=h, width=width, depth=depth or (3 if h <= 32 else 4), out_dim=out_dim, norm='instance')
+    if first_padding == 'reference': first_padding = reference_padding(shape)
+    return dict(name='convnet', in_channels=c, im_size=h, width=width, depth=depth or (3 if h <= 32 else 4), out_dim=out_dim,
+                norm='instance', first_padding=int(first_padding))
 
 # %% ../nbs/05_kd.ipynb #234d3f59
 @dataclass(repr=False)
@@ -257,9 +270,9 @@ def train_kd_vmap(models:list, # students of one architecture, trained together 
     step = vmap(grad_and_value(loss_fn))
     bufs, history = None, [[] for _ in range(K)]
     for epoch in range(1, epochs + 1):
-        perms, totals = [torch.randperm(n, generator=g) for g in gens], torch.zeros(K)
-        for i in range(0, n, batch_size):
-            idx = torch.stack([p[i:i + batch_size] for p in perms])
+        epoch_batches, totals = [equal_batches(n, batch_size, g) for g in gens], torch.zeros(K)
+        for step_batches in zip(*epoch_batches):
+            idx = torch.stack(step_batches)
             grads, loss = step(params, x[idx], targets[idx])
             check_finite(loss, f'the KD loss (epoch {epoch})')
             d = {k: grads[k] + weight_decay * params[k] for k in params}

@@ -23,20 +23,25 @@ class ConvNet(nn.Module):
                  depth:int=3, # number of conv blocks (3 for 32x32, 4 for 64x64)
                  out_dim:int=512, # size of the head's output (the teacher's representation size)
                  norm:str='instance', # 'instance' (GroupNorm(C, C)) or 'none'
+                 first_padding:int=1, # padding of the first conv: 1 keeps the size; the reference code uses 3 on 28x28 images (maps 32x32)
                 ):
         super().__init__()
         if norm not in ('instance', 'none'): raise KddError(f"norm must be 'instance' or 'none', got {norm!r}.")
-        if im_size // 2**depth < 1:
-            raise KddError(f"A ConvNet of depth {depth} pools {im_size}x{im_size} images to nothing: use depth <= {im_size.bit_length() - 1}.")
-        self.arch = dict(name='convnet', in_channels=in_channels, im_size=im_size, width=width, depth=depth, out_dim=out_dim, norm=norm)
+        if first_padding < 0: raise KddError(f"first_padding must be >= 0, got {first_padding}.")
+        side = im_size + 2 * first_padding - 2  # the first conv's output size
+        if side // 2**depth < 1:
+            raise KddError(f"A ConvNet of depth {depth} pools {im_size}x{im_size} images (first padding {first_padding}) to nothing: "
+                           f"use depth <= {max(side, 1).bit_length() - 1}, or a larger first_padding.")
+        self.arch = dict(name='convnet', in_channels=in_channels, im_size=im_size, width=width, depth=depth, out_dim=out_dim, norm=norm,
+                         first_padding=first_padding)
         layers, c = [], in_channels
-        for _ in range(depth):
-            layers += [nn.Conv2d(c, width, 3, padding=1),
+        for d in range(depth):
+            layers += [nn.Conv2d(c, width, 3, padding=first_padding if d == 0 else 1),
                        nn.GroupNorm(width, width, affine=True) if norm == 'instance' else nn.Identity(),
                        nn.ReLU(inplace=False), nn.AvgPool2d(2)]
             c = width
         self.body = nn.Sequential(*layers)
-        self.feat_dim = width * (im_size // 2**depth)**2
+        self.feat_dim = width * (side // 2**depth)**2
         self.head = nn.Linear(self.feat_dim, out_dim)
 
     def features(self, x:torch.Tensor) -> torch.Tensor:

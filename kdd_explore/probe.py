@@ -4,14 +4,15 @@
 
 # %% ../nbs/02b_probe.ipynb #0f85744d
 from __future__ import annotations
+import math, warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
 from .core import KddError, make_generator
-from .data import ImageData, stratified_indices
+from .data import ImageData, stratified_indices, random_fraction_indices
 
 # %% auto #0
-__all__ = ['encode', 'linear_probe', 'probe_accuracies', 'probe_accuracy']
+__all__ = ['PROBE_PROTOCOLS', 'encode', 'ProbeWarning', 'linear_probe', 'probe_accuracies', 'probe_accuracy']
 
 # %% ../nbs/02b_probe.ipynb #c74d209d
 @torch.no_grad()
@@ -29,6 +30,31 @@ def encode(model:nn.Module, # an encoder; its `features` method is used when it 
     return out
 
 # %% ../nbs/02b_probe.ipynb #be8d0ed1
+PROBE_PROTOCOLS = ('standard', 'reference')
+
+class ProbeWarning(UserWarning):
+    "A probe result that measures the optimiser rather than the features (e.g. the reference probe diverged)."
+
+def _reference_probe(xtr, ytr, xte, yte, l2, n_classes, seed, steps=20):
+    "The reference code's probe: raw float32 features, default nn.Linear, LBFGS defaults stepped `steps` times."
+    xtr, xte = xtr.float(), xte.float()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed); lin = nn.Linear(xtr.shape[1], n_classes)
+    opt = torch.optim.LBFGS(lin.parameters())
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(xtr), ytr) + l2 * lin.weight.pow(2).sum()
+        loss.backward(); return loss
+    with torch.no_grad(): first = float(F.cross_entropy(lin(xtr), ytr) + l2 * lin.weight.pow(2).sum())
+    for _ in range(steps): opt.step(closure)
+    with torch.no_grad():
+        last = float(F.cross_entropy(lin(xtr), ytr) + l2 * lin.weight.pow(2).sum())
+        pred = lin(xte).argmax(1)
+    if not (math.isfinite(last) and last <= first) or len(pred.unique()) == 1:
+        warnings.warn(f"The reference probe diverged (loss {first:.3g} -> {last:.3g}; it predicts {len(pred.unique())} class(es)): "
+                      "its score measures L-BFGS without a line search, not the features. Use protocol='standard'.", ProbeWarning)
+    return float((pred == yte).double().mean() * 100)
+
 def linear_probe(train_feats:torch.Tensor, # N x F features of the labelled examples
                  train_y:torch.Tensor, # N labels
                  test_feats:torch.Tensor, # M x F features of the test set
@@ -36,10 +62,20 @@ def linear_probe(train_feats:torch.Tensor, # N x F features of the labelled exam
                  l2:float=1e-3, # weight of the squared-norm penalty on the weights
                  max_iter:int=100, # L-BFGS iterations
                  n_classes:int|None=None, # number of classes (default: from the labels)
+                 protocol:str='standard', # 'standard' (standardised, float64, line search) or 'reference' (the reference code's probe)
+                 seed:int=0, # initialisation of the reference protocol's linear layer
                 ) -> float:
     "Top-1 test accuracy (%) of a linear classifier fit by full-batch L-BFGS on frozen features."
+    if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
     if len(train_feats) != len(train_y): raise KddError(f"{len(train_feats)} feature rows but {len(train_y)} labels.")
+    for name, f in (('labelled', train_feats), ('test', test_feats)):
+        if not torch.isfinite(f).all():
+            raise KddError(f"The {name} features hold NaN or infinite values: the encoder diverged. Check its training (a lower learning rate) before probing it.")
+    if len(train_feats) > 1 and bool((train_feats == train_feats[:1]).all()):
+        raise KddError("Every feature is constant over the labelled examples (a collapsed encoder): a probe would score chance. "
+                       "Check the encoder's training, or that the images are not all the same.")
     n_classes = n_classes or int(max(train_y.max(), test_y.max())) + 1
+    if protocol == 'reference': return _reference_probe(train_feats, train_y, test_feats, test_y, l2, n_classes, seed)
     xtr, xte = train_feats.double(), test_feats.double()
     mu, sd = xtr.mean(0), xtr.std(0, unbiased=False).clamp_min(1e-6)
     xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
@@ -60,15 +96,20 @@ def probe_accuracies(model:nn.Module, # the frozen encoder
                      seed:int=0, # seed of the labelled subsets
                      l2:float=1e-3, # L2 weight of the probe
                      batch_size:int=1024, # images per forward pass
+                     protocol:str='standard', # 'standard': stratified labels, standardised probe; 'reference': random labels, the reference's probe
                     ) -> dict[float, float]:
     "Linear-probe top-1 accuracy (%) on the test set for each labelled fraction of the training set."
+    if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
     fractions = sorted(fractions)
-    idx = {f: stratified_indices(data.y_train, f, seed=seed) for f in fractions}
+    pick = (lambda f: stratified_indices(data.y_train, f, seed=seed)) if protocol == 'standard' else \
+           (lambda f: random_fraction_indices(len(data.y_train), f, seed=seed))
+    idx = {f: pick(f) for f in fractions}
     top = idx[fractions[-1]]
     pos = torch.full((len(data.y_train),), -1, dtype=torch.long); pos[top] = torch.arange(len(top))
     ftr = encode(model, data.normalize(data.x_train[top]), batch_size)
     fte = encode(model, data.normalize(data.x_test), batch_size)
-    return {f: linear_probe(ftr[pos[i]], data.y_train[i], fte, data.y_test, l2=l2, n_classes=data.n_classes) for f, i in idx.items()}
+    return {f: linear_probe(ftr[pos[i]], data.y_train[i], fte, data.y_test, l2=l2, n_classes=data.n_classes, protocol=protocol, seed=seed)
+            for f, i in idx.items()}
 
 def probe_accuracy(model:nn.Module, # the frozen encoder
                    data:ImageData, # labelled data
