@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_evaluate.ipynb #536fe954
 from __future__ import annotations
-import statistics
+import copy, statistics
 from dataclasses import dataclass
 from typing import Callable
 import torch
@@ -13,12 +13,13 @@ from tqdm.auto import tqdm
 from .core import KddError
 from .data import ImageData
 from .models import build_model
-from .probe import probe_accuracies
-from .kd import train_kd
+from .probe import probe_accuracies, PROBE_PROTOCOLS
+from .kd import train_kd, kd_loss
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'KDEncoder', 'kd_student', 'PretrainSet', 'pretrain_kd', 'ssl_method', 'expert_encoder', 'kd_method',
-           'summarize', 'compare', 'ablation_sets', 'results_table', 'results_figure']
+           'summarize', 'pool_kd_loss', 'compare', 'ablation_sets', 'horizon_check', 'horizon_figure', 'gap',
+           'results_table', 'results_figure']
 
 # %% ../nbs/07_evaluate.ipynb #dfc8ae88
 class KDEncoder(nn.Module):
@@ -112,29 +113,58 @@ def kd_method(arch:dict, # the student architecture
     "An encoder factory: seed -> a student KD-pre-trained on `pset`."
     return lambda seed: pretrain_kd(arch, pset, seed=seed, **kw)
 
+def _mean_std(v): return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
 def summarize(accs:dict[str, dict[float, list[float]]], # method -> label fraction -> accuracy per seed
+              kd:dict[str, list[float]]|None=None, # method -> pool KD loss per seed (optional)
              ) -> list[dict]:
-    "Rows `{method, label_fraction, acc_mean, acc_std, accs}` from accuracies per seed."
-    return [dict(method=m, label_fraction=f, acc_mean=round(statistics.fmean(a), 3),
-                 acc_std=round(statistics.stdev(a), 3) if len(a) > 1 else 0.0, accs=[round(v, 3) for v in a])
-            for m, by_f in accs.items() for f, a in sorted(by_f.items())]
+    "Rows `{method, label_fraction, acc_mean, acc_std, accs}` (and `kd_loss_mean, kd_loss_std, kd_losses`) from values per seed."
+    rows = []
+    for m, by_f in accs.items():
+        for f, a in sorted(by_f.items()):
+            mu, sd = _mean_std(a)
+            row = dict(method=m, label_fraction=f, acc_mean=round(mu, 3), acc_std=round(sd, 3), accs=[round(v, 3) for v in a])
+            if kd and kd.get(m):
+                kmu, ksd = _mean_std(kd[m])
+                row.update(kd_loss_mean=round(kmu, 6), kd_loss_std=round(ksd, 6), kd_losses=[round(v, 6) for v in kd[m]])
+            rows.append(row)
+    return rows
+
+@torch.no_grad()
+def pool_kd_loss(model:nn.Module, # an encoder whose output has the teacher's size
+                 x:torch.Tensor, # N x C x H x W normalised pool images
+                 targets:torch.Tensor, # N x D their teacher representations
+                 batch_size:int=1024, # images per forward pass
+                ) -> float:
+    "The KD loss (MSE to the teacher's representations) of `model` over the whole pool: how well it mimics the teacher."
+    was = model.training; model.eval()
+    dev = next(model.parameters()).device
+    try: tot = sum(float(kd_loss(model(x[i:i + batch_size].to(dev)), targets[i:i + batch_size].to(dev))) * len(x[i:i + batch_size])
+                   for i in range(0, len(x), batch_size))
+    finally: model.train(was)
+    return tot / len(x)
 
 def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> encoder factory (seed -> frozen encoder)
             data:ImageData, # downstream data: probe on its train split, score on its test split
             fractions:tuple=(0.01, 0.05, 0.1, 0.5), # labelled fractions
             seeds:tuple=(0, 1, 2), # one run per seed
             progress:bool=True, # show a progress bar
+            protocol:str='standard', # the probe: 'standard' or 'reference' (see `kdd_explore.probe.linear_probe`)
+            kd_data:tuple|None=None, # (pool images, their teacher representations): also report each encoder's pool KD loss
            ) -> list[dict]:
     "Probe every method's encoder at every seed and label fraction; one summary row per method and fraction."
-    accs = {m: {f: [] for f in fractions} for m in methods}
+    if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
+    accs, kd = {m: {f: [] for f in fractions} for m in methods}, {m: [] for m in methods}
     bar = tqdm(total=len(methods) * len(seeds), desc='evaluate', disable=not progress)
     for m, make in methods.items():
         for s in seeds:
             bar.set_postfix_str(f'{m} seed {s}')
-            for f, a in probe_accuracies(make(s), data, fractions, seed=s).items(): accs[m][f].append(a)
+            enc = make(s)
+            for f, a in probe_accuracies(enc, data, fractions, seed=s, protocol=protocol).items(): accs[m][f].append(a)
+            if kd_data is not None: kd[m].append(pool_kd_loss(enc, *kd_data))
             bar.update()
     bar.close()
-    return summarize(accs)
+    return summarize(accs, kd if kd_data is not None else None)
 
 # %% ../nbs/07_evaluate.ipynb #45a3c08a
 ABLATIONS = ('distilled', 'initial_images', 'initial_targets', 'initial_lr', 'initial_set')
@@ -158,16 +188,94 @@ def ablation_sets(syn, # a distilled `kdd_explore.distill.SyntheticSet` started 
                  initial_targets=(syn.images, y0, lr), initial_lr=(syn.images, syn.targets, lr_init), initial_set=(x0, y0, lr_init))
     return {k: PretrainSet(*parts[k]) for k in ABLATIONS}
 
+# %% ../nbs/07_evaluate.ipynb #227b33df
+def horizon_check(arch:dict, # the student architecture
+                  sets:dict[str, PretrainSet], # name -> set to pre-train on
+                  data:ImageData, # labelled data of the probe
+                  kd_data:tuple, # (pool images, teacher representations) for the pool KD loss
+                  steps:tuple=(0, 10, 20, 40, 80), # pre-training steps at which to measure (0 = the initialisation)
+                  fraction:float=0.01, # labelled fraction of the probe
+                  seeds:tuple=(0, 1, 2), # one pre-training run per seed
+                  epochs:int=20, batch_size:int=256, # pre-training, as in the evaluation
+                  protocol:str='standard', # the probe
+                  progress:bool=True, # progress bar
+                 ) -> list[dict]:
+    "Pool KD loss and probe accuracy at several steps of one pre-training run per set and seed: rows `{method, step, kd_loss_mean, acc_mean, ...}`."
+    total = {m: epochs * -(-len(p.images) // batch_size) for m, p in sets.items()}
+    for m, t in total.items():
+        if max(steps) > t:
+            raise KddError(f"Step {max(steps)} is past the end of pre-training on {m!r} ({epochs} epochs of "
+                           f"{-(-len(sets[m].images) // batch_size)} steps = {t}): use steps <= {t}, or more epochs.")
+    want, out = set(steps), []
+    bar = tqdm(total=len(sets) * len(seeds), desc='horizon check', disable=not progress)
+    for m, pset in sets.items():
+        vals = {t: ([], []) for t in steps}
+        for s in seeds:
+            model, snaps = kd_student(arch, pset.targets.shape[1], s), {}
+            def keep(step, mdl):
+                if step in want: snaps[step] = copy.deepcopy(mdl.state_dict())
+            train_kd(model, pset.images, pset.targets, epochs=epochs, lr=pset.lr, batch_size=batch_size, seed=s, on_step=keep, progress=False)
+            for t in steps:
+                model.load_state_dict(snaps[t]); model.eval()
+                vals[t][0].append(pool_kd_loss(model, *kd_data))
+                vals[t][1].append(probe_accuracies(model, data, (fraction,), seed=s, protocol=protocol)[fraction])
+            bar.update()
+        for t in steps:
+            (km, ks), (am, asd) = _mean_std(vals[t][0]), _mean_std(vals[t][1])
+            out.append(dict(method=m, step=t, label_fraction=fraction, kd_loss_mean=round(km, 6), kd_loss_std=round(ks, 6),
+                            acc_mean=round(am, 3), acc_std=round(asd, 3), kd_losses=[round(v, 6) for v in vals[t][0]], accs=[round(v, 3) for v in vals[t][1]]))
+    bar.close()
+    return out
+
+def horizon_figure(rows:list[dict], # rows of `horizon_check`
+                   matched:int|None=None, # the number of inner steps distillation matched (a marker)
+                  ):
+    "Plotly figure: pool KD loss and probe accuracy against pre-training steps, one line per set, std as error bars."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    frac = rows[0]['label_fraction'] if rows else 0.01
+    fig = make_subplots(rows=1, cols=2, subplot_titles=('KD loss on the whole pool', f'probe accuracy, {frac:.0%} labels (%)'))
+    colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b']
+    for i, m in enumerate(dict.fromkeys(r['method'] for r in rows)):
+        rs = sorted((r for r in rows if r['method'] == m), key=lambda r: r['step'])
+        st = [r['step'] for r in rs]
+        for col, key in ((1, 'kd_loss'), (2, 'acc')):
+            fig.add_trace(go.Scatter(x=st, y=[r[f'{key}_mean'] for r in rs], error_y=dict(type='data', array=[r[f'{key}_std'] for r in rs]),
+                                     name=m, legendgroup=m, showlegend=col == 1, mode='lines+markers',
+                                     line=dict(color=colors[i % len(colors)])), 1, col)
+    if matched:
+        for col in (1, 2): fig.add_vline(x=matched, line_dash='dot', line_color='gray', row=1, col=col)
+    fig.update_xaxes(title_text='pre-training step')
+    fig.update_layout(height=380, legend=dict(orientation='h', y=-0.25))
+    return fig
+
+# %% ../nbs/07_evaluate.ipynb #991b829d
+def gap(rows:list[dict], # rows from `compare`
+        a:str, # a method
+        b:str, # the method it is compared with
+       ) -> dict[float, dict]:
+    "Per label fraction: `a`'s mean minus `b`'s, the larger of their stds, their ratio and whether the gap exceeds that std."
+    by = {(r['method'], r['label_fraction']): r for r in rows}
+    missing = [m for m in (a, b) if not any(k[0] == m for k in by)]
+    if missing: raise KddError(f"No rows for {missing}: the methods in these rows are {sorted({k[0] for k in by})}.")
+    out = {}
+    for f in sorted({k[1] for k in by if k[0] == a} & {k[1] for k in by if k[0] == b}):
+        ra, rb = by[a, f], by[b, f]
+        d, sd = ra['acc_mean'] - rb['acc_mean'], max(ra['acc_std'], rb['acc_std'])
+        out[f] = dict(gap=round(d, 3), std=round(sd, 3), in_stds=round(d / sd, 2) if sd > 0 else None, beats=bool(d > sd))
+    return out
+
 # %% ../nbs/07_evaluate.ipynb #f58a87e8
 def results_table(rows:list[dict], # rows from `compare`
                   fmt:str='markdown', # 'markdown' or 'html'
                  ) -> str:
-    "A method x label-fraction table of `mean ± std` accuracies."
+    "A method x label-fraction table of `mean ± std` accuracies (and a pool KD loss column when the rows have one)."
     fracs = sorted({r['label_fraction'] for r in rows})
     methods = list(dict.fromkeys(r['method'] for r in rows))
     cell = {(r['method'], r['label_fraction']): f"{r['acc_mean']:.1f} ± {r['acc_std']:.1f}" for r in rows}
-    head = ['method'] + [f'{f:.0%} labels' for f in fracs]
-    body = [[m] + [cell.get((m, f), '') for f in fracs] for m in methods]
+    kd = {r['method']: f"{r['kd_loss_mean']:.4f} ± {r['kd_loss_std']:.4f}" for r in rows if 'kd_loss_mean' in r}
+    head = ['method'] + [f'{f:.0%} labels' for f in fracs] + (['pool KD loss'] if kd else [])
+    body = [[m] + [cell.get((m, f), '') for f in fracs] + ([kd.get(m, '')] if kd else []) for m in methods]
     if fmt == 'html':
         th = ''.join(f'<th>{h}</th>' for h in head)
         tr = ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in row) + '</tr>' for row in body)

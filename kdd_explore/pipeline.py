@@ -14,14 +14,16 @@ from .data import ImageData, load_dataset
 from .models import build_model
 from .ssl import default_teacher, load_teacher, teacher_job
 from .kd import cached_representations, record_experts, high_loss_indices, random_indices, student_arch, Experts
-from .distill import DistillConfig, DistillHistory, SyntheticSet, distill, distill_ssl, record_ssl_experts
-from .evaluate import PretrainSet, compare, kd_method, kd_student, results_figure, results_table
+from .distill import DistillConfig, DistillHistory, SyntheticSet, distill, distill_ssl, record_ssl_experts, matching_loss, step_budget
+from .probe import PROBE_PROTOCOLS
+from .evaluate import PretrainSet, compare, kd_method, kd_student, results_figure, results_table, gap, horizon_check, horizon_figure
 
 # %% auto #0
 __all__ = ['CONFIGS', 'METHODS', 'STAGES', 'PipelineConfig', 'get_config', 'open_run', 'Stages', 'get_teacher', 'get_experts',
-           'get_subsets', 'get_distilled', 'get_mtt_ssl', 'kd_methods', 'evaluation_methods', 'transfer_methods',
-           'ablation_methods', 'evaluate_all', 'image_grid_uri', 'curves_figure', 'write_report', 'build_report',
-           'run_pipeline']
+           'get_subsets', 'get_distilled', 'distill_summary', 'get_mtt_ssl', 'kd_methods', 'evaluation_methods',
+           'transfer_methods', 'ablation_methods', 'kd_eval_data', 'evaluate_all', 'image_grid_uri', 'curves_figure',
+           'write_report', 'findings', 'findings_html', 'budget_html', 'build_report', 'Run', 'load_probe_data',
+           'prepare_run', 'run_pipeline']
 
 # %% ../nbs/09_pipeline.ipynb #efa8a57f
 @dataclass
@@ -37,6 +39,7 @@ class PipelineConfig:
     teacher_epochs:int|None=None # epochs when a teacher must be trained (None: the dataset's default)
     width:int=32 # student ConvNet width (128 in the paper)
     depth:int|None=4 # student ConvNet depth: 4 pools 28x28 to 1x1 (see below why not 3); None: 3 up to 32x32, else 4
+    first_padding:int|str=1 # padding of the student's first conv: 1, or 'reference' (3 on 1x28x28 images: maps 32 -> 16 -> 8 -> 4, as the reference code)
     n_experts:int=4 # K KD experts
     expert_epochs:int=10 # E epochs per expert (the last one is the full-data KD ceiling)
     expert_batch_size:int=64 # the experts' minibatch (the paper: 256 on 50,000 images; 64 on a 5,000-image pool keeps ~80 steps an epoch)
@@ -52,10 +55,24 @@ class PipelineConfig:
     eval_batch_size:int=32 # its minibatch size (the paper: 256 on 1,000 images = 4 steps an epoch; 32 on 100 keeps that)
     fractions:tuple=(0.01, 0.05, 0.1, 0.5) # labelled fractions of the linear probe
     seeds:tuple=(0, 1, 2) # evaluation seeds
+    probe_protocol:str='standard' # the linear probe: 'standard' (standardised, line search, stratified labels) or 'reference' (the reference code's)
+    probe_labels:str='pool' # the probe's labelled examples: a fraction of the 'pool' or of the 'full' training split
+    kd_eval_n:int|None=10000 # each encoder's KD loss is measured on at most this many pool images (a fixed seeded subset; None: all)
+    horizon_steps:tuple|None=(0, 10, 20, 40, 80) # pre-training steps of the horizon check (None: skip it)
+    horizon_fraction:float=0.01 # the labelled fraction of its probe
+    distilled_baselines:tuple=('mkdt_random_init', 'mtt_ssl') # which distilled baselines to run besides MKDT from high-loss images
     transfer:dict|None=field(default_factory=lambda: dict(name='small_resnet', widths=[16, 32, 64, 128], blocks=[1, 1, 1, 1])) # another student to pre-train (None: skip)
     variance:bool=True # measure the gradient variance of SSL vs KD for the report
     ablation:bool=True # take the MKDT high-loss set apart: its images, targets or learned lr put back to their initial values
 
+    def __post_init__(self):
+        if self.probe_protocol not in PROBE_PROTOCOLS:
+            raise KddError(f"Unknown probe_protocol {self.probe_protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
+        if self.probe_labels not in ('pool', 'full'): raise KddError(f"probe_labels must be 'pool' or 'full', got {self.probe_labels!r}.")
+        bad = set(self.distilled_baselines) - {'mkdt_random_init', 'mtt_ssl'}
+        if bad: raise KddError(f"Unknown distilled baselines {sorted(bad)}. Known: mkdt_random_init, mtt_ssl.")
+        if self.first_padding != 'reference' and not (isinstance(self.first_padding, int) and self.first_padding >= 0):
+            raise KddError(f"first_padding must be an int >= 0 or 'reference', got {self.first_padding!r}.")
     def to_dict(self) -> dict:
         "A JSON-able dict (tuples become lists)."
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -65,12 +82,19 @@ class PipelineConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown: raise KddError(f"Unknown pipeline settings {sorted(unknown)}. Known: {[f.name for f in dataclasses.fields(cls)]}.")
         d = dict(d)
-        for k in ('fractions', 'seeds'):
-            if k in d: d[k] = tuple(d[k])
+        for k in ('fractions', 'seeds', 'horizon_steps', 'distilled_baselines'):
+            if d.get(k) is not None: d[k] = tuple(d[k])
         return cls(**d)
     def distill_config(self, **changes) -> DistillConfig:
         "The `DistillConfig` of this run."
         return DistillConfig(**dict(self.distill, **changes))
+    def student(self, shape:tuple, # the images' (C, H, W)
+                out_dim:int, # the teacher's representation size
+               ) -> dict:
+        "The student's `arch` for images of `shape`, refusing one that pools them to nothing."
+        arch = student_arch(shape, out_dim, self.width, self.depth, self.first_padding)
+        build_model(arch)  # raises a KddError naming the depth that fits
+        return arch
 
 # %% ../nbs/09_pipeline.ipynb #ffe05a84
 def _gpu(dataset, preset, frac, depth=None, **kw):
@@ -82,7 +106,12 @@ CONFIGS = {
     'quickstart': dict(),
     'quick': dict(n_train=600, n_test=500, n_experts=2, expert_epochs=3, syn_fraction=0.05, high_loss_clusters=10, n_ssl_experts=2, ssl_expert_epochs=3,
                   distill=dict(DistillConfig.cpu_default(iterations=6, syn_steps=4, snapshot_every=3, checkpoint_every=3).__dict__),
-                  eval_epochs=3, fractions=(0.05, 0.5), seeds=(0, 1), variance=True, teacher_epochs=1),
+                  eval_epochs=3, fractions=(0.05, 0.5), seeds=(0, 1), variance=True, teacher_epochs=1, horizon_steps=(0, 1, 3), horizon_fraction=0.05),
+    'fashion_mnist_2pct': dict(n_train=None, width=32, depth=3, first_padding='reference', n_experts=4, expert_epochs=3, expert_batch_size=256,
+                               distill=dict(DistillConfig.cpu_default(iterations=100, syn_steps=20, batch_syn=256, expert_epochs=2, max_start_epoch=2,
+                                                                      lr_lr=1e-3, snapshot_every=10, checkpoint_every=10).__dict__),
+                               eval_batch_size=256, fractions=(0.01, 0.05), probe_labels='full', horizon_steps=(0, 10, 20, 40, 80, 100),
+                               distilled_baselines=(), transfer=None, ablation=False),
     'cifar10_2pct': _gpu('cifar10', 'cifar10_2pct', 0.02),
     'cifar10_5pct': _gpu('cifar10', 'cifar10_5pct', 0.05),
     'cifar100_2pct': _gpu('cifar100', 'cifar100_2pct', 0.02),
@@ -180,6 +209,26 @@ def get_distilled(cfg, experts, x, reps, idx, init, out, progress, meta):
     syn0 = SyntheticSet.from_real(x, reps, idx, lr=dc.lr_init, meta=dict(meta, init=init))
     return distill(experts, syn0, dc, out=folder, progress=progress)
 
+def distill_summary(cfg:PipelineConfig, # the run's configuration
+                    experts:Experts, # the KD experts
+                    x:torch.Tensor, reps:torch.Tensor, # the pool and its teacher representations
+                    syn:SyntheticSet, # a distilled set started from real images
+                    hist:DistillHistory, # its history
+                    folder:Path, # its folder (the summary is cached as `summary.json`)
+                   ) -> dict:
+    "Matching loss of the set before and after distillation (every expert and start, fixed minibatches) and the step budgets."
+    path = folder/'summary.json'
+    if path.exists(): return load_json(path)
+    dc = cfg.distill_config()
+    syn0 = SyntheticSet.from_real(x, reps, torch.tensor(syn.meta['init_indices']), lr=dc.lr_init, meta={'arch': experts.arch})
+    dev = lambda s: SyntheticSet(s.images.to(x.device), s.targets.to(x.device), s.lr.to(x.device), s.meta)
+    res = dict(n=len(syn), lr=float(syn.lr), matching_loss_start=round(matching_loss(experts, syn0, dc), 4),
+               matching_loss_end=round(matching_loss(experts, dev(syn), dc), 4),
+               final_iteration_loss=hist.records[-1]['loss'] if hist.records else None,
+               step_budget_initial=step_budget(experts, dc), step_budget_learned=step_budget(experts, dc, syn.lr))
+    save_json(path, res)
+    return res
+
 def get_mtt_ssl(cfg, arch, data, x, reps, idx, out, device, progress, meta):
     "The naive MTT-SSL baseline: SSL experts, then matching with an SSL inner loss from `x[idx]` (cached in `out/mtt_ssl`)."
     folder = out/'mtt_ssl'
@@ -197,26 +246,32 @@ def get_mtt_ssl(cfg, arch, data, x, reps, idx, out, device, progress, meta):
 # %% ../nbs/09_pipeline.ipynb #292dcd58
 from .evaluate import ssl_method, expert_encoder, ablation_sets, ABLATIONS
 
-METHODS = ['no_pretrain', 'random_subset', 'high_loss_subset', 'mkdt_random_init', 'mkdt_high_loss', 'mtt_ssl', 'full_data_kd']
+METHODS = ['no_pretrain', 'random_subset', 'random_subset_at_learned_lr', 'high_loss_subset', 'mkdt_random_init', 'mkdt_high_loss',
+           'mkdt_initial_at_learned_lr', 'mtt_ssl', 'full_data_kd']
 
 def kd_methods(cfg, arch, x, reps, subsets, sets) -> dict:
     "Encoder factories of the methods that pre-train `arch` by KD (plus its random initialisation), by name."
     D, kw = reps.shape[1], dict(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
     r, h = subsets['random'], subsets['high_loss']
-    pset = lambda s: PretrainSet(s.images, s.targets, float(s.lr))
-    return {'no_pretrain': lambda s: kd_student(arch, D, s).eval().requires_grad_(False),
-            'random_subset': kd_method(arch, PretrainSet(x[r], reps[r]), **kw),
-            'high_loss_subset': kd_method(arch, PretrainSet(x[h], reps[h]), **kw),
-            'mkdt_random_init': kd_method(arch, pset(sets['mkdt_random']), **kw),
-            'mkdt_high_loss': kd_method(arch, pset(sets['mkdt_high_loss']), **kw)}
+    mk, lr = sets['mkdt_high_loss'], float(sets['mkdt_high_loss'].lr)
+    init = torch.as_tensor(mk.meta['init_indices']).long()
+    out = {'no_pretrain': lambda s: kd_student(arch, D, s).eval().requires_grad_(False),
+           'random_subset': kd_method(arch, PretrainSet(x[r], reps[r]), **kw),
+           'random_subset_at_learned_lr': kd_method(arch, PretrainSet(x[r], reps[r], lr), **kw),
+           'high_loss_subset': kd_method(arch, PretrainSet(x[h], reps[h]), **kw)}
+    if 'mkdt_random' in sets: out['mkdt_random_init'] = kd_method(arch, PretrainSet(sets['mkdt_random'].images, sets['mkdt_random'].targets, float(sets['mkdt_random'].lr)), **kw)
+    out['mkdt_high_loss'] = kd_method(arch, PretrainSet(mk.images, mk.targets, lr), **kw)
+    out['mkdt_initial_at_learned_lr'] = kd_method(arch, PretrainSet(x[init], reps[init], lr), **kw)
+    return out
 
 def evaluation_methods(cfg, arch, data, x, reps, subsets, sets, experts) -> dict:
-    "Encoder factories (seed -> frozen encoder) of every method, by name."
-    mtt = sets['mtt_ssl']
-    return {**kd_methods(cfg, arch, x, reps, subsets, sets),
-            'mtt_ssl': ssl_method(arch, mtt.images, data.mean, data.std, cfg.ssl_method, float(mtt.lr),
-                                  epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size),
-            'full_data_kd': lambda s: expert_encoder(experts, s % experts.n_experts)}
+    "Encoder factories (seed -> frozen encoder) of every method of this run, by name, in `METHODS` order."
+    ms = kd_methods(cfg, arch, x, reps, subsets, sets)
+    if 'mtt_ssl' in sets:
+        mtt = sets['mtt_ssl']
+        ms['mtt_ssl'] = ssl_method(arch, mtt.images, data.mean, data.std, cfg.ssl_method, float(mtt.lr), epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
+    ms['full_data_kd'] = lambda s: expert_encoder(experts, s % experts.n_experts)
+    return {m: ms[m] for m in METHODS if m in ms}
 
 def transfer_methods(cfg, data, x, reps, subsets, sets) -> dict:
     "Encoder factories of the transfer study: the same sets pre-train `cfg.transfer` (another architecture)."
@@ -229,17 +284,27 @@ def ablation_methods(cfg, arch, x, reps, syn) -> dict:
     kw = dict(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
     return {k: kd_method(arch, sets[k], **kw) for k in ABLATIONS if k != 'distilled'}
 
+def kd_eval_data(cfg:PipelineConfig, # kd_eval_n and seed
+                 x:torch.Tensor, reps:torch.Tensor, # the pool and its teacher representations
+                ) -> tuple:
+    "The (images, representations) on which each encoder's KD loss is measured: the pool, or a fixed subset of `cfg.kd_eval_n` of it."
+    if cfg.kd_eval_n is None or cfg.kd_eval_n >= len(x): return x, reps
+    idx = random_indices(len(x), cfg.kd_eval_n, seed=cfg.seed)
+    return x[idx], reps[idx]
+
 def evaluate_all(methods:dict, # name -> encoder factory
-                 cfg:PipelineConfig, # fractions and seeds
+                 cfg:PipelineConfig, # fractions, seeds and the probe protocol
                  data:ImageData, # probe data
                  folder:Path, # where per-method results are cached
                  progress:bool=True, # progress bars
+                 kd_data:tuple|None=None, # (images, representations): also measure each encoder's KD loss there
                 ) -> list[dict]:
     "Rows of `compare` for every method, reading the methods already evaluated from `folder`."
     rows = []
     for m, make in methods.items():
         path = folder/f'{m}.json'
-        if not path.exists(): save_json(path, compare({m: make}, data, cfg.fractions, cfg.seeds, progress=progress))
+        if not path.exists():
+            save_json(path, compare({m: make}, data, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol, kd_data=kd_data))
         rows += load_json(path)
     return rows
 
@@ -310,10 +375,44 @@ figcaption {{ font-size: 0.9em; color: #555; }} img {{ image-rendering: pixelate
 
 # %% ../nbs/09_pipeline.ipynb #88b1ea6f
 STAGES = ['data', 'teacher', 'representations', 'experts', 'subsets', 'mkdt_high_loss', 'mkdt_random_init', 'mtt_ssl',
-          'variance', 'evaluation', 'transfer', 'ablation', 'report']
+          'variance', 'evaluation', 'horizon', 'transfer', 'ablation', 'report']
+
+def _gap_text(g:dict, a:str, b:str) -> str:
+    return '; '.join(f"{f:.0%} labels {v['gap']:+.1f} points ({'beyond' if abs(v['gap']) > v['std'] else 'within'} the larger std, {v['std']:.1f})"
+                     for f, v in g.items())
+
+def findings(rows:list[dict], # the evaluation's rows
+            ) -> dict:
+    "The comparisons a run is read by: headroom, the quality bar, what the set adds beyond the learned lr, what the lr alone does."
+    pairs = dict(headroom=('full_data_kd', 'random_subset'), mkdt_vs_random=('mkdt_high_loss', 'random_subset'),
+                 images_and_targets=('mkdt_high_loss', 'mkdt_initial_at_learned_lr'), learned_lr=('random_subset_at_learned_lr', 'random_subset'))
+    have = {r['method'] for r in rows}
+    return {k: dict(a=a, b=b, by_fraction={str(f): v for f, v in gap(rows, a, b).items()}) for k, (a, b) in pairs.items() if {a, b} <= have}
+
+def findings_html(found:dict) -> str:
+    "The findings in sentences, for the report."
+    say = dict(headroom="<b>Headroom</b> (full-data KD minus the random subset: the most a small set could recover)",
+               mkdt_vs_random="<b>MKDT from high-loss images against the random real subset</b>",
+               images_and_targets="<b>What the distilled images and targets add beyond the learned lr</b> (MKDT against its own initial images and targets pre-trained at the same learned lr)",
+               learned_lr="<b>What the learned lr alone does to real images</b> (the random subset at MKDT's learned lr against the same subset at lr 0.1)")
+    items = ''.join(f"<li>{say[k]}: {_gap_text({float(f): v for f, v in d['by_fraction'].items()}, d['a'], d['b'])}.</li>" for k, d in found.items())
+    return f"<ul>{items}</ul>"
+
+def budget_html(summaries:dict) -> str:
+    "A table of each distilled set's matching loss before and after distillation and its step budget ratio."
+    head = ('<tr><th>set</th><th>matching loss, start</th><th>matching loss, end</th><th>expert steps</th><th>synthetic steps</th>'
+            '<th>budget ratio at lr_init</th><th>budget ratio at the learned lr</th></tr>')
+    body = ''.join(f"<tr><td>{k}</td><td>{s['matching_loss_start']:.3f}</td><td>{s['matching_loss_end']:.3f}</td>"
+                   f"<td>{s['step_budget_learned']['expert_steps']}</td><td>{s['step_budget_learned']['syn_steps']}</td>"
+                   f"<td>{s['step_budget_initial']['ratio']:.2%}</td><td>{s['step_budget_learned']['ratio']:.2%}</td></tr>" for k, s in summaries.items())
+    note = ("<p>The matching loss is ||θ_N − θ*||² / ||θ_0 − θ*||², averaged over every expert and start epoch with fixed minibatches: near 1, "
+            "the synthetic steps cover almost none of the expert's distance. The step budget ratio compares the synthetic student's budget "
+            "(syn_steps × lr) with the expert's between start and target (its SGD steps × lr / (1 − momentum)); in the paper's CIFAR-10 2% "
+            "setting it is about 1%.</p>")
+    return note + f'<table>{head}{body}</table>'
 
 def build_report(out:Path, cfg:PipelineConfig, data:ImageData, rows:list, transfer:list, sets:dict, histories:dict,
-                 variance:dict|None, timings:dict, ablation:list|None=None) -> Path:
+                 variance:dict|None, timings:dict, ablation:list|None=None, summaries:dict|None=None, horizon:list|None=None) -> Path:
     "Assemble `out/report.html` from a finished run's results."
     from kdd_explore.evaluate import results_figure, results_table
     init = {'mkdt_high_loss': 'high-loss real images', 'mkdt_random_init': 'random real images', 'mtt_ssl': 'random real images'}
@@ -324,13 +423,23 @@ def build_report(out:Path, cfg:PipelineConfig, data:ImageData, rows:list, transf
         imgs.append(f'<figure><img alt="{name} initial" src="{image_grid_uri(data.x_train[idx])}"><figcaption>{name}: the initial {init[name]}</figcaption></figure>'
                     f'<figure><img alt="{name} synthetic" src="{image_grid_uri(data.denormalize(s.images[:n]))}"><figcaption>{name}: after distillation (learned lr {float(s.lr):.4g})</figcaption></figure><br>')
     timing_rows = ''.join(f'<tr><td>{k}</td><td>{v:.1f}</td></tr>' for k, v in timings.items())
+    labels = 'the pool' if cfg.probe_labels == 'pool' else 'the full training split'
     intro = (f"<p>Dataset <b>{cfg.dataset}</b> ({len(data.y_train):,} training images in the pool, {len(data.y_test):,} test images), "
-             f"student ConvNet width {cfg.width}, {cfg.n_experts} experts x {cfg.expert_epochs} epochs, synthetic sets of "
+             f"student ConvNet width {cfg.width}, depth {cfg.depth}, first padding {cfg.first_padding}; {cfg.n_experts} experts x {cfg.expert_epochs} epochs, synthetic sets of "
              f"{len(next(iter(sets.values())))} images ({cfg.syn_fraction:.0%} of the pool), {cfg.distill['iterations']} distillation iterations "
-             f"of {cfg.distill['syn_steps']} inner steps. Linear-probe top-1 accuracy (%) on the test set, mean ± std over seeds {list(cfg.seeds)}.</p>")
-    sections = [('Results', intro + results_table(rows, fmt='html')), ('Accuracy against labels', results_figure(rows)),
+             f"of {cfg.distill['syn_steps']} inner steps. Linear-probe ({cfg.probe_protocol} protocol) top-1 accuracy (%) on the test set with the labels of "
+             f"a fraction of {labels}, mean ± std over seeds {list(cfg.seeds)}; the last column is each encoder's KD loss on the pool "
+             f"(how well it mimics the teacher).</p>")
+    sections = [('Results', intro + results_table(rows, fmt='html')), ('What the results say', findings_html(findings(rows))),
+                ('Accuracy against labels', results_figure(rows)),
                 ('Synthetic images beside their initial images', ''.join(imgs)),
                 ('Distillation: matching loss and learned learning rate', curves_figure(histories))]
+    if summaries: sections.append(('Can the synthetic steps reach the target?', budget_html(summaries)))
+    if horizon:
+        note = (f"<p>One pre-training run per seed, measured at steps {list(cfg.horizon_steps)}: the pool KD loss and the probe with "
+                f"{cfg.horizon_fraction:.0%} of the labels. The dotted line marks the {cfg.distill['syn_steps']} inner steps distillation matched. "
+                "A distilled set that leads its own initial images (at the same lr) there and not at the end had a lead and lost it.</p>")
+        sections.append(('The horizon check', note + horizon_figure(horizon, matched=cfg.distill['syn_steps']).to_html(full_html=False, include_plotlyjs=False)))
     if transfer: sections += [(f"Transfer: pre-training a {cfg.transfer['name']} on the same sets", results_table(transfer, fmt='html'))]
     if ablation:
         note = ("<p>The MKDT set from high-loss images, pre-trained and probed like the methods above, with one learned part at a time "
@@ -344,6 +453,57 @@ def build_report(out:Path, cfg:PipelineConfig, data:ImageData, rows:list, transf
     sections.append(('Stage timings (seconds)', f'<table><tr><th>stage</th><th>seconds</th></tr>{timing_rows}</table>'))
     return write_report(out/'report.html', f'kdd_explore: MKDT on {cfg.dataset}', sections)
 
+@dataclass
+class Run:
+    "What the stages up to distillation produced: the pieces every evaluation is built from."
+    cfg:PipelineConfig; out:Path; device:torch.device; stages:Stages
+    data:ImageData; probe_data:ImageData; teacher:torch.nn.Module; x:torch.Tensor; reps:torch.Tensor; arch:dict
+    experts:Experts; subsets:dict; sets:dict; histories:dict
+    def cpu_sets(self) -> dict:
+        "The distilled sets on the CPU, under the names `kd_methods` reads (`mkdt_high_loss`, `mkdt_random`, `mtt_ssl`)."
+        cpu = lambda s: SyntheticSet(s.images.cpu(), s.targets.cpu(), s.lr.cpu(), s.meta)
+        names = {'mkdt_high_loss': 'mkdt_high_loss', 'mkdt_random_init': 'mkdt_random', 'mtt_ssl': 'mtt_ssl'}
+        return {names[k]: cpu(s) for k, s in self.sets.items()}
+    def methods(self) -> dict:
+        "Encoder factories of every method of this run (on the CPU)."
+        return evaluation_methods(self.cfg, self.arch, self.data, self.x.cpu(), self.reps.cpu(), self.subsets, self.cpu_sets(), self.experts)
+
+def load_probe_data(cfg:PipelineConfig, # dataset, probe_labels, n_test, seed
+                    data:ImageData, # the pool's data
+                   ) -> ImageData:
+    "The probe's labelled data: the pool itself, or the full training split (same test split) when `probe_labels='full'`."
+    if cfg.probe_labels == 'pool' or cfg.n_train is None: return data
+    return load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+
+def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
+                out:str|Path='runs/quickstart', # the run folder
+                overwrite:bool=False, # replace a run of another configuration in `out`
+                device:str|None=None, # where to compute (default: cuda when present)
+                progress:bool=True, # progress lines and bars
+               ) -> Run:
+    "Every stage up to the distilled sets (reusing finished ones in `out`): data, teacher, representations, experts, subsets, distillation."
+    cfg = get_config(config) if isinstance(config, str) else config
+    out, dev = open_run(out, cfg, overwrite), get_device(device)
+    st = Stages(STAGES, progress)
+    data = st.run('data', load_dataset, cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+    cfg.student(data.shape, 1)  # a student that pools the images to nothing is refused before any work
+    probe = load_probe_data(cfg, data)
+    x = data.normalize(data.x_train)
+    teacher = st.run('teacher', get_teacher, cfg, out, dev, progress)
+    reps = st.run('representations', cached_representations, teacher, x.to(dev), out/'representations', {'dataset': data.meta()}, progress=progress)
+    x, reps = x.to(dev), reps.to(dev)
+    arch = cfg.student(data.shape, reps.shape[1])
+    meta = dict(dataset=data.meta(), arch=arch, teacher_arch=getattr(teacher, 'arch', None))
+    experts = st.run('experts', get_experts, cfg, arch, x, reps, out, dev, progress, meta)
+    subsets = st.run('subsets', get_subsets, cfg, experts, x, reps, out)
+    sets, hists = {}, {}
+    sets['mkdt_high_loss'], hists['mkdt_high_loss'] = st.run('mkdt_high_loss', get_distilled, cfg, experts, x, reps, subsets['high_loss'], 'high_loss', out, progress, meta)
+    if 'mkdt_random_init' in cfg.distilled_baselines:
+        sets['mkdt_random_init'], hists['mkdt_random_init'] = st.run('mkdt_random_init', get_distilled, cfg, experts, x, reps, subsets['random'], 'random', out, progress, meta)
+    if 'mtt_ssl' in cfg.distilled_baselines:
+        sets['mtt_ssl'], hists['mtt_ssl'] = st.run('mtt_ssl', get_mtt_ssl, cfg, arch, data, x, reps, subsets['random'], out, dev, progress, meta)
+    return Run(cfg, out, dev, st, data, probe, teacher, x, reps, arch, experts, subsets, sets, hists)
+
 def run_pipeline(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
                  out:str|Path='runs/quickstart', # the run folder
                  overwrite:bool=False, # replace a run of another configuration in `out`
@@ -351,44 +511,42 @@ def run_pipeline(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or
                  progress:bool=True, # progress lines and bars
                 ) -> dict:
     "Run MKDT end to end (reusing finished stages in `out`); returns what `out/results.json` holds."
-    cfg = get_config(config) if isinstance(config, str) else config
-    out, dev = open_run(out, cfg, overwrite), get_device(device)
-    st = Stages(STAGES, progress)
-    data = st.run('data', load_dataset, cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
-    x = data.normalize(data.x_train)
-    teacher = st.run('teacher', get_teacher, cfg, out, dev, progress)
-    reps = st.run('representations', cached_representations, teacher, x.to(dev), out/'representations', {'dataset': data.meta()}, progress=progress)
-    x, reps = x.to(dev), reps.to(dev)
-    arch = student_arch(data.shape, reps.shape[1], cfg.width, cfg.depth)
-    meta = dict(dataset=data.meta(), arch=arch, teacher_arch=getattr(teacher, 'arch', None))
-    experts = st.run('experts', get_experts, cfg, arch, x, reps, out, dev, progress, meta)
-    subsets = st.run('subsets', get_subsets, cfg, experts, x, reps, out)
-    sets, hists = {}, {}
-    sets['mkdt_high_loss'], hists['mkdt_high_loss'] = st.run('mkdt_high_loss', get_distilled, cfg, experts, x, reps, subsets['high_loss'], 'high_loss', out, progress, meta)
-    sets['mkdt_random_init'], hists['mkdt_random_init'] = st.run('mkdt_random_init', get_distilled, cfg, experts, x, reps, subsets['random'], 'random', out, progress, meta)
-    sets['mtt_ssl'], hists['mtt_ssl'] = st.run('mtt_ssl', get_mtt_ssl, cfg, arch, data, x, reps, subsets['random'], out, dev, progress, meta)
+    run = prepare_run(config, out, overwrite, device, progress)
+    cfg, out, st, data, probe, arch = run.cfg, run.out, run.stages, run.data, run.probe_data, run.arch
     variance = None
     if cfg.variance:
         from kdd_explore.variance import variance_job
         vpath = out/'variance'/'variance.json'
-        variance = load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=teacher, quick=True, seed=cfg.seed, progress=progress)
-    cpu = lambda s: SyntheticSet(s.images.cpu(), s.targets.cpu(), s.lr.cpu(), s.meta)
-    eval_sets = {'mkdt_high_loss': cpu(sets['mkdt_high_loss']), 'mkdt_random': cpu(sets['mkdt_random_init']), 'mtt_ssl': cpu(sets['mtt_ssl'])}
-    xc, rc = x.cpu(), reps.cpu()
-    rows = st.run('evaluation', evaluate_all, evaluation_methods(cfg, arch, data, xc, rc, subsets, eval_sets, experts), cfg, data, out/'evaluation', progress)
+        variance = load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher, quick=True, seed=cfg.seed, progress=progress)
+    summaries = {k: distill_summary(cfg, run.experts, run.x, run.reps, s, run.histories[k], out/k) for k, s in run.sets.items() if k != 'mtt_ssl'}
+    eval_sets, xc, rc = run.cpu_sets(), run.x.cpu(), run.reps.cpu()
+    kd_data = kd_eval_data(cfg, xc, rc)
+    rows = st.run('evaluation', evaluate_all, run.methods(), cfg, probe, out/'evaluation', progress, kd_data)
+    horizon = []
+    if cfg.horizon_steps:
+        hpath = out/'evaluation'/'horizon.json'
+        if hpath.exists(): horizon = load_json(hpath)
+        else:
+            mk = eval_sets['mkdt_high_loss']; init = torch.as_tensor(mk.meta['init_indices']).long()
+            hsets = {'mkdt_high_loss': PretrainSet(mk.images, mk.targets, float(mk.lr)),
+                     'mkdt_initial_at_learned_lr': PretrainSet(xc[init], rc[init], float(mk.lr))}
+            horizon = st.run('horizon', horizon_check, arch, hsets, probe, kd_data, cfg.horizon_steps, cfg.horizon_fraction, cfg.seeds,
+                             cfg.eval_epochs, cfg.eval_batch_size, cfg.probe_protocol, progress)
+            save_json(hpath, horizon)
     transfer = []
     if cfg.transfer:
-        transfer = st.run('transfer', evaluate_all, transfer_methods(cfg, data, xc, rc, subsets, eval_sets), cfg, data, out/'evaluation'/'transfer', progress)
+        transfer = st.run('transfer', evaluate_all, transfer_methods(cfg, data, xc, rc, run.subsets, eval_sets), cfg, probe, out/'evaluation'/'transfer', progress)
     ablation = []
     if cfg.ablation:
-        parts = st.run('ablation', evaluate_all, ablation_methods(cfg, arch, xc, rc, eval_sets['mkdt_high_loss']), cfg, data, out/'evaluation'/'ablation', progress)
+        parts = st.run('ablation', evaluate_all, ablation_methods(cfg, arch, xc, rc, eval_sets['mkdt_high_loss']), cfg, probe, out/'evaluation'/'ablation', progress)
         ablation = [dict(r, method='distilled') for r in rows if r['method'] == 'mkdt_high_loss'] + parts
-    result = dict(dataset=cfg.dataset, config=cfg.to_dict(), results=rows, transfer=transfer, ablation=ablation,
-                  synthetic_sets={k: dict(n=len(s), lr=float(s.lr), final_matching_loss=h.records[-1]['loss'] if h.records else None)
-                                  for (k, s), h in zip(sets.items(), hists.values())},
-                  timings=dict(st.timings))
+    sets_info = {k: dict(summaries.get(k, {}), n=len(s), lr=float(s.lr),
+                         final_iteration_loss=run.histories[k].records[-1]['loss'] if run.histories[k].records else None)
+                 for k, s in run.sets.items()}
+    result = dict(dataset=cfg.dataset, config=cfg.to_dict(), results=rows, findings=findings(rows), horizon=horizon,
+                  transfer=transfer, ablation=ablation, synthetic_sets=sets_info, timings=dict(st.timings))
     save_json(out/'results.json', result)
-    st.run('report', build_report, out, cfg, data, rows, transfer, sets, hists, variance, st.timings, ablation)
+    st.run('report', build_report, out, cfg, data, rows, transfer, run.sets, run.histories, variance, st.timings, ablation, summaries, horizon)
     result['timings'] = dict(st.timings)
     save_json(out/'results.json', result)
     return result
