@@ -32,14 +32,13 @@ def load_finished_run(run:Path):
     "(config, data, normalised training images, teacher representations, student arch) of a finished run folder."
     from kdd_explore.core import load_json, load_artifact
     from kdd_explore.data import load_dataset
-    from kdd_explore.kd import student_arch
     from kdd_explore.pipeline import PipelineConfig
     if not (run/'subsets.json').exists(): raise SystemExit(f"{run} holds no finished subsets stage: run `kdd-explore quickstart --out {run}` first.")
     cfg = PipelineConfig.from_dict(load_json(run/'config.json'))
     data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
     x = data.normalize(data.x_train)
     reps = load_artifact(run/'representations', expect={'kind': 'representations', 'n': len(x)})[0]['representations']
-    return cfg, data, x, reps, student_arch(data.shape, reps.shape[1], cfg.width, cfg.depth)
+    return cfg, data, x, reps, cfg.student(data.shape, reps.shape[1])
 
 def checkpoint_entry(iterations:int, seconds:float, losses:list, lr:float, images, images0, **extra) -> dict:
     "What a checkpoint reports: mean matching loss of the first and last tenth of the iterations, lr, how far the images moved."

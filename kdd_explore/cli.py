@@ -84,7 +84,7 @@ def cmd_experts(args):
     "Record KD expert trajectories."
     from kdd_explore.kd import experts_job
     ex = experts_job(args.out, args.dataset, teacher=args.teacher, n_experts=args.n_experts, epochs=args.epochs, width=args.width,
-                     depth=args.depth, n_train=args.n_train, seed=args.seed, root=args.root, device=args.device, progress=not args.quiet)
+                     depth=args.depth, first_padding=args.first_padding, n_train=args.n_train, seed=args.seed, root=args.root, device=args.device, progress=not args.quiet)
     print(f"{ex}\nexperts: {Path(args.out)/'experts'}")
 
 def cmd_distill(args):
@@ -119,6 +119,8 @@ def _add_stages(sub):
     p.add_argument('--out', required=True); p.add_argument('--teacher', default=None, help='teacher checkpoint (default: the shipped one)')
     p.add_argument('--n-experts', type=int, default=5); p.add_argument('--epochs', type=int, default=5)
     p.add_argument('--width', type=int, default=32); p.add_argument('--depth', type=int, default=None)
+    p.add_argument('--first-padding', type=lambda v: v if v == 'reference' else int(v), default=1,
+                   help="padding of the student's first conv: 1, or 'reference' (3 on 28x28 one-channel images, as the reference code)")
     p.add_argument('--n-train', type=int, default=None); p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_experts)
     p = sub.add_parser('distill', help='distil a synthetic set from recorded experts (resumable)')

@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_finite, check_meta,
                               derive_seed, make_generator, save_artifact, load_artifact, artifact_exists, read_meta)
-from .models import build_model, param_dict, fcall, count_params
+from .models import build_model, param_dict, fcall, count_params, canonical_arch
 from .data import equal_batches
 
 # %% auto #0
@@ -167,7 +167,7 @@ class Experts:
 
     def check_arch(self, arch:dict, what:str='student'):
         "Refuse experts recorded for another architecture than `arch`."
-        if dict(arch) != dict(self.arch):
+        if canonical_arch(arch) != canonical_arch(self.arch):
             raise ArtifactError(f"These experts were recorded for architecture {self.arch}, but the {what} is {arch}. "
                                 "Record experts for this architecture (kdd-explore experts), or use a matching student.")
 
@@ -399,6 +399,7 @@ def experts_job(out:str|Path, # folder for the representations and the experts
                 epochs:int=5, # E
                 width:int=32, # student ConvNet width (128 in the paper)
                 depth:int|None=None, # student depth (None: 3 up to 32x32 images, else 4)
+                first_padding:int|str=1, # the student's first conv padding (1, or 'reference': 3 on 1x28x28 images)
                 n_train:int|None=None, # a stratified subset of the training images
                 lr:float=0.1, batch_size:int=256, momentum:float=0.9, weight_decay:float=1e-4, # expert SGD settings
                 seed:int=0, # root seed
@@ -414,7 +415,7 @@ def experts_job(out:str|Path, # folder for the representations and the experts
     t = _resolve_teacher(teacher, dataset).to(dev)
     out = Path(out)
     reps = cached_representations(t, x.to(dev), out/'representations', {'dataset': data.meta()}, progress=progress)
-    arch = student_arch(data.shape, reps.shape[1], width, depth)
+    arch = student_arch(data.shape, reps.shape[1], width, depth, first_padding)
     meta = dict(dataset=data.meta(), teacher=model_fingerprint(t), teacher_arch=getattr(t, 'arch', None),
                 representations=str(out/'representations'))
     return record_experts(arch, x.to(dev), reps.to(dev), n_experts, epochs, lr, batch_size, momentum, weight_decay,

@@ -4,6 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #5fa89db7
 from __future__ import annotations
+import inspect
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -12,7 +13,7 @@ from .core import KddError
 
 # %% auto #0
 __all__ = ['ARCHS', 'ConvNet', 'param_dict', 'fcall', 'count_params', 'ResNet18Cifar', 'resnet18_cifar', 'SmallResNet',
-           'resnet10_cifar', 'build_model', 'out_dim']
+           'resnet10_cifar', 'build_model', 'canonical_arch', 'out_dim']
 
 # %% ../nbs/02_models.ipynb #d7e85d74
 class ConvNet(nn.Module):
@@ -130,6 +131,15 @@ def build_model(arch:dict, # e.g. `{'name': 'convnet', 'in_channels': 1, 'im_siz
         if seed is not None: torch.manual_seed(seed)
         try: return ARCHS[name](**arch)
         except TypeError as e: raise KddError(f"Bad options for architecture {name!r}: {e}.") from None
+
+def canonical_arch(arch:dict, # an `arch` dict, possibly leaving options at their defaults
+                  ) -> dict:
+    "`arch` with every constructor default filled in (tuples as lists), so that two descriptions of one model compare equal."
+    name = arch.get('name')
+    if name not in ARCHS: raise KddError(f"Unknown architecture {name!r}. Known: {', '.join(ARCHS)}.")
+    ps = inspect.signature(ARCHS[name]).parameters
+    full = dict({k: p.default for k, p in ps.items() if p.default is not inspect.Parameter.empty}, **arch)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
 
 def out_dim(model:nn.Module) -> int:
     "Size of the representation a model outputs."

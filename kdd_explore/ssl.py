@@ -285,10 +285,11 @@ def teacher_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
                 progress:bool=True, # progress bar and per-epoch lines
                 root:str|Path|None=None, # where the dataset files are
                 device:str|torch.device|None=None, # where to train
+                dataset_options:dict|None=None, # loader options (e.g. the `fake` dataset's shape)
                ) -> Path:
     "Train (or resume) the default SSL teacher of a dataset into `out`; returns the path of the saved `out/teacher` artifact."
     from kdd_explore.data import load_dataset
-    data = load_dataset(dataset, root=root, n_train=n_train, seed=seed)
+    data = load_dataset(dataset, root=root, n_train=n_train, seed=seed, **(dataset_options or {}))
     cfg = dict(TEACHER_DEFAULTS.get(dataset, dict(epochs=20, batch_size=256, lr=1e-3)))
     if epochs is not None: cfg['epochs'] = epochs
     cfg['batch_size'] = min(cfg['batch_size'], len(data.x_train))
