@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 
 # %% auto #0
 __all__ = ['KddError', 'DatasetError', 'ArtifactError', 'TrainingError', 'get_device', 'make_generator', 'derive_seed',
-           'atomic_write_bytes', 'save_json', 'load_json', 'save_artifact', 'read_meta', 'artifact_exists',
-           'check_meta', 'load_artifact', 'check_finite']
+           'new_file_mode', 'atomic_write_bytes', 'save_json', 'load_json', 'save_artifact', 'read_meta',
+           'artifact_exists', 'check_meta', 'load_artifact', 'check_finite']
 
 # %% ../nbs/00_core.ipynb #725547a1
 class KddError(Exception):
@@ -55,14 +55,25 @@ def derive_seed(seed:int, # the root seed of a job
     return int.from_bytes(h[:8], 'little') & (2**63 - 1)
 
 # %% ../nbs/00_core.ipynb #8d993bb1
+def new_file_mode() -> int:
+    "The permission bits a new file gets here, like `open()` gives: `0o666` less the process's umask."
+    try:  # Linux shows the umask in /proc: read it without changing it
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'): return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError): pass
+    mask = os.umask(0o077); os.umask(mask)  # elsewhere the only way is to set it and put it back (0o077 meanwhile: never looser)
+    return 0o666 & ~mask
+
 def atomic_write_bytes(path:str|Path, # the file to write
                        data:bytes, # its full contents
                       ) -> Path:
-    "Write `data` to `path` atomically: a temporary file in the same folder, fsync, then rename."
+    "Write `data` to `path` atomically: a temporary file in the same folder, fsync, then rename (mode as the umask gives)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
+            os.chmod(tmp, new_file_mode())  # mkstemp makes 0600 files; a result file should get the usual mode
             f.write(data); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -114,11 +125,12 @@ def save_artifact(path:str|Path, # where to write: `path.safetensors` and `path.
     tensors = {k: v.detach().to('cpu').contiguous() for k, v in tensors.items()}
     bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
     if bad: raise ArtifactError(f"Artifact values must be tensors; not tensors: {bad}.")
-    fd, tmp = tempfile.mkstemp(dir=st.parent if st.parent.exists() else None, suffix='.safetensors.tmp')
+    st.parent.mkdir(parents=True, exist_ok=True)  # first, so the temporary file is in the same folder (a rename cannot cross disks)
+    fd, tmp = tempfile.mkstemp(dir=st.parent, prefix=f'.{st.name}.', suffix='.tmp')
     os.close(fd)
     try:
-        st.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, tmp, metadata={'kind': str(meta['kind'])})
+        os.chmod(tmp, new_file_mode())
         with open(tmp, 'rb') as f: os.fsync(f.fileno())
         os.replace(tmp, st)
     except BaseException:

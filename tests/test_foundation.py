@@ -85,3 +85,18 @@ def test_ci_calls_the_readme_test_command():
     cmd = re.search(r'^(bash tests/run\.sh)\s+# the tests', readme, re.M)
     assert cmd, 'the README must name the test command'
     assert cmd.group(1) in ci
+
+@pytest.mark.parametrize('umask, mode', [(0o022, 0o644), (0o077, 0o600)], ids=['umask022', 'umask077'])
+def test_written_files_respect_the_umask(tmp_path, monkeypatch, umask, mode):
+    "Artifacts, JSON files and reports get the mode any new file gets (not mkstemp's 0600), also where /proc cannot be read."
+    old = os.umask(umask)
+    try:
+        save_artifact(tmp_path/'a', {'x': torch.ones(2)}, {'kind': 'demo'})
+        core.save_json(tmp_path/'b.json', {'x': 1})
+        def no_proc(*a, **k): raise OSError('no /proc here')
+        monkeypatch.setattr(core, 'open', no_proc, raising=False)  # the fallback: set the umask and put it back
+        core.atomic_write_bytes(tmp_path/'c.html', b'<p>')
+        assert os.umask(umask) == umask  # the umask is unchanged afterwards
+    finally: os.umask(old)
+    for f in ('a.safetensors', 'a.json', 'b.json', 'c.html'):
+        assert oct((tmp_path/f).stat().st_mode & 0o777) == oct(mode), f
