@@ -100,3 +100,37 @@ def test_written_files_respect_the_umask(tmp_path, monkeypatch, umask, mode):
     finally: os.umask(old)
     for f in ('a.safetensors', 'a.json', 'b.json', 'c.html'):
         assert oct((tmp_path/f).stat().st_mode & 0o777) == oct(mode), f
+
+def _dead_pid():
+    "The PID of a process that has run and exited (and been reaped)."
+    return int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
+
+def test_run_lock_refuses_a_second_run_of_a_live_process(tmp_path):
+    from kdd_explore.core import KddError, RunLock
+    first = RunLock(tmp_path/'run').acquire()
+    info = json.loads((tmp_path/'run'/'.lock').read_text())
+    assert info['pid'] == os.getpid() and info['host'] and info['since']
+    with pytest.raises(KddError, match=rf"in use by another run: process {os.getpid()} .*since {re.escape(info['since'])}.*--out"):
+        RunLock(tmp_path/'run').acquire()
+    assert json.loads((tmp_path/'run'/'.lock').read_text()) == info  # the refused run left the lock alone
+    first.release()
+    assert not (tmp_path/'run'/'.lock').exists()
+    with RunLock(tmp_path/'run'): pass  # free again
+
+def test_run_lock_takes_over_a_dead_process_lock(tmp_path, capsys):
+    import socket
+    from kdd_explore.core import RunLock
+    pid = _dead_pid()
+    (tmp_path/'.lock').write_text(json.dumps(dict(pid=pid, host=socket.gethostname(), since='2024-05-01T10:00:00+00:00')))
+    with RunLock(tmp_path):
+        assert json.loads((tmp_path/'.lock').read_text())['pid'] == os.getpid()
+    assert not (tmp_path/'.lock').exists()
+    note = capsys.readouterr().out
+    assert 'taking over the stale lock' in note and f'process {pid}' in note
+
+def test_run_lock_is_released_on_error_and_interrupt(tmp_path):
+    from kdd_explore.core import RunLock
+    for exc in (ValueError, KeyboardInterrupt):
+        with pytest.raises(exc):
+            with RunLock(tmp_path): raise exc()
+        assert not (tmp_path/'.lock').exists()
