@@ -163,8 +163,9 @@ def get_teacher(cfg:PipelineConfig, # the run's configuration
         return load_teacher(path, device=device)
 
 def get_experts(cfg, arch, x, reps, out, device, progress, meta):
-    "KD experts of the run (recorded once into `out/experts`, resumable)."
+    "KD experts of the run (recorded once into `out/experts`, resumable), naming the run's representations (`kdd-explore distill` reads them)."
     meta = {k: v for k, v in meta.items() if k != 'arch'}  # the experts record their arch themselves
+    meta['representations'] = str(out/'representations')  # recorded, not compared on resume: older runs and moved folders still resume
     return record_experts(arch, x, reps, cfg.n_experts, cfg.expert_epochs, batch_size=cfg.expert_batch_size, seed=cfg.seed, out=out/'experts',
                           progress=progress, meta=meta, device=device)
 

@@ -1,10 +1,10 @@
 "The `kdd-explore` stage commands over artifacts on disk, and their errors."
-import json, re, subprocess, sys
-import pytest
-from kdd_explore.core import artifact_exists, read_meta
+import json, re, shutil, subprocess, sys
+import pytest, torch
+from kdd_explore.core import artifact_exists, read_meta, save_artifact
 
-def kdd(*args):
-    return subprocess.run([sys.executable, '-m', 'kdd_explore.cli', *map(str, args)], capture_output=True, text=True, timeout=600)
+def kdd(*args, cwd=None):
+    return subprocess.run([sys.executable, '-m', 'kdd_explore.cli', *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 def test_variance_command_writes_json_and_html(tmp_path):
     r = kdd('variance', '--dataset', 'digits', '--out', tmp_path, '--quick', '--quiet')
@@ -72,3 +72,55 @@ def test_numeric_options_are_checked_before_anything_else(tmp_path, args, messag
     assert r.returncode == 2 and 'Traceback' not in r.stderr
     assert f'kdd-explore {args[0]}: error: {message}' in r.stderr, r.stderr
     assert 'No artifact' not in r.stderr and not (tmp_path/'o').exists()
+
+def _copy_artifact(src, dst):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    for suf in ('.json', '.safetensors'): shutil.copyfile(f'{src}{suf}', f'{dst}{suf}')
+
+def test_distill_reads_the_experts_of_a_run(quick_run, tmp_path):
+    "`kdd-explore distill --experts RUN/experts/experts`: the representations are found without --representations."
+    _, out = quick_run
+    assert read_meta(out/'experts'/'experts')['representations'] == str(out/'representations')  # the run's experts name them
+    r = kdd('distill', '--experts', out/'experts'/'experts', '--out', 'd', '--iterations', 2, '--init', 'random', '--fraction', 0.05, '--quiet',
+            cwd=tmp_path)  # from another folder than the run's
+    assert r.returncode == 0, r.stderr
+    assert read_meta(tmp_path/'d'/'synthetic_set')['n'] == 30  # 5% of the run's 600 images
+
+def test_distill_finds_the_representations_of_an_older_or_moved_run(quick_run, tmp_path):
+    "Experts whose metadata names no representations (runs before they did), or a path that has moved: found one folder up."
+    _, out = quick_run
+    run = tmp_path/'moved_run'
+    _copy_artifact(out/'representations', run/'representations')
+    _copy_artifact(out/'experts'/'experts', run/'experts'/'experts')
+    meta = json.loads((run/'experts'/'experts.json').read_text())
+    meta.pop('representations')  # as the pipeline recorded experts before
+    (run/'experts'/'experts.json').write_text(json.dumps(meta))
+    r = kdd('distill', '--experts', run/'experts'/'experts', '--out', tmp_path/'d', '--iterations', 1, '--init', 'random', '--fraction', 0.05, '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert read_meta(tmp_path/'d'/'synthetic_set')['n'] == 30
+
+def test_distill_without_representations_names_the_option(quick_run, tmp_path):
+    _, out = quick_run
+    _copy_artifact(out/'experts'/'experts', tmp_path/'lone'/'experts'/'experts')
+    meta = json.loads((tmp_path/'lone'/'experts'/'experts.json').read_text())
+    meta['representations'] = str(tmp_path/'gone'/'representations')  # names a path that no longer exists
+    (tmp_path/'lone'/'experts'/'experts.json').write_text(json.dumps(meta))
+    r = kdd('distill', '--experts', tmp_path/'lone'/'experts'/'experts', '--out', tmp_path/'d', '--iterations', 1, '--quiet')
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert 'Where are the teacher representations' in r.stderr and str(tmp_path/'gone'/'representations') in r.stderr
+    assert 'Pass --representations PATH (Python: representations=PATH)' in r.stderr
+    # the option, given: a wrong artifact is refused with why, the right one is used
+    save_artifact(tmp_path/'small', {'representations': torch.zeros(5, 128)}, dict(kind='representations', n=5, dim=128))
+    r = kdd('distill', '--experts', tmp_path/'lone'/'experts'/'experts', '--representations', tmp_path/'small', '--out', tmp_path/'d', '--iterations', 1, '--quiet')
+    assert r.returncode == 2 and 'do not fit the experts' in r.stderr and "5 images, the experts' training set has 600" in r.stderr, r.stderr
+    r = kdd('distill', '--experts', tmp_path/'lone'/'experts'/'experts', '--representations', out/'representations', '--out', tmp_path/'d',
+            '--iterations', 1, '--init', 'random', '--fraction', 0.05, '--quiet')
+    assert r.returncode == 0, r.stderr
+
+def test_distill_job_checks_its_settings_before_loading(tmp_path):
+    from kdd_explore.core import KddError
+    from kdd_explore.distill import distill_job
+    for kw, msg in ((dict(fraction=-0.5), r'fraction must be a share in \(0, 1\]'), (dict(fraction=float('nan')), 'fraction must be'),
+                    (dict(size=0), 'size must be a whole number >= 1'), (dict(iterations=0), 'iterations must be >= 1'),
+                    (dict(init='best'), "init must be 'high_loss' or 'random'"), (dict(preset='gpu9'), 'Unknown preset')):
+        with pytest.raises(KddError, match=msg): distill_job(tmp_path/'no_experts_here', tmp_path/'d', **kw)  # not 'No artifact'

@@ -139,3 +139,19 @@ def test_overwrite_keeps_the_lock_and_out_file_is_refused(tmp_path):
         with pytest.raises(KddError, match=r'--out .* (is a file, not a folder|cannot be a folder)'):
             run_pipeline('quick', out, progress=False)
     assert (tmp_path/'file').read_text() == 'x'
+
+def test_a_moved_or_older_run_still_resumes(quick_run, tmp_path):
+    "The experts record where the representations lie, but do not compare it: a moved run, or one recorded before, resumes."
+    import shutil
+    from kdd_explore.core import read_meta
+    _, out = quick_run
+    before = json.loads((out/'results.json').read_text())
+    for name, strip in (('moved', False), ('older', True)):
+        run = tmp_path/name
+        shutil.copytree(out, run)
+        if strip:  # experts as the pipeline recorded them before they named their representations
+            meta = json.loads((run/'experts'/'experts.json').read_text()); meta.pop('representations')
+            (run/'experts'/'experts.json').write_text(json.dumps(meta))
+        res = run_pipeline('quick', run, progress=False)
+        assert res['results'] == before['results'] and res['timings']['experts'] < 5
+        assert read_meta(run/'experts'/'experts')['representations'] == str(run/'representations')  # now names this folder's
