@@ -134,3 +134,20 @@ def test_run_lock_is_released_on_error_and_interrupt(tmp_path):
         with pytest.raises(exc):
             with RunLock(tmp_path): raise exc()
         assert not (tmp_path/'.lock').exists()
+
+@pytest.mark.parametrize('ci', [False, True], ids=['outside_ci', 'in_ci'])
+def test_browser_test_skips_without_chromium_but_fails_in_ci(tmp_path, ci):
+    "Without a Chromium on PATH the report's browser test is skipped, saying why; with KDD_CI=1 (.ci/run) it fails instead."
+    env = {k: v for k, v in os.environ.items() if k != 'KDD_CI'}
+    env['PATH'] = str(tmp_path)  # no browser there
+    if ci: env['KDD_CI'] = '1'
+    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rsf', '-p', 'no:cacheprovider',
+                        'tests/test_report_browser.py::test_the_check_sees_javascript_errors_and_broken_images'],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    if ci: assert r.returncode == 1 and '1 error' in r.stdout and 'KDD_CI=1 (CI) but no Chromium on PATH' in r.stdout, r.stdout[-2000:]
+    else: assert r.returncode == 0 and '1 skipped' in r.stdout and 'no Chromium on PATH' in r.stdout, r.stdout[-2000:]
+
+def test_ci_sets_kdd_ci():
+    "The browser test fails rather than skips only where KDD_CI=1: .ci/run must export it before the tests."
+    ci = (ROOT/'.ci'/'run').read_text()
+    assert re.search(r'^export KDD_CI=1\b', ci, re.M) and ci.index('export KDD_CI=1') < ci.index('bash tests/run.sh')
