@@ -6,12 +6,29 @@
 from __future__ import annotations
 import argparse, json, sys
 from pathlib import Path
-from .core import KddError, save_json
+from .core import KddError, check_folder, save_json
 from .data import DATASETS, load_dataset
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'cmd_data', 'cmd_run', 'cmd_teacher', 'cmd_variance', 'cmd_experts', 'cmd_distill', 'build_parser',
-           'main']
+__all__ = ['SUBCOMMANDS', 'fraction_arg', 'count_arg', 'cmd_data', 'cmd_run', 'cmd_teacher', 'cmd_variance', 'cmd_experts',
+           'cmd_distill', 'build_parser', 'main']
+
+# %% ../nbs/10_cli.ipynb #cdb5ab35
+def fraction_arg(text:str, # the option's value as typed
+                ) -> float:
+    "An `argparse` type: a share in (0, 1], e.g. `0.02` for 2%."
+    try: v = float(text)
+    except ValueError: v = None
+    if v is None or not 0 < v <= 1: raise argparse.ArgumentTypeError(f"must be a share in (0, 1], e.g. 0.02 for 2%; got {text!r}")
+    return v
+
+def count_arg(text:str, # the option's value as typed
+             ) -> int:
+    "An `argparse` type: a whole number >= 1 (epochs, experts, iterations, images...)."
+    try: v = int(text)
+    except ValueError: v = None
+    if v is None or v < 1: raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}")
+    return v
 
 # %% ../nbs/10_cli.ipynb #ccdd8a77
 def cmd_data(args):
@@ -26,7 +43,7 @@ def _add_data(sub):
     p = sub.add_parser('data', help='load a dataset and describe it')
     p.add_argument('--dataset', default='fashion_mnist', help=f"one of: {', '.join(DATASETS)}")
     p.add_argument('--root', default=None, help='folder with the dataset files (default: $KDD_DATA or ~/.cache/kdd_explore/data)')
-    p.add_argument('--n-train', type=int, default=None, help='keep a stratified subset of this many training images')
+    p.add_argument('--n-train', type=count_arg, default=None, help='keep a stratified subset of this many training images')
     p.add_argument('--offline', action='store_true', help='never try to download')
     p.add_argument('--out', default=None, help='also write OUT/dataset.json')
     p.set_defaults(func=cmd_data)
@@ -91,7 +108,8 @@ def cmd_distill(args):
     "Distil a synthetic set by matching recorded expert trajectories."
     from kdd_explore.distill import distill_job
     syn = distill_job(args.experts, args.out, fraction=args.fraction, init=args.init, preset=args.preset, iterations=args.iterations,
-                      mode=args.mode, seed=args.seed, root=args.root, device=args.device, progress=not args.quiet)
+                      mode=args.mode, seed=args.seed, representations=args.representations, root=args.root, device=args.device,
+                      progress=not args.quiet)
     print(f"{syn}\nsynthetic set: {Path(args.out)/'synthetic_set'}")
 
 def _common(p, dataset=True):
@@ -105,8 +123,8 @@ def _add_stages(sub):
     _common(p)
     p.add_argument('--method', default='barlow_twins', choices=['barlow_twins', 'simclr'])
     p.add_argument('--out', required=True, help='folder for checkpoints and OUT/teacher')
-    p.add_argument('--epochs', type=int, default=None, help="default: the dataset's default")
-    p.add_argument('--n-train', type=int, default=None, help='train on a stratified subset')
+    p.add_argument('--epochs', type=count_arg, default=None, help="default: the dataset's default")
+    p.add_argument('--n-train', type=count_arg, default=None, help='train on a stratified subset')
     p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_teacher)
     p = sub.add_parser('variance', help='gradient variance of SSL vs KD vs supervised losses (variance.json, variance.html)')
@@ -117,19 +135,23 @@ def _add_stages(sub):
     p = sub.add_parser('experts', help='record KD expert trajectories (resumable)')
     _common(p)
     p.add_argument('--out', required=True); p.add_argument('--teacher', default=None, help='teacher checkpoint (default: the shipped one)')
-    p.add_argument('--n-experts', type=int, default=5); p.add_argument('--epochs', type=int, default=5)
-    p.add_argument('--width', type=int, default=32); p.add_argument('--depth', type=int, default=None)
+    p.add_argument('--n-experts', type=count_arg, default=5); p.add_argument('--epochs', type=count_arg, default=5)
+    p.add_argument('--width', type=count_arg, default=32); p.add_argument('--depth', type=count_arg, default=None)
     p.add_argument('--first-padding', type=lambda v: v if v == 'reference' else int(v), default=1,
                    help="padding of the student's first conv: 1, or 'reference' (3 on 28x28 one-channel images, as the reference code)")
-    p.add_argument('--n-train', type=int, default=None); p.add_argument('--device', default=None)
+    p.add_argument('--n-train', type=count_arg, default=None); p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_experts)
     p = sub.add_parser('distill', help='distil a synthetic set from recorded experts (resumable)')
     _common(p, dataset=False)
-    p.add_argument('--experts', required=True, help='the experts artifact, e.g. DIR/experts')
-    p.add_argument('--out', required=True); p.add_argument('--fraction', type=float, default=0.02)
+    p.add_argument('--experts', required=True, help='the experts artifact, e.g. DIR/experts (kdd-explore experts) or RUN/experts/experts (a run)')
+    p.add_argument('--representations', default=None, metavar='PATH',
+                   help="the teacher representations artifact (default: the one the experts name, else a 'representations' artifact "
+                        "beside the experts' folder or one folder up, as experts and runs write them)")
+    p.add_argument('--out', required=True)
+    p.add_argument('--fraction', type=fraction_arg, default=0.02, help='size of the synthetic set as a share of the training set, in (0, 1]')
     p.add_argument('--init', default='high_loss', choices=['high_loss', 'random'])
     p.add_argument('--preset', default='cpu', help='cpu, cifar10_2pct, cifar10_5pct, cifar100_2pct, cifar100_5pct, tinyimagenet_2pct')
-    p.add_argument('--iterations', type=int, default=None); p.add_argument('--mode', default=None, choices=['bounded', 'full'])
+    p.add_argument('--iterations', type=count_arg, default=None); p.add_argument('--mode', default=None, choices=['bounded', 'full'])
     p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_distill)
 
@@ -146,8 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv:list[str]|None=None, # the arguments (default: `sys.argv[1:]`)
         ) -> int:
     "Entry point of the `kdd-explore` command: run a subcommand, print a clear message on a known error."
-    args = build_parser().parse_args(argv)
-    try: args.func(args)
+    args = build_parser().parse_args(argv)  # bad option values stop here, before any work
+    try:
+        if getattr(args, 'out', None): check_folder(args.out)  # every --out is a folder: refuse a file before any work
+        args.func(args)
     except KddError as e:
         print(f"kdd-explore {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -4,15 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #6f21b956
 from __future__ import annotations
-import datetime, hashlib, json, math, os, tempfile
+import datetime, hashlib, json, math, os, socket, sys, tempfile, time
 from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
 # %% auto #0
 __all__ = ['KddError', 'DatasetError', 'ArtifactError', 'TrainingError', 'get_device', 'make_generator', 'derive_seed',
-           'atomic_write_bytes', 'save_json', 'load_json', 'save_artifact', 'read_meta', 'artifact_exists',
-           'check_meta', 'load_artifact', 'check_finite']
+           'new_file_mode', 'atomic_write_bytes', 'save_json', 'load_json', 'save_artifact', 'read_meta',
+           'artifact_exists', 'check_meta', 'load_artifact', 'check_finite', 'check_folder', 'RunLock']
 
 # %% ../nbs/00_core.ipynb #725547a1
 class KddError(Exception):
@@ -55,14 +55,25 @@ def derive_seed(seed:int, # the root seed of a job
     return int.from_bytes(h[:8], 'little') & (2**63 - 1)
 
 # %% ../nbs/00_core.ipynb #8d993bb1
+def new_file_mode() -> int:
+    "The permission bits a new file gets here, like `open()` gives: `0o666` less the process's umask."
+    try:  # Linux shows the umask in /proc: read it without changing it
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'): return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError): pass
+    mask = os.umask(0o077); os.umask(mask)  # elsewhere the only way is to set it and put it back (0o077 meanwhile: never looser)
+    return 0o666 & ~mask
+
 def atomic_write_bytes(path:str|Path, # the file to write
                        data:bytes, # its full contents
                       ) -> Path:
-    "Write `data` to `path` atomically: a temporary file in the same folder, fsync, then rename."
+    "Write `data` to `path` atomically: a temporary file in the same folder, fsync, then rename (mode as the umask gives)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
+            os.chmod(tmp, new_file_mode())  # mkstemp makes 0600 files; a result file should get the usual mode
             f.write(data); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -114,11 +125,12 @@ def save_artifact(path:str|Path, # where to write: `path.safetensors` and `path.
     tensors = {k: v.detach().to('cpu').contiguous() for k, v in tensors.items()}
     bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
     if bad: raise ArtifactError(f"Artifact values must be tensors; not tensors: {bad}.")
-    fd, tmp = tempfile.mkstemp(dir=st.parent if st.parent.exists() else None, suffix='.safetensors.tmp')
+    st.parent.mkdir(parents=True, exist_ok=True)  # first, so the temporary file is in the same folder (a rename cannot cross disks)
+    fd, tmp = tempfile.mkstemp(dir=st.parent, prefix=f'.{st.name}.', suffix='.tmp')
     os.close(fd)
     try:
-        st.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, tmp, metadata={'kind': str(meta['kind'])})
+        os.chmod(tmp, new_file_mode())
         with open(tmp, 'rb') as f: os.fsync(f.fileno())
         os.replace(tmp, st)
     except BaseException:
@@ -187,3 +199,97 @@ def check_finite(value:float|torch.Tensor, # a loss, a learning rate, a gradient
         bad = 'nan' if torch.isnan(t).any() else 'inf'
         raise TrainingError(f"{what} is {bad}: training diverged. Try to {hint}.")
     return float(t.max())
+
+# %% ../nbs/00_core.ipynb #216e14b3
+def check_folder(path:str|Path, # a folder to write into (it may not exist yet)
+                 what:str='--out', # what to call it in the message (the CLI option)
+                ) -> Path:
+    "Refuse a folder path that is a file, or lies inside a file, before anything is written there."
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise KddError(f"{what} {path} is a file, not a folder: give a folder for the results (a new or an empty one), or move the file away.")
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir(): raise KddError(f"{what} {path} cannot be a folder: {p} is a file. Give a folder elsewhere, or move the file away.")
+            break
+    return path
+
+def _pid_alive(pid):
+    if os.name == 'nt': return True  # no safe check there (os.kill would stop the process): never take a lock over
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (OSError, OverflowError, ValueError, TypeError): return True  # e.g. another user's process: alive
+    return True
+
+def _ago(since):
+    try: s = (datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(since)).total_seconds()
+    except (TypeError, ValueError): return ''
+    return f" ({int(s // 3600)} h {int(s % 3600 // 60)} min ago)" if s >= 3600 else f" ({int(s // 60)} min {int(s % 60)} s ago)"
+
+class RunLock:
+    "One run at a time in a folder: `FOLDER/.lock`, created atomically, names the process holding it (PID, host, since when)."
+    def __init__(self, folder:str|Path, # the folder to lock (created when missing)
+                 name:str='.lock', # the lock file's name in it
+                ):
+        self.folder = Path(folder); self.path = self.folder/name; self.info = None
+    @property
+    def held(self) -> bool: return self.info is not None
+
+    def owner(self) -> dict|None:
+        "What the lock file says (`pid`, `host`, `since`): `None` when there is no lock, `{}` when it cannot be read."
+        for _ in range(20):
+            try: d = json.loads(self.path.read_text())
+            except FileNotFoundError: return None
+            except (OSError, ValueError): d = None
+            if isinstance(d, dict) and 'pid' in d: return d
+            time.sleep(0.05)  # its writer may be between creating and filling it
+        return {}
+
+    def _refuse_or_clear(self, owner):
+        "Raise `KddError` naming the holder of a live lock; remove a stale one (its process is gone), with a note."
+        if owner is None: return  # released meanwhile: try again
+        here = owner.get('host') == socket.gethostname()
+        if owner:
+            who = (f"process {owner['pid']}{' (this process)' if here and owner['pid'] == os.getpid() else ''} on "
+                   f"{'this machine' if here else 'host ' + str(owner.get('host'))} since {owner.get('since')}{_ago(owner.get('since'))}")
+            if here and not _pid_alive(owner['pid']):
+                print(f"Note: taking over the stale lock {self.path}: {who}, and that process no longer exists.", flush=True)
+                return self._clear()
+        else:
+            who = 'an unreadable lock file'
+            try: old = time.time() - self.path.stat().st_mtime > 10
+            except FileNotFoundError: return
+            if old:
+                print(f"Note: taking over the unreadable lock {self.path} (a run died while creating it).", flush=True)
+                return self._clear()
+        hint = '' if here or not owner else f" Whether it still runs cannot be checked from this host ({socket.gethostname()})."
+        raise KddError(f"{self.folder} is in use by another run: {who} holds {self.path}. Two runs in one folder would overwrite "
+                       f"each other's files: wait for that run to finish (or stop it), or choose another folder (--out).{hint} "
+                       f"If you are sure no run uses this folder, delete {self.path}.")
+
+    def _clear(self):
+        try: self.path.unlink()
+        except FileNotFoundError: pass
+
+    def acquire(self) -> RunLock:
+        "Take the lock, or raise `KddError` naming the run that holds it; a lock of a process gone from this host is taken over."
+        if self.held: return self
+        check_folder(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        me = dict(pid=os.getpid(), host=socket.gethostname(), since=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+        for _ in range(5):
+            try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                self._refuse_or_clear(self.owner()); continue
+            with os.fdopen(fd, 'w') as f:
+                f.write(json.dumps(me)); f.flush(); os.fsync(f.fileno())
+            self.info = me
+            return self
+        raise KddError(f"Could not take the lock {self.path}: other runs keep taking it. Start one run at a time in {self.folder}.")
+
+    def release(self):
+        "Give the lock back (when this object holds it and the file still names it)."
+        if self.held and self.owner() == self.info: self._clear()
+        self.info = None
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()

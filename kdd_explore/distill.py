@@ -4,14 +4,14 @@
 
 # %% ../nbs/06_distill.ipynb #f2004d5c
 from __future__ import annotations
-import dataclasses, math, time
+import dataclasses, math, os, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_meta, check_finite, derive_seed,
-                              make_generator, save_artifact, load_artifact, artifact_exists, get_device)
+                              make_generator, save_artifact, load_artifact, artifact_exists, read_meta, get_device)
 from .models import build_model, fcall, param_dict
 from .data import equal_batches
 from .kd import (Experts, kd_loss, record_experts, high_loss_indices, random_indices, student_arch,
@@ -20,7 +20,7 @@ from .kd import (Experts, kd_loss, record_experts, high_loss_indices, random_ind
 # %% auto #0
 __all__ = ['DISTILL_PRESETS', 'SyntheticSet', 'DistillConfig', 'minibatch_schedule', 'unroll_match', 'kd_step_loss',
            'DistillHistory', 'expert_schedule', 'distill', 'matching_loss', 'distance_shares', 'step_budget',
-           'record_ssl_experts', 'distill_ssl', 'distill_job']
+           'record_ssl_experts', 'distill_ssl', 'find_representations', 'distill_job']
 
 # %% ../nbs/06_distill.ipynb #de3511cd
 @dataclass(repr=False)
@@ -453,6 +453,51 @@ def _ssl_maker(config, method, mean, std):
         return step_loss
     return make
 
+# %% ../nbs/06_distill.ipynb #5c449c0c
+def _reps_misfit(rmeta, meta, n):
+    "Why representations with metadata `rmeta` do not fit experts with metadata `meta` on `n` images ([] when they fit)."
+    bad = []
+    if rmeta.get('kind') != 'representations': bad.append(f"kind {rmeta.get('kind')!r}, not 'representations'")
+    if rmeta.get('n') != n: bad.append(f"{rmeta.get('n')} images, the experts' training set has {n}")
+    if meta.get('teacher') and rmeta.get('teacher') != meta['teacher']:
+        bad.append(f"teacher {rmeta.get('teacher')}, the experts' teacher is {meta['teacher']}")
+    if meta.get('dataset') and rmeta.get('dataset') and rmeta['dataset'] != meta['dataset']:
+        bad.append(f"dataset {rmeta['dataset'].get('name')!r} of {rmeta['dataset'].get('n_train')} images, not the experts' "
+                   f"{meta['dataset'].get('name')!r} of {meta['dataset'].get('n_train')}")
+    if meta.get('target_dim') and rmeta.get('dim') and rmeta['dim'] != meta['target_dim']:
+        bad.append(f"dimension {rmeta['dim']}, the experts regress {meta['target_dim']}")
+    return bad
+
+def find_representations(experts:str|Path, # the experts artifact (`DIR/experts`, or `RUN/experts/experts` of a run)
+                         meta:dict, # the experts' metadata (`Experts.meta`)
+                         n:int, # the size of the experts' training set
+                         given:str|Path|None=None, # a path passed by the user (`--representations`): used, and checked
+                        ) -> Path:
+    "The teacher representations the experts were trained on: `given`, else the ones their metadata names, else one beside them or one folder up."
+    fix = ("Pass --representations PATH (Python: representations=PATH): the 'representations' artifact recorded with these experts "
+           "(DIR/representations from kdd-explore experts, RUN/representations from a run).")
+    if given is not None:
+        if not artifact_exists(given):
+            raise ArtifactError(f"No representations artifact at {given} (given as --representations / representations=): "
+                                f"looked for {Path(given).name}.json and {Path(given).name}.safetensors. Check the path.")
+        bad = _reps_misfit(read_meta(given), meta, n)
+        if bad: raise ArtifactError(f"The representations {given} do not fit the experts {experts}: {'; '.join(bad)}. "
+                                    "Pass the representations of the teacher and data these experts were recorded with.")
+        return Path(given)
+    ex = Path(experts)
+    if ex.suffix in ('.json', '.safetensors'): ex = ex.with_suffix('')
+    named = [Path(meta['representations'])] if meta.get('representations') else []
+    looked, seen = [], set()
+    for c in named + [ex.parent/'representations', ex.parent.parent/'representations']:
+        if os.path.abspath(c) in seen: continue
+        seen.add(os.path.abspath(c))
+        if not artifact_exists(c): looked.append(f"{c} (none there)"); continue
+        try: bad = _reps_misfit(read_meta(c), meta, n)
+        except ArtifactError as err: bad = [str(err)]
+        if not bad: return c
+        looked.append(f"{c} ({'; '.join(bad)})")
+    raise KddError(f"Where are the teacher representations of the experts {experts}? Looked at {', '.join(looked)}. {fix}")
+
 # %% ../nbs/06_distill.ipynb #88c9b15d
 def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` from `experts_job`)
                 out:str|Path, # folder for checkpoints, `synthetic_set` and `history`
@@ -463,31 +508,34 @@ def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` fro
                 iterations:int|None=None, # override the preset's iterations
                 mode:str|None=None, # override the meta-gradient mode ('bounded' or 'full')
                 seed:int=0, # root seed of the distillation (and of a random init)
-                representations:str|Path|None=None, # the teacher representations artifact (default: from the experts' metadata)
+                representations:str|Path|None=None, # the teacher representations artifact (default: `find_representations`)
                 root:str|Path|None=None, # dataset folder
                 device:str|None=None, # where to compute
                 progress:bool=True, # progress bar
                ) -> SyntheticSet:
     "Distil a synthetic set from recorded KD experts into `out` (resumable)."
+    if init not in ('high_loss', 'random'): raise KddError(f"init must be 'high_loss' or 'random', got {init!r}.")
+    if size is None:
+        try: ok = 0 < float(fraction) <= 1
+        except (TypeError, ValueError): ok = False
+        if not ok: raise KddError(f"fraction must be a share in (0, 1] of the training set, e.g. 0.02 for 2% (--fraction), got {fraction!r}.")
+    elif not (isinstance(size, int) and size >= 1): raise KddError(f"size must be a whole number >= 1, got {size!r}.")
+    changes = {k: v for k, v in dict(iterations=iterations, mode=mode, seed=seed).items() if v is not None}
+    config = DistillConfig.preset(preset, **changes)  # checks the preset and its settings before anything is loaded
     dev = get_device(device)
     ex = Experts.load(experts)
     dmeta = ex.meta.get('dataset')
     if not dmeta: raise KddError(f"The experts {experts} do not record their dataset; record them with experts_job (kdd-explore experts).")
     data = load_dataset_for_job(dmeta['name'], root, dmeta['n_train'] if dmeta['n_train'] else None, ex.meta.get('seed', 0))
-    if data.meta() != dmeta: check_meta(data.meta(), dmeta, where='dataset loaded for these experts')
-    rpath = representations or ex.meta.get('representations')
-    if rpath is None: raise KddError("Where are the teacher representations? Pass representations=PATH (experts_job writes DIR/representations).")
+    train = {k: v for k, v in dmeta.items() if k != 'n_test'}  # distillation never looks at the test split (a run may keep part of it)
+    check_meta(data.meta(), train, where='dataset loaded for these experts')
+    rpath = find_representations(experts, ex.meta, len(data.x_train), representations)
     t, rmeta = load_artifact(rpath, expect={'kind': 'representations', 'n': len(data.x_train)})
-    if ex.meta.get('teacher') and rmeta.get('teacher') != ex.meta['teacher']:
-        raise ArtifactError(f"The representations {rpath} come from teacher {rmeta.get('teacher')}, the experts from {ex.meta['teacher']}.")
     x, reps = data.normalize(data.x_train).to(dev), t['representations'].to(dev)
     if init == 'high_loss': idx = high_loss_indices(ex, x, reps, fraction if size is None else None, size=size)
     elif init == 'random':
         from kdd_explore.kd import _subset_size
         idx = random_indices(len(x), _subset_size(len(x), fraction if size is None else None, size), seed=seed)
-    else: raise KddError(f"init must be 'high_loss' or 'random', got {init!r}.")
-    changes = {k: v for k, v in dict(iterations=iterations, mode=mode, seed=seed).items() if v is not None}
-    config = DistillConfig.preset(preset, **changes)
     syn0 = SyntheticSet.from_real(x, reps, idx, lr=config.lr_init,
                                   meta=dict(dataset=dmeta, teacher=ex.meta.get('teacher'), arch=ex.arch, init=init, experts=str(experts)))
     return distill(ex, syn0, config, out=out, progress=progress)[0]

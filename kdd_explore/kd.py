@@ -225,11 +225,12 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
     device = device or x.device
     cfg = dict(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                seed=seed, n_train=len(x), target_dim=targets.shape[1], **(meta or {}))
+    same = {k: v for k, v in cfg.items() if k != 'representations'}  # where the representations lie (a path) is recorded, not compared
     out = Path(out) if out is not None else None
     done = {}
     if out is not None and artifact_exists(out/'experts'):
         old = Experts.load(out/'experts', arch=arch)
-        check_meta(dict(old.meta, arch=old.arch, epochs=old.n_epochs), cfg, where=f'experts in {out}')
+        check_meta(dict(old.meta, arch=old.arch, epochs=old.n_epochs), same, where=f'experts in {out}')
         for k, tr in enumerate(old.trajectories[:n_experts]): done[k] = tr
     all_losses = {}
     for k in tqdm(range(n_experts), desc='experts', disable=not progress):
@@ -237,7 +238,7 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
         part = out/f'expert_{k:03d}' if out is not None else None
         if part is not None and artifact_exists(part):
             ex = Experts.load(part, arch=arch)
-            check_meta(dict(ex.meta, arch=ex.arch, epochs=ex.n_epochs), cfg, where=f'partial expert {part}')
+            check_meta(dict(ex.meta, arch=ex.arch, epochs=ex.n_epochs), same, where=f'partial expert {part}')
             done[k] = ex.trajectories[0]; continue
         done[k], all_losses[k] = _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed, device)
         if part is not None: Experts(arch, [done[k]], dict(cfg, expert_index=k, losses=all_losses[k])).save(part)

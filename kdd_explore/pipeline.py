@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
-from .core import KddError, artifact_exists, get_device, load_json, save_json, atomic_write_bytes
+from .core import KddError, RunLock, artifact_exists, check_folder, get_device, load_json, save_json, atomic_write_bytes
 from .data import ImageData, load_dataset
 from .models import build_model
 from .ssl import default_teacher, load_teacher, teacher_job
@@ -126,12 +126,20 @@ def get_config(name:str='quickstart', # a `CONFIGS` name
     return PipelineConfig.from_dict({**PipelineConfig().to_dict(), **CONFIGS[name], **changes})
 
 # %% ../nbs/09_pipeline.ipynb #45d235c9
+def _entries(out): return [p for p in out.iterdir() if p.name != '.lock']  # the run's own lock is not content
+
+def _clear(out):
+    "Delete what `out` holds, but not the lock of the run that clears it."
+    for p in _entries(out):
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+        else: p.unlink()
+
 def open_run(out:str|Path, # the run folder
              config:PipelineConfig, # this run's configuration
              overwrite:bool=False, # clear a folder that holds another configuration's run
             ) -> Path:
-    "Create or reopen a run folder for `config`, refusing a folder of another configuration unless `overwrite`."
-    out = Path(out); cfg_path = out/'config.json'
+    "Create or reopen a run folder for `config`, refusing a file, or a folder of another configuration unless `overwrite`."
+    out = check_folder(out); cfg_path = out/'config.json'
     if cfg_path.exists():
         old = load_json(cfg_path)
         if old != config.to_dict():
@@ -139,10 +147,10 @@ def open_run(out:str|Path, # the run folder
                 diff = sorted(k for k in set(old) | set(config.to_dict()) if old.get(k) != config.to_dict().get(k))
                 raise KddError(f"{out} holds a run with another configuration (different: {', '.join(diff)}). "
                                "Choose another --out folder, or pass overwrite=True (--overwrite) to replace that run.")
-            shutil.rmtree(out)
-    elif out.exists() and any(out.iterdir()) and not overwrite:
+            _clear(out)
+    elif out.exists() and _entries(out) and not overwrite:
         raise KddError(f"{out} is not empty and holds no kdd_explore run (no config.json). Choose an empty or new folder, or pass overwrite=True.")
-    elif out.exists() and overwrite: shutil.rmtree(out)
+    elif out.exists() and overwrite: _clear(out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(cfg_path, config.to_dict())
     return out
@@ -184,8 +192,9 @@ def get_teacher(cfg:PipelineConfig, # the run's configuration
         return load_teacher(path, device=device)
 
 def get_experts(cfg, arch, x, reps, out, device, progress, meta):
-    "KD experts of the run (recorded once into `out/experts`, resumable)."
+    "KD experts of the run (recorded once into `out/experts`, resumable), naming the run's representations (`kdd-explore distill` reads them)."
     meta = {k: v for k, v in meta.items() if k != 'arch'}  # the experts record their arch themselves
+    meta['representations'] = str(out/'representations')  # recorded, not compared on resume: older runs and moved folders still resume
     return record_experts(arch, x, reps, cfg.n_experts, cfg.expert_epochs, batch_size=cfg.expert_batch_size, seed=cfg.seed, out=out/'experts',
                           progress=progress, meta=meta, device=device)
 
@@ -482,6 +491,7 @@ def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or 
                 progress:bool=True, # progress lines and bars
                ) -> Run:
     "Every stage up to the distilled sets (reusing finished ones in `out`): data, teacher, representations, experts, subsets, distillation."
+    # not locked here: `run_pipeline` holds `RunLock(out)` around it; hold one yourself when several processes may share `out`
     cfg = get_config(config) if isinstance(config, str) else config
     out, dev = open_run(out, cfg, overwrite), get_device(device)
     st = Stages(STAGES, progress)
@@ -510,8 +520,13 @@ def run_pipeline(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or
                  device:str|None=None, # where to compute (default: cuda when present)
                  progress:bool=True, # progress lines and bars
                 ) -> dict:
-    "Run MKDT end to end (reusing finished stages in `out`); returns what `out/results.json` holds."
-    run = prepare_run(config, out, overwrite, device, progress)
+    "Run MKDT end to end (reusing finished stages in `out`, which it locks); returns what `out/results.json` holds."
+    cfg = get_config(config) if isinstance(config, str) else config
+    with RunLock(out):  # one run at a time in `out`: a second one is refused at once (and a file as `out` too)
+        return _finish(prepare_run(cfg, out, overwrite, device, progress), progress)
+
+def _finish(run:Run, progress:bool) -> dict:
+    "The stages of `run_pipeline` after distillation: variance, evaluation, horizon check, transfer, ablation, report."
     cfg, out, st, data, probe, arch = run.cfg, run.out, run.stages, run.data, run.probe_data, run.arch
     variance = None
     if cfg.variance:

@@ -85,3 +85,69 @@ def test_ci_calls_the_readme_test_command():
     cmd = re.search(r'^(bash tests/run\.sh)\s+# the tests', readme, re.M)
     assert cmd, 'the README must name the test command'
     assert cmd.group(1) in ci
+
+@pytest.mark.parametrize('umask, mode', [(0o022, 0o644), (0o077, 0o600)], ids=['umask022', 'umask077'])
+def test_written_files_respect_the_umask(tmp_path, monkeypatch, umask, mode):
+    "Artifacts, JSON files and reports get the mode any new file gets (not mkstemp's 0600), also where /proc cannot be read."
+    old = os.umask(umask)
+    try:
+        save_artifact(tmp_path/'a', {'x': torch.ones(2)}, {'kind': 'demo'})
+        core.save_json(tmp_path/'b.json', {'x': 1})
+        def no_proc(*a, **k): raise OSError('no /proc here')
+        monkeypatch.setattr(core, 'open', no_proc, raising=False)  # the fallback: set the umask and put it back
+        core.atomic_write_bytes(tmp_path/'c.html', b'<p>')
+        assert os.umask(umask) == umask  # the umask is unchanged afterwards
+    finally: os.umask(old)
+    for f in ('a.safetensors', 'a.json', 'b.json', 'c.html'):
+        assert oct((tmp_path/f).stat().st_mode & 0o777) == oct(mode), f
+
+def _dead_pid():
+    "The PID of a process that has run and exited (and been reaped)."
+    return int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
+
+def test_run_lock_refuses_a_second_run_of_a_live_process(tmp_path):
+    from kdd_explore.core import KddError, RunLock
+    first = RunLock(tmp_path/'run').acquire()
+    info = json.loads((tmp_path/'run'/'.lock').read_text())
+    assert info['pid'] == os.getpid() and info['host'] and info['since']
+    with pytest.raises(KddError, match=rf"in use by another run: process {os.getpid()} .*since {re.escape(info['since'])}.*--out"):
+        RunLock(tmp_path/'run').acquire()
+    assert json.loads((tmp_path/'run'/'.lock').read_text()) == info  # the refused run left the lock alone
+    first.release()
+    assert not (tmp_path/'run'/'.lock').exists()
+    with RunLock(tmp_path/'run'): pass  # free again
+
+def test_run_lock_takes_over_a_dead_process_lock(tmp_path, capsys):
+    import socket
+    from kdd_explore.core import RunLock
+    pid = _dead_pid()
+    (tmp_path/'.lock').write_text(json.dumps(dict(pid=pid, host=socket.gethostname(), since='2024-05-01T10:00:00+00:00')))
+    with RunLock(tmp_path):
+        assert json.loads((tmp_path/'.lock').read_text())['pid'] == os.getpid()
+    assert not (tmp_path/'.lock').exists()
+    note = capsys.readouterr().out
+    assert 'taking over the stale lock' in note and f'process {pid}' in note
+
+def test_run_lock_is_released_on_error_and_interrupt(tmp_path):
+    from kdd_explore.core import RunLock
+    for exc in (ValueError, KeyboardInterrupt):
+        with pytest.raises(exc):
+            with RunLock(tmp_path): raise exc()
+        assert not (tmp_path/'.lock').exists()
+
+@pytest.mark.parametrize('ci', [False, True], ids=['outside_ci', 'in_ci'])
+def test_browser_test_skips_without_chromium_but_fails_in_ci(tmp_path, ci):
+    "Without a Chromium on PATH the report's browser test is skipped, saying why; with KDD_CI=1 (.ci/run) it fails instead."
+    env = {k: v for k, v in os.environ.items() if k != 'KDD_CI'}
+    env['PATH'] = str(tmp_path)  # no browser there
+    if ci: env['KDD_CI'] = '1'
+    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rsf', '-p', 'no:cacheprovider',
+                        'tests/test_report_browser.py::test_the_check_sees_javascript_errors_and_broken_images'],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    if ci: assert r.returncode == 1 and '1 error' in r.stdout and 'KDD_CI=1 (CI) but no Chromium on PATH' in r.stdout, r.stdout[-2000:]
+    else: assert r.returncode == 0 and '1 skipped' in r.stdout and 'no Chromium on PATH' in r.stdout, r.stdout[-2000:]
+
+def test_ci_sets_kdd_ci():
+    "The browser test fails rather than skips only where KDD_CI=1: .ci/run must export it before the tests."
+    ci = (ROOT/'.ci'/'run').read_text()
+    assert re.search(r'^export KDD_CI=1\b', ci, re.M) and ci.index('export KDD_CI=1') < ci.index('bash tests/run.sh')

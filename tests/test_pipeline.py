@@ -104,3 +104,54 @@ def test_gpu_config_code_path_runs_on_cpu_with_fake_data(tmp_path):
     assert {r['method'] for r in res['results']} == set(METHODS)
     assert res['config']['transfer']['name'] == 'resnet10_cifar' and res['transfer']
     assert (tmp_path/'run'/'report.html').exists()
+
+def test_a_second_run_on_a_locked_folder_is_refused_at_once(tmp_path):
+    "Two runs on one folder: the second is refused before it writes anything, naming the first."
+    import os, time
+    from kdd_explore.core import RunLock
+    with RunLock(tmp_path/'run'):
+        t0 = time.time()
+        with pytest.raises(KddError, match=rf'in use by another run: process {os.getpid()} .* since '):
+            run_pipeline('quick', tmp_path/'run', progress=False)
+        assert time.time() - t0 < 5
+        assert [p.name for p in (tmp_path/'run').iterdir()] == ['.lock']  # no config.json, nothing else
+
+def test_the_lock_is_released_when_a_run_fails_or_is_interrupted(tmp_path, monkeypatch):
+    from kdd_explore import pipeline
+    with pytest.raises(KddError, match='Unknown dataset'):
+        run_pipeline(get_config('quick', dataset='nope'), tmp_path/'a', progress=False)
+    assert (tmp_path/'a'/'config.json').exists() and not (tmp_path/'a'/'.lock').exists()
+    def ctrl_c(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(pipeline, 'load_dataset', ctrl_c)
+    with pytest.raises(KeyboardInterrupt): run_pipeline('quick', tmp_path/'b', progress=False)
+    assert (tmp_path/'b'/'config.json').exists() and not (tmp_path/'b'/'.lock').exists()
+
+def test_overwrite_keeps_the_lock_and_out_file_is_refused(tmp_path):
+    from kdd_explore.core import RunLock
+    with RunLock(tmp_path/'r') as lock:
+        open_run(tmp_path/'r', get_config('quick'))  # the run's own lock does not make the folder "not empty"
+        (tmp_path/'r'/'stale.json').write_text('{}')
+        open_run(tmp_path/'r', get_config('quick', seed=3), overwrite=True)
+        assert sorted(p.name for p in (tmp_path/'r').iterdir()) == ['.lock', 'config.json']
+    assert not (tmp_path/'r'/'.lock').exists()
+    (tmp_path/'file').write_text('x')
+    for out in (tmp_path/'file', tmp_path/'file'/'run'):
+        with pytest.raises(KddError, match=r'--out .* (is a file, not a folder|cannot be a folder)'):
+            run_pipeline('quick', out, progress=False)
+    assert (tmp_path/'file').read_text() == 'x'
+
+def test_a_moved_or_older_run_still_resumes(quick_run, tmp_path):
+    "The experts record where the representations lie, but do not compare it: a moved run, or one recorded before, resumes."
+    import shutil
+    from kdd_explore.core import read_meta
+    _, out = quick_run
+    before = json.loads((out/'results.json').read_text())
+    for name, strip in (('moved', False), ('older', True)):
+        run = tmp_path/name
+        shutil.copytree(out, run)
+        if strip:  # experts as the pipeline recorded them before they named their representations
+            meta = json.loads((run/'experts'/'experts.json').read_text()); meta.pop('representations')
+            (run/'experts'/'experts.json').write_text(json.dumps(meta))
+        res = run_pipeline('quick', run, progress=False)
+        assert res['results'] == before['results'] and res['timings']['experts'] < 5
+        assert read_meta(run/'experts'/'experts')['representations'] == str(run/'representations')  # now names this folder's
