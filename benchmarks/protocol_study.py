@@ -13,7 +13,7 @@ Resumable: each student's run folder is reused, each (protocol, labels) result i
 Writes OUT/protocol_study.json (every row) and OUT/protocol_study.md (the matrix).
 """
 from __future__ import annotations
-import argparse, functools, json, time
+import argparse, dataclasses, functools, json, time
 from pathlib import Path
 
 STUDENTS = {'depth4': dict(depth=4, first_padding=1), 'padded3': dict(depth=3, first_padding='reference')}
@@ -31,9 +31,8 @@ def study_config(student:str, quick:bool=False, seeds=(0, 1, 2), fractions=(0.01
 def matrix_rows(run, folder:Path, progress:bool=True) -> list[dict]:
     "Rows of `compare` for every (protocol, labels) of `PROBES`, each encoder pre-trained once; cached per setting in `folder`."
     from kdd_explore.core import load_json, save_json
-    from kdd_explore.data import load_dataset
     from kdd_explore.evaluate import compare
-    from kdd_explore.pipeline import kd_eval_data
+    from kdd_explore.pipeline import kd_eval_data, load_probe_data
     cfg = run.cfg
     methods = {m: functools.lru_cache(maxsize=None)(f) for m, f in run.methods().items() if m in METHODS}
     full = None
@@ -43,7 +42,7 @@ def matrix_rows(run, folder:Path, progress:bool=True) -> list[dict]:
         path = folder/f'study_{protocol}_{labels}.json'
         if not path.exists():
             if labels == 'full' and full is None:
-                full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+                full = load_probe_data(dataclasses.replace(cfg, probe_labels='full'), run.data)
             data = run.data if labels == 'pool' else full
             t0 = time.time()
             rows = compare(methods, data, cfg.fractions, cfg.seeds, progress=progress, protocol=protocol, kd_data=kd)
@@ -78,13 +77,15 @@ def main(argv=None):
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
     from kdd_explore.core import save_json, atomic_write_bytes
+    from kdd_explore.core import RunLock
     from kdd_explore.pipeline import prepare_run
     out, rows, timings = Path(a.out), [], {}
     for student in a.students.split(','):
         cfg = study_config(student, a.quick, [int(s) for s in a.seeds.split(',')], [float(f) for f in a.fractions.split(',')])
         t0 = time.time()
-        run = prepare_run(cfg, out/student, progress=not a.quiet)
-        rows += [dict(r, student=student) for r in matrix_rows(run, out/student, progress=not a.quiet)]
+        with RunLock(out/student):
+            run = prepare_run(cfg, out/student, progress=not a.quiet)
+            rows += [dict(r, student=student) for r in matrix_rows(run, out/student, progress=not a.quiet)]
         timings[student] = dict(run.stages.timings, total=round(time.time() - t0, 1))
     md = matrix_markdown(rows)
     save_json(out/'protocol_study.json', dict(rows=rows, timings=timings, students={s: STUDENTS[s] for s in a.students.split(',')}))

@@ -480,9 +480,10 @@ class Run:
 def load_probe_data(cfg:PipelineConfig, # dataset, probe_labels, n_test, seed
                     data:ImageData, # the pool's data
                    ) -> ImageData:
-    "The probe's labelled data: the pool itself, or the full training split (same test split) when `probe_labels='full'`."
+    "The probe's labelled data: the pool itself, or the full training split (same test split, the pool's normalisation) when `probe_labels='full'`."
     if cfg.probe_labels == 'pool' or cfg.n_train is None: return data
-    return load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+    full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+    return dataclasses.replace(full, mean=data.mean, std=data.std)  # the encoders were trained on images normalised with the pool's statistics
 
 def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
                 out:str|Path='runs/quickstart', # the run folder
