@@ -5,6 +5,7 @@ from kdd_explore import course as C
 from kdd_explore.course import EXERCISES, check, solution, exercise, minibatches, ExerciseError
 from kdd_explore.core import make_generator
 from kdd_explore.models import fcall
+from conftest import ROOT
 
 
 @pytest.mark.parametrize('name', list(EXERCISES))
@@ -124,3 +125,20 @@ def test_minibatches_cover_the_set_then_reshuffle():
     assert torch.equal(torch.cat(bs[:2]).sort().values, torch.arange(10))
     assert torch.equal(torch.cat(bs[2:]).sort().values, torch.arange(10))
     assert [b.tolist() for b in bs] == [b.tolist() for b in minibatches(10, 5, 4, seed=3)]
+
+def test_lessons_install_the_toolkit_only_where_it_is_missing():
+    "The first cell of each lesson installs kdd_explore only when it cannot be imported, from the source the README names."
+    import json, subprocess as sp
+    readme = (ROOT/'README.md').read_text()
+    for path in sorted((ROOT/'nbs'/'course').glob('0[1-4]*.ipynb')):
+        cells = [''.join(c['source']) for c in json.loads(path.read_text())['cells'] if c['cell_type'] == 'code']
+        first = cells[0]
+        url = first.split("'install', '-q', '")[1].split("'")[0]
+        assert url.startswith('git+https://') and url in readme, (path.name, url)
+        calls = []
+        real = sp.run
+        try:
+            sp.run = lambda *a, **k: calls.append(a)
+            exec(first, {})  # kdd_explore is installed here: nothing is run
+        finally: sp.run = real
+        assert calls == [], path.name
