@@ -4,16 +4,17 @@
 
 # %% ../nbs/01_data.ipynb #7cb5412a
 from __future__ import annotations
-import gzip, os
+import gzip, hashlib, io, json, os
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .core import DatasetError, atomic_write_bytes, make_generator
+from .core import DatasetError, atomic_write_bytes, make_generator, save_json
 
 # %% auto #0
-__all__ = ['DEBIAN_FASHION_MNIST', 'FASHION_MNIST_CLASSES', 'DATASETS', 'ImageData', 'channel_stats', 'data_root', 'load_dataset',
-           'stratified_indices', 'random_fraction_indices', 'equal_batches', 'SSLViews']
+__all__ = ['DEBIAN_FASHION_MNIST', 'FASHION_MNIST_CLASSES', 'SLICES', 'DATASETS', 'ImageData', 'channel_stats', 'data_root',
+           'PartialImages', 'shipped_slice', 'build_slice', 'load_dataset', 'stratified_indices',
+           'random_fraction_indices', 'equal_batches', 'SSLViews']
 
 # %% ../nbs/01_data.ipynb #20d69341
 @dataclass(repr=False)
@@ -64,6 +65,11 @@ def channel_stats(x:torch.Tensor, # N x C x H x W images
 DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')
 FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
 
+def _system_copy() -> bool:
+    "True when Debian's Fashion-MNIST files are installed (and `$KDD_IGNORE_SYSTEM_DATA` does not hide them)."
+    if os.environ.get('KDD_IGNORE_SYSTEM_DATA'): return False
+    return DEBIAN_FASHION_MNIST.is_dir() and len(list(DEBIAN_FASHION_MNIST.glob('*-ubyte.gz'))) == 4
+
 def data_root(root:str|Path|None=None, # a folder you chose; None reads `$KDD_DATA`, then uses the cache
              ) -> Path:
     "The folder datasets are read from and cached in."
@@ -92,7 +98,7 @@ def _load_fashion_mnist(root, download):
     raw = root/'FashionMNIST'/'raw'
     have = lambda: all((raw/f'{p}-ubyte').exists() for p in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3', 't10k-labels-idx1'))
     source = str(root)
-    if not have() and DEBIAN_FASHION_MNIST.is_dir() and len(list(DEBIAN_FASHION_MNIST.glob('*-ubyte.gz'))) == 4:
+    if not have() and _system_copy():
         raw.mkdir(parents=True, exist_ok=True)  # gunzip Debian's files where torchvision reads them
         for f in DEBIAN_FASHION_MNIST.glob('*-ubyte.gz'):
             with gzip.open(f, 'rb') as src: atomic_write_bytes(raw/f.name[:-3], src.read())
@@ -102,7 +108,8 @@ def _load_fashion_mnist(root, download):
         if have() or any(raw.glob('*.gz')):
             raise DatasetError(f"The Fashion-MNIST files under {raw} are missing or corrupt ({type(e).__name__}: {e}). "
                                f"Delete {raw} and load again, or pass root= to a folder with good files.") from None
-        extra = "  2. on Debian/Ubuntu: apt-get install dataset-fashion-mnist (files land in /usr/share/datasets/fashion-mnist);\n"
+        extra = ("  2. on Debian/Ubuntu: apt-get install dataset-fashion-mnist (files land in /usr/share/datasets/fashion-mnist);\n"
+                 "  (the package ships a slice of Fashion-MNIST, see `shipped_slice`, but this request is not inside it)\n")
         raise DatasetError(_offline_help('fashion_mnist', root, extra)) from None
     return dict(x_train=_to_tensor(tr.data), y_train=torch.as_tensor(tr.targets).long(),
                 x_test=_to_tensor(te.data), y_test=torch.as_tensor(te.targets).long(), classes=list(FASHION_MNIST_CLASSES),
@@ -137,6 +144,86 @@ def _load_digits(root, download):
                 description="scikit-learn's handwritten digits (UCI): 8x8 grayscale, 10 classes, 1,437 train / 360 test (fixed stratified split).",
                 source='scikit-learn (bundled)')
 
+# %% ../nbs/01_data.ipynb #e3f360e4
+class PartialImages:
+    "The images of a split of which only some rows are at hand (a shipped slice): those rows index like a tensor; anything else is an error."
+    def __init__(self, ids:torch.Tensor, # sorted row numbers (in the whole split) of the images at hand
+                 images:torch.Tensor, # len(ids) x C x H x W uint8 images
+                 n:int, # rows of the whole split
+                 what:str='training', # the split, for messages
+                ):
+        self.ids, self.images, self.n, self.what = ids.long(), images, n, what
+    @property
+    def shape(self): return torch.Size((self.n, *self.images.shape[1:]))
+    @property
+    def dtype(self): return torch.float32
+    @property
+    def device(self): return torch.device('cpu')
+    def __len__(self): return self.n
+    def _missing(self, k):
+        return DatasetError(f"{k} of the requested {self.what} images are not in the slice that ships with kdd_explore (it holds {len(self.ids):,} "
+                            f"of {self.n:,}). Install the full dataset (apt-get install dataset-fashion-mnist, or load once with network), or ask "
+                            "for what the slice holds (e.g. the named configurations' pools).")
+    def __getitem__(self, idx):
+        if isinstance(idx, int): return self[torch.tensor([idx])][0]
+        idx = torch.arange(self.n)[idx] if isinstance(idx, slice) else torch.as_tensor(idx).long().reshape(-1)
+        pos = torch.searchsorted(self.ids, idx).clamp(max=len(self.ids) - 1)
+        bad = int((self.ids[pos] != idx).sum())
+        if bad: raise self._missing(bad)
+        return self.images[pos].float().div_(255)
+    def _refuse(self, *a, **k): raise self._missing(self.n - len(self.ids))
+    __sub__ = __rsub__ = __add__ = __radd__ = __mul__ = __rmul__ = __truediv__ = __array__ = __iter__ = to = float = _refuse
+    def __repr__(self): return f"PartialImages({len(self.ids):,} of {self.n:,} {self.what} images, {tuple(self.images.shape[1:])})"
+
+def _assets_dir() -> Path:
+    import kdd_explore
+    return Path(kdd_explore.__file__).parent/'assets'
+
+SLICES = {'fashion_mnist': 'fashion_mnist_slice'}
+
+def shipped_slice(name:str='fashion_mnist', # a dataset with a slice in `SLICES`
+                  folder:str|Path|None=None, # where the slice lies (default: the package's assets)
+                 ) -> dict|None:
+    "The slice of `name` that ships with the package (labels of the whole training split, some of its images, the test split), or None."
+    if name not in SLICES: return None
+    folder = Path(folder) if folder is not None else _assets_dir()
+    npz, js = folder/f'{SLICES[name]}.npz', folder/f'{SLICES[name]}.json'
+    if not (npz.exists() and js.exists()): return None
+    meta = json.loads(js.read_text())
+    if hashlib.sha256(npz.read_bytes()).hexdigest() != meta['sha256']:
+        raise DatasetError(f"{npz} does not match the hash in {js.name}: the package's data slice is damaged. Reinstall kdd_explore.")
+    import numpy as np
+    with np.load(npz) as z: arrays = {k: torch.from_numpy(z[k].copy()) for k in z.files}
+    return dict(meta=meta, **arrays)
+
+# %% ../nbs/01_data.ipynb #a72a91b7
+def build_slice(name:str, # a dataset with full files on this machine
+                train_ids:torch.Tensor, # rows of the training split whose images to keep
+                folder:str|Path, # where to write `SLICES[name].npz` and `.json`
+                note:str='', # what the rows are, for the provenance
+               ) -> Path:
+    "Write a compressed slice of `name` (all training labels, the images of `train_ids`, the whole test split) with its provenance."
+    import numpy as np
+    if name not in SLICES: raise DatasetError(f"No slice is defined for {name!r}. Known: {', '.join(SLICES)}.")
+    if not _system_copy() and not _local_copy(name, data_root()):
+        raise DatasetError(f"Building a slice of {name} needs its full files on this machine: " + _offline_help(name, data_root()))
+    d = DATASETS[name](data_root(), False)
+    ids = torch.as_tensor(train_ids).long().unique().sort().values
+    u8 = lambda x: (x * 255).round().to(torch.uint8)[:, 0].numpy()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, y_train=d['y_train'].to(torch.uint8).numpy(), train_ids=ids.to(torch.int32).numpy(), x_train=u8(d['x_train'][ids]),
+                        x_test=u8(d['x_test']), y_test=d['y_test'].to(torch.uint8).numpy())
+    folder = Path(folder); npz = atomic_write_bytes(folder/f'{SLICES[name]}.npz', buf.getvalue())
+    src = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(DEBIAN_FASHION_MNIST.glob('*-ubyte.gz'))} if _system_copy() else {}
+    mean, std = channel_stats(d['x_train'])
+    save_json(folder/f'{SLICES[name]}.json', dict(
+        dataset=name, description=d['description'], classes=d['classes'], n_train=len(d['y_train']), n_test=len(d['y_test']),
+        train_rows=len(ids), rows=note, train_mean=list(mean), train_std=list(std), source_files_sha256=src,
+        licence='MIT (Fashion-MNIST, Zalando Research, https://github.com/zalandoresearch/fashion-mnist)',
+        citation='Han Xiao, Kashif Rasul, Roland Vollgraf. Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms. arXiv:1708.07747, 2017.',
+        sha256=hashlib.sha256(npz.read_bytes()).hexdigest()))
+    return npz
+
 # %% ../nbs/01_data.ipynb #8edc8a89
 def _load_fake(root, download, shape=(3, 32, 32), n_classes=10, n_train=1000, n_test=500, seed=0):
     c, h, w = shape
@@ -165,6 +252,7 @@ def load_dataset(name:str, # one of `DATASETS`: 'fashion_mnist', 'cifar10', 'cif
                  n_train:int|None=None, # keep a stratified, seeded subset of this many training images
                  n_test:int|None=None, # likewise for the test split
                  seed:int=0, # seed of the subsets (and of the `fake` images)
+                 partial:bool=False, # accept a training split of which only the shipped slice's images are at hand (see `PartialImages`)
                  **kwargs, # loader options, e.g. `shape=(3, 32, 32), n_classes=10` for 'fake'
                 ) -> ImageData:
     "Load a dataset by name as in-memory tensors, with labels, class names, normalisation statistics and a description."
@@ -173,15 +261,40 @@ def load_dataset(name:str, # one of `DATASETS`: 'fashion_mnist', 'cifar10', 'cif
     root = data_root(root)
     if name == 'fake': kwargs = dict(seed=seed, **kwargs)
     elif kwargs: raise DatasetError(f"Dataset {name!r} takes no options {sorted(kwargs)}; only 'fake' does (shape, n_classes, n_train, n_test).")
-    d = DATASETS[name](root, download, **kwargs)
+    d = _from_slice(name, root, n_train, n_test, seed, partial)
+    d = d if d is not None else DATASETS[name](root, download, **kwargs)
     for split, n in (('train', n_train), ('test', n_test)):
         if n is None: continue
         y = d[f'y_{split}']
         if not 0 < n <= len(y): raise DatasetError(f"n_{split}={n} is out of range: {name} has {len(y)} {split} images.")
         idx = stratified_indices(y, n / len(y), seed=seed)
         d[f'x_{split}'], d[f'y_{split}'] = d[f'x_{split}'][idx], y[idx]
-    mean, std = channel_stats(d['x_train'])
+    stats = d.pop('stats', None)
+    mean, std = stats if isinstance(d['x_train'], PartialImages) else channel_stats(d['x_train'])
     return ImageData(name=name, mean=mean, std=std, **d)
+
+def _local_copy(name, root):
+    "True when the full files of `name` are on this machine (under `root`, or Debian's package)."
+    if name != 'fashion_mnist': return True
+    raw = root/'FashionMNIST'/'raw'
+    return all((raw/f'{p}-ubyte').exists() for p in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3', 't10k-labels-idx1')) or _system_copy()
+
+def _from_slice(name, root, n_train, n_test, seed, partial):
+    "The loader's dict served from the shipped slice, when there is no full copy here and the slice holds every image the request needs."
+    if name not in SLICES or _local_copy(name, root): return None
+    sl = shipped_slice(name)
+    if sl is None: return None
+    y, ids = sl['y_train'].long(), sl['train_ids'].long()
+    if n_train is None and not partial: return None
+    if n_train is not None:
+        if not 0 < n_train <= len(y): return None  # load_dataset says what is wrong
+        need = stratified_indices(y, n_train / len(y), seed=seed)
+        if not bool(torch.isin(need, ids).all()): return None
+    x = PartialImages(ids, sl['x_train'][:, None], len(y))
+    m = sl['meta']
+    return dict(x_train=x, y_train=y, x_test=sl['x_test'][:, None].float().div_(255), y_test=sl['y_test'].long(), classes=list(m['classes']),
+                description=m['description'], source=f"the slice that ships with kdd_explore ({len(ids):,} of {len(y):,} training images)",
+                stats=(tuple(m['train_mean']), tuple(m['train_std'])))
 
 # %% ../nbs/01_data.ipynb #23061bc7
 def stratified_indices(y:torch.Tensor, # labels, int64

@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from .core import KddError, RunLock, artifact_exists, check_folder, get_device, load_json, save_json, atomic_write_bytes
-from .data import ImageData, load_dataset
+from .data import ImageData, load_dataset, stratified_indices
 from .models import build_model
 from .ssl import default_teacher, load_teacher, teacher_job
 from .kd import cached_representations, record_experts, high_loss_indices, random_indices, student_arch, Experts
 from .distill import DistillConfig, DistillHistory, SyntheticSet, distill, distill_ssl, record_ssl_experts, matching_loss, step_budget
-from .probe import PROBE_PROTOCOLS
+from .probe import PROBE_PROTOCOLS, labelled_indices
 from .evaluate import PretrainSet, compare, kd_method, kd_student, results_figure, results_table, gap, horizon_check, horizon_figure
 
 # %% auto #0
@@ -23,7 +23,7 @@ __all__ = ['CONFIGS', 'METHODS', 'STAGES', 'PipelineConfig', 'get_config', 'open
            'get_subsets', 'get_distilled', 'distill_summary', 'get_mtt_ssl', 'kd_methods', 'evaluation_methods',
            'transfer_methods', 'ablation_methods', 'kd_eval_data', 'evaluate_all', 'image_grid_uri', 'curves_figure',
            'write_report', 'findings', 'findings_html', 'budget_html', 'build_report', 'Run', 'load_probe_data',
-           'prepare_run', 'run_pipeline']
+           'slice_rows', 'prepare_run', 'run_pipeline']
 
 # %% ../nbs/09_pipeline.ipynb #efa8a57f
 @dataclass
@@ -482,8 +482,24 @@ def load_probe_data(cfg:PipelineConfig, # dataset, probe_labels, n_test, seed
                    ) -> ImageData:
     "The probe's labelled data: the pool itself, or the full training split (same test split, the pool's normalisation) when `probe_labels='full'`."
     if cfg.probe_labels == 'pool' or cfg.n_train is None: return data
-    full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+    full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, partial=True, **cfg.dataset_options)  # the shipped slice will do
     return dataclasses.replace(full, mean=data.mean, std=data.std)  # the encoders were trained on images normalised with the pool's statistics
+
+def slice_rows(names:tuple=('quickstart', 'quick'), # `CONFIGS` names whose data the slice must hold
+               dataset:str='fashion_mnist', # the dataset
+              ) -> torch.Tensor:
+    "The training rows the named configurations read: their stratified pools and, with `probe_labels='full'`, every seed's labelled subsets."
+    y = load_dataset(dataset, partial=True).y_train
+    rows = []
+    for name in names:
+        cfg = get_config(name)
+        if cfg.dataset != dataset: continue
+        if cfg.n_train is None: raise KddError(f"Configuration {name!r} reads the whole training split: no slice can hold it.")
+        rows.append(stratified_indices(y, cfg.n_train / len(y), seed=cfg.seed))
+        if cfg.probe_labels == 'full':
+            rows += [labelled_indices(y, max(cfg.fractions), s, cfg.probe_protocol) for s in cfg.seeds]
+            if cfg.horizon_steps: rows += [labelled_indices(y, cfg.horizon_fraction, s, cfg.probe_protocol) for s in cfg.seeds]
+    return torch.cat(rows).unique()
 
 def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
                 out:str|Path='runs/quickstart', # the run folder

@@ -12,7 +12,7 @@ from .core import KddError, make_generator
 from .data import ImageData, stratified_indices, random_fraction_indices
 
 # %% auto #0
-__all__ = ['PROBE_PROTOCOLS', 'encode', 'ProbeWarning', 'linear_probe', 'probe_accuracies', 'probe_accuracy']
+__all__ = ['PROBE_PROTOCOLS', 'encode', 'ProbeWarning', 'linear_probe', 'labelled_indices', 'probe_accuracies', 'probe_accuracy']
 
 # %% ../nbs/02b_probe.ipynb #c74d209d
 @torch.no_grad()
@@ -90,6 +90,15 @@ def linear_probe(train_feats:torch.Tensor, # N x F features of the labelled exam
     with torch.no_grad(): return float((lin(xte).argmax(1) == test_y).double().mean() * 100)
 
 # %% ../nbs/02b_probe.ipynb #9d65a0a1
+def labelled_indices(y:torch.Tensor, # labels of the split the probe draws from
+                     fraction:float, # labelled fraction
+                     seed:int=0, # which examples
+                     protocol:str='standard', # 'standard': stratified; 'reference': a plain random sample, as the reference code
+                    ) -> torch.Tensor:
+    "The labelled examples a probe of `protocol` uses (sorted indices, nested across fractions for a seed)."
+    if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
+    return stratified_indices(y, fraction, seed=seed) if protocol == 'standard' else random_fraction_indices(len(y), fraction, seed=seed)
+
 def probe_accuracies(model:nn.Module, # the frozen encoder
                      data:ImageData, # labelled data: train split for the probe, full test split for the score
                      fractions:tuple=(0.01, 0.05, 0.1, 0.5), # labelled fractions of the training split
@@ -101,9 +110,7 @@ def probe_accuracies(model:nn.Module, # the frozen encoder
     "Linear-probe top-1 accuracy (%) on the test set for each labelled fraction of the training set."
     if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
     fractions = sorted(fractions)
-    pick = (lambda f: stratified_indices(data.y_train, f, seed=seed)) if protocol == 'standard' else \
-           (lambda f: random_fraction_indices(len(data.y_train), f, seed=seed))
-    idx = {f: pick(f) for f in fractions}
+    idx = {f: labelled_indices(data.y_train, f, seed, protocol) for f in fractions}
     top = idx[fractions[-1]]
     pos = torch.full((len(data.y_train),), -1, dtype=torch.long); pos[top] = torch.arange(len(top))
     ftr = encode(model, data.normalize(data.x_train[top]), batch_size)
