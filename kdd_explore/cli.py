@@ -8,10 +8,11 @@ import argparse, json, sys
 from pathlib import Path
 from .core import KddError, check_folder, save_json
 from .data import DATASETS, load_dataset
+from .distributed import DistributedError, dist_info, init_distributed, is_main
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'fraction_arg', 'count_arg', 'cmd_data', 'cmd_run', 'cmd_teacher', 'cmd_variance', 'cmd_experts',
-           'cmd_distill', 'build_parser', 'main']
+__all__ = ['SUBCOMMANDS', 'ACROSS_PROCESSES', 'fraction_arg', 'count_arg', 'cmd_data', 'cmd_run', 'cmd_teacher', 'cmd_variance',
+           'cmd_experts', 'cmd_distill', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #cdb5ab35
 def fraction_arg(text:str, # the option's value as typed
@@ -56,10 +57,12 @@ def cmd_run(args):
     changes = {}
     if getattr(args, 'teacher', None): changes['teacher'] = args.teacher
     if getattr(args, 'dataset', None): changes['dataset'] = args.dataset
+    if args.experts_per_iteration: changes['distill'] = dict(get_config(args.config, **changes).distill, experts_per_iteration=args.experts_per_iteration)
     cfg = get_config(args.config, **changes)
     res = run_pipeline(cfg, args.out, overwrite=args.overwrite, device=args.device, progress=not args.quiet)
-    print(results_table(res['results']))
-    print(f"\nresults: {Path(args.out)/'results.json'}\nreport:  {Path(args.out)/'report.html'}")
+    if is_main():
+        print(results_table(res['results']))
+        print(f"\nresults: {Path(args.out)/'results.json'}\nreport:  {Path(args.out)/'report.html'}")
     return res
 
 def _add_run(sub):
@@ -75,7 +78,9 @@ def _add_run(sub):
             p.add_argument('--teacher', default=None, help='a teacher checkpoint (artifact or ResNet-18 state dict)')
         p.add_argument('--out', default=f'runs/{name}', help='the run folder (a rerun continues a finished or interrupted run)')
         p.add_argument('--overwrite', action='store_true', help='replace a run of another configuration in --out')
-        p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present)')
+        p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present; under torchrun each rank takes cuda:LOCAL_RANK)')
+        p.add_argument('--experts-per-iteration', type=count_arg, default=None,
+                       help="expert stretches averaged per distillation update (default: the configuration's, 1); under torchrun a multiple of the processes shares them out")
         p.add_argument('--quiet', action='store_true', help='no progress output')
         p.set_defaults(func=cmd_run)
 
@@ -102,15 +107,15 @@ def cmd_experts(args):
     from kdd_explore.kd import experts_job
     ex = experts_job(args.out, args.dataset, teacher=args.teacher, n_experts=args.n_experts, epochs=args.epochs, width=args.width,
                      depth=args.depth, first_padding=args.first_padding, n_train=args.n_train, seed=args.seed, root=args.root, device=args.device, progress=not args.quiet)
-    print(f"{ex}\nexperts: {Path(args.out)/'experts'}")
+    if is_main(): print(f"{ex}\nexperts: {Path(args.out)/'experts'}")
 
 def cmd_distill(args):
     "Distil a synthetic set by matching recorded expert trajectories."
     from kdd_explore.distill import distill_job
     syn = distill_job(args.experts, args.out, fraction=args.fraction, init=args.init, preset=args.preset, iterations=args.iterations,
                       mode=args.mode, seed=args.seed, representations=args.representations, root=args.root, device=args.device,
-                      progress=not args.quiet)
-    print(f"{syn}\nsynthetic set: {Path(args.out)/'synthetic_set'}")
+                      progress=not args.quiet, experts_per_iteration=args.experts_per_iteration)
+    if is_main(): print(f"{syn}\nsynthetic set: {Path(args.out)/'synthetic_set'}")
 
 def _common(p, dataset=True):
     if dataset: p.add_argument('--dataset', default='fashion_mnist', help=f"one of: {', '.join(DATASETS)}")
@@ -152,11 +157,24 @@ def _add_stages(sub):
     p.add_argument('--init', default='high_loss', choices=['high_loss', 'random'])
     p.add_argument('--preset', default='cpu', help='cpu, cifar10_2pct, cifar10_5pct, cifar100_2pct, cifar100_5pct, tinyimagenet_2pct')
     p.add_argument('--iterations', type=count_arg, default=None); p.add_argument('--mode', default=None, choices=['bounded', 'full'])
+    p.add_argument('--experts-per-iteration', type=count_arg, default=None,
+                   help='expert stretches whose meta-gradients are averaged per update (default 1); under torchrun a multiple of the processes')
     p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_distill)
 
 # %% ../nbs/10_cli.ipynb #8b998e3d
 SUBCOMMANDS = [_add_run, _add_stages, _add_data]
+ACROSS_PROCESSES = ('experts', 'distill', 'run', 'quickstart')  # the subcommands that share their work under torchrun
+
+def _join_launch(args):
+    "Under torchrun: refuse a one-process subcommand, else join the process group and compute on this rank's device (one rank prints)."
+    n = dist_info().world_size
+    if n == 1: return
+    if args.command not in ACROSS_PROCESSES:
+        raise DistributedError(f"kdd-explore {args.command} runs in one process, but torchrun started {n}: run it without torchrun. "
+                               f"Across processes: {', '.join(ACROSS_PROCESSES)}.")
+    args.device = str(init_distributed(args.device))
+    if not is_main(): args.quiet = True
 
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `kdd-explore` with every subcommand."
@@ -171,6 +189,7 @@ def main(argv:list[str]|None=None, # the arguments (default: `sys.argv[1:]`)
     args = build_parser().parse_args(argv)  # bad option values stop here, before any work
     try:
         if getattr(args, 'out', None): check_folder(args.out)  # every --out is a folder: refuse a file before any work
+        _join_launch(args)  # under torchrun: this rank's device and the process group (nothing in one process)
         args.func(args)
     except KddError as e:
         print(f"kdd-explore {args.command}: error: {e}", file=sys.stderr)

@@ -16,6 +16,8 @@ from .models import build_model, fcall, param_dict
 from .data import equal_batches
 from .kd import (Experts, kd_loss, record_experts, high_loss_indices, random_indices, student_arch,
                             load_dataset_for_job)
+from .distributed import (DistributedError, all_gather, all_reduce_sum, barrier, broadcast, check_divides,
+                                     init_distributed, is_main, rank0_first, running, shard)
 
 # %% auto #0
 __all__ = ['DISTILL_PRESETS', 'SyntheticSet', 'DistillConfig', 'minibatch_schedule', 'unroll_match', 'kd_step_loss',
@@ -74,7 +76,7 @@ class SyntheticSet:
 @dataclass
 class DistillConfig:
     "Every setting of MKDT's distillation loop (defaults: the paper's CIFAR 2% values)."
-    iterations:int=5000 # outer iterations (one expert stretch matched per iteration)
+    iterations:int=5000 # outer iterations (experts_per_iteration expert stretches matched per iteration)
     syn_steps:int=40 # N: inner SGD steps on the synthetic set
     expert_epochs:int=2 # M: the target is the expert M epochs after the start
     max_start_epoch:int=2 # the start epoch s is drawn from 0..max_start_epoch-1
@@ -89,10 +91,12 @@ class DistillConfig:
     checkpoint_every:int=500 # write a resumable checkpoint every this many iterations (with `out`)
     seed:int=0 # root seed: expert order, start epochs, minibatches
     max_failures:int=5 # consecutive rolled-back iterations before stopping with an error
+    experts_per_iteration:int=1 # B: expert stretches whose meta-gradients are averaged per outer update (1: the paper's; under torchrun a multiple of the processes)
 
     def __post_init__(self):
         if self.mode not in ('bounded', 'full'): raise KddError(f"mode must be 'bounded' or 'full', got {self.mode!r}.")
-        for k in ('iterations', 'syn_steps', 'expert_epochs', 'max_start_epoch', 'batch_syn', 'snapshot_every', 'checkpoint_every', 'max_failures'):
+        for k in ('iterations', 'syn_steps', 'expert_epochs', 'max_start_epoch', 'batch_syn', 'snapshot_every', 'checkpoint_every', 'max_failures',
+                  'experts_per_iteration'):
             if int(getattr(self, k)) < 1: raise KddError(f"DistillConfig.{k} must be >= 1, got {getattr(self, k)}.")
         for k in ('lr_img', 'lr_targets', 'lr_lr', 'lr_init'):
             if not getattr(self, k) >= 0: raise KddError(f"DistillConfig.{k} must be >= 0, got {getattr(self, k)}.")
@@ -230,7 +234,7 @@ def expert_schedule(iteration:int, # outer iteration (0-based)
                     n_experts:int, # K
                     seed:int, # the run's root seed
                    ) -> int:
-    "Which expert iteration `iteration` matches: rounds of K iterations, each a fresh seeded permutation of the experts."
+    "Which expert iteration (or stretch) `iteration` matches: rounds of K, each a fresh seeded permutation of the experts."
     rnd, pos = divmod(iteration, n_experts)
     return int(torch.randperm(n_experts, generator=make_generator(derive_seed(seed, 'expert_round', rnd)))[pos])
 
@@ -250,9 +254,23 @@ def _check_setting(experts, syn, config, model):
 _CAUSES = ("Likely causes: lr_img too high (images blow up: try 10x lower), lr_lr too high (the learned learning rate runs away: "
            "try 10x lower), lr_init too high for this student, or bad experts (diverged or too short: check their losses).")
 
+def _stretch(experts, config, j):
+    "Stretch `j` of a run (j = iteration x experts_per_iteration + b): its generator, expert and start epoch."
+    g = make_generator(derive_seed(config.seed, 'iteration', j))
+    k = expert_schedule(j, experts.n_experts, config.seed)
+    return g, k, int(torch.randint(0, config.max_start_epoch, (1,), generator=g))
+
+def _config_of(meta_config):
+    "A checkpoint's config with the fields added since it was written at their defaults (older checkpoints resume)."
+    return dict({'experts_per_iteration': 1}, **meta_config)
+
 def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, learn_targets, kind):
     model = model if model is not None else build_model(experts.arch)
     _check_setting(experts, syn, config, model)
+    B, spread = config.experts_per_iteration, running()
+    if spread:  # before any work: every rank must get the same number of stretches
+        check_divides(B, 'DistillConfig.experts_per_iteration (--experts-per-iteration)',
+                      'Launch a number of processes that divides it, or set it to a multiple of the number of processes.')
     dev = syn.images.device
     cfg = asdict(config)
     state = dict(images=syn.images.detach().clone(), targets=syn.targets.detach().clone(), lr=syn.lr.detach().clone().to(dev))
@@ -261,36 +279,50 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
     ckpt = Path(out)/'checkpoint' if out is not None else None
     if ckpt is not None and artifact_exists(ckpt):  # resume
         t, m = load_artifact(ckpt, expect={'kind': f'{kind}_checkpoint'}, device=dev)
-        check_meta({k: v for k, v in m['config'].items() if k != 'iterations'}, {k: v for k, v in cfg.items() if k != 'iterations'},
+        check_meta({k: v for k, v in _config_of(m['config']).items() if k != 'iterations'}, {k: v for k, v in cfg.items() if k != 'iterations'},
                    where=f'checkpoint {ckpt}')
         check_meta(m, {'init_indices': syn.meta.get('init_indices'), 'arch': experts.arch}, where=f'checkpoint {ckpt}')
         state = {k: t[k] for k in state}; bufs = {k: t['buf.' + k] for k in bufs}
         hist = DistillHistory.from_artifact({k: v.cpu() for k, v in t.items()}, m)
         it0, fails = m['iteration'], m['failures']
+    if spread: broadcast(list(state.values()) + list(bufs.values()))  # every rank starts from rank 0's state
+    main = is_main()
     if it0 == 0: hist.snapshots[0] = state['images'].detach().cpu().clone()
     def save_ckpt(it):
+        if not main: return  # rank 0 alone writes
         ht, hm = hist.to_artifact()
         save_artifact(ckpt, dict(ht, **state, **{'buf.' + k: v for k, v in bufs.items()}),
                       dict(hm, kind=f'{kind}_checkpoint', config=cfg, iteration=it, failures=fails,
                            init_indices=syn.meta.get('init_indices'), arch=experts.arch, syn_meta=syn.meta))
     lrs = dict(images=config.lr_img, targets=config.lr_targets if learn_targets else 0., lr=config.lr_lr)
-    bar = tqdm(range(it0, config.iterations), desc=f'distill ({kind})', disable=not progress, initial=it0, total=config.iterations)
+    mine = shard(range(B))  # this rank's stretches of every iteration (all B in one process)
+    bar = tqdm(range(it0, config.iterations), desc=f'distill ({kind})', disable=not (progress and main), initial=it0, total=config.iterations)
     for it in bar:
-        g = make_generator(derive_seed(config.seed, 'iteration', it))
-        k = expert_schedule(it, experts.n_experts, config.seed)
-        s = int(torch.randint(0, config.max_start_epoch, (1,), generator=g))
-        start = {n: v.to(dev) for n, v in experts.params(k, s).items()}
-        target = {n: v.to(dev) for n, v in experts.params(k, s + config.expert_epochs).items()}
-        X, Y, lr = (state[n].clone().requires_grad_(True) for n in ('images', 'targets', 'lr'))
-        step_loss = make_step_loss(model, X, Y, it, g)
         want_curve = it % config.snapshot_every == 0
-        try:
-            loss, (gx, gy), glr, curve = unroll_match(start, target, lr, [X, Y], step_loss, config.syn_steps, config.mode, want_curve)
-            grads = dict(images=gx, targets=gy, lr=glr)
-            ok = bool(torch.isfinite(loss)) and all(bool(torch.isfinite(v).all()) for v in grads.values())
-        except (RuntimeError, KddError) as e:
-            if isinstance(e, KddError) and 'did not move' in str(e): raise
-            loss, grads, ok, curve = torch.tensor(float('nan')), {n: torch.zeros_like(v) for n, v in state.items()}, False, None
+        stretches = [_stretch(experts, config, it * B + b) for b in range(B)]
+        losses, acc, curve = [torch.tensor(0., dtype=state['images'].dtype, device=dev)] * B, None, None
+        for b in mine:
+            g, k, s = stretches[b]
+            start = {n: v.to(dev) for n, v in experts.params(k, s).items()}
+            target = {n: v.to(dev) for n, v in experts.params(k, s + config.expert_epochs).items()}
+            X, Y, lr = (state[n].clone().requires_grad_(True) for n in ('images', 'targets', 'lr'))
+            step_loss = make_step_loss(model, X, Y, it * B + b, g)
+            try:
+                loss, (gx, gy), glr, c = unroll_match(start, target, lr, [X, Y], step_loss, config.syn_steps, config.mode, want_curve and b == 0)
+                grads = dict(images=gx, targets=gy, lr=glr)
+            except (RuntimeError, KddError) as e:
+                if isinstance(e, KddError) and 'did not move' in str(e): raise
+                loss, grads, c = torch.tensor(float('nan')), {n: torch.zeros_like(v) for n, v in state.items()}, None
+            losses[b] = loss.to(dev, state['images'].dtype)
+            acc = grads if acc is None else {n: acc[n] + grads[n] for n in state}
+            if b == 0: curve = c
+        if B == 1 and not spread: loss, grads = losses[0], acc  # the paper's loop, unchanged
+        else:
+            flat = torch.stack(losses)
+            all_reduce_sum([acc['images'], acc['targets'], acc['lr'], flat])  # the sum over every rank's stretches
+            loss, grads = flat.mean(), {n: acc[n] / B for n in state}
+            if want_curve and spread: curve = all_gather(curve)[0]  # stretch 0's curve, from rank 0
+        ok = bool(torch.isfinite(loss)) and all(bool(torch.isfinite(v).all()) for v in grads.values())
         if ok:
             new_bufs = {n: config.momentum * bufs[n] + grads[n] for n in state}
             new = {n: (state[n] - lrs[n] * new_bufs[n]).detach() for n in state}
@@ -298,21 +330,25 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
             ok = math.isfinite(new_lr) and 0 < new_lr <= 100 * config.lr_init and all(bool(torch.isfinite(v).all()) for v in new.values())
         if ok: state, bufs, fails = new, new_bufs, 0
         else: fails += 1
-        hist.records.append(dict(iteration=it, loss=float(loss), start_epoch=s, expert=k, lr=float(state['lr']),
+        if B == 1: who = dict(start_epoch=stretches[0][2], expert=stretches[0][1])
+        else: who = dict(start_epoch=[s for _, _, s in stretches], expert=[k for _, k, _ in stretches], losses=[float(v) for v in flat])
+        hist.records.append(dict(iteration=it, loss=float(loss), **who, lr=float(state['lr']),
                                  grad_norm_images=float(grads['images'].norm()), grad_norm_targets=float(grads['targets'].norm()),
                                  grad_norm_lr=float(grads['lr'].abs()), rolled_back=not ok))
         if want_curve and curve is not None: hist.distance_curves[it] = curve
         if (it + 1) % config.snapshot_every == 0: hist.snapshots[it + 1] = state['images'].detach().cpu().clone()
-        if progress: bar.set_postfix(loss=f'{float(loss):.4f}', lr=f"{float(state['lr']):.4g}")
+        if progress and main: bar.set_postfix(loss=f'{float(loss):.4f}', lr=f"{float(state['lr']):.4g}")
         if fails >= config.max_failures:
             where = ''
             if ckpt is not None: save_ckpt(it + 1); where = f" The last good state is in {ckpt} (resumable)."
+            if spread: barrier()  # the checkpoint is written before any rank stops
             raise TrainingError(f"Distillation failed {fails} iterations in a row (last: iteration {it}, loss {float(loss)}, "
                                 f"lr {float(state['lr'])}): every step was rolled back. {_CAUSES}{where}")
         if ckpt is not None and ((it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations): save_ckpt(it + 1)
     res = SyntheticSet(state['images'], state['targets'], state['lr'], dict(syn.meta, config=cfg, distilled=kind))
-    if out is not None:
+    if out is not None and main:
         res.save(Path(out)/'synthetic_set'); hist.save(Path(out)/'history')
+    if spread: barrier()  # the results are on disk before any rank goes on
     return res, hist
 
 def distill(experts:Experts, # KD experts of the student architecture
@@ -507,26 +543,29 @@ def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` fro
                 preset:str='cpu', # a `DISTILL_PRESETS` name
                 iterations:int|None=None, # override the preset's iterations
                 mode:str|None=None, # override the meta-gradient mode ('bounded' or 'full')
+                experts_per_iteration:int|None=None, # override B, the expert stretches averaged per update (under torchrun: a multiple of the processes)
                 seed:int=0, # root seed of the distillation (and of a random init)
                 representations:str|Path|None=None, # the teacher representations artifact (default: `find_representations`)
                 root:str|Path|None=None, # dataset folder
                 device:str|None=None, # where to compute
                 progress:bool=True, # progress bar
                ) -> SyntheticSet:
-    "Distil a synthetic set from recorded KD experts into `out` (resumable)."
+    "Distil a synthetic set from recorded KD experts into `out` (resumable; under torchrun the stretches of each iteration are shared out)."
     if init not in ('high_loss', 'random'): raise KddError(f"init must be 'high_loss' or 'random', got {init!r}.")
     if size is None:
         try: ok = 0 < float(fraction) <= 1
         except (TypeError, ValueError): ok = False
         if not ok: raise KddError(f"fraction must be a share in (0, 1] of the training set, e.g. 0.02 for 2% (--fraction), got {fraction!r}.")
     elif not (isinstance(size, int) and size >= 1): raise KddError(f"size must be a whole number >= 1, got {size!r}.")
-    changes = {k: v for k, v in dict(iterations=iterations, mode=mode, seed=seed).items() if v is not None}
+    changes = {k: v for k, v in dict(iterations=iterations, mode=mode, seed=seed, experts_per_iteration=experts_per_iteration).items() if v is not None}
     config = DistillConfig.preset(preset, **changes)  # checks the preset and its settings before anything is loaded
-    dev = get_device(device)
+    dev = init_distributed(device)  # one process: the device asked for; under torchrun: this rank's
+    if running(): check_divides(config.experts_per_iteration, 'experts_per_iteration (--experts-per-iteration)',
+                                'Launch a number of processes that divides it, or set it to a multiple of the number of processes.')
     ex = Experts.load(experts)
     dmeta = ex.meta.get('dataset')
     if not dmeta: raise KddError(f"The experts {experts} do not record their dataset; record them with experts_job (kdd-explore experts).")
-    data = load_dataset_for_job(dmeta['name'], root, dmeta['n_train'] if dmeta['n_train'] else None, ex.meta.get('seed', 0))
+    data = rank0_first(load_dataset_for_job, dmeta['name'], root, dmeta['n_train'] if dmeta['n_train'] else None, ex.meta.get('seed', 0))
     train = {k: v for k, v in dmeta.items() if k != 'n_test'}  # distillation never looks at the test split (a run may keep part of it)
     check_meta(data.meta(), train, where='dataset loaded for these experts')
     rpath = find_representations(experts, ex.meta, len(data.x_train), representations)
@@ -536,6 +575,7 @@ def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` fro
     elif init == 'random':
         from kdd_explore.kd import _subset_size
         idx = random_indices(len(x), _subset_size(len(x), fraction if size is None else None, size), seed=seed)
+    idx = torch.as_tensor(all_gather(idx.cpu().tolist())[0])  # rank 0's choice on every rank (one process: its own)
     syn0 = SyntheticSet.from_real(x, reps, idx, lr=config.lr_init,
                                   meta=dict(dataset=dmeta, teacher=ex.meta.get('teacher'), arch=ex.arch, init=init, experts=str(experts)))
-    return distill(ex, syn0, config, out=out, progress=progress)[0]
+    return distill(ex, syn0, config, out=out, progress=progress and is_main())[0]

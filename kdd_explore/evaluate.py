@@ -15,6 +15,7 @@ from .data import ImageData
 from .models import build_model
 from .probe import probe_accuracies, PROBE_PROTOCOLS
 from .kd import train_kd, kd_loss
+from .distributed import all_gather, is_main, running, shard
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'KDEncoder', 'kd_student', 'PretrainSet', 'pretrain_kd', 'ssl_method', 'expert_encoder', 'kd_method',
@@ -144,6 +145,12 @@ def pool_kd_loss(model:nn.Module, # an encoder whose output has the teacher's si
     finally: model.train(was)
     return tot / len(x)
 
+def _evaluate_job(make, data, fractions, seed, protocol, kd_data):
+    "One (method, seed) job of `compare`: the encoder's probe accuracy per fraction, and its pool KD loss (or None)."
+    enc = make(seed)
+    accs = probe_accuracies(enc, data, fractions, seed=seed, protocol=protocol)
+    return accs, (pool_kd_loss(enc, *kd_data) if kd_data is not None else None)
+
 def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> encoder factory (seed -> frozen encoder)
             data:ImageData, # downstream data: probe on its train split, score on its test split
             fractions:tuple=(0.01, 0.05, 0.1, 0.5), # labelled fractions
@@ -152,18 +159,24 @@ def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> enco
             protocol:str='standard', # the probe: 'standard' or 'reference' (see `kdd_explore.probe.linear_probe`)
             kd_data:tuple|None=None, # (pool images, their teacher representations): also report each encoder's pool KD loss
            ) -> list[dict]:
-    "Probe every method's encoder at every seed and label fraction; one summary row per method and fraction."
+    "Probe every method's encoder at every seed and label fraction; one summary row per method and fraction (under torchrun the jobs are shared out)."
     if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
-    accs, kd = {m: {f: [] for f in fractions} for m in methods}, {m: [] for m in methods}
-    bar = tqdm(total=len(methods) * len(seeds), desc='evaluate', disable=not progress)
-    for m, make in methods.items():
-        for s in seeds:
-            bar.set_postfix_str(f'{m} seed {s}')
-            enc = make(s)
-            for f, a in probe_accuracies(enc, data, fractions, seed=s, protocol=protocol).items(): accs[m][f].append(a)
-            if kd_data is not None: kd[m].append(pool_kd_loss(enc, *kd_data))
-            bar.update()
+    jobs = [(m, s) for m in methods for s in seeds]
+    mine = shard(range(len(jobs)))  # job i on rank i % N (every job in one process)
+    done = {}
+    bar = tqdm(total=len(mine), desc='evaluate', disable=not (progress and is_main()))
+    for i in mine:
+        m, s = jobs[i]
+        bar.set_postfix_str(f'{m} seed {s}')
+        done[i] = _evaluate_job(methods[m], data, fractions, s, protocol, kd_data)
+        bar.update()
     bar.close()
+    if running(): done = {i: r for part in all_gather(done) for i, r in part.items()}  # every rank's results, on every rank
+    accs, kd = {m: {f: [] for f in fractions} for m in methods}, {m: [] for m in methods}
+    for i, (m, s) in enumerate(jobs):  # in the order of one process: methods, then seeds
+        a, k = done[i]
+        for f, v in a.items(): accs[m][f].append(v)
+        if kd_data is not None: kd[m].append(k)
     return summarize(accs, kd if kd_data is not None else None)
 
 # %% ../nbs/07_evaluate.ipynb #45a3c08a

@@ -15,6 +15,7 @@ from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_f
                               derive_seed, make_generator, save_artifact, load_artifact, artifact_exists, read_meta)
 from .models import build_model, param_dict, fcall, count_params, canonical_arch
 from .data import equal_batches
+from .distributed import DistributedError, barrier, dist_info, init_distributed, is_main, rank0_first, running, shard
 
 # %% auto #0
 __all__ = ['teacher_representations', 'model_fingerprint', 'cached_representations', 'kd_loss', 'kd_losses', 'train_kd',
@@ -205,6 +206,12 @@ def _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_de
                       seed=derive_seed(seed, 'expert_order', k), on_epoch=snap, progress=False)
     return [{n: v.cpu() for n, v in traj[0].items()}] + traj[1:], losses
 
+def _load_part(part, arch, same):
+    "A finished expert's trajectory and losses from its part file, refusing one recorded with other settings."
+    ex = Experts.load(part, arch=arch)
+    check_meta(dict(ex.meta, arch=ex.arch, epochs=ex.n_epochs), same, where=f'partial expert {part}')
+    return ex.trajectories[0], ex.meta.get('losses')
+
 def record_experts(arch:dict, # the student architecture (see `student_arch`)
                    x:torch.Tensor, # N x C x H x W normalised training images
                    targets:torch.Tensor, # N x D teacher representations
@@ -215,38 +222,57 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
                    momentum:float=0.9, # SGD momentum
                    weight_decay:float=1e-4, # SGD weight decay
                    seed:int=0, # root seed: expert k's init and data order derive from it
-                   out:str|Path|None=None, # a folder: finished experts are saved there as they complete (resumable)
+                   out:str|Path|None=None, # a folder: finished experts are saved there as they complete (resumable); needed across processes
                    progress:bool=True, # show a progress bar
                    meta:dict|None=None, # extra metadata to record (dataset, teacher...)
                    device:str|torch.device|None=None, # where to train (default: the images' device)
                   ) -> Experts:
-    "Train `n_experts` fresh students by KD for `epochs` epochs each, recording their parameters after every epoch."
+    "Train `n_experts` fresh students by KD for `epochs` epochs each, recording their parameters after every epoch (under torchrun: each rank its share)."
     if n_experts < 1 or epochs < 1: raise KddError(f"Need n_experts >= 1 and epochs >= 1, got {n_experts} and {epochs}.")
     device = device or x.device
     cfg = dict(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                seed=seed, n_train=len(x), target_dim=targets.shape[1], **(meta or {}))
     same = {k: v for k, v in cfg.items() if k != 'representations'}  # where the representations lie (a path) is recorded, not compared
     out = Path(out) if out is not None else None
-    done = {}
+    spread = running()
+    if spread and out is None:
+        raise DistributedError("Recording experts across processes needs out= (a folder every rank can reach): each rank saves its experts "
+                               "there as they finish, and rank 0 assembles them. Pass out=FOLDER (kdd-explore experts --out FOLDER).")
+    done, all_losses = {}, {}
     if out is not None and artifact_exists(out/'experts'):
         old = Experts.load(out/'experts', arch=arch)
         check_meta(dict(old.meta, arch=old.arch, epochs=old.n_epochs), same, where=f'experts in {out}')
-        for k, tr in enumerate(old.trajectories[:n_experts]): done[k] = tr
-    all_losses = {}
-    for k in tqdm(range(n_experts), desc='experts', disable=not progress):
+        old_losses = old.meta.get('losses') or {}
+        for k, tr in enumerate(old.trajectories[:n_experts]):
+            done[k] = tr
+            if str(k) in old_losses: all_losses[k] = old_losses[str(k)]
+    mine = shard(range(n_experts))  # rank r of N: the experts k with k % N == r (all of them in one process)
+    info = dist_info() if spread else None
+    desc = f'experts (rank {info.rank} of {info.world_size})' if spread else 'experts'
+    for k in tqdm(mine, desc=desc, disable=not (progress and is_main())):
         if k in done: continue
         part = out/f'expert_{k:03d}' if out is not None else None
         if part is not None and artifact_exists(part):
-            ex = Experts.load(part, arch=arch)
-            check_meta(dict(ex.meta, arch=ex.arch, epochs=ex.n_epochs), same, where=f'partial expert {part}')
-            done[k] = ex.trajectories[0]; continue
+            done[k], all_losses[k] = _load_part(part, arch, same); continue
         done[k], all_losses[k] = _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed, device)
         if part is not None: Experts(arch, [done[k]], dict(cfg, expert_index=k, losses=all_losses[k])).save(part)
-    experts = Experts(arch, [done[k] for k in range(n_experts)], dict(cfg, losses={str(k): v for k, v in all_losses.items()}))
+    if spread:
+        barrier()  # every rank's experts are on disk
+        if not is_main():
+            barrier()  # rank 0 assembles them
+            return Experts.load(out/'experts', arch=arch)
+        for k in range(n_experts):
+            if k not in done:
+                if not artifact_exists(out/f'expert_{k:03d}'):
+                    raise ArtifactError(f"Expert {k} should have been recorded by rank {k % info.world_size} into {out}, but it is not there. Rerun the same command.")
+                done[k], all_losses[k] = _load_part(out/f'expert_{k:03d}', arch, same)
+    losses = {str(k): all_losses[k] for k in sorted(all_losses) if all_losses[k] is not None}
+    experts = Experts(arch, [done[k] for k in range(n_experts)], dict(cfg, losses=losses))
     if out is not None:
         experts.save(out/'experts')
         for k in range(n_experts):
             for suf in ('.json', '.safetensors'): (out/f'expert_{k:03d}{suf}').unlink(missing_ok=True)
+    if spread: barrier()  # the artifact is written: the other ranks may read it
     return experts
 
 # %% ../nbs/05_kd.ipynb #88f251d9
@@ -408,14 +434,13 @@ def experts_job(out:str|Path, # folder for the representations and the experts
                 device:str|None=None, # where to compute
                 progress:bool=True, # progress bars
                ) -> Experts:
-    "Load data and teacher, cache the teacher representations in `out`, record experts into `out` (resumable)."
-    from kdd_explore.core import get_device
-    dev = get_device(device)
-    data = load_dataset_for_job(dataset, root, n_train, seed)
+    "Load data and teacher, cache the teacher representations in `out`, record experts into `out` (resumable; under torchrun each rank its share)."
+    dev = init_distributed(device)  # one process: the device asked for; under torchrun: this rank's (cuda:LOCAL_RANK or the CPU)
+    data = rank0_first(load_dataset_for_job, dataset, root, n_train, seed)  # rank 0 first: a download happens once
     x = data.normalize(data.x_train)
-    t = _resolve_teacher(teacher, dataset).to(dev)
+    t = rank0_first(_resolve_teacher, teacher, dataset).to(dev)
     out = Path(out)
-    reps = cached_representations(t, x.to(dev), out/'representations', {'dataset': data.meta()}, progress=progress)
+    reps = rank0_first(cached_representations, t, x.to(dev), out/'representations', {'dataset': data.meta()}, progress=progress and is_main())
     arch = student_arch(data.shape, reps.shape[1], width, depth, first_padding)
     meta = dict(dataset=data.meta(), teacher=model_fingerprint(t), teacher_arch=getattr(t, 'arch', None),
                 representations=str(out/'representations'))

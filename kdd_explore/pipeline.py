@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_pipeline.ipynb #b7c8df47
 from __future__ import annotations
-import base64, dataclasses, io, json, shutil, time
+import base64, contextlib, dataclasses, io, json, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -16,6 +16,7 @@ from .ssl import default_teacher, load_teacher, teacher_job
 from .kd import cached_representations, record_experts, high_loss_indices, random_indices, student_arch, Experts
 from .distill import DistillConfig, DistillHistory, SyntheticSet, distill, distill_ssl, record_ssl_experts, matching_loss, step_budget
 from .probe import PROBE_PROTOCOLS, labelled_indices
+from .distributed import barrier, dist_info, init_distributed, is_main, rank0_first, running
 from .evaluate import PretrainSet, compare, kd_method, kd_student, results_figure, results_table, gap, horizon_check, horizon_figure
 
 # %% auto #0
@@ -128,6 +129,12 @@ def get_config(name:str='quickstart', # a `CONFIGS` name
 # %% ../nbs/09_pipeline.ipynb #45d235c9
 def _entries(out): return [p for p in out.iterdir() if p.name != '.lock']  # the run's own lock is not content
 
+def _with_new_fields(old:dict) -> dict:
+    "A saved configuration with the `DistillConfig` fields added since it was written at their defaults (older runs reopen)."
+    if isinstance(old.get('distill'), dict):
+        old = dict(old, distill={**{f.name: f.default for f in dataclasses.fields(DistillConfig)}, **old['distill']})
+    return old
+
 def _clear(out):
     "Delete what `out` holds, but not the lock of the run that clears it."
     for p in _entries(out):
@@ -141,7 +148,7 @@ def open_run(out:str|Path, # the run folder
     "Create or reopen a run folder for `config`, refusing a file, or a folder of another configuration unless `overwrite`."
     out = check_folder(out); cfg_path = out/'config.json'
     if cfg_path.exists():
-        old = load_json(cfg_path)
+        old = _with_new_fields(load_json(cfg_path))
         if old != config.to_dict():
             if not overwrite:
                 diff = sorted(k for k in set(old) | set(config.to_dict()) if old.get(k) != config.to_dict().get(k))
@@ -238,16 +245,19 @@ def distill_summary(cfg:PipelineConfig, # the run's configuration
     save_json(path, res)
     return res
 
+def _ssl_experts(cfg, arch, data, x, path, progress):
+    "The baseline's SSL experts, recorded once into `path`."
+    if artifact_exists(path): return Experts.load(path, arch=arch)
+    ex = record_ssl_experts(arch, x, data.mean, data.std, cfg.ssl_method, cfg.n_ssl_experts, cfg.ssl_expert_epochs,
+                            lr=cfg.ssl_lr, seed=cfg.seed, progress=progress)
+    ex.save(path)
+    return ex
+
 def get_mtt_ssl(cfg, arch, data, x, reps, idx, out, device, progress, meta):
     "The naive MTT-SSL baseline: SSL experts, then matching with an SSL inner loss from `x[idx]` (cached in `out/mtt_ssl`)."
     folder = out/'mtt_ssl'
     if _finished(folder): return SyntheticSet.load(folder/'synthetic_set'), DistillHistory.load(folder/'history')
-    ex_path = out/'ssl_experts'
-    if artifact_exists(ex_path): ssl_experts = Experts.load(ex_path, arch=arch)
-    else:
-        ssl_experts = record_ssl_experts(arch, x, data.mean, data.std, cfg.ssl_method, cfg.n_ssl_experts, cfg.ssl_expert_epochs,
-                                         lr=cfg.ssl_lr, seed=cfg.seed, progress=progress)
-        ssl_experts.save(ex_path)
+    ssl_experts = rank0_first(_ssl_experts, cfg, arch, data, x, out/'ssl_experts', progress)
     dc = cfg.distill_config(lr_init=cfg.ssl_lr, lr_lr=cfg.ssl_lr_lr)
     syn0 = SyntheticSet.from_real(x, reps, idx, lr=cfg.ssl_lr, meta=dict(meta, init='random', inner=cfg.ssl_method))
     return distill_ssl(ssl_experts, syn0, dc, data.mean, data.std, cfg.ssl_method, out=folder, progress=progress)
@@ -308,7 +318,13 @@ def evaluate_all(methods:dict, # name -> encoder factory
                  progress:bool=True, # progress bars
                  kd_data:tuple|None=None, # (images, representations): also measure each encoder's KD loss there
                 ) -> list[dict]:
-    "Rows of `compare` for every method, reading the methods already evaluated from `folder`."
+    "Rows of `compare` for every method, reading the methods already evaluated from `folder` (under torchrun the jobs are shared out)."
+    todo = [m for m in methods if not (folder/f'{m}.json').exists()]
+    if todo and running():  # every (method, seed) job of the missing methods, shared out at once; rank 0 writes them
+        got = compare({m: methods[m] for m in todo}, data, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol, kd_data=kd_data)
+        if is_main():
+            for m in todo: save_json(folder/f'{m}.json', [r for r in got if r['method'] == m])
+        barrier()
     rows = []
     for m, make in methods.items():
         path = folder/f'{m}.json'
@@ -501,6 +517,20 @@ def slice_rows(names:tuple=('quickstart', 'quick'), # `CONFIGS` names whose data
             if cfg.horizon_steps: rows += [labelled_indices(y, cfg.horizon_fraction, s, cfg.probe_protocol) for s in cfg.seeds]
     return torch.cat(rows).unique()
 
+def _open_run(out, cfg, overwrite):
+    "Rank 0 opens (or creates) the run folder; the other ranks, after it, just use it."
+    return open_run(out, cfg, overwrite) if is_main() else Path(out)
+
+def _distill_shared(cfg:PipelineConfig) -> bool:
+    "Whether the distillations share their stretches over the processes (N divides experts_per_iteration); a note when N does not."
+    if not running(): return False
+    n, b = dist_info().world_size, cfg.distill_config().experts_per_iteration
+    if b % n == 0: return True
+    if is_main():
+        print(f"Note: the distillation stages run on rank 0 alone: {n} processes cannot share experts_per_iteration={b} expert stretches per "
+              f"iteration. Set it to a multiple of {n} (kdd-explore run --experts-per-iteration {n}) to share them out.", flush=True)
+    return False
+
 def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
                 out:str|Path='runs/quickstart', # the run folder
                 overwrite:bool=False, # replace a run of another configuration in `out`
@@ -510,25 +540,28 @@ def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or 
     "Every stage up to the distilled sets (reusing finished ones in `out`): data, teacher, representations, experts, subsets, distillation."
     # not locked here: `run_pipeline` holds `RunLock(out)` around it; hold one yourself when several processes may share `out`
     cfg = get_config(config) if isinstance(config, str) else config
-    out, dev = open_run(out, cfg, overwrite), get_device(device)
+    dev = init_distributed(device)  # one process: the device asked for; under torchrun: this rank's (and the group is joined)
+    progress = progress and is_main()  # one rank prints
+    out = rank0_first(_open_run, out, cfg, overwrite)
     st = Stages(STAGES, progress)
-    data = st.run('data', load_dataset, cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+    data = st.run('data', rank0_first, load_dataset, cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
     cfg.student(data.shape, 1)  # a student that pools the images to nothing is refused before any work
-    probe = load_probe_data(cfg, data)
+    probe = rank0_first(load_probe_data, cfg, data)
     x = data.normalize(data.x_train)
-    teacher = st.run('teacher', get_teacher, cfg, out, dev, progress)
-    reps = st.run('representations', cached_representations, teacher, x.to(dev), out/'representations', {'dataset': data.meta()}, progress=progress)
+    teacher = st.run('teacher', rank0_first, get_teacher, cfg, out, dev, progress)
+    reps = st.run('representations', rank0_first, cached_representations, teacher, x.to(dev), out/'representations', {'dataset': data.meta()}, progress=progress)
     x, reps = x.to(dev), reps.to(dev)
     arch = cfg.student(data.shape, reps.shape[1])
     meta = dict(dataset=data.meta(), arch=arch, teacher_arch=getattr(teacher, 'arch', None))
-    experts = st.run('experts', get_experts, cfg, arch, x, reps, out, dev, progress, meta)
-    subsets = st.run('subsets', get_subsets, cfg, experts, x, reps, out)
+    experts = st.run('experts', get_experts, cfg, arch, x, reps, out, dev, progress, meta)  # under torchrun: each rank its share
+    subsets = st.run('subsets', rank0_first, get_subsets, cfg, experts, x, reps, out)
+    distil = (lambda fn, *a: fn(*a)) if _distill_shared(cfg) else rank0_first  # the stretches shared out, or rank 0 alone (one process: the call)
     sets, hists = {}, {}
-    sets['mkdt_high_loss'], hists['mkdt_high_loss'] = st.run('mkdt_high_loss', get_distilled, cfg, experts, x, reps, subsets['high_loss'], 'high_loss', out, progress, meta)
+    sets['mkdt_high_loss'], hists['mkdt_high_loss'] = st.run('mkdt_high_loss', distil, get_distilled, cfg, experts, x, reps, subsets['high_loss'], 'high_loss', out, progress, meta)
     if 'mkdt_random_init' in cfg.distilled_baselines:
-        sets['mkdt_random_init'], hists['mkdt_random_init'] = st.run('mkdt_random_init', get_distilled, cfg, experts, x, reps, subsets['random'], 'random', out, progress, meta)
+        sets['mkdt_random_init'], hists['mkdt_random_init'] = st.run('mkdt_random_init', distil, get_distilled, cfg, experts, x, reps, subsets['random'], 'random', out, progress, meta)
     if 'mtt_ssl' in cfg.distilled_baselines:
-        sets['mtt_ssl'], hists['mtt_ssl'] = st.run('mtt_ssl', get_mtt_ssl, cfg, arch, data, x, reps, subsets['random'], out, dev, progress, meta)
+        sets['mtt_ssl'], hists['mtt_ssl'] = st.run('mtt_ssl', distil, get_mtt_ssl, cfg, arch, data, x, reps, subsets['random'], out, dev, progress, meta)
     return Run(cfg, out, dev, st, data, probe, teacher, x, reps, arch, experts, subsets, sets, hists)
 
 def run_pipeline(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
@@ -537,10 +570,11 @@ def run_pipeline(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or
                  device:str|None=None, # where to compute (default: cuda when present)
                  progress:bool=True, # progress lines and bars
                 ) -> dict:
-    "Run MKDT end to end (reusing finished stages in `out`, which it locks); returns what `out/results.json` holds."
+    "Run MKDT end to end (reusing finished stages in `out`, which it locks); returns what `out/results.json` holds. Under torchrun every rank calls it."
     cfg = get_config(config) if isinstance(config, str) else config
-    with RunLock(out):  # one run at a time in `out`: a second one is refused at once (and a file as `out` too)
-        return _finish(prepare_run(cfg, out, overwrite, device, progress), progress)
+    init_distributed(device)  # under torchrun: join the group before anything is shared
+    with (RunLock(out) if is_main() else contextlib.nullcontext()):  # one run at a time in `out` (rank 0 holds it for the launch)
+        return _finish(prepare_run(cfg, out, overwrite, device, progress), progress and is_main())
 
 def _finish(run:Run, progress:bool) -> dict:
     "The stages of `run_pipeline` after distillation: variance, evaluation, horizon check, transfer, ablation, report."
@@ -549,22 +583,22 @@ def _finish(run:Run, progress:bool) -> dict:
     if cfg.variance:
         from kdd_explore.variance import variance_job
         vpath = out/'variance'/'variance.json'
-        variance = load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher, quick=True, seed=cfg.seed, progress=progress)
-    summaries = {k: distill_summary(cfg, run.experts, run.x, run.reps, s, run.histories[k], out/k) for k, s in run.sets.items() if k != 'mtt_ssl'}
+        variance = rank0_first(lambda: load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher, quick=True, seed=cfg.seed, progress=progress))
+    summaries = rank0_first(lambda: {k: distill_summary(cfg, run.experts, run.x, run.reps, s, run.histories[k], out/k) for k, s in run.sets.items() if k != 'mtt_ssl'})
     eval_sets, xc, rc = run.cpu_sets(), run.x.cpu(), run.reps.cpu()
     kd_data = kd_eval_data(cfg, xc, rc)
-    rows = st.run('evaluation', evaluate_all, run.methods(), cfg, probe, out/'evaluation', progress, kd_data)
-    horizon = []
-    if cfg.horizon_steps:
+    rows = st.run('evaluation', evaluate_all, run.methods(), cfg, probe, out/'evaluation', progress, kd_data)  # under torchrun: the jobs shared out
+    def horizon_stage():
         hpath = out/'evaluation'/'horizon.json'
-        if hpath.exists(): horizon = load_json(hpath)
-        else:
-            mk = eval_sets['mkdt_high_loss']; init = torch.as_tensor(mk.meta['init_indices']).long()
-            hsets = {'mkdt_high_loss': PretrainSet(mk.images, mk.targets, float(mk.lr)),
-                     'mkdt_initial_at_learned_lr': PretrainSet(xc[init], rc[init], float(mk.lr))}
-            horizon = st.run('horizon', horizon_check, arch, hsets, probe, kd_data, cfg.horizon_steps, cfg.horizon_fraction, cfg.seeds,
-                             cfg.eval_epochs, cfg.eval_batch_size, cfg.probe_protocol, progress)
-            save_json(hpath, horizon)
+        if hpath.exists(): return load_json(hpath)
+        mk = eval_sets['mkdt_high_loss']; init = torch.as_tensor(mk.meta['init_indices']).long()
+        hsets = {'mkdt_high_loss': PretrainSet(mk.images, mk.targets, float(mk.lr)),
+                 'mkdt_initial_at_learned_lr': PretrainSet(xc[init], rc[init], float(mk.lr))}
+        horizon = st.run('horizon', horizon_check, arch, hsets, probe, kd_data, cfg.horizon_steps, cfg.horizon_fraction, cfg.seeds,
+                         cfg.eval_epochs, cfg.eval_batch_size, cfg.probe_protocol, progress)
+        save_json(hpath, horizon)
+        return horizon
+    horizon = rank0_first(horizon_stage) if cfg.horizon_steps else []
     transfer = []
     if cfg.transfer:
         transfer = st.run('transfer', evaluate_all, transfer_methods(cfg, data, xc, rc, run.subsets, eval_sets), cfg, probe, out/'evaluation'/'transfer', progress)
@@ -577,8 +611,10 @@ def _finish(run:Run, progress:bool) -> dict:
                  for k, s in run.sets.items()}
     result = dict(dataset=cfg.dataset, config=cfg.to_dict(), results=rows, findings=findings(rows), horizon=horizon,
                   transfer=transfer, ablation=ablation, synthetic_sets=sets_info, timings=dict(st.timings))
-    save_json(out/'results.json', result)
-    st.run('report', build_report, out, cfg, data, rows, transfer, run.sets, run.histories, variance, st.timings, ablation, summaries, horizon)
-    result['timings'] = dict(st.timings)
-    save_json(out/'results.json', result)
+    if is_main():  # rank 0 writes the results and the report
+        save_json(out/'results.json', result)
+        st.run('report', build_report, out, cfg, data, rows, transfer, run.sets, run.histories, variance, st.timings, ablation, summaries, horizon)
+        result['timings'] = dict(st.timings)
+        save_json(out/'results.json', result)
+    barrier()  # every rank returns once the run is on disk
     return result
