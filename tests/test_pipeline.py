@@ -99,7 +99,7 @@ def test_gpu_config_code_path_runs_on_cpu_with_fake_data(tmp_path):
     cfg = get_config('cifar10_2pct', dataset='fake', dataset_options={'shape': [3, 32, 32], 'n_classes': 4}, n_train=200, n_test=80,
                      teacher=str(tmp_path/'teacher'), width=8, n_experts=2, expert_epochs=3, n_ssl_experts=1, ssl_expert_epochs=3,
                      distill=dict(paper.distill, iterations=2, syn_steps=2, snapshot_every=1, checkpoint_every=1),
-                     eval_epochs=1, fractions=(0.1,), seeds=(0,), variance=False)
+                     eval_epochs=1, fractions=(0.1,), seeds=(0,), variance=False, horizon_steps=(0, 1))
     res = run_pipeline(cfg, tmp_path/'run', progress=False)
     assert {r['method'] for r in res['results']} == set(METHODS)
     assert res['config']['transfer']['name'] == 'resnet10_cifar' and res['transfer']
