@@ -26,7 +26,7 @@ def study_config(student:str, quick:bool=False, seeds=(0, 1, 2), fractions=(0.01
     from kdd_explore.pipeline import get_config
     if student not in STUDENTS: raise SystemExit(f"Unknown student {student!r}. Known: {', '.join(STUDENTS)}.")
     return get_config('quick' if quick else 'quickstart', **STUDENTS[student], distilled_baselines=(), transfer=None, ablation=False,
-                      variance=False, horizon_steps=None, seeds=tuple(seeds), fractions=tuple(fractions))
+                      variance=False, horizon_steps=None, seeds=tuple(seeds), fractions=tuple(fractions), probe_labels='pool')
 
 def matrix_rows(run, folder:Path, progress:bool=True) -> list[dict]:
     "Rows of `compare` for every (protocol, labels) of `PROBES`, each encoder pre-trained once; cached per setting in `folder`."

@@ -24,8 +24,8 @@ def test_results_json_has_every_method_and_fraction(quick_run):
         assert len(r['accs']) == len(cfg.seeds)
         assert all(0 <= a <= 100 for a in r['accs']) and 0 <= r['acc_mean'] <= 100 and r['acc_std'] >= 0
         assert min(r['accs']) - 1e-6 <= r['acc_mean'] <= max(r['accs']) + 1e-6
-    # any encoder, even a random one, is far above chance (10%) on Fashion-MNIST with 50% of the labels
-    assert all(r['acc_mean'] > 30 for r in res['results'] if r['label_fraction'] == 0.5)
+    # any encoder, even a random one, is far above chance (10%) on Fashion-MNIST with 5% of the 60,000 labels
+    assert all(r['acc_mean'] > 30 for r in res['results'] if r['label_fraction'] == 0.05)
     assert set(res['timings']) >= {'data', 'teacher', 'experts', 'mkdt_high_loss', 'mtt_ssl', 'evaluation', 'report'}
     assert {r['method'] for r in res['transfer']} >= {'no_pretrain', 'random_subset', 'mkdt_high_loss'}
 
