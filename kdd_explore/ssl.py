@@ -180,7 +180,7 @@ def train_teacher(backbone:nn.Module, # the encoder to train in place (needs `.a
             losses.append(loss.item())
             if progress and epoch == first and s == min(1, steps - 1):  # the 2nd step is timed: the 1st warms caches up
                 sec = time.time() - ts
-                tqdm.write(f"teacher: {sec:.2f} s a step, {steps} steps an epoch (batch {batch_size}): expect about "
+                tqdm.write(f"teacher: {sec:.2f} s a step, {steps} step{'s' * (steps != 1)} an epoch (batch {batch_size}): expect about "
                            f"{duration(sec * steps * todo)} for {todo} epoch{'s' if todo > 1 else ''} on {device}.")
             if progress: bar.set_postfix(loss=f'{losses[-1]:.3f}')
         for k, p in [*backbone.named_parameters(), *proj.named_parameters()]:
@@ -307,8 +307,8 @@ def teacher_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
     cfg['batch_size'] = min(cfg['batch_size'], len(data.x_train))
     backbone = init_model(default_teacher_arch(data), seed)
     if progress:
-        print(f"Training a {backbone.arch['name']} teacher on {dataset!r} with {method}: {cfg['epochs']} epochs of {len(data.x_train) // cfg['batch_size']} "
-              f"steps (batch {cfg['batch_size']}) on {len(data.x_train):,} images of {'x'.join(map(str, data.shape))}, checkpointed in {out} "
+        print(f"Training a {backbone.arch['name']} teacher on {dataset!r} with {method}: {cfg['epochs']} epoch{'s' * (cfg['epochs'] != 1)} of {len(data.x_train) // cfg['batch_size']} "
+              f"step{'s' * (len(data.x_train) // cfg['batch_size'] != 1)} (batch {cfg['batch_size']}) on {len(data.x_train):,} images of {'x'.join(map(str, data.shape))}, checkpointed in {out} "
               "(an interrupted run resumes there). The expected time follows after its first steps.", flush=True)
     t0 = time.time()
     res = train_teacher(backbone, data, method, seed=seed, out=out, progress=progress, device=device, **cfg)
