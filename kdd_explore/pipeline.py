@@ -20,11 +20,11 @@ from .evaluate import PretrainSet, compare, kd_method, kd_student, results_figur
 
 # %% auto #0
 __all__ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'METHODS', 'STAGES', 'PipelineConfig', 'ConfigError', 'known_settings',
-           'setting_problem', 'parse_settings', 'get_config', 'check_config', 'adapted_lines', 'open_run', 'Stages',
-           'get_teacher', 'get_experts', 'get_subsets', 'get_distilled', 'distill_summary', 'get_mtt_ssl', 'kd_methods',
-           'evaluation_methods', 'transfer_methods', 'ablation_methods', 'kd_eval_data', 'evaluate_all',
-           'image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html', 'budget_html',
-           'build_report', 'Run', 'load_probe_data', 'prepare_run', 'run_pipeline']
+           'setting_problem', 'parse_settings', 'get_config', 'variance_fit', 'check_config', 'adapted_lines',
+           'open_run', 'Stages', 'get_teacher', 'get_experts', 'get_subsets', 'get_distilled', 'distill_summary',
+           'get_mtt_ssl', 'kd_methods', 'evaluation_methods', 'transfer_methods', 'ablation_methods', 'kd_eval_data',
+           'evaluate_all', 'image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html',
+           'budget_html', 'build_report', 'Run', 'load_probe_data', 'prepare_run', 'run_pipeline']
 
 # %% ../nbs/09_pipeline.ipynb #efa8a57f
 @dataclass
@@ -228,6 +228,22 @@ def _teacher_meta(path):
     meta = read_meta(p)
     return (meta, None) if meta.get('kind') == 'teacher' else (None, f"{p} is a {meta.get('kind')!r} artifact, not a teacher")
 
+def variance_fit(info:DatasetInfo, # the dataset's facts
+                 quick:bool=True, # the quick study (the pipeline's) or the full one
+                ) -> tuple[dict, str|None]:
+    "The gradient-variance study's sizes that must change to fit a dataset (`{setting: (recipe, used, why)}`), and why it cannot run there (or None)."
+    from kdd_explore.variance import VARIANCE_CONFIGS
+    vc = VARIANCE_CONFIGS['quick' if quick else 'full']
+    n = min(vc['n_train'], info.n_train)
+    sizes = [b for b in vc['batch_sizes'] if b <= n]
+    if len(sizes) < 2:
+        return {}, f"the gradient-variance study needs two of its batch sizes {vc['batch_sizes']}, and {info.name} has {info.n_train:,} training images"
+    fit = {}
+    if n < vc['n_train']: fit['n_train'] = (vc['n_train'], n, f"{info.name} has {info.n_train:,} training images")
+    if sizes != vc['batch_sizes']: fit['batch_sizes'] = (vc['batch_sizes'], sizes, f"larger than the {n:,} images")
+    if vc.get('along_batch_size', 0) > n: fit['along_batch_size'] = (vc['along_batch_size'], n, f"larger than the {n:,} images")
+    return fit, None
+
 def check_config(cfg:PipelineConfig, # the configuration to check
                  info:DatasetInfo, # the facts of its dataset (`kdd_explore.data.dataset_info`)
                  checks:tuple=CHECKS, # which groups of settings to check (a stage command checks only what it uses)
@@ -237,7 +253,7 @@ def check_config(cfg:PipelineConfig, # the configuration to check
     "Check every setting against the data and the teacher at once: return the configuration fitted to the data, or raise one `ConfigError` listing every conflict."
     opts, d = options or {}, cfg.to_dict()
     adapted, conflicts, explicit = dict(d['adapted']), [], set(cfg.explicit)
-    said = lambda key, v: f"{opts[key]} {v if v is not None else ''}".strip() if key in opts else f"set {key}={_show(v)}"
+    said = lambda key, v: (f"leave out {opts[key]}" if v is None else f"{opts[key]} {v}") if key in opts else f"set {key}={_show(v)}"
     def conflict(key, why, *fixes): conflicts.append(f"{key}={_show(_get(d, key)) if key in d or '.' in key else '...'}: {why}. Fix: {' or '.join(fixes)}.")
     def record(key, recipe, used, why): adapted[key] = dict(recipe=adapted.get(key, {}).get('recipe', recipe), used=used, why=why)
     def follow(key, used, why, *fixes):
@@ -350,16 +366,9 @@ def check_config(cfg:PipelineConfig, # the configuration to check
                        f"({d['eval_epochs']} epochs of {per} step{'s' if per > 1 else ''} on the {k} images = {total})",
                        said('horizon_steps', kept), said('eval_epochs', -(-max(steps) // per)))
         if d['variance']:
-            from kdd_explore.variance import VARIANCE_CONFIGS
-            vq = VARIANCE_CONFIGS['quick']
-            n = min(vq['n_train'], info.n_train)
-            sizes = [b for b in vq['batch_sizes'] if b <= n]
-            if len(sizes) < 2:
-                follow('variance', False, f"the gradient-variance study needs two batch sizes of {vq['batch_sizes']}, and {name} has {info.n_train} training images",
-                       said('variance', False))
-            else:
-                if n < vq['n_train']: record('variance_study.n_train', vq['n_train'], n, f"{name} has {info.n_train:,} training images")
-                if sizes != vq['batch_sizes']: record('variance_study.batch_sizes', vq['batch_sizes'], sizes, f"larger than the {n} images")
+            fit, cannot = variance_fit(info)
+            if cannot: follow('variance', False, cannot, said('variance', False))
+            for key, (recipe, used, why) in fit.items(): record(f'variance_study.{key}', recipe, used, why)
     if conflicts:
         how = '' if opts else ' (command line: --set KEY=VALUE; Python: get_config(NAME, KEY=VALUE))'
         raise ConfigError(f"The configuration does not fit {info.describe()}: {len(conflicts)} setting{'s' if len(conflicts) > 1 else ''} to change{how}. "
