@@ -4,15 +4,16 @@
 
 # %% ../nbs/10_cli.ipynb #dbb5ef16
 from __future__ import annotations
-import argparse, json, sys
+import argparse, dataclasses, json, sys
 from pathlib import Path
 from .core import KddError, check_folder, save_json
 from .data import DATASETS, load_dataset
 from .distributed import DistributedError, dist_info, init_distributed, is_main
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'ACROSS_PROCESSES', 'fraction_arg', 'count_arg', 'cmd_data', 'cmd_run', 'cmd_teacher', 'cmd_variance',
-           'cmd_experts', 'cmd_distill', 'build_parser', 'main']
+__all__ = ['EXPERTS_OPTIONS', 'DATASET_HELP', 'SUBCOMMANDS', 'ACROSS_PROCESSES', 'fraction_arg', 'count_arg', 'cmd_data',
+           'cmd_run', 'stage_check', 'cmd_teacher', 'cmd_variance', 'cmd_experts', 'cmd_distill', 'cmd_register',
+           'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #cdb5ab35
 def fraction_arg(text:str, # the option's value as typed
@@ -33,7 +34,13 @@ def count_arg(text:str, # the option's value as typed
 
 # %% ../nbs/10_cli.ipynb #ccdd8a77
 def cmd_data(args):
-    "Load a dataset and print (and optionally save) its description."
+    "Load a dataset and print (and optionally save) its description; `--list` names the datasets there are."
+    if args.list:
+        from kdd_explore.data import registered_datasets
+        reg = registered_datasets(args.root)
+        print('built-in: ' + ', '.join(DATASETS) + '\nregistered: ' + (', '.join(f"{k} ({'x'.join(map(str, m['shape']))}, {m['n_train']:,} train, "
+              f"{len(m['classes'])} classes, from {m['source']})" for k, m in reg.items()) or 'none (kdd-explore register NAME PATH)'))
+        return reg
     d = load_dataset(args.dataset, root=args.root, n_train=args.n_train, download=not args.offline)
     info = dict(d.meta(), classes=d.classes, description=d.description, source=d.source)
     print(json.dumps(info, indent=2))
@@ -42,7 +49,8 @@ def cmd_data(args):
 
 def _add_data(sub):
     p = sub.add_parser('data', help='load a dataset and describe it')
-    p.add_argument('--dataset', default='fashion_mnist', help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument('--dataset', default='fashion_mnist', help=DATASET_HELP)
+    p.add_argument('--list', action='store_true', help='name the built-in and the registered datasets, and stop')
     p.add_argument('--root', default=None, help='folder with the dataset files (default: $KDD_DATA or ~/.cache/kdd_explore/data)')
     p.add_argument('--n-train', type=count_arg, default=None, help='keep a stratified subset of this many training images')
     p.add_argument('--offline', action='store_true', help='never try to download')
@@ -52,9 +60,9 @@ def _add_data(sub):
 # %% ../nbs/10_cli.ipynb #d7116634
 def cmd_run(args):
     "Run the whole pipeline with a named configuration and print where the results are."
-    from kdd_explore.pipeline import get_config, run_pipeline
+    from kdd_explore.pipeline import get_config, parse_settings, run_pipeline
     from kdd_explore.evaluate import results_table
-    changes = {}
+    changes = parse_settings(args.set)  # unknown keys and wrong types stop here, before any work
     if getattr(args, 'teacher', None): changes['teacher'] = args.teacher
     if getattr(args, 'dataset', None): changes['dataset'] = args.dataset
     if args.experts_per_iteration: changes['distill'] = dict(get_config(args.config, **changes).distill, experts_per_iteration=args.experts_per_iteration)
@@ -74,8 +82,11 @@ def _add_run(sub):
                            help='the same code at toy size (under 2 minutes), for tests and CI')
         else:
             p.add_argument('--config', required=True, help='a configuration name: quickstart, quick, cifar10_2pct, cifar10_5pct, cifar100_2pct, cifar100_5pct')
-            p.add_argument('--dataset', default=None, help='override the configuration\'s dataset')
+            p.add_argument('--dataset', default=None, help=f"the configuration's dataset changed: {DATASET_HELP}")
             p.add_argument('--teacher', default=None, help='a teacher checkpoint (artifact or ResNet-18 state dict)')
+        p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                       help='change a setting (repeatable); VALUE is read as JSON where it parses: n_train=300, fractions=[0.05,0.5], '
+                            'depth=null, distill.iterations=20, teacher=runs/t/teacher (see kdd_explore.pipeline.PipelineConfig)')
         p.add_argument('--out', default=f'runs/{name}', help='the run folder (a rerun continues a finished or interrupted run)')
         p.add_argument('--overwrite', action='store_true', help='replace a run of another configuration in --out')
         p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present; under torchrun each rank takes cuda:LOCAL_RANK)')
@@ -85,10 +96,20 @@ def _add_run(sub):
         p.set_defaults(func=cmd_run)
 
 # %% ../nbs/10_cli.ipynb #1a66b01f
+def stage_check(args, checks:tuple, options:dict, missing_teacher:str='train', **settings):
+    "A stage command's options as pipeline settings, checked against the data before its first step; returns the fitted configuration."
+    from kdd_explore.data import dataset_info
+    from kdd_explore.pipeline import PipelineConfig
+    given = [k for k, v in settings.items() if v is not None and k in options]  # what was typed is explicit; the rest is the command's recipe
+    cfg = PipelineConfig(**{k: v for k, v in settings.items() if v is not None or k in ('n_train', 'depth', 'teacher')}, explicit=given)
+    return cfg.check(dataset_info(cfg.dataset, root=getattr(args, 'root', None), seed=getattr(args, 'seed', 0)),
+                     checks=checks, options=options, missing_teacher=missing_teacher)
+
 def cmd_teacher(args):
     "Train (or resume) an SSL teacher."
     from kdd_explore.ssl import teacher_job
-    p = teacher_job(args.dataset, args.method, out=args.out, epochs=args.epochs, n_train=args.n_train, seed=args.seed,
+    fit = stage_check(args, ('data',), {'n_train': '--n-train'}, dataset=args.dataset, n_train=args.n_train)
+    p = teacher_job(args.dataset, args.method, out=args.out, epochs=args.epochs, n_train=fit.n_train, seed=args.seed,
                     root=args.root, device=args.device, progress=not args.quiet)
     print(f"teacher: {p}")
 
@@ -96,8 +117,16 @@ def cmd_variance(args):
     "Measure the minibatch gradient variance of SSL, KD and supervised losses."
     from kdd_explore.ssl import load_teacher
     from kdd_explore.variance import variance_job
+    from kdd_explore.data import dataset_info
+    from kdd_explore.pipeline import ConfigError, variance_fit
+    stage_check(args, ('teacher',), {'teacher': '--teacher'}, 'train' if args.quick else 'error', dataset=args.dataset, teacher=args.teacher)
+    fit, cannot = variance_fit(dataset_info(args.dataset, root=args.root, seed=args.seed), args.quick)
+    if cannot: raise ConfigError(f"{cannot}: give a dataset with more training images.")
+    for k, (recipe, used, why) in fit.items():
+        if not args.quiet: print(f"Note: {k} {recipe} -> {used} ({why}).")
     teacher = load_teacher(args.teacher) if args.teacher else None
-    res = variance_job(args.dataset, args.out, teacher=teacher, quick=args.quick, seed=args.seed, root=args.root, progress=not args.quiet)
+    res = variance_job(args.dataset, args.out, teacher=teacher, quick=args.quick, seed=args.seed, root=args.root, progress=not args.quiet,
+                       **{k: used for k, (_, used, _) in fit.items()})
     for name, r in res['losses'].items():
         print(f"{name:>14}: " + '  '.join(f"b={b}: {v:.4g}" for b, v in zip(r['batch_sizes'], r['norm_var'])))
     print(f"\n{Path(args.out)/'variance.json'}\n{Path(args.out)/'variance.html'}")
@@ -105,20 +134,35 @@ def cmd_variance(args):
 def cmd_experts(args):
     "Record KD expert trajectories."
     from kdd_explore.kd import experts_job
+    fit = stage_check(args, ('data', 'teacher', 'student'), EXPERTS_OPTIONS, 'error', dataset=args.dataset, teacher=args.teacher, n_train=args.n_train,
+                      width=args.width, depth=args.depth, first_padding=args.first_padding, n_experts=args.n_experts, expert_epochs=args.epochs,
+                      expert_batch_size=256)
     ex = experts_job(args.out, args.dataset, teacher=args.teacher, n_experts=args.n_experts, epochs=args.epochs, width=args.width,
-                     depth=args.depth, first_padding=args.first_padding, n_train=args.n_train, seed=args.seed, root=args.root, device=args.device, progress=not args.quiet)
+                     depth=fit.depth, first_padding=args.first_padding, n_train=fit.n_train, batch_size=fit.expert_batch_size, seed=args.seed,
+                     root=args.root, device=args.device, progress=not args.quiet)
     if is_main(): print(f"{ex}\nexperts: {Path(args.out)/'experts'}")
+
+EXPERTS_OPTIONS = {'n_train': '--n-train', 'teacher': '--teacher', 'width': '--width', 'depth': '--depth', 'first_padding': '--first-padding',
+                   'n_experts': '--n-experts', 'expert_epochs': '--epochs'}
 
 def cmd_distill(args):
     "Distil a synthetic set by matching recorded expert trajectories."
-    from kdd_explore.distill import distill_job
+    from kdd_explore.core import read_meta
+    from kdd_explore.distill import DistillConfig, distill_job
+    m = read_meta(args.experts)  # a missing artifact is named here, before anything is loaded
+    if m.get('dataset'):
+        dc = DistillConfig.preset(args.preset, **{k: v for k, v in dict(iterations=args.iterations, mode=args.mode).items() if v is not None})
+        stage_check(args, ('distill',), {'syn_fraction': '--fraction', 'expert_epochs': 'record the experts again with kdd-explore experts --epochs',
+                                         'distill.max_start_epoch': 'a --preset with max_start_epoch at most'},
+                    dataset=m['dataset']['name'], n_train=m['dataset']['n_train'], syn_fraction=args.fraction, expert_epochs=m['n_epochs'],
+                    n_experts=m['n_experts'], distill=dataclasses.asdict(dc), high_loss_clusters=None, distilled_baselines=())
     syn = distill_job(args.experts, args.out, fraction=args.fraction, init=args.init, preset=args.preset, iterations=args.iterations,
                       mode=args.mode, seed=args.seed, representations=args.representations, root=args.root, device=args.device,
                       progress=not args.quiet, experts_per_iteration=args.experts_per_iteration)
     if is_main(): print(f"{syn}\nsynthetic set: {Path(args.out)/'synthetic_set'}")
 
 def _common(p, dataset=True):
-    if dataset: p.add_argument('--dataset', default='fashion_mnist', help=f"one of: {', '.join(DATASETS)}")
+    if dataset: p.add_argument('--dataset', default='fashion_mnist', help=DATASET_HELP)
     p.add_argument('--seed', type=int, default=0, help='root seed')
     p.add_argument('--root', default=None, help='dataset folder (default: $KDD_DATA or ~/.cache/kdd_explore/data)')
     p.add_argument('--quiet', action='store_true', help='no progress output')
@@ -162,8 +206,35 @@ def _add_stages(sub):
     p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_distill)
 
+# %% ../nbs/10_cli.ipynb #9a0cb968
+DATASET_HELP = f"one of: {', '.join(DATASETS)}, or a name registered with `kdd-explore register`"
+
+def cmd_register(args):
+    "Register your own images under a name (read, converted, stored with their mean and std) and say what to run next."
+    from kdd_explore.data import DatasetInfo, register_dataset
+    d = register_dataset(args.name, args.path, size=args.size, channels=args.channels, test_fraction=args.test_fraction, seed=args.seed,
+                         root=args.root, description=args.description, progress=not args.quiet)
+    print(f"registered {DatasetInfo.of(d).describe()}; mean {[round(v, 4) for v in d.mean]}, std {[round(v, 4) for v in d.std]}")
+    env = f"KDD_DATA={args.root} " if args.root else ''
+    print(f"next:\n  {env}kdd-explore run --config quick --dataset {args.name} --out runs/{args.name}-quick   # every stage at toy size, minutes"
+          f"\n  {env}kdd-explore run --config quickstart --dataset {args.name} --out runs/{args.name}   # the CPU recipe (trains a teacher first)")
+    return d
+
+def _add_register(sub):
+    p = sub.add_parser('register', help='make your own images a dataset: a folder (one sub-folder per class) or a .npz / .safetensors file')
+    p.add_argument('name', help="the name to use it by (lowercase letters, digits, '_', '-')")
+    p.add_argument('path', help='a folder in the ImageFolder layout (train/ and test/, or one sub-folder per class), or a .npz / .safetensors file')
+    p.add_argument('--size', type=count_arg, default=None, help="side of the square images in pixels (default: the most common image's shorter side)")
+    p.add_argument('--channels', type=int, choices=[1, 3], default=None, help='1 (grayscale) or 3 (RGB); default: RGB when any image has colour')
+    p.add_argument('--test-fraction', type=fraction_arg, default=0.2, help='without a test split: the share of each class held out for testing (default 0.2)')
+    p.add_argument('--description', default='', help='a sentence about the data, shown with it')
+    p.add_argument('--seed', type=int, default=0, help='seed of the split per class')
+    p.add_argument('--root', default=None, help='the data folder to register in (default: $KDD_DATA or ~/.cache/kdd_explore/data; the other commands read $KDD_DATA)')
+    p.add_argument('--quiet', action='store_true', help='do not print the conversions')
+    p.set_defaults(func=cmd_register)
+
 # %% ../nbs/10_cli.ipynb #8b998e3d
-SUBCOMMANDS = [_add_run, _add_stages, _add_data]
+SUBCOMMANDS = [_add_run, _add_stages, _add_data, _add_register]
 ACROSS_PROCESSES = ('experts', 'distill', 'run', 'quickstart')  # the subcommands that share their work under torchrun
 
 def _join_launch(args):

@@ -4,27 +4,28 @@
 
 # %% ../nbs/09_pipeline.ipynb #b7c8df47
 from __future__ import annotations
-import base64, contextlib, dataclasses, io, json, shutil, time
+import base64, contextlib, dataclasses, io, json, math, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
-from .core import KddError, RunLock, artifact_exists, check_folder, get_device, load_json, save_json, atomic_write_bytes
-from .data import ImageData, load_dataset, stratified_indices
+from .core import KddError, RunLock, artifact_exists, check_folder, get_device, load_json, read_meta, save_json, atomic_write_bytes
+from .data import DatasetInfo, ImageData, dataset_info, load_dataset, stratified_counts, stratified_indices
 from .models import build_model
-from .ssl import default_teacher, load_teacher, teacher_job
-from .kd import cached_representations, record_experts, high_loss_indices, random_indices, student_arch, Experts
+from .ssl import SSL_LOSSES, default_teacher, load_teacher, shipped_teacher, teacher_job
+from .kd import cached_representations, record_experts, high_loss_indices, random_indices, student_arch, reference_padding, Experts
 from .distill import DistillConfig, DistillHistory, SyntheticSet, distill, distill_ssl, record_ssl_experts, matching_loss, step_budget
 from .probe import PROBE_PROTOCOLS, labelled_indices
 from .distributed import barrier, dist_info, init_distributed, is_main, rank0_first, running
 from .evaluate import PretrainSet, compare, kd_method, kd_student, results_figure, results_table, gap, horizon_check, horizon_figure
 
 # %% auto #0
-__all__ = ['CONFIGS', 'METHODS', 'STAGES', 'PipelineConfig', 'get_config', 'open_run', 'Stages', 'get_teacher', 'get_experts',
-           'get_subsets', 'get_distilled', 'distill_summary', 'get_mtt_ssl', 'kd_methods', 'evaluation_methods',
-           'transfer_methods', 'ablation_methods', 'kd_eval_data', 'evaluate_all', 'image_grid_uri', 'curves_figure',
-           'write_report', 'findings', 'findings_html', 'budget_html', 'build_report', 'Run', 'load_probe_data',
-           'slice_rows', 'prepare_run', 'run_pipeline']
+__all__ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'METHODS', 'STAGES', 'PipelineConfig', 'ConfigError', 'known_settings',
+           'setting_problem', 'parse_settings', 'get_config', 'variance_fit', 'check_config', 'adapted_lines',
+           'open_run', 'Stages', 'get_teacher', 'get_experts', 'get_subsets', 'get_distilled', 'distill_summary',
+           'get_mtt_ssl', 'kd_methods', 'evaluation_methods', 'transfer_methods', 'ablation_methods', 'kd_eval_data',
+           'evaluate_all', 'image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html',
+           'budget_html', 'build_report', 'Run', 'load_probe_data', 'slice_rows', 'prepare_run', 'run_pipeline']
 
 # %% ../nbs/09_pipeline.ipynb #efa8a57f
 @dataclass
@@ -65,8 +66,11 @@ class PipelineConfig:
     transfer:dict|None=field(default_factory=lambda: dict(name='small_resnet', widths=[16, 32, 64, 128], blocks=[1, 1, 1, 1])) # another student to pre-train (None: skip)
     variance:bool=True # measure the gradient variance of SSL vs KD for the report
     ablation:bool=True # take the MKDT high-loss set apart: its images, targets or learned lr put back to their initial values
+    explicit:tuple=() # settings given explicitly (`get_config`'s changes, `--set`): never adapted to the data; a conflict is an error
+    adapted:dict=field(default_factory=dict) # filled by `check`: setting -> {recipe, used, why} for each recipe value fitted to the data
 
     def __post_init__(self):
+        self.explicit = tuple(self.explicit)
         if self.probe_protocol not in PROBE_PROTOCOLS:
             raise KddError(f"Unknown probe_protocol {self.probe_protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
         if self.probe_labels not in ('pool', 'full'): raise KddError(f"probe_labels must be 'pool' or 'full', got {self.probe_labels!r}.")
@@ -83,7 +87,7 @@ class PipelineConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown: raise KddError(f"Unknown pipeline settings {sorted(unknown)}. Known: {[f.name for f in dataclasses.fields(cls)]}.")
         d = dict(d)
-        for k in ('fractions', 'seeds', 'horizon_steps', 'distilled_baselines'):
+        for k in ('fractions', 'seeds', 'horizon_steps', 'distilled_baselines', 'explicit'):
             if d.get(k) is not None: d[k] = tuple(d[k])
         return cls(**d)
     def distill_config(self, **changes) -> DistillConfig:
@@ -96,6 +100,69 @@ class PipelineConfig:
         arch = student_arch(shape, out_dim, self.width, self.depth, self.first_padding)
         build_model(arch)  # raises a KddError naming the depth that fits
         return arch
+    def check(self, info:DatasetInfo, # the dataset's facts (`kdd_explore.data.dataset_info`)
+              **kw, # `checks`, `options`, `missing_teacher`: see `check_config`
+             ) -> PipelineConfig:
+        "This configuration fitted to the data, or one `ConfigError` listing every conflict and the setting that fixes it (see `check_config`)."
+        return check_config(self, info, **kw)
+
+# %% ../nbs/09_pipeline.ipynb #7b4d5bc6
+class ConfigError(KddError):
+    "A setting is unknown, of the wrong type, or does not fit the data or the teacher; the message lists every such setting and what fixes it."
+
+RECORDS = ('explicit', 'adapted')  # fields that record how a configuration came about; they are not settings
+SUB_SETTINGS = {'distill': DistillConfig, 'dataset_options': None, 'transfer': None}  # dict settings whose entries can be set one by one (None: any entry)
+_WORDS = {'int': 'a whole number', 'float': 'a number', 'str': 'text', 'bool': 'true or false', 'tuple': 'a list', 'list': 'a list',
+          'dict': 'an object {...}', 'None': 'null', 'NoneType': 'null'}
+_FITS = {'int': lambda v: isinstance(v, int) and not isinstance(v, bool), 'float': lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+         'str': lambda v: isinstance(v, str), 'bool': lambda v: isinstance(v, bool), 'tuple': lambda v: isinstance(v, (list, tuple)),
+         'dict': lambda v: isinstance(v, dict), 'None': lambda v: v is None}
+
+def _kinds(cls, name): return [t.strip() for t in str({f.name: f.type for f in dataclasses.fields(cls)}[name]).split('|')]
+def _show(v):
+    try: return json.dumps(v)
+    except (TypeError, ValueError): return repr(v)
+
+def known_settings() -> str:
+    "The settings `get_config` and `--set` accept, as one sentence."
+    top = [f.name for f in dataclasses.fields(PipelineConfig) if f.name not in RECORDS]
+    return (f"Known settings: {', '.join(top)}; one entry of a dict setting: "
+            f"{', '.join('distill.' + f.name for f in dataclasses.fields(DistillConfig))}, dataset_options.KEY, transfer.KEY.")
+
+def setting_problem(key:str, # a setting's name: 'n_train', or dotted for one entry of a dict setting, 'distill.iterations'
+                    value, # the value it is to take
+                   ) -> str|None:
+    "What is wrong with setting `key` to `value` (an unknown setting, a value of the wrong type), or None when nothing is."
+    top, _, sub = key.partition('.')
+    if top not in {f.name for f in dataclasses.fields(PipelineConfig)} - set(RECORDS) or (sub and top not in SUB_SETTINGS):
+        return f"unknown setting {key!r}"
+    cls = SUB_SETTINGS.get(top)
+    if sub:
+        if cls is None: return None
+        if sub not in {f.name for f in dataclasses.fields(cls)}: return f"unknown setting {key!r}"
+        kinds = _kinds(cls, sub)
+    else: kinds = _kinds(PipelineConfig, key)
+    if not any(_FITS[k](value) for k in kinds):
+        return f"{key} takes {' or '.join(_WORDS.get(k, k) for k in kinds)}, got {_show(value)} ({_WORDS.get(type(value).__name__, type(value).__name__)})"
+    if not sub and cls is not None and isinstance(value, dict):  # a whole DistillConfig dict: each entry too
+        return '; '.join(filter(None, (setting_problem(f'{key}.{k}', v) for k, v in value.items()))) or None
+    return None
+
+def parse_settings(items:list[str], # 'KEY=VALUE' strings, as typed after `--set`
+                  ) -> dict:
+    "Changes for `get_config` from `KEY=VALUE` strings: each value read as JSON where it parses (else as text), every key and type checked."
+    changes, bad = {}, []
+    for item in items:
+        key, sep, text = item.partition('=')
+        key = key.strip()
+        if not sep or not key: bad.append(f"{item!r} is not KEY=VALUE"); continue
+        try: value = json.loads(text)
+        except ValueError: value = text  # e.g. a path, or 'reference'
+        problem = setting_problem(key, value)
+        if problem: bad.append(problem)
+        else: changes[key] = value
+    if bad: raise ConfigError(f"--set: {'; '.join(bad)}. {known_settings()}")
+    return changes
 
 # %% ../nbs/09_pipeline.ipynb #ffe05a84
 def _gpu(dataset, preset, frac, depth=None, **kw):
@@ -120,11 +187,199 @@ CONFIGS = {
 }
 
 def get_config(name:str='quickstart', # a `CONFIGS` name
-               **changes, # fields to override
+               **changes, # settings to change; dotted names change one entry of a dict setting (`**{'distill.iterations': 3}`)
               ) -> PipelineConfig:
-    "A named configuration, optionally changed."
+    "A named configuration, optionally changed; the changed settings are recorded in `explicit` (the data never changes them)."
     if name not in CONFIGS: raise KddError(f"Unknown configuration {name!r}. Known: {', '.join(CONFIGS)}.")
-    return PipelineConfig.from_dict({**PipelineConfig().to_dict(), **CONFIGS[name], **changes})
+    d = json.loads(json.dumps({**PipelineConfig().to_dict(), **CONFIGS[name]}))  # the recipe, as JSON
+    explicit = set(changes.pop('explicit', ()))
+    bad = [p for k, v in changes.items() if (p := setting_problem(k, v))]
+    if bad: raise ConfigError(f"{'; '.join(bad)}. {known_settings()}")
+    for k, v in sorted(changes.items(), key=lambda kv: '.' in kv[0]):  # whole settings first, then single entries
+        top, _, sub = k.partition('.')
+        if sub: d[top] = dict(d[top] or {}, **{sub: v}); explicit.add(k)
+        elif isinstance(v, dict) and isinstance(d.get(k), dict):  # a dict setting given whole: its changed entries are what was asked for
+            explicit |= {f'{k}.{s}' for s, x in v.items() if d[k].get(s, object()) != x}; d[k] = dict(v)
+        else: d[k] = v; explicit.add(k)
+    return PipelineConfig.from_dict({**d, 'explicit': sorted(explicit)})
+
+# %% ../nbs/09_pipeline.ipynb #015a6752
+CHECKS = ('data', 'teacher', 'student', 'distill', 'evaluation')  # the groups of settings `check_config` looks at
+
+def _get(d, key): top, _, sub = key.partition('.'); return d[top].get(sub) if sub else d[top]
+def _put(d, key, v):
+    top, _, sub = key.partition('.')
+    if sub: d[top] = dict(d[top], **{sub: v})
+    else: d[top] = v
+
+def _least_fraction(counts, standard=True):
+    "The smallest label fraction (4 decimals) that keeps at least one example of every class (of all, for the reference protocol)."
+    keeps = lambda f: (min(stratified_counts(counts, f)) if standard else round(f * sum(counts))) >= 1
+    f = math.ceil(1e4 / (min(counts) if standard else sum(counts))) / 1e4
+    while not keeps(f): f = round(f + 1e-4, 4)
+    return min(f, 1.0)
+
+def _teacher_meta(path):
+    "The metadata of a teacher given as a path: (meta, None), or (None, what is wrong); (None, None) for a plain state dict file."
+    p = Path(path)
+    if p.is_dir() and artifact_exists(p/'teacher'): p = p/'teacher'
+    if p.suffix in ('.pth', '.pt', '.ckpt', '.tar') or (p.is_file() and p.suffix not in ('.json', '.safetensors')):
+        return (None, None) if p.exists() else (None, f"{p} does not exist")
+    if not artifact_exists(p): return None, f"there is no teacher artifact at {p} (neither {p}.json with {p}.safetensors, nor {p}/teacher)"
+    meta = read_meta(p)
+    return (meta, None) if meta.get('kind') == 'teacher' else (None, f"{p} is a {meta.get('kind')!r} artifact, not a teacher")
+
+def variance_fit(info:DatasetInfo, # the dataset's facts
+                 quick:bool=True, # the quick study (the pipeline's) or the full one
+                ) -> tuple[dict, str|None]:
+    "The gradient-variance study's sizes that must change to fit a dataset (`{setting: (recipe, used, why)}`), and why it cannot run there (or None)."
+    from kdd_explore.variance import VARIANCE_CONFIGS
+    vc = VARIANCE_CONFIGS['quick' if quick else 'full']
+    n = min(vc['n_train'], info.n_train)
+    sizes = [b for b in vc['batch_sizes'] if b <= n]
+    if len(sizes) < 2:
+        return {}, f"the gradient-variance study needs two of its batch sizes {vc['batch_sizes']}, and {info.name} has {info.n_train:,} training images"
+    fit = {}
+    if n < vc['n_train']: fit['n_train'] = (vc['n_train'], n, f"{info.name} has {info.n_train:,} training images")
+    if sizes != vc['batch_sizes']: fit['batch_sizes'] = (vc['batch_sizes'], sizes, f"larger than the {n:,} images")
+    if vc.get('along_batch_size', 0) > n: fit['along_batch_size'] = (vc['along_batch_size'], n, f"larger than the {n:,} images")
+    return fit, None
+
+def check_config(cfg:PipelineConfig, # the configuration to check
+                 info:DatasetInfo, # the facts of its dataset (`kdd_explore.data.dataset_info`)
+                 checks:tuple=CHECKS, # which groups of settings to check (a stage command checks only what it uses)
+                 options:dict|None=None, # setting -> the command-line option that sets it, for the fixes (default: `set KEY=VALUE`)
+                 missing_teacher:str='train', # no teacher given and none shipped: 'train' (the pipeline trains one) or 'error'
+                ) -> PipelineConfig:
+    "Check every setting against the data and the teacher at once: return the configuration fitted to the data, or raise one `ConfigError` listing every conflict."
+    opts, d = options or {}, cfg.to_dict()
+    adapted, conflicts, explicit = dict(d['adapted']), [], set(cfg.explicit)
+    said = lambda key, v: (f"leave out {opts[key]}" if v is None else f"{opts[key]} {v}") if key in opts else f"set {key}={_show(v)}"
+    def conflict(key, why, *fixes): conflicts.append(f"{key}={_show(_get(d, key)) if key in d or '.' in key else '...'}: {why}. Fix: {' or '.join(fixes)}.")
+    def record(key, recipe, used, why): adapted[key] = dict(recipe=adapted.get(key, {}).get('recipe', recipe), used=used, why=why)
+    def follow(key, used, why, *fixes):
+        "A setting that does not fit the data: a recipe value follows it (recorded); an explicit one is a conflict."
+        if key in explicit or key.split('.')[0] in explicit: conflict(key, why, *fixes)
+        else: record(key, _get(d, key), used, why); _put(d, key, used)
+    name, (c, h, w) = info.name, info.shape
+    # --- data: the pool and the test split
+    for key, counts in (('n_train', info.train_counts), ('n_test', info.test_counts)):
+        n, total, split = d[key], sum(counts), key[2:]
+        if 'data' not in checks or n is None: continue
+        if not (isinstance(n, int) and n >= 1): conflict(key, 'must be a whole number >= 1', said(key, total), said(key, None) + ' (the whole split)'); continue
+        if n > total: follow(key, None, f"{name} has {total:,} {split} images", said(key, total), said(key, None) + ' (the whole split)'); continue
+        if min(stratified_counts(counts, n / total)) < 1:
+            least = next(m for m in range(n, total + 1) if min(stratified_counts(counts, m / total)) >= 1)
+            small = info.classes[min(range(len(counts)), key=lambda i: counts[i])]
+            follow(key, least, f"a stratified subset of {n} {split} images leaves class {small!r} ({min(counts)} images) without any", said(key, least), said(key, None))
+    pool_counts = info.train_counts if not isinstance(d['n_train'], int) or d['n_train'] >= info.n_train else stratified_counts(info.train_counts, d['n_train'] / info.n_train)
+    pool = sum(pool_counts)
+    # --- teacher
+    if 'teacher' in checks:
+        if d['teacher_method'] not in SSL_LOSSES: conflict('teacher_method', f"not an SSL method ({', '.join(SSL_LOSSES)})", said('teacher_method', 'barlow_twins'))
+        if d['teacher']:
+            meta, wrong = _teacher_meta(d['teacher'])
+            if wrong: conflict('teacher', wrong, 'check the path', 'leave the teacher out to train one for this data')
+            elif meta is None and c != 3:
+                conflict('teacher', f"a plain state dict is read as a 3-channel ResNet-18 (CIFAR stem), but {name} has {c}-channel images",
+                         f"train a teacher on this data (kdd-explore teacher --dataset {name} --out DIR) and pass DIR/teacher", 'leave the teacher out to train one')
+        else:
+            p = shipped_teacher(d['dataset'])
+            meta = read_meta(p) if p else None
+            if p is None and missing_teacher == 'error':
+                conflict('teacher', f"no teacher is shipped for {name!r}", f"train one (kdd-explore teacher --dataset {name} --out DIR) and pass {said('teacher', 'DIR/teacher')}")
+        if meta is not None and meta.get('arch', {}).get('in_channels', c) != c:
+            conflict('teacher', f"the teacher takes {meta['arch']['in_channels']}-channel images, but {name} has {c}-channel images",
+                     'pass a teacher trained on this data', 'leave the teacher out to train one')
+    # --- the student and the experts
+    if 'student' in checks:
+        for key in ('width', 'n_experts', 'expert_epochs'):
+            if not (isinstance(d[key], int) and d[key] >= 1): conflict(key, 'must be a whole number >= 1', said(key, 1))
+        pad = reference_padding(info.shape) if d['first_padding'] == 'reference' else d['first_padding']
+        deepest, rule, depth = max(h + 2 * pad - 2, 1).bit_length() - 1, (3 if h <= 32 else 4), d['depth']
+        if h != w: conflict('dataset', f"the student ConvNet needs square images, and {name}'s are {h}x{w}", 'register the images with a size (register_dataset(..., size=S))')
+        elif deepest < 1: conflict('dataset', f"{h}x{w} images are too small for a ConvNet block", 'register the images at a larger size')
+        elif depth is None:
+            record('depth', None, min(rule, deepest), f"the reference's rule: 3 up to 32x32 images, 4 above" + (f"; at most {deepest} for {h}x{w} images" if deepest < rule else ''))
+            d['depth'] = min(rule, deepest)
+        elif not (isinstance(depth, int) and depth >= 1): conflict('depth', 'must be a whole number >= 1, or null', said('depth', None) + ' (follow the image size)')
+        elif depth > deepest:
+            follow('depth', deepest, f"a ConvNet of depth {depth} pools {h}x{w} images (first padding {pad}) to nothing",
+                   said('depth', deepest), said('depth', None) + ' (follow the image size)')
+        if isinstance(d['expert_batch_size'], int) and d['expert_batch_size'] > pool:
+            follow('expert_batch_size', pool, f"larger than the pool of {pool:,} images", said('expert_batch_size', pool))
+        elif not (isinstance(d['expert_batch_size'], int) and d['expert_batch_size'] >= 1): conflict('expert_batch_size', 'must be a whole number >= 1', said('expert_batch_size', 64))
+    # --- distillation: the synthetic set
+    k = round(d['syn_fraction'] * pool) if isinstance(d['syn_fraction'], (int, float)) else 0
+    if 'distill' in checks:
+        need = 2 if 'mtt_ssl' in d['distilled_baselines'] else 1
+        if not 0 < d['syn_fraction'] <= 1: conflict('syn_fraction', 'must be a share in (0, 1], e.g. 0.02', said('syn_fraction', 0.02))
+        elif k < need:
+            least = math.ceil((need - 0.5) / pool * 1e4) / 1e4 + 1e-4
+            conflict('syn_fraction', f"keeps {k} of the {pool:,} pool images, and the synthetic set needs at least {need}"
+                     + (" (the MTT-SSL baseline's SSL loss compares images)" if need == 2 else ''), said('syn_fraction', round(least, 4)))
+        hc = d['high_loss_clusters']
+        if hc is not None and not (isinstance(hc, int) and hc >= 1): conflict('high_loss_clusters', 'must be a whole number >= 1, or null', said('high_loss_clusters', None) + ' (the plain top-k)')
+        elif hc is not None and k >= 1 and hc > k:
+            follow('high_loss_clusters', k, f"more clusters than the {k} images of the synthetic set ({d['syn_fraction']:g} of {pool:,})",
+                   said('high_loss_clusters', k), said('high_loss_clusters', None) + ' (the plain top-k)')
+        try: dc = DistillConfig(**d['distill'])
+        except (KddError, TypeError) as e: conflict('distill', str(e), 'fix that entry (distill.KEY)'); dc = None
+        if dc is not None:
+            if k >= 1 and dc.batch_syn > k:
+                follow('distill.batch_syn', k, f"larger than the synthetic set of {k} images", said('distill.batch_syn', k))
+            last = dc.max_start_epoch - 1 + dc.expert_epochs
+            for key, ep, what in (('expert_epochs', d['expert_epochs'], 'KD experts'), ('ssl_expert_epochs', d['ssl_expert_epochs'], 'SSL experts')):
+                if key == 'ssl_expert_epochs' and 'mtt_ssl' not in d['distilled_baselines']: continue
+                if isinstance(ep, int) and last > ep:
+                    conflict('distill.max_start_epoch', f"start epochs up to {dc.max_start_epoch - 1} plus distill.expert_epochs={dc.expert_epochs} reach epoch {last}, "
+                             f"but the {what} train {key}={ep}", said('distill.max_start_epoch', max(ep - dc.expert_epochs + 1, 1)), said(key, last))
+    # --- evaluation
+    if 'evaluation' in checks:
+        eb = d['eval_batch_size']
+        if not (isinstance(eb, int) and eb >= 1): conflict('eval_batch_size', 'must be a whole number >= 1', said('eval_batch_size', 32))
+        elif k >= 1 and eb > k: follow('eval_batch_size', k, f"larger than the synthetic set of {k} images every method pre-trains on", said('eval_batch_size', k))
+        if not (isinstance(d['eval_epochs'], int) and d['eval_epochs'] >= 1): conflict('eval_epochs', 'must be a whole number >= 1', said('eval_epochs', 20))
+        if not d['seeds']: conflict('seeds', 'needs at least one seed', said('seeds', [0, 1, 2]))
+        standard = d['probe_protocol'] == 'standard'
+        counts = pool_counts if d['probe_labels'] == 'pool' else info.train_counts
+        where = 'pool' if d['probe_labels'] == 'pool' else 'training split'
+        keeps = lambda f: (min(stratified_counts(counts, f)) if standard else round(f * sum(counts))) >= 1
+        least = _least_fraction(counts, standard)
+        fr = d['fractions']
+        if not fr or any(not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr):
+            conflict('fractions', 'must be a non-empty list of shares in (0, 1]', said('fractions', [0.01, 0.1]))
+        elif any(not keeps(f) for f in fr):
+            bad, kept = [f for f in fr if not keeps(f)], [f for f in fr if keeps(f)] or [least]
+            follow('fractions', kept, f"label fraction{'s' if len(bad) > 1 else ''} {', '.join(f'{f:g}' for f in bad)} of the {where}'s {sum(counts):,} images "
+                   + (f"would leave a class ({min(counts)} images) without a labelled example" if standard else 'would give the probe no example'),
+                   said('fractions', kept), f"fractions of at least {least:g}")
+        hf = d['horizon_fraction']
+        if d['horizon_steps'] and isinstance(hf, (int, float)) and 0 < hf <= 1 and not keeps(hf):
+            follow('horizon_fraction', least, f"{hf:g} of the {where}'s images would leave a class without a labelled example", said('horizon_fraction', least))
+        steps = d['horizon_steps']
+        if steps and isinstance(d['eval_batch_size'], int) and k >= 1 and isinstance(d['eval_epochs'], int):
+            per = -(-k // d['eval_batch_size']); total = d['eval_epochs'] * per
+            if any(not isinstance(t, int) or t < 0 for t in steps): conflict('horizon_steps', 'must be whole numbers >= 0', said('horizon_steps', [0, total]))
+            elif max(steps) > total:
+                kept = [t for t in steps if t <= total]
+                follow('horizon_steps', kept, f"steps {[t for t in steps if t > total]} are past the end of pre-training "
+                       f"({d['eval_epochs']} epochs of {per} step{'s' if per > 1 else ''} on the {k} images = {total})",
+                       said('horizon_steps', kept), said('eval_epochs', -(-max(steps) // per)))
+        if d['variance']:
+            fit, cannot = variance_fit(info)
+            if cannot: follow('variance', False, cannot, said('variance', False))
+            for key, (recipe, used, why) in fit.items(): record(f'variance_study.{key}', recipe, used, why)
+    if conflicts:
+        how = '' if opts else ' (command line: --set KEY=VALUE; Python: get_config(NAME, KEY=VALUE))'
+        raise ConfigError(f"The configuration does not fit {info.describe()}: {len(conflicts)} setting{'s' if len(conflicts) > 1 else ''} to change{how}. "
+                          "Nothing was run.\n" + '\n'.join(f'  - {x}' for x in conflicts))
+    return PipelineConfig.from_dict({**d, 'adapted': adapted})
+
+def adapted_lines(cfg:PipelineConfig, # a configuration `check_config` fitted to the data
+                 ) -> list[str]:
+    "One line per setting the data changed: recipe value -> value used (why)."
+    return [f"{k}: {_show(a['recipe'])} -> {_show(a['used'])} ({a['why']})" for k, a in cfg.adapted.items()]
 
 # %% ../nbs/09_pipeline.ipynb #45d235c9
 def _entries(out): return [p for p in out.iterdir() if p.name != '.lock']  # the run's own lock is not content
@@ -141,6 +396,14 @@ def _clear(out):
         if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
         else: p.unlink()
 
+def _recipe(d:dict) -> dict:
+    "A configuration's settings as its recipe gave them (what the data changed put back, the records left out): what run folders are compared by."
+    d = json.loads(json.dumps(d))
+    for key, a in (d.get('adapted') or {}).items():
+        top, _, sub = key.partition('.')
+        if top in d and (not sub or isinstance(d[top], dict)): _put(d, key, a['recipe'])
+    return {k: v for k, v in d.items() if k not in RECORDS}
+
 def open_run(out:str|Path, # the run folder
              config:PipelineConfig, # this run's configuration
              overwrite:bool=False, # clear a folder that holds another configuration's run
@@ -148,10 +411,10 @@ def open_run(out:str|Path, # the run folder
     "Create or reopen a run folder for `config`, refusing a file, or a folder of another configuration unless `overwrite`."
     out = check_folder(out); cfg_path = out/'config.json'
     if cfg_path.exists():
-        old = _with_new_fields(load_json(cfg_path))
-        if old != config.to_dict():
+        old, new = _recipe(_with_new_fields(load_json(cfg_path))), _recipe(config.to_dict())
+        if old != new:
             if not overwrite:
-                diff = sorted(k for k in set(old) | set(config.to_dict()) if old.get(k) != config.to_dict().get(k))
+                diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
                 raise KddError(f"{out} holds a run with another configuration (different: {', '.join(diff)}). "
                                "Choose another --out folder, or pass overwrite=True (--overwrite) to replace that run.")
             _clear(out)
@@ -193,7 +456,7 @@ def get_teacher(cfg:PipelineConfig, # the run's configuration
     except KddError:
         path = out/'teacher'/'teacher'
         if not artifact_exists(path):
-            print(f"No teacher is shipped for {cfg.dataset!r}: training one with {cfg.teacher_method} (pass teacher=PATH to use your own).")
+            print(f"No teacher is shipped for {cfg.dataset!r} and none was given (--teacher PATH, or teacher=PATH): training one first.", flush=True)
             teacher_job(cfg.dataset, cfg.teacher_method, out/'teacher', epochs=cfg.teacher_epochs, n_train=cfg.n_train,
                         seed=cfg.seed, progress=progress, device=device, dataset_options=cfg.dataset_options)
         return load_teacher(path, device=device)
@@ -540,12 +803,14 @@ def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or 
     "Every stage up to the distilled sets (reusing finished ones in `out`): data, teacher, representations, experts, subsets, distillation."
     # not locked here: `run_pipeline` holds `RunLock(out)` around it; hold one yourself when several processes may share `out`
     cfg = get_config(config) if isinstance(config, str) else config
+    check_folder(out)
     dev = init_distributed(device)  # one process: the device asked for; under torchrun: this rank's (and the group is joined)
     progress = progress and is_main()  # one rank prints
+    cfg = cfg.check(dataset_info(cfg.dataset, seed=cfg.seed, **cfg.dataset_options))  # every setting against the data and the teacher: one error, before any work
+    if progress and cfg.adapted: print('Settings that follow the data (recorded in config.json):\n' + '\n'.join(f'  {s}' for s in adapted_lines(cfg)), flush=True)
     out = rank0_first(_open_run, out, cfg, overwrite)
     st = Stages(STAGES, progress)
     data = st.run('data', rank0_first, load_dataset, cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
-    cfg.student(data.shape, 1)  # a student that pools the images to nothing is refused before any work
     probe = rank0_first(load_probe_data, cfg, data)
     x = data.normalize(data.x_train)
     teacher = st.run('teacher', rank0_first, get_teacher, cfg, out, dev, progress)
@@ -583,7 +848,8 @@ def _finish(run:Run, progress:bool) -> dict:
     if cfg.variance:
         from kdd_explore.variance import variance_job
         vpath = out/'variance'/'variance.json'
-        variance = rank0_first(lambda: load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher, quick=True, seed=cfg.seed, progress=progress))
+        fit = {k.split('.')[1]: a['used'] for k, a in cfg.adapted.items() if k.startswith('variance_study.')}  # the study's sizes, fitted to the data
+        variance = rank0_first(lambda: load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher, quick=True, seed=cfg.seed, progress=progress, **fit))
     summaries = rank0_first(lambda: {k: distill_summary(cfg, run.experts, run.x, run.reps, s, run.histories[k], out/k) for k, s in run.sets.items() if k != 'mtt_ssl'})
     eval_sets, xc, rc = run.cpu_sets(), run.x.cpu(), run.reps.cpu()
     kd_data = kd_eval_data(cfg, xc, rc)

@@ -14,8 +14,9 @@ from .core import (KddError, ArtifactError, TrainingError, save_artifact, load_a
 from .models import build_model, out_dim
 
 # %% auto #0
-__all__ = ['SSL_LOSSES', 'TEACHER_DEFAULTS', 'BarlowTwinsLoss', 'NTXentLoss', 'Projector', 'ssl_loss', 'train_teacher',
-           'save_teacher', 'load_teacher', 'default_teacher_arch', 'init_model', 'teacher_job', 'default_teacher']
+__all__ = ['SSL_LOSSES', 'TEACHER_DEFAULTS', 'BarlowTwinsLoss', 'NTXentLoss', 'Projector', 'ssl_loss', 'duration',
+           'train_teacher', 'save_teacher', 'load_teacher', 'default_teacher_arch', 'init_model', 'teacher_job',
+           'shipped_teacher', 'default_teacher']
 
 # %% ../nbs/03_ssl.ipynb #81d1bad6
 class BarlowTwinsLoss(nn.Module):
@@ -87,6 +88,11 @@ def ssl_loss(name:str, # 'barlow_twins' or 'simclr'
     return SSL_LOSSES[name](**kw)
 
 # %% ../nbs/03_ssl.ipynb #679d4973
+def duration(seconds:float, # a time span
+            ) -> str:
+    "A time span as people say it: '40 s', '12 min', '3.5 h'."
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
 def _init_projector(proj, seed):
     "Initialise the projector's linear layers from `seed` (torch's default Linear init, drawn from our own generator)."
     g = make_generator(derive_seed(seed, 'projector'))
@@ -155,6 +161,7 @@ def train_teacher(backbone:nn.Module, # the encoder to train in place (needs `.a
     views = SSLViews(data.mean, data.std)
     x = data.normalize(data.x_train)
     steps = n // batch_size
+    first, todo = start + 1, epochs - start  # what this call trains (a resumed run trains only the epochs left)
     for epoch in range(start + 1, epochs + 1):
         t0 = time.time()
         perm = torch.randperm(n, generator=make_generator(derive_seed(seed, 'epoch', epoch)))
@@ -162,6 +169,7 @@ def train_teacher(backbone:nn.Module, # the encoder to train in place (needs `.a
         losses = []
         bar = tqdm(range(steps), desc=f'{method} epoch {epoch}/{epochs}', disable=not progress, leave=False)
         for s in bar:
+            ts = time.time()
             v1, v2 = views(x[perm[s * batch_size:(s + 1) * batch_size]], gv)
             v1, v2 = v1.to(device), v2.to(device)
             loss = loss_fn(proj(backbone(v1)), proj(backbone(v2)))
@@ -170,6 +178,10 @@ def train_teacher(backbone:nn.Module, # the encoder to train in place (needs `.a
             check_finite(loss, where, hint=f"lower the learning rate (lr={lr}) and rerun; {last}, and a rerun with the same out= resumes from it")
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             losses.append(loss.item())
+            if progress and epoch == first and s == min(1, steps - 1):  # the 2nd step is timed: the 1st warms caches up
+                sec = time.time() - ts
+                tqdm.write(f"teacher: {sec:.2f} s a step, {steps} step{'s' * (steps != 1)} an epoch (batch {batch_size}): expect about "
+                           f"{duration(sec * steps * todo)} for {todo} epoch{'s' if todo > 1 else ''} on {device}.")
             if progress: bar.set_postfix(loss=f'{losses[-1]:.3f}')
         for k, p in [*backbone.named_parameters(), *proj.named_parameters()]:
             check_finite(p, f"parameter {k} after epoch {epoch}", hint=f"lower the learning rate (lr={lr}); the last checkpoint was kept")
@@ -279,7 +291,7 @@ def init_model(arch:dict, # the architecture to build
 def teacher_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
                 method:str='barlow_twins', # 'barlow_twins' or 'simclr'
                 out:str|Path='runs/teacher', # folder for the checkpoint and the teacher
-                epochs:int|None=None, # default: `TEACHER_DEFAULTS[dataset]`
+                epochs:int|None=None, # default: `TEACHER_DEFAULTS[dataset]` (20 for a dataset it does not list, e.g. your own)
                 n_train:int|None=None, # train on a stratified subset of this many images
                 seed:int=0, # seed of the initialisation, shuffles and views
                 progress:bool=True, # progress bar and per-epoch lines
@@ -294,6 +306,10 @@ def teacher_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
     if epochs is not None: cfg['epochs'] = epochs
     cfg['batch_size'] = min(cfg['batch_size'], len(data.x_train))
     backbone = init_model(default_teacher_arch(data), seed)
+    if progress:
+        print(f"Training a {backbone.arch['name']} teacher on {dataset!r} with {method}: {cfg['epochs']} epoch{'s' * (cfg['epochs'] != 1)} of {len(data.x_train) // cfg['batch_size']} "
+              f"step{'s' * (len(data.x_train) // cfg['batch_size'] != 1)} (batch {cfg['batch_size']}) on {len(data.x_train):,} images of {'x'.join(map(str, data.shape))}, checkpointed in {out} "
+              "(an interrupted run resumes there). The expected time follows after its first steps.", flush=True)
     t0 = time.time()
     res = train_teacher(backbone, data, method, seed=seed, out=out, progress=progress, device=device, **cfg)
     meta = dict(dataset=data.meta(), method=method, seed=seed, epochs=res['epoch'], hyperparameters=res['config'],
@@ -310,12 +326,18 @@ def _assets():
     import kdd_explore
     return Path(kdd_explore.__file__).parent/'assets'
 
+def shipped_teacher(dataset:str, # a dataset name
+                   ) -> Path|None:
+    "The path of the teacher artifact shipped for `dataset`, or None when the package ships none for it."
+    p = _assets()/f'teacher_{dataset}'
+    return p if artifact_exists(p) else None
+
 def default_teacher(dataset:str='fashion_mnist', # the dataset whose shipped teacher to load
                     device:str|torch.device='cpu', # where to put it
                    ) -> nn.Module:
     "The teacher shipped with the package for `dataset` (frozen, eval mode)."
-    p = _assets()/f'teacher_{dataset}'
-    if not artifact_exists(p):
+    p = shipped_teacher(dataset)
+    if p is None:
         raise KddError(f"No teacher is shipped for dataset {dataset!r} (shipped: "
                        f"{', '.join(sorted(q.stem[len('teacher_'):] for q in _assets().glob('teacher_*.json'))) or 'none'}). "
                        f"Train one with `kdd-explore teacher --dataset {dataset} --method barlow_twins --out DIR` "
