@@ -79,9 +79,9 @@ def test_recipe_values_follow_the_data_and_explicit_ones_do_not():
     small = DatasetInfo('small', (3, 8, 8), ['a', 'b', 'c'], [10, 10, 10], [4, 4, 4])
     fit = get_config('quick', dataset='small').check(small)
     assert (fit.n_train, fit.n_test, fit.depth, fit.high_loss_clusters, fit.eval_batch_size, fit.distill['batch_syn']) == (None, None, 3, 2, 2, 2)
-    assert fit.fractions == (0.5,) and fit.horizon_fraction == 0.1  # 5% of 10 images per class rounds to none: dropped / raised
+    assert fit.fractions == (0.1,) and fit.horizon_fraction == 0.1  # 1% and 5% of 10 images per class round to none: raised to one per class
     assert fit.horizon_steps == (0, 1, 3) and fit.variance is False  # 30 images: too few for the variance study's two batch sizes
-    assert fit.adapted['fractions']['recipe'] == [0.05, 0.5] and 'without a labelled example' in fit.adapted['fractions']['why']
+    assert fit.adapted['fractions']['recipe'] == [0.01, 0.05] and 'without a labelled example' in fit.adapted['fractions']['why']
     assert fit.check(small) == fit  # fitted once, it fits
     with pytest.raises(ConfigError, match=r'fractions=\[0.05\]: label fraction 0.05 .* Fix: set fractions=\[0.1\]'):
         get_config('quick', dataset='small', fractions=(0.05,)).check(small)
