@@ -81,10 +81,13 @@ def test_cli_error_is_one_line_not_a_traceback():
     assert r.stderr.strip().startswith("kdd-explore data: error: Unknown dataset 'nope'")
 
 def test_ci_calls_the_readme_test_command():
+    "The README's second command is what CI runs (`bash .ci/run`), and it ends in the test command the README names for a set-up machine."
     readme, ci = (ROOT/'README.md').read_text(), (ROOT/'.ci'/'run').read_text()
-    cmd = re.search(r'^(bash tests/run\.sh)\s+# the tests', readme, re.M)
-    assert cmd, 'the README must name the test command'
-    assert cmd.group(1) in ci
+    block = re.search(r'## Set-up: two commands.*?```bash\n(.*?)```', readme, re.S)
+    assert block, 'the README must show its two commands in a bash block under "Set-up: two commands"'
+    lines = [l for l in block.group(1).splitlines() if l.strip()]
+    assert len(lines) == 2 and 'kdd-explore quickstart' in lines[0] and lines[1].split('#')[0].strip() == 'bash .ci/run'
+    assert 'bash tests/run.sh' in ci and '`bash tests/run.sh`' in readme
 
 @pytest.mark.parametrize('umask, mode', [(0o022, 0o644), (0o077, 0o600)], ids=['umask022', 'umask077'])
 def test_written_files_respect_the_umask(tmp_path, monkeypatch, umask, mode):
