@@ -15,6 +15,7 @@ from .models import build_model
 from .ssl import SSL_LOSSES, default_teacher, load_teacher, shipped_teacher, teacher_job
 from .kd import cached_representations, record_experts, high_loss_indices, random_indices, student_arch, reference_padding, Experts
 from .distill import DistillConfig, DistillHistory, SyntheticSet, distill, distill_ssl, record_ssl_experts, matching_loss, step_budget
+from .krr_st import KRRSTConfig, krr_st
 from .probe import PROBE_PROTOCOLS, labelled_indices
 from .distributed import barrier, dist_info, init_distributed, is_main, rank0_first, running
 from .evaluate import PretrainSet, compare, kd_method, kd_student, results_figure, results_table, gap, horizon_check, horizon_figure
@@ -23,9 +24,10 @@ from .evaluate import PretrainSet, compare, kd_method, kd_student, results_figur
 __all__ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'METHODS', 'STAGES', 'PipelineConfig', 'ConfigError', 'known_settings',
            'setting_problem', 'parse_settings', 'get_config', 'variance_fit', 'check_config', 'adapted_lines',
            'open_run', 'Stages', 'get_teacher', 'get_experts', 'get_subsets', 'get_distilled', 'distill_summary',
-           'get_mtt_ssl', 'kd_methods', 'evaluation_methods', 'transfer_methods', 'ablation_methods', 'kd_eval_data',
-           'evaluate_all', 'image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html',
-           'budget_html', 'build_report', 'Run', 'load_probe_data', 'slice_rows', 'prepare_run', 'run_pipeline']
+           'get_mtt_ssl', 'get_krr_st', 'kd_methods', 'evaluation_methods', 'transfer_methods', 'ablation_methods',
+           'kd_eval_data', 'evaluate_all', 'image_grid_uri', 'curves_figure', 'write_report', 'findings',
+           'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'Run', 'load_probe_data', 'slice_rows',
+           'prepare_run', 'run_pipeline']
 
 # %% ../nbs/09_pipeline.ipynb #efa8a57f
 @dataclass
@@ -62,7 +64,8 @@ class PipelineConfig:
     kd_eval_n:int|None=10000 # each encoder's KD loss is measured on at most this many pool images (a fixed seeded subset; None: all)
     horizon_steps:tuple|None=(0, 10, 20, 40, 80) # pre-training steps of the horizon check (None: skip it)
     horizon_fraction:float=0.01 # the labelled fraction of its probe
-    distilled_baselines:tuple=('mkdt_random_init', 'mtt_ssl') # which distilled baselines to run besides MKDT from high-loss images
+    distilled_baselines:tuple=('mkdt_random_init', 'mtt_ssl') # which distilled baselines to run besides MKDT from high-loss images ('mkdt_random_init', 'mtt_ssl', 'krr_st')
+    krr_st:dict=field(default_factory=lambda: dict(KRRSTConfig.cpu_default().__dict__)) # `KRRSTConfig` fields of the KRR-ST baseline (run when 'krr_st' is in distilled_baselines)
     transfer:dict|None=field(default_factory=lambda: dict(name='small_resnet', widths=[16, 32, 64, 128], blocks=[1, 1, 1, 1])) # another student to pre-train (None: skip)
     variance:bool=True # measure the gradient variance of SSL vs KD for the report
     ablation:bool=False # take the MKDT high-loss set apart: its images, targets or learned lr put back to their initial values (the lr-controlled baselines answer the main question)
@@ -74,8 +77,8 @@ class PipelineConfig:
         if self.probe_protocol not in PROBE_PROTOCOLS:
             raise KddError(f"Unknown probe_protocol {self.probe_protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
         if self.probe_labels not in ('pool', 'full'): raise KddError(f"probe_labels must be 'pool' or 'full', got {self.probe_labels!r}.")
-        bad = set(self.distilled_baselines) - {'mkdt_random_init', 'mtt_ssl'}
-        if bad: raise KddError(f"Unknown distilled baselines {sorted(bad)}. Known: mkdt_random_init, mtt_ssl.")
+        bad = set(self.distilled_baselines) - {'mkdt_random_init', 'mtt_ssl', 'krr_st'}
+        if bad: raise KddError(f"Unknown distilled baselines {sorted(bad)}. Known: mkdt_random_init, mtt_ssl, krr_st.")
         if self.first_padding != 'reference' and not (isinstance(self.first_padding, int) and self.first_padding >= 0):
             raise KddError(f"first_padding must be an int >= 0 or 'reference', got {self.first_padding!r}.")
     def to_dict(self) -> dict:
@@ -93,6 +96,9 @@ class PipelineConfig:
     def distill_config(self, **changes) -> DistillConfig:
         "The `DistillConfig` of this run."
         return DistillConfig(**dict(self.distill, **changes))
+    def krr_config(self, **changes) -> KRRSTConfig:
+        "The `KRRSTConfig` of this run's KRR-ST baseline."
+        return KRRSTConfig(**dict(self.krr_st, **changes))
     def student(self, shape:tuple, # the images' (C, H, W)
                 out_dim:int, # the teacher's representation size
                ) -> dict:
@@ -111,7 +117,7 @@ class ConfigError(KddError):
     "A setting is unknown, of the wrong type, or does not fit the data or the teacher; the message lists every such setting and what fixes it."
 
 RECORDS = ('explicit', 'adapted')  # fields that record how a configuration came about; they are not settings
-SUB_SETTINGS = {'distill': DistillConfig, 'dataset_options': None, 'transfer': None}  # dict settings whose entries can be set one by one (None: any entry)
+SUB_SETTINGS = {'distill': DistillConfig, 'krr_st': KRRSTConfig, 'dataset_options': None, 'transfer': None}  # dict settings whose entries can be set one by one (None: any entry)
 _WORDS = {'int': 'a whole number', 'float': 'a number', 'str': 'text', 'bool': 'true or false', 'tuple': 'a list', 'list': 'a list',
           'dict': 'an object {...}', 'None': 'null', 'NoneType': 'null'}
 _FITS = {'int': lambda v: isinstance(v, int) and not isinstance(v, bool), 'float': lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -127,7 +133,8 @@ def known_settings() -> str:
     "The settings `get_config` and `--set` accept, as one sentence."
     top = [f.name for f in dataclasses.fields(PipelineConfig) if f.name not in RECORDS]
     return (f"Known settings: {', '.join(top)}; one entry of a dict setting: "
-            f"{', '.join('distill.' + f.name for f in dataclasses.fields(DistillConfig))}, dataset_options.KEY, transfer.KEY.")
+            f"{', '.join('distill.' + f.name for f in dataclasses.fields(DistillConfig))}, "
+            f"{', '.join('krr_st.' + f.name for f in dataclasses.fields(KRRSTConfig))}, dataset_options.KEY, transfer.KEY.")
 
 def setting_problem(key:str, # a setting's name: 'n_train', or dotted for one entry of a dict setting, 'distill.iterations'
                     value, # the value it is to take
@@ -174,7 +181,9 @@ CONFIGS = {
     'quickstart': dict(),
     'quick': dict(n_train=600, n_test=500, n_experts=2, expert_epochs=3, syn_fraction=0.05, high_loss_clusters=10, n_ssl_experts=2, ssl_expert_epochs=3,
                   distill=dict(DistillConfig.cpu_default(iterations=6, syn_steps=4, snapshot_every=3, checkpoint_every=3).__dict__),
-                  eval_epochs=3, fractions=(0.01, 0.05), seeds=(0, 1), variance=True, teacher_epochs=1, horizon_steps=(0, 1, 3), ablation=True),
+                  eval_epochs=3, fractions=(0.01, 0.05), seeds=(0, 1), variance=True, teacher_epochs=1, horizon_steps=(0, 1, 3), ablation=True,
+                  distilled_baselines=('mkdt_random_init', 'mtt_ssl', 'krr_st'),
+                  krr_st=dict(KRRSTConfig.cpu_default(iterations=6, n_models=2, quota=3, batch_real=64, snapshot_every=3, checkpoint_every=3).__dict__)),
     'fashion_mnist_2pct': dict(n_train=None, width=32, depth=3, first_padding='reference', n_experts=4, expert_epochs=3, expert_batch_size=256,
                                distill=dict(DistillConfig.cpu_default(iterations=100, syn_steps=20, batch_syn=256, expert_epochs=2, max_start_epoch=2,
                                                                       lr_lr=1e-3, snapshot_every=10, checkpoint_every=10).__dict__),
@@ -334,6 +343,11 @@ def check_config(cfg:PipelineConfig, # the configuration to check
                 if isinstance(ep, int) and last > ep:
                     conflict('distill.max_start_epoch', f"start epochs up to {dc.max_start_epoch - 1} plus distill.expert_epochs={dc.expert_epochs} reach epoch {last}, "
                              f"but the {what} train {key}={ep}", said('distill.max_start_epoch', max(ep - dc.expert_epochs + 1, 1)), said(key, last))
+        if 'krr_st' in d['distilled_baselines']:  # the KRR-ST baseline: its settings, and a real batch the pool can fill
+            try: kc = KRRSTConfig(**d['krr_st'])
+            except (KddError, TypeError) as e: conflict('krr_st', str(e), 'fix that entry (krr_st.KEY)'); kc = None
+            if kc is not None and kc.batch_real > pool:
+                follow('krr_st.batch_real', pool, f"larger than the pool of {pool:,} real images", said('krr_st.batch_real', pool))
     # --- evaluation
     if 'evaluation' in checks:
         eb = d['eval_batch_size']
@@ -388,6 +402,7 @@ def _with_new_fields(old:dict) -> dict:
     "A saved configuration with the `DistillConfig` fields added since it was written at their defaults (older runs reopen)."
     if isinstance(old.get('distill'), dict):
         old = dict(old, distill={**{f.name: f.default for f in dataclasses.fields(DistillConfig)}, **old['distill']})
+    old = dict(old, krr_st={**dict(KRRSTConfig.cpu_default().__dict__), **(old.get('krr_st') or {})})  # runs from before KRR-ST
     return old
 
 def _clear(out):
@@ -525,11 +540,27 @@ def get_mtt_ssl(cfg, arch, data, x, reps, idx, out, device, progress, meta):
     syn0 = SyntheticSet.from_real(x, reps, idx, lr=cfg.ssl_lr, meta=dict(meta, init='random', inner=cfg.ssl_method))
     return distill_ssl(ssl_experts, syn0, dc, data.mean, data.std, cfg.ssl_method, out=folder, progress=progress)
 
+def get_krr_st(cfg:PipelineConfig, # the run's configuration (`krr_st` holds the `KRRSTConfig` fields)
+               arch:dict, # the student architecture: the pool's models
+               x:torch.Tensor, reps:torch.Tensor, # the pool and its teacher representations
+               idx:torch.Tensor, # the real images the set starts from (the random subset, as `mkdt_random_init`)
+               out:Path, # the run folder (the stage writes `out/krr_st`)
+               teacher:torch.nn.Module, # the teacher (called only when the real batch is augmented)
+               progress:bool, # progress bars
+               meta:dict, # what the set records (dataset, arch, teacher)
+              ) -> tuple[SyntheticSet, DistillHistory]:
+    "The KRR-ST baseline from the real images `x[idx]` (cached in `out/krr_st`, resumable): a set pre-trained at its fixed lr, `krr_st.pretrain_lr`."
+    folder = out/'krr_st'
+    if _finished(folder): return SyntheticSet.load(folder/'synthetic_set'), DistillHistory.load(folder/'history')
+    kc = cfg.krr_config()
+    syn0 = SyntheticSet.from_real(x, reps, idx, lr=kc.pretrain_lr, meta=dict(meta, init='random', method='krr_st'))
+    return krr_st(syn0, x, reps, kc, arch=arch, out=folder, teacher=teacher, progress=progress)
+
 # %% ../nbs/09_pipeline.ipynb #292dcd58
 from .evaluate import ssl_method, expert_encoder, ablation_sets, ABLATIONS
 
 METHODS = ['no_pretrain', 'random_subset', 'random_subset_at_learned_lr', 'high_loss_subset', 'mkdt_random_init', 'mkdt_high_loss',
-           'mkdt_initial_at_learned_lr', 'mtt_ssl', 'full_data_kd']
+           'mkdt_initial_at_learned_lr', 'krr_st', 'krr_st_at_learned_lr', 'mtt_ssl', 'full_data_kd']
 
 def kd_methods(cfg, arch, x, reps, subsets, sets) -> dict:
     "Encoder factories of the methods that pre-train `arch` by KD (plus its random initialisation), by name."
@@ -544,6 +575,10 @@ def kd_methods(cfg, arch, x, reps, subsets, sets) -> dict:
     if 'mkdt_random' in sets: out['mkdt_random_init'] = kd_method(arch, PretrainSet(sets['mkdt_random'].images, sets['mkdt_random'].targets, float(sets['mkdt_random'].lr)), **kw)
     out['mkdt_high_loss'] = kd_method(arch, PretrainSet(mk.images, mk.targets, lr), **kw)
     out['mkdt_initial_at_learned_lr'] = kd_method(arch, PretrainSet(x[init], reps[init], lr), **kw)
+    if 'krr_st' in sets:  # KRR-ST learns no lr: at its fixed pre-training lr (0.1, as the real subsets), and at MKDT's learned lr
+        k = sets['krr_st']
+        out['krr_st'] = kd_method(arch, PretrainSet(k.images, k.targets, float(k.lr)), **kw)
+        out['krr_st_at_learned_lr'] = kd_method(arch, PretrainSet(k.images, k.targets, lr), **kw)
     return out
 
 def evaluation_methods(cfg, arch, data, x, reps, subsets, sets, experts) -> dict:
@@ -558,7 +593,7 @@ def evaluation_methods(cfg, arch, data, x, reps, subsets, sets, experts) -> dict
 def transfer_methods(cfg, data, x, reps, subsets, sets) -> dict:
     "Encoder factories of the transfer study: the same sets pre-train `cfg.transfer` (another architecture)."
     ms = kd_methods(cfg, dict(cfg.transfer, in_channels=data.shape[0]), x, reps, subsets, sets)
-    return {m: ms[m] for m in ('no_pretrain', 'random_subset', 'high_loss_subset', 'mkdt_high_loss')}
+    return {m: ms[m] for m in ('no_pretrain', 'random_subset', 'high_loss_subset', 'mkdt_high_loss', 'krr_st') if m in ms}
 
 def ablation_methods(cfg, arch, x, reps, syn) -> dict:
     "Encoder factories of the ablation of the distilled set `syn` (every `ABLATIONS` entry but the distilled set itself)."
@@ -662,7 +697,7 @@ figcaption {{ font-size: 0.9em; color: #555; }} img {{ image-rendering: pixelate
     return atomic_write_bytes(path, page.encode())
 
 # %% ../nbs/09_pipeline.ipynb #88b1ea6f
-STAGES = ['data', 'teacher', 'representations', 'experts', 'subsets', 'mkdt_high_loss', 'mkdt_random_init', 'mtt_ssl',
+STAGES = ['data', 'teacher', 'representations', 'experts', 'subsets', 'mkdt_high_loss', 'mkdt_random_init', 'mtt_ssl', 'krr_st',
           'variance', 'evaluation', 'horizon', 'transfer', 'ablation', 'report']
 
 def _gap_text(g:dict, a:str, b:str) -> str:
@@ -673,7 +708,8 @@ def findings(rows:list[dict], # the evaluation's rows
             ) -> dict:
     "The comparisons a run is read by: headroom, the quality bar, what the set adds beyond the learned lr, what the lr alone does."
     pairs = dict(headroom=('full_data_kd', 'random_subset'), mkdt_vs_random=('mkdt_high_loss', 'random_subset'),
-                 images_and_targets=('mkdt_high_loss', 'mkdt_initial_at_learned_lr'), learned_lr=('random_subset_at_learned_lr', 'random_subset'))
+                 images_and_targets=('mkdt_high_loss', 'mkdt_initial_at_learned_lr'), learned_lr=('random_subset_at_learned_lr', 'random_subset'),
+                 krr_st_vs_random=('krr_st', 'random_subset'), mkdt_vs_krr_st=('mkdt_high_loss', 'krr_st_at_learned_lr'))
     have = {r['method'] for r in rows}
     return {k: dict(a=a, b=b, by_fraction={str(f): v for f, v in gap(rows, a, b).items()}) for k, (a, b) in pairs.items() if {a, b} <= have}
 
@@ -682,7 +718,9 @@ def findings_html(found:dict) -> str:
     say = dict(headroom="<b>Headroom</b> (full-data KD minus the random subset: the most a small set could recover)",
                mkdt_vs_random="<b>MKDT from high-loss images against the random real subset</b>",
                images_and_targets="<b>What the distilled images and targets add beyond the learned lr</b> (MKDT against its own initial images and targets pre-trained at the same learned lr)",
-               learned_lr="<b>What the learned lr alone does to real images</b> (the random subset at MKDT's learned lr against the same subset at lr 0.1)")
+               learned_lr="<b>What the learned lr alone does to real images</b> (the random subset at MKDT's learned lr against the same subset at lr 0.1)",
+               krr_st_vs_random="<b>KRR-ST against the random subset it started from</b> (both pre-trained at lr 0.1)",
+               mkdt_vs_krr_st="<b>MKDT from high-loss images against KRR-ST at the same lr</b> (the KRR-ST set pre-trained at MKDT's learned lr)")
     items = ''.join(f"<li>{say[k]}: {_gap_text({float(f): v for f, v in d['by_fraction'].items()}, d['a'], d['b'])}.</li>" for k, d in found.items())
     return f"<ul>{items}</ul>"
 
@@ -699,29 +737,46 @@ def budget_html(summaries:dict) -> str:
             "setting it is about 1%.</p>")
     return note + f'<table>{head}{body}</table>'
 
+def krr_curve_html(hist:DistillHistory, # the KRR-ST history
+                   config:KRRSTConfig, # its settings
+                  ) -> str:
+    "A figure of KRR-ST's outer loss per iteration (and its moving mean), with a line on what it is."
+    import plotly.graph_objects as go
+    y = [r['loss'] for r in hist.records]
+    w = max(1, min(config.n_models, len(y)))
+    mean = [sum(y[max(0, i - w + 1):i + 1]) / len(y[max(0, i - w + 1):i + 1]) for i in range(len(y))]
+    fig = go.Figure([go.Scatter(y=y, name='outer loss', line=dict(color='#ccc')), go.Scatter(y=mean, name=f'mean of {w}', line=dict(color='#9467bd'))])
+    fig.update_layout(xaxis_title='iteration', yaxis_title='MSE of the KRR prediction', height=320, legend=dict(orientation='h', y=-0.3))
+    note = (f"<p>The MSE between the teacher's representations of a real batch ({config.batch_real} images) and their kernel ridge regression "
+            f"from the synthetic set, through the features of one model of the pool ({config.n_models} models, re-initialised after {config.quota} "
+            f"steps); each iteration draws another model, so the loss jumps. {len(y)} iterations.</p>")
+    return note + fig.to_html(full_html=False, include_plotlyjs=False)
+
 def build_report(out:Path, cfg:PipelineConfig, data:ImageData, rows:list, transfer:list, sets:dict, histories:dict,
                  variance:dict|None, timings:dict, ablation:list|None=None, summaries:dict|None=None, horizon:list|None=None) -> Path:
     "Assemble `out/report.html` from a finished run's results."
     from kdd_explore.evaluate import results_figure, results_table
-    init = {'mkdt_high_loss': 'high-loss real images', 'mkdt_random_init': 'random real images', 'mtt_ssl': 'random real images'}
+    init = {'mkdt_high_loss': 'high-loss real images', 'mkdt_random_init': 'random real images', 'mtt_ssl': 'random real images', 'krr_st': 'random real images'}
     imgs = []
     for name, s in sets.items():
         n = min(20, len(s))
         idx = torch.tensor(s.meta['init_indices'][:n])
         imgs.append(f'<figure><img alt="{name} initial" src="{image_grid_uri(data.x_train[idx])}"><figcaption>{name}: the initial {init[name]}</figcaption></figure>'
-                    f'<figure><img alt="{name} synthetic" src="{image_grid_uri(data.denormalize(s.images[:n]))}"><figcaption>{name}: after distillation (learned lr {float(s.lr):.4g})</figcaption></figure><br>')
+                    f'<figure><img alt="{name} synthetic" src="{image_grid_uri(data.denormalize(s.images[:n]))}"><figcaption>{name}: after distillation ({"fixed" if name == "krr_st" else "learned"} lr {float(s.lr):.4g})</figcaption></figure><br>')
+    krr_note = f", {cfg.krr_st['iterations']} KRR-ST iterations" if 'krr_st' in sets else ''
     timing_rows = ''.join(f'<tr><td>{k}</td><td>{v:.1f}</td></tr>' for k, v in timings.items())
     labels = 'the pool' if cfg.probe_labels == 'pool' else 'the full training split'
     intro = (f"<p>Dataset <b>{cfg.dataset}</b> ({len(data.y_train):,} training images in the pool, {len(data.y_test):,} test images), "
              f"student ConvNet width {cfg.width}, depth {cfg.depth}, first padding {cfg.first_padding}; {cfg.n_experts} experts x {cfg.expert_epochs} epochs, synthetic sets of "
              f"{len(next(iter(sets.values())))} images ({cfg.syn_fraction:.0%} of the pool), {cfg.distill['iterations']} distillation iterations "
-             f"of {cfg.distill['syn_steps']} inner steps. Linear-probe ({cfg.probe_protocol} protocol) top-1 accuracy (%) on the test set with the labels of "
+             f"of {cfg.distill['syn_steps']} inner steps{krr_note}. Linear-probe ({cfg.probe_protocol} protocol) top-1 accuracy (%) on the test set with the labels of "
              f"a fraction of {labels}, mean ± std over seeds {list(cfg.seeds)}; the last column is each encoder's KD loss on the pool "
              f"(how well it mimics the teacher).</p>")
     sections = [('Results', intro + results_table(rows, fmt='html')), ('What the results say', findings_html(findings(rows))),
                 ('Accuracy against labels', results_figure(rows)),
                 ('Synthetic images beside their initial images', ''.join(imgs)),
-                ('Distillation: matching loss and learned learning rate', curves_figure(histories))]
+                ('Distillation: matching loss and learned learning rate', curves_figure({k: h for k, h in histories.items() if k != 'krr_st'}))]
+    if 'krr_st' in histories: sections.append(('KRR-ST: its outer loss', krr_curve_html(histories['krr_st'], cfg.krr_config())))
     if summaries: sections.append(('Can the synthetic steps reach the target?', budget_html(summaries)))
     if horizon:
         note = (f"<p>One pre-training run per seed, measured at steps {list(cfg.horizon_steps)}: the pool KD loss and the probe with "
@@ -750,7 +805,7 @@ class Run:
     def cpu_sets(self) -> dict:
         "The distilled sets on the CPU, under the names `kd_methods` reads (`mkdt_high_loss`, `mkdt_random`, `mtt_ssl`)."
         cpu = lambda s: SyntheticSet(s.images.cpu(), s.targets.cpu(), s.lr.cpu(), s.meta)
-        names = {'mkdt_high_loss': 'mkdt_high_loss', 'mkdt_random_init': 'mkdt_random', 'mtt_ssl': 'mtt_ssl'}
+        names = {'mkdt_high_loss': 'mkdt_high_loss', 'mkdt_random_init': 'mkdt_random', 'mtt_ssl': 'mtt_ssl', 'krr_st': 'krr_st'}
         return {names[k]: cpu(s) for k, s in self.sets.items()}
     def methods(self) -> dict:
         "Encoder factories of every method of this run (on the CPU)."
@@ -827,6 +882,8 @@ def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or 
         sets['mkdt_random_init'], hists['mkdt_random_init'] = st.run('mkdt_random_init', distil, get_distilled, cfg, experts, x, reps, subsets['random'], 'random', out, progress, meta)
     if 'mtt_ssl' in cfg.distilled_baselines:
         sets['mtt_ssl'], hists['mtt_ssl'] = st.run('mtt_ssl', distil, get_mtt_ssl, cfg, arch, data, x, reps, subsets['random'], out, dev, progress, meta)
+    if 'krr_st' in cfg.distilled_baselines:  # rank 0 alone under torchrun
+        sets['krr_st'], hists['krr_st'] = st.run('krr_st', rank0_first, get_krr_st, cfg, arch, x, reps, subsets['random'], out, teacher, progress, meta)
     return Run(cfg, out, dev, st, data, probe, teacher, x, reps, arch, experts, subsets, sets, hists)
 
 def run_pipeline(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
@@ -850,7 +907,7 @@ def _finish(run:Run, progress:bool) -> dict:
         vpath = out/'variance'/'variance.json'
         fit = {k.split('.')[1]: a['used'] for k, a in cfg.adapted.items() if k.startswith('variance_study.')}  # the study's sizes, fitted to the data
         variance = rank0_first(lambda: load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher, quick=True, seed=cfg.seed, progress=progress, **fit))
-    summaries = rank0_first(lambda: {k: distill_summary(cfg, run.experts, run.x, run.reps, s, run.histories[k], out/k) for k, s in run.sets.items() if k != 'mtt_ssl'})
+    summaries = rank0_first(lambda: {k: distill_summary(cfg, run.experts, run.x, run.reps, s, run.histories[k], out/k) for k, s in run.sets.items() if k not in ('mtt_ssl', 'krr_st')})
     eval_sets, xc, rc = run.cpu_sets(), run.x.cpu(), run.reps.cpu()
     kd_data = kd_eval_data(cfg, xc, rc)
     rows = st.run('evaluation', evaluate_all, run.methods(), cfg, probe, out/'evaluation', progress, kd_data)  # under torchrun: the jobs shared out

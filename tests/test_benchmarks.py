@@ -67,3 +67,13 @@ def test_matching_variants_runs_on_a_finished_run(quick_run, tmp_path):
     bad = subprocess.run([sys.executable, 'benchmarks/matching_variants.py', str(run), '--expert_epochs', '9'],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and "passes the experts'" in bad.stderr
+
+def test_krr_st_cost_runs_at_toy_size(tmp_path):
+    "benchmarks/krr_st_cost.py --config quick: per-iteration and per-run seconds of MKDT and KRR-ST, wall and CPU."
+    r = subprocess.run([sys.executable, 'benchmarks/krr_st_cost.py', '--config', 'quick', '--rounds', '1', '--out', str(tmp_path/'c.json')],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path/'c.json').read_text())
+    for m in ('mkdt', 'krr_st'):
+        assert res[m]['s_per_iteration_wall'] > 0 and res[m]['s_per_iteration_cpu'] > 0 and res[m]['run_cpu'] > 0
+    assert res['krr_st']['warm_up_steps'] >= 0 and res['ratio_per_iteration_cpu'] > 0

@@ -180,3 +180,23 @@ def test_nan_is_rolled_back_then_stops(tmp_path):
     from kdd_explore.core import load_artifact
     t, m = load_artifact(tmp_path/'nan'/'checkpoint')
     assert torch.equal(t['images'], syn0.images) and m['failures'] == 3  # nothing was applied
+
+
+def test_pipeline_settings_switch_krr_st_on_and_fit_it_to_the_data():
+    from kdd_explore.data import dataset_info
+    from kdd_explore.pipeline import ConfigError, PipelineConfig, get_config, parse_settings
+    info = dataset_info('fashion_mnist')
+    on = parse_settings(['distilled_baselines=["mkdt_random_init","mtt_ssl","krr_st"]', 'krr_st.iterations=50'])
+    cfg = get_config('quickstart', **on)
+    assert 'krr_st' in cfg.distilled_baselines and cfg.krr_config().iterations == 50 and cfg.krr_config().batch_real == 256
+    # a real batch larger than the pool follows the pool (recorded), unless it was asked for
+    small = get_config('quickstart', n_train=200, distilled_baselines=['krr_st']).check(info)  # the recipe's 256 > 200
+    assert small.krr_st['batch_real'] == 200 and small.adapted['krr_st.batch_real']['recipe'] == 256
+    with pytest.raises(ConfigError, match=r'krr_st.batch_real=1024: larger than the pool of 200'):
+        get_config('quickstart', n_train=200, distilled_baselines=['krr_st'], **{'krr_st.batch_real': 1024}).check(info)
+    with pytest.raises(ConfigError, match='KRRSTConfig.quota must be a whole number >= 1'):
+        get_config('quickstart', distilled_baselines=['krr_st'], **{'krr_st.quota': 0}).check(info)
+    with pytest.raises(KddError, match='Known: mkdt_random_init, mtt_ssl, krr_st'):
+        PipelineConfig(distilled_baselines=('krr',))
+    with pytest.raises(ConfigError, match="unknown setting 'krr_st.pool'"): parse_settings(['krr_st.pool=3'])
+    assert get_config('quickstart').krr_config() == KRRSTConfig.cpu_default()  # off by default, the CPU preset when switched on

@@ -48,16 +48,16 @@ def test_report_parses_and_holds_plots_and_images(quick_run):
     html = (out/'report.html').read_text()
     p = _Tags(); p.feed(html)
     assert p.tags.count('section') >= 5
-    assert html.count('Plotly.newPlot') >= 3  # accuracy, curves, variance
+    assert html.count('Plotly.newPlot') >= 4  # accuracy, curves, KRR-ST's loss, variance
     srcs = [i['src'] for i in p.imgs]
-    assert len(srcs) == 6 and all(s.startswith('data:image/png;base64,') for s in srcs)  # initial + distilled, 3 sets
+    assert len(srcs) == 8 and all(s.startswith('data:image/png;base64,') for s in srcs)  # initial + distilled, 4 sets (MKDT x 2, MTT-SSL, KRR-ST)
     assert 'mkdt_high_loss' in html and 'no_pretrain' in html
     assert not re.search(r'<script[^>]*src=["\']https?:', html)  # self-contained: no script from the network
 
 def test_every_stage_left_its_artifacts(quick_run):
     _, out = quick_run
     for a in ('representations', 'experts/experts', 'ssl_experts', 'mkdt_high_loss/synthetic_set', 'mkdt_random_init/synthetic_set',
-              'mtt_ssl/synthetic_set', 'mkdt_high_loss/history'):
+              'mtt_ssl/synthetic_set', 'mkdt_high_loss/history', 'krr_st/synthetic_set', 'krr_st/history', 'krr_st/checkpoint'):
         assert artifact_exists(out/a), a
     for f in ('config.json', 'subsets.json', 'variance/variance.json', 'variance/variance.html', 'results.json', 'report.html'):
         assert (out/f).exists(), f
@@ -103,7 +103,7 @@ def test_gpu_config_code_path_runs_on_cpu_with_fake_data(tmp_path):
                      distill=dict(paper.distill, iterations=2, syn_steps=2, snapshot_every=1, checkpoint_every=1),
                      eval_epochs=1, fractions=(0.1,), seeds=(0,), variance=False, horizon_steps=(0, 1))
     res = run_pipeline(cfg, tmp_path/'run', progress=False)
-    assert {r['method'] for r in res['results']} == set(METHODS)
+    assert {r['method'] for r in res['results']} == set(METHODS) - {'krr_st', 'krr_st_at_learned_lr'}  # the CIFAR recipes leave KRR-ST off
     assert res['config']['transfer']['name'] == 'resnet10_cifar' and res['transfer']
     assert (tmp_path/'run'/'report.html').exists()
 
@@ -157,3 +157,26 @@ def test_a_moved_or_older_run_still_resumes(quick_run, tmp_path):
         res = run_pipeline('quick', run, progress=False)
         assert res['results'] == before['results'] and res['timings']['experts'] < 5
         assert read_meta(run/'experts'/'experts')['representations'] == str(run/'representations')  # now names this folder's
+
+def test_krr_st_is_a_row_of_every_table(quick_run):
+    "`--quick` runs the KRR-ST baseline: results.json, the findings, the transfer table, the report, the dashboard and the image browser show it."
+    from kdd_explore.distill import DistillHistory, SyntheticSet
+    from kdd_explore.widgets import ResultsDashboard, SnapshotBrowser
+    _, out = quick_run
+    res = json.loads((out/'results.json').read_text())
+    cfg = get_config('quick')
+    assert 'krr_st' in cfg.distilled_baselines
+    for m in ('krr_st', 'krr_st_at_learned_lr'):
+        assert sorted(r['label_fraction'] for r in res['results'] if r['method'] == m) == sorted(cfg.fractions)
+    assert 'krr_st' in {r['method'] for r in res['transfer']}
+    assert {'krr_st_vs_random', 'mkdt_vs_krr_st'} <= set(res['findings']) and 'krr_st' in res['timings']
+    info = res['synthetic_sets']['krr_st']
+    assert info['n'] == res['synthetic_sets']['mkdt_random_init']['n'] and abs(info['lr'] - cfg.krr_st['pretrain_lr']) < 1e-6
+    syn = SyntheticSet.load(out/'krr_st'/'synthetic_set')
+    subsets = json.loads((out/'subsets.json').read_text())
+    assert syn.meta['init_indices'] == subsets['random'] and syn.meta['distilled'] == 'krr_st'  # from the random subset, as mkdt_random_init
+    html = (out/'report.html').read_text()
+    assert 'KRR-ST: its outer loss' in html and 'krr_st: after distillation (fixed lr 0.1)' in html and 'krr_st_at_learned_lr' in html
+    assert 'krr_st' in ResultsDashboard(out/'results.json').methods
+    hist = DistillHistory.load(out/'krr_st'/'history')
+    assert SnapshotBrowser(hist).iterations == [0, 3, 6] and len(hist.records) == cfg.krr_st['iterations']
