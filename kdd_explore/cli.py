@@ -8,6 +8,7 @@ import argparse, dataclasses, json, sys
 from pathlib import Path
 from .core import KddError, check_folder, save_json
 from .data import DATASETS, load_dataset
+from .ssl import TEACHER_ARCHS
 from .distributed import DistributedError, dist_info, init_distributed, is_main
 
 # %% auto #0
@@ -110,7 +111,7 @@ def cmd_teacher(args):
     from kdd_explore.ssl import teacher_job
     fit = stage_check(args, ('data',), {'n_train': '--n-train'}, dataset=args.dataset, n_train=args.n_train)
     p = teacher_job(args.dataset, args.method, out=args.out, epochs=args.epochs, n_train=fit.n_train, seed=args.seed,
-                    root=args.root, device=args.device, progress=not args.quiet)
+                    root=args.root, device=args.device, progress=not args.quiet, arch=args.arch)
     print(f"teacher: {p}")
 
 def cmd_variance(args):
@@ -174,6 +175,8 @@ def _add_stages(sub):
     p.add_argument('--out', required=True, help='folder for checkpoints and OUT/teacher')
     p.add_argument('--epochs', type=count_arg, default=None, help="default: the dataset's default")
     p.add_argument('--n-train', type=count_arg, default=None, help='train on a stratified subset')
+    p.add_argument('--arch', default=None, choices=list(TEACHER_ARCHS),
+                   help="the teacher's architecture (default: resnet18_cifar for 3x32x32 images, else small_resnet; small_resnet trains a CIFAR teacher on a CPU in hours)")
     p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_teacher)
     p = sub.add_parser('variance', help='gradient variance of SSL vs KD vs supervised losses (variance.json, variance.html)')
