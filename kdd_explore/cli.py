@@ -61,7 +61,8 @@ def _add_data(sub):
 # %% ../nbs/10_cli.ipynb #d7116634
 def cmd_run(args):
     "Run the whole pipeline with a named configuration and print where the results are."
-    from kdd_explore.pipeline import get_config, parse_settings, run_pipeline
+    from kdd_explore.recipes import get_config, parse_settings
+    from kdd_explore.pipeline import run_pipeline
     from kdd_explore.evaluate import results_table
     changes = parse_settings(args.set)  # unknown keys and wrong types stop here, before any work
     if getattr(args, 'teacher', None): changes['teacher'] = args.teacher
@@ -100,7 +101,7 @@ def _add_run(sub):
 def stage_check(args, checks:tuple, options:dict, missing_teacher:str='train', **settings):
     "A stage command's options as pipeline settings, checked against the data before its first step; returns the fitted configuration."
     from kdd_explore.data import dataset_info
-    from kdd_explore.pipeline import PipelineConfig
+    from kdd_explore.recipes import PipelineConfig
     given = [k for k, v in settings.items() if v is not None and k in options]  # what was typed is explicit; the rest is the command's recipe
     cfg = PipelineConfig(**{k: v for k, v in settings.items() if v is not None or k in ('n_train', 'depth', 'teacher')}, explicit=given)
     return cfg.check(dataset_info(cfg.dataset, root=getattr(args, 'root', None), seed=getattr(args, 'seed', 0)),
@@ -119,7 +120,7 @@ def cmd_variance(args):
     from kdd_explore.ssl import load_teacher
     from kdd_explore.variance import variance_job
     from kdd_explore.data import dataset_info
-    from kdd_explore.pipeline import ConfigError, variance_fit
+    from kdd_explore.recipes import ConfigError, variance_fit
     stage_check(args, ('teacher',), {'teacher': '--teacher'}, 'train' if args.quick else 'error', dataset=args.dataset, teacher=args.teacher)
     fit, cannot = variance_fit(dataset_info(args.dataset, root=args.root, seed=args.seed), args.quick)
     if cannot: raise ConfigError(f"{cannot}: give a dataset with more training images.")
@@ -214,7 +215,8 @@ DATASET_HELP = f"one of: {', '.join(DATASETS)}, or a name registered with `kdd-e
 
 def cmd_register(args):
     "Register your own images under a name (read, converted, stored with their mean and std) and say what to run next."
-    from kdd_explore.data import DatasetInfo, register_dataset
+    from kdd_explore.data import DatasetInfo
+    from kdd_explore.own_data import register_dataset
     d = register_dataset(args.name, args.path, size=args.size, channels=args.channels, test_fraction=args.test_fraction, seed=args.seed,
                          root=args.root, description=args.description, progress=not args.quiet)
     print(f"registered {DatasetInfo.of(d).describe()}; mean {[round(v, 4) for v in d.mean]}, std {[round(v, 4) for v in d.std]}")
