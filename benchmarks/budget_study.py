@@ -17,7 +17,7 @@ headline row is the one at the chosen iteration.
 
     python benchmarks/budget_study.py --dataset cifar10_jpeg --config cifar10_cpu --out runs/budget_cifar10_jpeg
     python benchmarks/budget_study.py --dataset fashion_mnist --config quickstart --out runs/budget_fashion_mnist
-    python benchmarks/budget_study.py --dataset fake --config quick --saves 2,4 --n-val 200 --out runs/budget_toy  # toy size
+    python benchmarks/budget_study.py --dataset fake --config cifar10_cpu --tiny --saves 2,4 --n-val 200 --out runs/budget_toy  # toy size
 
 Resumable: the run folder's stages, the distillation's checkpoint and each saved set and its evaluation are read back,
 so an interrupted study continues where it stopped (rerun the same command). `--no-distill` evaluates only the sets
@@ -31,6 +31,9 @@ from pathlib import Path
 
 FIXED = ('no_pretrain', 'random_subset', 'high_loss_subset', 'full_data_kd')  # methods that do not change with the iterations
 PER_SET = ('mkdt_high_loss', 'mkdt_initial_at_learned_lr', 'random_subset_at_learned_lr')  # methods that use a saved set (or its lr)
+TINY = {'n_train': 300, 'n_test': 200, 'n_experts': 2, 'expert_epochs': 4, 'syn_fraction': 0.05, 'high_loss_clusters': 5, 'eval_epochs': 2,
+        'seeds': [0, 1], 'teacher_epochs': 1, 'kd_eval_n': 200, 'distill.syn_steps': 3, 'distill.batch_syn': 8, 'distill.snapshot_every': 2,
+        'distill.checkpoint_every': 2}  # --tiny: the recipe at toy size (a check that the study runs, not a result)
 RULE = ("the saved iteration whose mkdt_high_loss has the highest validation accuracy, averaged over the label fractions "
         "and seeds; a tie goes to the fewer iterations")
 COPIES = {  # datasets this study is run on here that a machine may lack: the commands that provide them, and their full size
@@ -208,6 +211,7 @@ def main(argv=None):
     ap.add_argument('--teacher', default=None, help="a teacher artifact (default: the recipe's: the shipped one, else trained in the run folder)")
     ap.add_argument('--n-val', type=int, default=5000, help='validation images (training images outside the pool and the probes)')
     ap.add_argument('--no-distill', action='store_true', help='evaluate only the sets already saved')
+    ap.add_argument('--tiny', action='store_true', help='the recipe at toy size (TINY), for a check that the study runs; --set still wins')
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
     import dataclasses
@@ -218,7 +222,7 @@ def main(argv=None):
     if not saves or saves[0] < 1: sys.exit(f"--saves takes iterations >= 1, got {a.saves!r}.")
     need_dataset(a.dataset)
     try:
-        changes = parse_settings(a.settings)
+        changes = {**(TINY if a.tiny else {}), **parse_settings(a.settings)}
         if a.teacher: changes['teacher'] = a.teacher
         cfg = study_config(a.config, a.dataset, saves[0], changes)
     except KddError as e: sys.exit(str(e))

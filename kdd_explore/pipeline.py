@@ -112,7 +112,7 @@ def get_teacher(cfg:PipelineConfig, # the run's configuration
         if not artifact_exists(path):
             print(f"No teacher is shipped for {cfg.dataset!r} and none was given (--teacher PATH, or teacher=PATH): training one first.", flush=True)
             teacher_job(cfg.dataset, cfg.teacher_method, out/'teacher', epochs=cfg.teacher_epochs, n_train=cfg.n_train,
-                        seed=cfg.seed, progress=progress, device=device, dataset_options=cfg.dataset_options)
+                        seed=cfg.seed, progress=progress, device=device, dataset_options=cfg.dataset_options, arch=cfg.teacher_arch)
         return load_teacher(path, device=device)
 
 def get_experts(cfg, arch, x, reps, out, device, progress, meta):

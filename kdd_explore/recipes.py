@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import KddError, artifact_exists, read_meta
 from .data import DatasetInfo, stratified_counts
 from .models import build_model
-from .ssl import SSL_LOSSES, shipped_teacher
+from .ssl import TEACHER_ARCHS, SSL_LOSSES, shipped_teacher
 from .kd import student_arch, reference_padding
 from .distill import DistillConfig
 from .probe import PROBE_PROTOCOLS
@@ -31,6 +31,7 @@ class PipelineConfig:
     teacher:str|None=None # a teacher artifact or state-dict path; None: the shipped teacher, else train one
     teacher_method:str='barlow_twins' # SSL method when a teacher must be trained
     teacher_epochs:int|None=None # epochs when a teacher must be trained (None: the dataset's default)
+    teacher_arch:str|None=None # architecture of a teacher that must be trained: 'small_resnet' (CPU-sized), 'resnet18_cifar' (the paper's); None: the dataset's default
     width:int=32 # student ConvNet width (128 in the paper)
     depth:int|None=4 # student ConvNet depth: 4 pools 28x28 to 1x1 (see below why not 3); None: 3 up to 32x32, else 4
     first_padding:int|str=1 # padding of the student's first conv: 1, or 'reference' (3 on 1x28x28 images: maps 32 -> 16 -> 8 -> 4, as the reference code)
@@ -172,6 +173,7 @@ CONFIGS = {
                                                                       lr_lr=1e-3, snapshot_every=10, checkpoint_every=10).__dict__),
                                eval_batch_size=256, fractions=(0.01, 0.05), horizon_steps=(0, 10, 20, 40, 80, 100),
                                distilled_baselines=(), transfer=None, ablation=False),
+    'cifar10_cpu': dict(dataset='cifar10', depth=3, teacher_arch='small_resnet', teacher_epochs=30),  # the quickstart's sizes on CIFAR-10 (32x32 RGB)
     'cifar10_2pct': _gpu('cifar10', 'cifar10_2pct', 0.02),
     'cifar10_5pct': _gpu('cifar10', 'cifar10_5pct', 0.05),
     'cifar100_2pct': _gpu('cifar100', 'cifar100_2pct', 0.02),
@@ -280,8 +282,12 @@ def check_config(cfg:PipelineConfig, # the configuration to check
             meta = read_meta(p) if p else None
             if p is None and missing_teacher == 'error':
                 conflict('teacher', f"no teacher is shipped for {name!r}", f"train one (kdd-explore teacher --dataset {name} --out DIR) and pass {said('teacher', 'DIR/teacher')}")
+        if d.get('teacher_arch') is not None and d['teacher_arch'] not in TEACHER_ARCHS:
+            conflict('teacher_arch', f"not a teacher architecture ({', '.join(TEACHER_ARCHS)})", said('teacher_arch', 'small_resnet'))
         if meta is not None and meta.get('arch', {}).get('in_channels', c) != c:
-            conflict('teacher', f"the teacher takes {meta['arch']['in_channels']}-channel images, but {name} has {c}-channel images",
+            seen = meta.get('dataset') or {}
+            trained = f" (trained on {'x'.join(map(str, seen['shape']))} images of {seen.get('name', '?')})" if seen.get('shape') else ''
+            conflict('teacher', f"the teacher takes {meta['arch']['in_channels']}-channel images{trained}, but {name} has {c}x{h}x{w} images",
                      'pass a teacher trained on this data', 'leave the teacher out to train one')
     # --- the student and the experts
     if 'student' in checks:
