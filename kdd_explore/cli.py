@@ -8,6 +8,7 @@ import argparse, dataclasses, json, sys
 from pathlib import Path
 from .core import KddError, check_folder, save_json
 from .data import DATASETS, load_dataset
+from .ssl import TEACHER_ARCHS
 from .distributed import DistributedError, dist_info, init_distributed, is_main
 
 # %% auto #0
@@ -60,7 +61,8 @@ def _add_data(sub):
 # %% ../nbs/10_cli.ipynb #d7116634
 def cmd_run(args):
     "Run the whole pipeline with a named configuration and print where the results are."
-    from kdd_explore.pipeline import get_config, parse_settings, run_pipeline
+    from kdd_explore.recipes import get_config, parse_settings
+    from kdd_explore.pipeline import run_pipeline
     from kdd_explore.evaluate import results_table
     changes = parse_settings(args.set)  # unknown keys and wrong types stop here, before any work
     if getattr(args, 'teacher', None): changes['teacher'] = args.teacher
@@ -99,7 +101,7 @@ def _add_run(sub):
 def stage_check(args, checks:tuple, options:dict, missing_teacher:str='train', **settings):
     "A stage command's options as pipeline settings, checked against the data before its first step; returns the fitted configuration."
     from kdd_explore.data import dataset_info
-    from kdd_explore.pipeline import PipelineConfig
+    from kdd_explore.recipes import PipelineConfig
     given = [k for k, v in settings.items() if v is not None and k in options]  # what was typed is explicit; the rest is the command's recipe
     cfg = PipelineConfig(**{k: v for k, v in settings.items() if v is not None or k in ('n_train', 'depth', 'teacher')}, explicit=given)
     return cfg.check(dataset_info(cfg.dataset, root=getattr(args, 'root', None), seed=getattr(args, 'seed', 0)),
@@ -110,7 +112,7 @@ def cmd_teacher(args):
     from kdd_explore.ssl import teacher_job
     fit = stage_check(args, ('data',), {'n_train': '--n-train'}, dataset=args.dataset, n_train=args.n_train)
     p = teacher_job(args.dataset, args.method, out=args.out, epochs=args.epochs, n_train=fit.n_train, seed=args.seed,
-                    root=args.root, device=args.device, progress=not args.quiet)
+                    root=args.root, device=args.device, progress=not args.quiet, arch=args.arch)
     print(f"teacher: {p}")
 
 def cmd_variance(args):
@@ -118,7 +120,7 @@ def cmd_variance(args):
     from kdd_explore.ssl import load_teacher
     from kdd_explore.variance import variance_job
     from kdd_explore.data import dataset_info
-    from kdd_explore.pipeline import ConfigError, variance_fit
+    from kdd_explore.recipes import ConfigError, variance_fit
     stage_check(args, ('teacher',), {'teacher': '--teacher'}, 'train' if args.quick else 'error', dataset=args.dataset, teacher=args.teacher)
     fit, cannot = variance_fit(dataset_info(args.dataset, root=args.root, seed=args.seed), args.quick)
     if cannot: raise ConfigError(f"{cannot}: give a dataset with more training images.")
@@ -174,6 +176,8 @@ def _add_stages(sub):
     p.add_argument('--out', required=True, help='folder for checkpoints and OUT/teacher')
     p.add_argument('--epochs', type=count_arg, default=None, help="default: the dataset's default")
     p.add_argument('--n-train', type=count_arg, default=None, help='train on a stratified subset')
+    p.add_argument('--arch', default=None, choices=list(TEACHER_ARCHS),
+                   help="the teacher's architecture (default: resnet18_cifar for 3x32x32 images, else small_resnet; small_resnet trains a CIFAR teacher on a CPU in hours)")
     p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_teacher)
     p = sub.add_parser('variance', help='gradient variance of SSL vs KD vs supervised losses (variance.json, variance.html)')
@@ -211,7 +215,8 @@ DATASET_HELP = f"one of: {', '.join(DATASETS)}, or a name registered with `kdd-e
 
 def cmd_register(args):
     "Register your own images under a name (read, converted, stored with their mean and std) and say what to run next."
-    from kdd_explore.data import DatasetInfo, register_dataset
+    from kdd_explore.data import DatasetInfo
+    from kdd_explore.own_data import register_dataset
     d = register_dataset(args.name, args.path, size=args.size, channels=args.channels, test_fraction=args.test_fraction, seed=args.seed,
                          root=args.root, description=args.description, progress=not args.quiet)
     print(f"registered {DatasetInfo.of(d).describe()}; mean {[round(v, 4) for v in d.mean]}, std {[round(v, 4) for v in d.std]}")

@@ -14,9 +14,9 @@ from .core import (KddError, ArtifactError, TrainingError, save_artifact, load_a
 from .models import build_model, out_dim
 
 # %% auto #0
-__all__ = ['SSL_LOSSES', 'TEACHER_DEFAULTS', 'BarlowTwinsLoss', 'NTXentLoss', 'Projector', 'ssl_loss', 'duration',
-           'train_teacher', 'save_teacher', 'load_teacher', 'default_teacher_arch', 'init_model', 'teacher_job',
-           'shipped_teacher', 'default_teacher']
+__all__ = ['SSL_LOSSES', 'TEACHER_DEFAULTS', 'TEACHER_ARCHS', 'BarlowTwinsLoss', 'NTXentLoss', 'Projector', 'ssl_loss',
+           'duration', 'train_teacher', 'save_teacher', 'load_teacher', 'teacher_arch', 'default_teacher_arch',
+           'init_model', 'teacher_job', 'shipped_teacher', 'default_teacher']
 
 # %% ../nbs/03_ssl.ipynb #81d1bad6
 class BarlowTwinsLoss(nn.Module):
@@ -275,11 +275,24 @@ TEACHER_DEFAULTS = {  # dataset -> default training settings of its teacher (the
     'cifar100': dict(epochs=200, batch_size=256, lr=1e-3),
 }
 
+TEACHER_ARCHS = ('resnet18_cifar', 'small_resnet')  # the teacher architectures known by name (`kdd-explore teacher --arch`)
+
+def teacher_arch(data, # the dataset (`ImageData` or anything with `.shape`)
+                 name:str|None=None, # 'resnet18_cifar' (the paper's), 'small_resnet' (CPU-sized) or None: the dataset's default
+                ) -> dict:
+    "The teacher `arch` of a name for this data's images; None picks the default (`default_teacher_arch`)."
+    c = data.shape[0]
+    if name is None: return default_teacher_arch(data)
+    if name == 'resnet18_cifar': return {'name': 'resnet18_cifar', 'in_channels': c}
+    if name == 'small_resnet': return {'name': 'small_resnet', 'in_channels': c, 'widths': [16, 32, 64, 128], 'blocks': [1, 1, 1, 1]}
+    raise KddError(f"Unknown teacher architecture {name!r}. Known: {', '.join(TEACHER_ARCHS)} (small_resnet trains on a CPU in hours, "
+                   "resnet18_cifar is the paper's and wants a GPU).")
+
 def default_teacher_arch(data) -> dict:
     "The teacher architecture for a dataset: ResNet-18 (CIFAR stem) for 3-channel 32x32 images, else the CPU-sized SmallResNet."
     c, h, w = data.shape
-    if c == 3 and h >= 32: return {'name': 'resnet18_cifar', 'in_channels': c}
-    return {'name': 'small_resnet', 'in_channels': c, 'widths': [16, 32, 64, 128], 'blocks': [1, 1, 1, 1]}
+    if c == 3 and h >= 32: return teacher_arch(data, 'resnet18_cifar')
+    return teacher_arch(data, 'small_resnet')
 
 def init_model(arch:dict, # the architecture to build
                seed:int=0, # decides the initial weights
@@ -298,6 +311,7 @@ def teacher_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
                 root:str|Path|None=None, # where the dataset files are
                 device:str|torch.device|None=None, # where to train
                 dataset_options:dict|None=None, # loader options (e.g. the `fake` dataset's shape)
+                arch:str|None=None, # the teacher's architecture by name (`TEACHER_ARCHS`); None: the dataset's default
                ) -> Path:
     "Train (or resume) the default SSL teacher of a dataset into `out`; returns the path of the saved `out/teacher` artifact."
     from kdd_explore.data import load_dataset
@@ -305,7 +319,7 @@ def teacher_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
     cfg = dict(TEACHER_DEFAULTS.get(dataset, dict(epochs=20, batch_size=256, lr=1e-3)))
     if epochs is not None: cfg['epochs'] = epochs
     cfg['batch_size'] = min(cfg['batch_size'], len(data.x_train))
-    backbone = init_model(default_teacher_arch(data), seed)
+    backbone = init_model(teacher_arch(data, arch), seed)
     if progress:
         print(f"Training a {backbone.arch['name']} teacher on {dataset!r} with {method}: {cfg['epochs']} epoch{'s' * (cfg['epochs'] != 1)} of {len(data.x_train) // cfg['batch_size']} "
               f"step{'s' * (len(data.x_train) // cfg['batch_size'] != 1)} (batch {cfg['batch_size']}) on {len(data.x_train):,} images of {'x'.join(map(str, data.shape))}, checkpointed in {out} "
@@ -315,8 +329,8 @@ def teacher_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
     meta = dict(dataset=data.meta(), method=method, seed=seed, epochs=res['epoch'], hyperparameters=res['config'],
                 history=res['history'], train_time_s=round(sum(res['history']['time_s']), 1), wall_time_this_call_s=round(time.time() - t0, 1),
                 command=f"kdd-explore teacher --dataset {dataset} --method {method} --out {out}" + (f" --epochs {epochs}" if epochs else "")
-                        + (f" --n-train {n_train}" if n_train else "") + (f" --seed {seed}" if seed else ""),
-                python=f"kdd_explore.ssl.teacher_job({dataset!r}, {method!r}, out={str(out)!r}, epochs={epochs}, n_train={n_train}, seed={seed})")
+                        + (f" --n-train {n_train}" if n_train else "") + (f" --seed {seed}" if seed else "") + (f" --arch {arch}" if arch else ""),
+                python=f"kdd_explore.ssl.teacher_job({dataset!r}, {method!r}, out={str(out)!r}, epochs={epochs}, n_train={n_train}, seed={seed}, arch={arch!r})")
     save_teacher(Path(out)/'teacher', backbone.cpu(), meta)
     return Path(out)/'teacher'
 

@@ -28,7 +28,7 @@ def test_the_slice_is_small_and_says_where_it_comes_from():
 def test_the_slice_holds_what_the_named_configurations_read():
     have = set(shipped_slice('fashion_mnist')['train_ids'].tolist())
     need = set(slice_rows().tolist())
-    assert need <= have, f'{len(need - have)} rows the named configurations read are not in the slice: rebuild it (09_pipeline)'
+    assert need <= have, f'{len(need - have)} rows the named configurations read are not in the slice: rebuild it (09c_pipeline)'
 
 def test_the_slice_serves_the_same_tensors_as_the_full_files(slice_only):
     if not os.path.isdir('/usr/share/datasets/fashion-mnist'): pytest.skip('needs the full files to compare with')

@@ -1,0 +1,52 @@
+"Every name the README and the lessons import from kdd_explore still resolves: the list is read from those files, so it cannot go stale."
+import importlib, json, re
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FROM = re.compile(r'from\s+(kdd_explore(?:\.\w+)*)\s+import\s+(\([^)]*\)|[^\n;#"\'\\]+)')
+PLAIN = re.compile(r'(?<![\w.])import\s+(kdd_explore(?:\.\w+)*)')
+
+def _text(path:Path) -> str:
+    "A README's text, or a notebook's cells (code and markdown) one after another."
+    if path.suffix != '.ipynb': return path.read_text()
+    return '\n'.join(''.join(c['source']) for c in json.loads(path.read_text())['cells'])
+
+def sources() -> list[Path]:
+    return [ROOT/'README.md', *sorted((ROOT/'nbs').glob('*.ipynb')), *sorted((ROOT/'nbs'/'course').glob('*.ipynb'))]
+
+def imported() -> dict[tuple[str, str], str]:
+    "(module, name) -> the first file that imports it; name None for a plain `import kdd_explore.X`."
+    found = {}
+    for path in sources():
+        text = _text(path)
+        for mod, names in FROM.findall(text):
+            for part in names.strip('()').replace('\n', ' ').split(','):
+                name = part.split(' as ')[0].strip()
+                if re.fullmatch(r'\w+', name): found.setdefault((mod, name), path.relative_to(ROOT).as_posix())
+        for mod in PLAIN.findall(text): found.setdefault((mod, None), path.relative_to(ROOT).as_posix())
+    return found
+
+IMPORTED = imported()
+
+def test_the_list_is_read_from_the_files():
+    "The parser finds the imports the README shows, and the lessons' (a parser that found nothing would pass every test below)."
+    assert ('kdd_explore.pipeline', 'run_pipeline') in IMPORTED and ('kdd_explore.data', 'load_dataset') in IMPORTED
+    assert ('kdd_explore.pipeline', 'get_config') in IMPORTED and ('kdd_explore.recipes', 'PipelineConfig') in IMPORTED
+    assert len({f for f in IMPORTED.values() if f.startswith('nbs/course/')}) >= 3, 'the course lessons were not read'
+    assert len(IMPORTED) > 100, len(IMPORTED)
+
+@pytest.mark.parametrize('mod,name', sorted(IMPORTED, key=lambda k: (k[0], k[1] or '')), ids=lambda v: str(v))
+def test_imported_name_resolves(mod, name):
+    m = importlib.import_module(mod)
+    if name is None: return
+    if hasattr(m, name): return
+    importlib.import_module(f'{mod}.{name}')  # `from kdd_explore import data`: a submodule
+
+@pytest.mark.parametrize('old,new', [('pipeline', 'recipes'), ('pipeline', 'report'), ('data', 'own_data')])
+def test_moved_names_still_import_from_their_old_module(old, new):
+    "What moved out of `pipeline` and `data` into a module of its own is still the same object under its old address."
+    o, n = importlib.import_module(f'kdd_explore.{old}'), importlib.import_module(f'kdd_explore.{new}')
+    for name in n.__all__:
+        assert getattr(o, name) is getattr(n, name), f'kdd_explore.{old}.{name}'
+        assert name in o.__all__, f'{name} is missing from kdd_explore.{old}.__all__ (a star import would lose it)'
