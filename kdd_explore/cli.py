@@ -9,6 +9,7 @@ from pathlib import Path
 from .core import KddError, check_folder, save_json
 from .data import DATASETS, load_dataset
 from .ssl import TEACHER_ARCHS
+from .recipes import CONFIGS
 from .distributed import DistributedError, dist_info, init_distributed, is_main
 
 # %% auto #0
@@ -83,7 +84,7 @@ def _add_run(sub):
             p.add_argument('--quick', dest='config', action='store_const', const='quick', default='quickstart',
                            help='the same code at toy size (under 2 minutes), for tests and CI')
         else:
-            p.add_argument('--config', required=True, help='a configuration name: quickstart, quick, cifar10_2pct, cifar10_5pct, cifar100_2pct, cifar100_5pct')
+            p.add_argument('--config', required=True, help=f"a configuration name: {', '.join(CONFIGS)}")
             p.add_argument('--dataset', default=None, help=f"the configuration's dataset changed: {DATASET_HELP}")
             p.add_argument('--teacher', default=None, help='a teacher checkpoint (artifact or ResNet-18 state dict)')
         p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
