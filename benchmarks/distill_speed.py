@@ -134,6 +134,10 @@ def run_child(args, env_src, threads):
     if r.returncode: return dict(error=r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f'exit {r.returncode}')
     return json.loads(r.stdout.strip().splitlines()[-1])
 
+def cpu_name():
+    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): return platform.processor() or platform.platform()
+
 def uptime():
     try: return open('/proc/loadavg').read().split()[:3]
     except OSError: return None
@@ -171,7 +175,7 @@ def main(argv=None):
     if a.tiny: steps = [s for s in steps if s <= 5] or [1, 2]
     here = Path(__file__).resolve().parent.parent
     out = dict(command=' '.join([Path(sys.executable).name, 'benchmarks/distill_speed.py'] + (argv if argv is not None else sys.argv[1:])),
-               machine=f"{os.cpu_count()}-core {platform.machine()} CPU ({platform.processor() or platform.platform()})",
+               machine=f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_name()})",
                date=time.strftime('%Y-%m-%d'), threads=a.threads, iters=a.iters, load_before=uptime(), rows=[], checks=[])
     t_all = time.time()
     for cfg in configs:

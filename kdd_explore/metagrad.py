@@ -141,7 +141,7 @@ def unroll_match(start:dict, # theta_0: expert parameters at the start epoch (na
     if segment is None:
         segment = plan_unroll(graph_step_mb(step_loss, start, lr) if mode == 'auto' else 0., n_steps, mode, memory_budget_mb)['segment']
     k = max(1, min(int(segment), n_steps))
-    bounds = list(range(0, n_steps, k)) + [n_steps]  # segment j: steps bounds[j] .. bounds[j+1] - 1
+    bounds = [0] + list(range(n_steps % k or k, n_steps + 1, k))  # segment j: steps bounds[j]..bounds[j+1]-1; the last one k steps long, the first the remainder
     curve = [1.0] if distances else None
     a_lr = lr.detach()
     learn = [t for t in list(leaves) + [lr] if t.requires_grad]

@@ -119,3 +119,11 @@ def test_older_checkpoint_and_history_resume(setting, tmp_path):
     assert torch.allclose(res.images, ref.images, atol=1e-5) and len(res_h.records) == cfg.iterations
     h = DistillHistory.from_artifact({}, {'records': [], 'distance_curves': {}})  # an older history: no meta_grad
     assert h.meta_grad == {}
+
+@pytest.mark.parametrize('steps,segment,twice', [(40, 13, 27), (20, 13, 7), (5, 5, 0), (5, 1, 4), (12, 4, 8)])
+def test_only_the_steps_outside_the_last_segment_are_computed_twice(steps, segment, twice):
+    m, X, Y, start, target = _case()
+    calls, inner = [], kd_step_loss(m, X, Y, minibatch_schedule(7, 3, steps, torch.Generator().manual_seed(0)))
+    def counted(params, i): calls.append(i); return inner(params, i)
+    unroll_match(start, target, torch.tensor(0.1, dtype=torch.float64, requires_grad=True), [], counted, steps, segment=segment)
+    assert len(calls) == steps + twice and sorted(set(calls)) == list(range(steps))
