@@ -154,13 +154,13 @@ def cmd_distill(args):
     from kdd_explore.distill import DistillConfig, distill_job
     m = read_meta(args.experts)  # a missing artifact is named here, before anything is loaded
     if m.get('dataset'):
-        dc = DistillConfig.preset(args.preset, **{k: v for k, v in dict(iterations=args.iterations, mode=args.mode).items() if v is not None})
+        dc = DistillConfig.preset(args.preset, **{k: v for k, v in dict(iterations=args.iterations, mode=args.mode, memory_budget_mb=args.memory_budget_mb).items() if v is not None})
         stage_check(args, ('distill',), {'syn_fraction': '--fraction', 'expert_epochs': 'record the experts again with kdd-explore experts --epochs',
                                          'distill.max_start_epoch': 'a --preset with max_start_epoch at most'},
                     dataset=m['dataset']['name'], n_train=m['dataset']['n_train'], syn_fraction=args.fraction, expert_epochs=m['n_epochs'],
                     n_experts=m['n_experts'], distill=dataclasses.asdict(dc), high_loss_clusters=None, distilled_baselines=())
     syn = distill_job(args.experts, args.out, fraction=args.fraction, init=args.init, preset=args.preset, iterations=args.iterations,
-                      mode=args.mode, seed=args.seed, representations=args.representations, root=args.root, device=args.device,
+                      mode=args.mode, memory_budget_mb=args.memory_budget_mb, seed=args.seed, representations=args.representations, root=args.root, device=args.device,
                       progress=not args.quiet, experts_per_iteration=args.experts_per_iteration)
     if is_main(): print(f"{syn}\nsynthetic set: {Path(args.out)/'synthetic_set'}")
 
@@ -205,7 +205,9 @@ def _add_stages(sub):
     p.add_argument('--fraction', type=fraction_arg, default=0.02, help='size of the synthetic set as a share of the training set, in (0, 1]')
     p.add_argument('--init', default='high_loss', choices=['high_loss', 'random'])
     p.add_argument('--preset', default='cpu', help='cpu, cifar10_2pct, cifar10_5pct, cifar100_2pct, cifar100_5pct, tinyimagenet_2pct')
-    p.add_argument('--iterations', type=count_arg, default=None); p.add_argument('--mode', default=None, choices=['bounded', 'full'])
+    p.add_argument('--iterations', type=count_arg, default=None); p.add_argument('--mode', default=None, choices=['auto', 'full', 'bounded'],
+                   help="the meta-gradient (all exact): 'auto' (default) the whole unrolled graph while it fits --memory-budget-mb, else checkpoints; 'full'; 'bounded'")
+    p.add_argument('--memory-budget-mb', type=float, default=None, help="MB the unrolled graph may keep in mode 'auto' (default 1024)")
     p.add_argument('--experts-per-iteration', type=count_arg, default=None,
                    help='expert stretches whose meta-gradients are averaged per update (default 1); under torchrun a multiple of the processes')
     p.add_argument('--device', default=None)
