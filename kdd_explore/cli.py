@@ -9,6 +9,7 @@ from pathlib import Path
 from .core import KddError, check_folder, save_json
 from .data import DATASETS, load_dataset
 from .ssl import TEACHER_ARCHS
+from .recipes import CONFIGS
 from .distributed import DistributedError, dist_info, init_distributed, is_main
 
 # %% auto #0
@@ -83,7 +84,7 @@ def _add_run(sub):
             p.add_argument('--quick', dest='config', action='store_const', const='quick', default='quickstart',
                            help='the same code at toy size (under 2 minutes), for tests and CI')
         else:
-            p.add_argument('--config', required=True, help='a configuration name: quickstart, quick, cifar10_2pct, cifar10_5pct, cifar100_2pct, cifar100_5pct')
+            p.add_argument('--config', required=True, help=f"a configuration name: {', '.join(CONFIGS)}")
             p.add_argument('--dataset', default=None, help=f"the configuration's dataset changed: {DATASET_HELP}")
             p.add_argument('--teacher', default=None, help='a teacher checkpoint (artifact or ResNet-18 state dict)')
         p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
@@ -153,13 +154,13 @@ def cmd_distill(args):
     from kdd_explore.distill import DistillConfig, distill_job
     m = read_meta(args.experts)  # a missing artifact is named here, before anything is loaded
     if m.get('dataset'):
-        dc = DistillConfig.preset(args.preset, **{k: v for k, v in dict(iterations=args.iterations, mode=args.mode).items() if v is not None})
+        dc = DistillConfig.preset(args.preset, **{k: v for k, v in dict(iterations=args.iterations, mode=args.mode, memory_budget_mb=args.memory_budget_mb).items() if v is not None})
         stage_check(args, ('distill',), {'syn_fraction': '--fraction', 'expert_epochs': 'record the experts again with kdd-explore experts --epochs',
                                          'distill.max_start_epoch': 'a --preset with max_start_epoch at most'},
                     dataset=m['dataset']['name'], n_train=m['dataset']['n_train'], syn_fraction=args.fraction, expert_epochs=m['n_epochs'],
                     n_experts=m['n_experts'], distill=dataclasses.asdict(dc), high_loss_clusters=None, distilled_baselines=())
     syn = distill_job(args.experts, args.out, fraction=args.fraction, init=args.init, preset=args.preset, iterations=args.iterations,
-                      mode=args.mode, seed=args.seed, representations=args.representations, root=args.root, device=args.device,
+                      mode=args.mode, memory_budget_mb=args.memory_budget_mb, seed=args.seed, representations=args.representations, root=args.root, device=args.device,
                       progress=not args.quiet, experts_per_iteration=args.experts_per_iteration)
     if is_main(): print(f"{syn}\nsynthetic set: {Path(args.out)/'synthetic_set'}")
 
@@ -204,7 +205,9 @@ def _add_stages(sub):
     p.add_argument('--fraction', type=fraction_arg, default=0.02, help='size of the synthetic set as a share of the training set, in (0, 1]')
     p.add_argument('--init', default='high_loss', choices=['high_loss', 'random'])
     p.add_argument('--preset', default='cpu', help='cpu, cifar10_2pct, cifar10_5pct, cifar100_2pct, cifar100_5pct, tinyimagenet_2pct')
-    p.add_argument('--iterations', type=count_arg, default=None); p.add_argument('--mode', default=None, choices=['bounded', 'full'])
+    p.add_argument('--iterations', type=count_arg, default=None); p.add_argument('--mode', default=None, choices=['auto', 'full', 'bounded'],
+                   help="the meta-gradient (all exact): 'auto' (default) the whole unrolled graph while it fits --memory-budget-mb, else checkpoints; 'full'; 'bounded'")
+    p.add_argument('--memory-budget-mb', type=float, default=None, help="MB the unrolled graph may keep in mode 'auto' (default 1024)")
     p.add_argument('--experts-per-iteration', type=count_arg, default=None,
                    help='expert stretches whose meta-gradients are averaged per update (default 1); under torchrun a multiple of the processes')
     p.add_argument('--device', default=None)

@@ -13,16 +13,20 @@ from tqdm.auto import tqdm
 from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_meta, check_finite, derive_seed,
                               make_generator, save_artifact, load_artifact, artifact_exists, read_meta, get_device)
 from .models import build_model, fcall, param_dict
+from .metagrad import (META_MODES, DEFAULT_BUDGET_MB, check_mode, check_budget, model_forward, minibatch_schedule,
+                                   kd_step_loss, unroll_match, graph_step_mb, plan_unroll, distance_shares, _sqdist)
 from .data import equal_batches
 from .kd import (Experts, kd_loss, record_experts, high_loss_indices, random_indices, student_arch,
                             load_dataset_for_job)
 from .distributed import (DistributedError, all_gather, all_reduce_sum, barrier, broadcast, check_divides,
                                      init_distributed, is_main, rank0_first, running, shard)
+_all_ = ['minibatch_schedule', 'kd_step_loss', 'unroll_match', 'distance_shares']  # their home is kdd_explore.metagrad; imported from here too
+
 
 # %% auto #0
-__all__ = ['DISTILL_PRESETS', 'SyntheticSet', 'DistillConfig', 'minibatch_schedule', 'unroll_match', 'kd_step_loss',
-           'DistillHistory', 'expert_schedule', 'distill', 'matching_loss', 'distance_shares', 'step_budget',
-           'record_ssl_experts', 'distill_ssl', 'find_representations', 'distill_job']
+__all__ = ['DISTILL_PRESETS', 'SyntheticSet', 'DistillConfig', 'DistillHistory', 'expert_schedule', 'distill', 'matching_loss',
+           'step_budget', 'record_ssl_experts', 'distill_ssl', 'find_representations', 'distill_job',
+           'minibatch_schedule', 'kd_step_loss', 'unroll_match', 'distance_shares']
 
 # %% ../nbs/06_distill.ipynb #de3511cd
 @dataclass(repr=False)
@@ -86,7 +90,8 @@ class DistillConfig:
     lr_lr:float=1e-4 # SGD learning rate of the inner learning rate
     lr_init:float=0.1 # initial inner learning rate
     momentum:float=0.5 # momentum of the three outer SGD optimisers
-    mode:str='bounded' # 'bounded' (exact, memory independent of syn_steps) or 'full' (unrolled graph)
+    mode:str='auto' # the meta-gradient: 'auto' (the whole unrolled graph while it fits memory_budget_mb, else checkpoints), 'full' or 'bounded' (all exact)
+    memory_budget_mb:float=DEFAULT_BUDGET_MB # MB the unrolled graph may keep in mode 'auto' (`kdd_explore.metagrad.plan_unroll`)
     snapshot_every:int=100 # keep an image snapshot and an inner distance curve every this many iterations
     checkpoint_every:int=500 # write a resumable checkpoint every this many iterations (with `out`)
     seed:int=0 # root seed: expert order, start epochs, minibatches
@@ -94,7 +99,7 @@ class DistillConfig:
     experts_per_iteration:int=1 # B: expert stretches whose meta-gradients are averaged per outer update (1: the paper's; under torchrun a multiple of the processes)
 
     def __post_init__(self):
-        if self.mode not in ('bounded', 'full'): raise KddError(f"mode must be 'bounded' or 'full', got {self.mode!r}.")
+        check_mode(self.mode); self.memory_budget_mb = check_budget(self.memory_budget_mb)
         for k in ('iterations', 'syn_steps', 'expert_epochs', 'max_start_epoch', 'batch_syn', 'snapshot_every', 'checkpoint_every', 'max_failures',
                   'experts_per_iteration'):
             if int(getattr(self, k)) < 1: raise KddError(f"DistillConfig.{k} must be >= 1, got {getattr(self, k)}.")
@@ -123,83 +128,6 @@ DISTILL_PRESETS = {
                 snapshot_every=10, checkpoint_every=25),
 }
 
-# %% ../nbs/06_distill.ipynb #fa1f297f
-def minibatch_schedule(n:int, # synthetic set size
-                       batch:int, # images per step (capped at n)
-                       steps:int, # how many steps
-                       g:torch.Generator, # the order's generator
-                      ) -> list[torch.Tensor]:
-    "Index batches for `steps` inner steps: passes over fresh random permutations of `range(n)`, each cut into equal batches of at most `batch`."
-    out, chunks = [], []
-    for _ in range(steps):
-        if not chunks: chunks = equal_batches(n, batch, g)
-        out.append(chunks.pop(0))
-    return out
-
-# %% ../nbs/06_distill.ipynb #3eadb146
-def _sqdist(a, b): return sum((a[k] - b[k]).pow(2).sum() for k in a)
-
-def unroll_match(start:dict, # theta_0: expert parameters at the start epoch (name -> tensor)
-                 target:dict, # theta*: expert parameters expert_epochs later
-                 lr:torch.Tensor, # 0-d inner learning rate (a leaf with requires_grad)
-                 leaves:list, # learnable tensors the inner loss reads (images, targets), requires_grad
-                 step_loss, # `step_loss(params, i) -> scalar`: inner step i's loss
-                 n_steps:int, # N inner steps
-                 mode:str='bounded', # 'bounded' (exact, recompute one step at a time) or 'full' (unrolled graph)
-                 distances:bool=False, # also return ||theta_i - theta*||^2 / ||theta_0 - theta*||^2 for i = 0..N
-                ) -> tuple:
-    "Matching loss and its exact gradients `(loss, [d/d leaf...], d/d lr, distances)` after `n_steps` inner SGD steps."
-    names = list(start)
-    start = {k: v.detach() for k, v in start.items()}; target = {k: target[k].detach() for k in names}
-    denom = _sqdist(start, target)
-    if not denom > 0: raise KddError("The expert did not move between the start and target epochs (zero distance): check the experts.")
-    curve = [1.0] if distances else None
-    if mode == 'full':
-        theta = {k: v.clone().requires_grad_(True) for k, v in start.items()}
-        for i in range(n_steps):
-            g = torch.autograd.grad(step_loss(theta, i), list(theta.values()), create_graph=True)
-            theta = {k: theta[k] - lr * gk for k, gk in zip(names, g)}
-            if distances: curve.append(float(_sqdist(theta, target).detach() / denom))
-        loss = _sqdist(theta, target) / denom
-        wrt = [t for t in list(leaves) + [lr] if t.requires_grad]
-        got = iter(torch.autograd.grad(loss, wrt, allow_unused=True))
-        grads = [next(got) if t.requires_grad else None for t in list(leaves) + [lr]]
-        grads = [torch.zeros_like(t) if gr is None else gr for t, gr in zip(list(leaves) + [lr], grads)]
-        return loss.detach(), grads[:-1], grads[-1], curve
-    if mode != 'bounded': raise KddError(f"mode must be 'bounded' or 'full', got {mode!r}.")
-    a_lr = lr.detach()
-    thetas = [start]  # forward: keep only the parameters of every step
-    for i in range(n_steps):
-        theta = {k: v.detach().requires_grad_(True) for k, v in thetas[-1].items()}
-        g = torch.autograd.grad(step_loss(theta, i), list(theta.values()))
-        thetas.append({k: theta[k].detach() - a_lr * gk for k, gk in zip(names, g)})
-        if distances: curve.append(float(_sqdist(thetas[-1], target) / denom))
-    loss = _sqdist(thetas[-1], target) / denom
-    adj = {k: 2 * (thetas[-1][k] - target[k]) / denom for k in names}  # a_N
-    g_leaves = [torch.zeros_like(t) for t in leaves]
-    g_lr = torch.zeros_like(a_lr)
-    for i in reversed(range(n_steps)):  # backward: recompute one step's graph, one VJP per step
-        theta = {k: v.requires_grad_(True) for k, v in thetas.pop(i).items()}
-        g = torch.autograd.grad(step_loss(theta, i), list(theta.values()), create_graph=True)
-        s = sum((gk * adj[k]).sum() for k, gk in zip(names, g))  # <g_i, a_{i+1}>
-        vjp = torch.autograd.grad(s, list(theta.values()) + [t for t in leaves if t.requires_grad], allow_unused=True)
-        it_v = iter(vjp[len(names):])
-        vjp = vjp[:len(names)] + tuple(next(it_v) if t.requires_grad else None for t in leaves)
-        g_lr = g_lr - s.detach()
-        adj = {k: adj[k] - a_lr * (h if h is not None else 0) for k, h in zip(names, vjp[:len(names)])}
-        for j, v in enumerate(vjp[len(names):]):
-            if v is not None: g_leaves[j] = g_leaves[j] - a_lr * v
-    return loss.detach(), g_leaves, g_lr, curve
-
-# %% ../nbs/06_distill.ipynb #49b9042f
-def kd_step_loss(model:nn.Module, # the student (its own parameters are not used)
-                 images:torch.Tensor, # N x C x H x W synthetic images (a leaf)
-                 targets:torch.Tensor, # N x D synthetic targets (a leaf)
-                 batches:list, # index batch of each inner step
-                ):
-    "MKDT's inner loss: step i is the KD loss of the model with parameters `params` on minibatch `batches[i]`."
-    return lambda params, i: kd_loss(fcall(model, params, images[batches[i]]), targets[batches[i]])
-
 # %% ../nbs/06_distill.ipynb #6dbb8145
 @dataclass(repr=False)
 class DistillHistory:
@@ -207,17 +135,19 @@ class DistillHistory:
     records: list = field(default_factory=list)  # one dict per iteration
     snapshots: dict = field(default_factory=dict)  # iteration -> images (N x C x H x W) after that many iterations
     distance_curves: dict = field(default_factory=dict)  # iteration -> [||theta_i - theta*||^2 / ||theta_0 - theta*||^2, i = 0..N]
+    meta_grad: dict = field(default_factory=dict)  # how the meta-gradient was computed (`plan_unroll`'s choice); {} in older histories
 
     def losses(self) -> list: return [r['loss'] for r in self.records]
     def to_artifact(self) -> tuple[dict, dict]:
         "Tensors and JSON metadata that store this history."
         return ({f'snap.{k}': v for k, v in self.snapshots.items()},
-                {'records': self.records, 'distance_curves': {str(k): v for k, v in self.distance_curves.items()}})
+                {'records': self.records, 'distance_curves': {str(k): v for k, v in self.distance_curves.items()}, 'meta_grad': self.meta_grad})
     @classmethod
     def from_artifact(cls, tensors:dict, meta:dict) -> DistillHistory:
         "Rebuild a history from `to_artifact`'s tensors and metadata."
         snaps = {int(k[5:]): v for k, v in tensors.items() if k.startswith('snap.')}
-        return cls(list(meta['records']), dict(sorted(snaps.items())), {int(k): v for k, v in meta['distance_curves'].items()})
+        return cls(list(meta['records']), dict(sorted(snaps.items())), {int(k): v for k, v in meta['distance_curves'].items()},
+                   dict(meta.get('meta_grad') or {}))
     def save(self, path:str|Path) -> Path:
         "Save as an artifact of kind 'distill_history'."
         t, m = self.to_artifact()
@@ -262,7 +192,9 @@ def _stretch(experts, config, j):
 
 def _config_of(meta_config):
     "A checkpoint's config with the fields added since it was written at their defaults (older checkpoints resume)."
-    return dict({'experts_per_iteration': 1}, **meta_config)
+    return dict({'experts_per_iteration': 1, 'memory_budget_mb': DEFAULT_BUDGET_MB}, **meta_config)
+
+_SAME_RESULT = ('iterations', 'mode', 'memory_budget_mb')  # settings a resumed run may change: every mode computes the same exact gradient
 
 def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, learn_targets, kind):
     model = model if model is not None else build_model(experts.arch)
@@ -279,7 +211,7 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
     ckpt = Path(out)/'checkpoint' if out is not None else None
     if ckpt is not None and artifact_exists(ckpt):  # resume
         t, m = load_artifact(ckpt, expect={'kind': f'{kind}_checkpoint'}, device=dev)
-        check_meta({k: v for k, v in _config_of(m['config']).items() if k != 'iterations'}, {k: v for k, v in cfg.items() if k != 'iterations'},
+        check_meta({k: v for k, v in _config_of(m['config']).items() if k not in _SAME_RESULT}, {k: v for k, v in cfg.items() if k not in _SAME_RESULT},
                    where=f'checkpoint {ckpt}')
         check_meta(m, {'init_indices': syn.meta.get('init_indices'), 'arch': experts.arch}, where=f'checkpoint {ckpt}')
         state = {k: t[k] for k in state}; bufs = {k: t['buf.' + k] for k in bufs}
@@ -296,6 +228,7 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
                            init_indices=syn.meta.get('init_indices'), arch=experts.arch, syn_meta=syn.meta))
     lrs = dict(images=config.lr_img, targets=config.lr_targets if learn_targets else 0., lr=config.lr_lr)
     mine = shard(range(B))  # this rank's stretches of every iteration (all B in one process)
+    plan = None
     bar = tqdm(range(it0, config.iterations), desc=f'distill ({kind})', disable=not (progress and main), initial=it0, total=config.iterations)
     for it in bar:
         want_curve = it % config.snapshot_every == 0
@@ -307,8 +240,14 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
             target = {n: v.to(dev) for n, v in experts.params(k, s + config.expert_epochs).items()}
             X, Y, lr = (state[n].clone().requires_grad_(True) for n in ('images', 'targets', 'lr'))
             step_loss = make_step_loss(model, X, Y, it * B + b, g)
+            if plan is None:  # once per run: how the meta-gradient will be computed (every stretch has the same shapes)
+                plan = plan_unroll(graph_step_mb(step_loss, start, lr) if config.mode == 'auto' else 0., config.syn_steps, config.mode, config.memory_budget_mb)
+                hist.meta_grad = plan
+                if main: print(f"meta-gradient ({kind}): mode {plan['mode']!r} -> {plan['chose']}, {plan['segment']} of {config.syn_steps} steps of graph at a time"
+                               + (f" ({plan['note']})" if plan['note'] else ''))
             try:
-                loss, (gx, gy), glr, c = unroll_match(start, target, lr, [X, Y], step_loss, config.syn_steps, config.mode, want_curve and b == 0)
+                loss, (gx, gy), glr, c = unroll_match(start, target, lr, [X, Y], step_loss, config.syn_steps, config.mode, want_curve and b == 0,
+                                                      segment=plan['segment'])
                 grads = dict(images=gx, targets=gy, lr=glr)
             except (RuntimeError, KddError) as e:
                 if isinstance(e, KddError) and 'did not move' in str(e): raise
@@ -394,22 +333,6 @@ def matching_loss(experts:Experts, # the experts to match
             tot += float(_sqdist({n_: v.cpu() for n_, v in theta.items()}, target) / denom); n += 1
     return tot / n
 
-# %% ../nbs/06_distill.ipynb #c690636e
-def distance_shares(experts:Experts, # recorded experts
-                    k:int=0, # which expert
-                    start:int=0, # the start epoch
-                    end:int|None=None, # the end epoch (default: the last recorded)
-                   ) -> dict[str, float]:
-    "Each layer's share of the squared parameter distance between two epochs of expert `k` (the matching loss's denominator)."
-    end = experts.n_epochs if end is None else end
-    if not 0 <= start < end <= experts.n_epochs:
-        raise KddError(f"Need 0 <= start < end <= {experts.n_epochs} (the recorded epochs), got start={start}, end={end}.")
-    a, b, out = experts.params(k, start), experts.params(k, end), {}
-    for n in a: out[n.rsplit('.', 1)[0]] = out.get(n.rsplit('.', 1)[0], 0.) + float((b[n] - a[n]).double().pow(2).sum())
-    tot = sum(out.values())
-    if not tot > 0: raise KddError(f"Expert {k} did not move between epochs {start} and {end}.")
-    return {n: v / tot for n, v in out.items()}
-
 # %% ../nbs/06_distill.ipynb #e53694d5
 def step_budget(experts:Experts, # recorded KD experts (their metadata holds n_train, batch_size, lr, momentum)
                 config:DistillConfig, # syn_steps and expert_epochs
@@ -480,12 +403,13 @@ def _ssl_maker(config, method, mean, std):
     from kdd_explore.data import SSLViews
     crit, views = ssl_loss(method), SSLViews(mean, std)
     def make(model, X, Y, it, g):
+        forward = model_forward(model)
         batches = minibatch_schedule(len(X), config.batch_syn, config.syn_steps, g)
         batches = [b if len(b) >= 2 else torch.cat([b, batches[0][:1]]) for b in batches]
         seeds = [derive_seed(config.seed, 'ssl_views', it, i) for i in range(config.syn_steps)]
         def step_loss(params, i):
             v1, v2 = views(X[batches[i]], make_generator(seeds[i]))  # the same views in the forward and the backward sweep
-            return crit(fcall(model, params, v1), fcall(model, params, v2))
+            return crit(forward(params, v1), forward(params, v2))
         return step_loss
     return make
 
@@ -542,7 +466,8 @@ def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` fro
                 init:str='high_loss', # 'high_loss' (MKDT) or 'random' (the ablation)
                 preset:str='cpu', # a `DISTILL_PRESETS` name
                 iterations:int|None=None, # override the preset's iterations
-                mode:str|None=None, # override the meta-gradient mode ('bounded' or 'full')
+                mode:str|None=None, # override the meta-gradient mode ('auto', 'full' or 'bounded')
+                memory_budget_mb:float|None=None, # override the MB the unrolled graph may keep in mode 'auto'
                 experts_per_iteration:int|None=None, # override B, the expert stretches averaged per update (under torchrun: a multiple of the processes)
                 seed:int=0, # root seed of the distillation (and of a random init)
                 representations:str|Path|None=None, # the teacher representations artifact (default: `find_representations`)
@@ -557,7 +482,7 @@ def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` fro
         except (TypeError, ValueError): ok = False
         if not ok: raise KddError(f"fraction must be a share in (0, 1] of the training set, e.g. 0.02 for 2% (--fraction), got {fraction!r}.")
     elif not (isinstance(size, int) and size >= 1): raise KddError(f"size must be a whole number >= 1, got {size!r}.")
-    changes = {k: v for k, v in dict(iterations=iterations, mode=mode, seed=seed, experts_per_iteration=experts_per_iteration).items() if v is not None}
+    changes = {k: v for k, v in dict(iterations=iterations, mode=mode, memory_budget_mb=memory_budget_mb, seed=seed, experts_per_iteration=experts_per_iteration).items() if v is not None}
     config = DistillConfig.preset(preset, **changes)  # checks the preset and its settings before anything is loaded
     dev = init_distributed(device)  # one process: the device asked for; under torchrun: this rank's
     if running(): check_divides(config.experts_per_iteration, 'experts_per_iteration (--experts-per-iteration)',

@@ -54,10 +54,12 @@ def _clear(out):
 
 def _recipe(d:dict) -> dict:
     "A configuration's settings as its recipe gave them (what the data changed put back, the records left out): what run folders are compared by."
+    # how the exact meta-gradient is computed (mode, memory budget) changes seconds and megabytes, never a result: not compared
     d = json.loads(json.dumps(d))
     for key, a in (d.get('adapted') or {}).items():
         top, _, sub = key.partition('.')
         if top in d and (not sub or isinstance(d[top], dict)): _put(d, key, a['recipe'])
+    if isinstance(d.get('distill'), dict): d['distill'] = {k: v for k, v in d['distill'].items() if k not in ('mode', 'memory_budget_mb')}
     return {k: v for k, v in d.items() if k not in RECORDS}
 
 def open_run(out:str|Path, # the run folder

@@ -77,3 +77,18 @@ def test_krr_st_cost_runs_at_toy_size(tmp_path):
     for m in ('mkdt', 'krr_st'):
         assert res[m]['s_per_iteration_wall'] > 0 and res[m]['s_per_iteration_cpu'] > 0 and res[m]['run_cpu'] > 0
     assert res['krr_st']['warm_up_steps'] >= 0 and res['ratio_per_iteration_cpu'] > 0
+
+def test_distill_speed_runs_at_toy_size(tmp_path):
+    "benchmarks/distill_speed.py --tiny: the side-by-side figures (no timing is checked), and bad input refused."
+    out = tmp_path/'speed.json'
+    r = subprocess.run([sys.executable, 'benchmarks/distill_speed.py', '--tiny', '--impls', 'unrolled,auto', '--iters', '1', '--threads', '1',
+                        '--json', str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    fig = json.loads(out.read_text())
+    assert [(row['impl'], row['syn_steps']) for row in fig['rows']] == [('unrolled', 5), ('auto', 5)]
+    assert all(row['sec_per_iter'] > 0 and row['peak_rss_mb'] > 0 for row in fig['rows'])
+    auto = fig['rows'][1]
+    assert auto['plan']['chose'] == 'full' and abs(auto['loss'] - fig['rows'][0]['loss']) < 1e-5  # the same matching loss
+    assert '| a | 5 |' in r.stdout and fig['machine'] and fig['command']
+    bad = subprocess.run([sys.executable, 'benchmarks/distill_speed.py', '--configs', 'b'], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert bad.returncode != 0 and 'Unknown setting' in bad.stderr

@@ -153,7 +153,7 @@ def test_bad_inputs(setting, tmp_path):
     (tmp_path/'experts.safetensors').write_bytes(blob[:len(blob) // 2])
     with pytest.raises(ArtifactError, match='truncated'):
         Experts.load(tmp_path/'experts')
-    with pytest.raises(KddError, match="'bounded' or 'full'"):
+    with pytest.raises(KddError, match="Known modes: 'auto', 'full', 'bounded'"):
         DistillConfig(mode='tesla')
 
 def test_synthetic_set_round_trip(setting, tmp_path):

@@ -72,9 +72,11 @@ def test_rerun_reuses_finished_stages_and_interrupted_evaluation_continues(quick
     _, out = quick_run
     before = json.loads((out/'results.json').read_text())
     (out/'evaluation'/'mtt_ssl.json').unlink()  # as if the run was interrupted during the evaluation
+    kept = {p: p.stat().st_mtime_ns for p in (out/'experts'/'experts.safetensors', out/'mkdt_high_loss'/'synthetic_set.safetensors')}
     res = run_pipeline('quick', out, progress=False)
     assert res['results'] == before['results']  # the same seeds give the same numbers
-    assert res['timings']['experts'] < 5 and res['timings']['mkdt_high_loss'] < 5  # read back, not recomputed
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # read back, not recomputed: the artifacts were not written again
+    assert (out/'evaluation'/'mtt_ssl.json').exists()  # the interrupted part was done again
 
 def test_out_folder_of_another_config_is_refused(quick_run):
     _, out = quick_run
@@ -112,10 +114,8 @@ def test_a_second_run_on_a_locked_folder_is_refused_at_once(tmp_path):
     import os, time
     from kdd_explore.core import RunLock
     with RunLock(tmp_path/'run'):
-        t0 = time.time()
         with pytest.raises(KddError, match=rf'in use by another run: process {os.getpid()} .* since '):
             run_pipeline('quick', tmp_path/'run', progress=False)
-        assert time.time() - t0 < 5
         assert [p.name for p in (tmp_path/'run').iterdir()] == ['.lock']  # no config.json, nothing else
 
 def test_the_lock_is_released_when_a_run_fails_or_is_interrupted(tmp_path, monkeypatch):
@@ -154,8 +154,9 @@ def test_a_moved_or_older_run_still_resumes(quick_run, tmp_path):
         if strip:  # experts as the pipeline recorded them before they named their representations
             meta = json.loads((run/'experts'/'experts.json').read_text()); meta.pop('representations')
             (run/'experts'/'experts.json').write_text(json.dumps(meta))
+        kept = (run/'experts'/'experts.safetensors').stat().st_mtime_ns
         res = run_pipeline('quick', run, progress=False)
-        assert res['results'] == before['results'] and res['timings']['experts'] < 5
+        assert res['results'] == before['results'] and (run/'experts'/'experts.safetensors').stat().st_mtime_ns == kept  # read back
         assert read_meta(run/'experts'/'experts')['representations'] == str(run/'representations')  # now names this folder's
 
 def test_krr_st_is_a_row_of_every_table(quick_run):
