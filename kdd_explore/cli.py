@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #dbb5ef16
 from __future__ import annotations
-import argparse, dataclasses, json, sys
+import argparse, dataclasses, json, os, sys
 from pathlib import Path
 from .core import KddError, check_folder, save_json
 from .data import DATASETS, load_dataset
@@ -14,8 +14,8 @@ from .distributed import DistributedError, dist_info, init_distributed, is_main
 
 # %% auto #0
 __all__ = ['EXPERTS_OPTIONS', 'DATASET_HELP', 'SUBCOMMANDS', 'ACROSS_PROCESSES', 'fraction_arg', 'count_arg', 'cmd_data',
-           'cmd_run', 'stage_check', 'cmd_teacher', 'cmd_variance', 'cmd_experts', 'cmd_distill', 'cmd_register',
-           'build_parser', 'main']
+           'cmd_run', 'stage_check', 'slice_pool', 'cmd_teacher', 'cmd_variance', 'cmd_experts', 'cmd_distill',
+           'cmd_register', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #cdb5ab35
 def fraction_arg(text:str, # the option's value as typed
@@ -66,6 +66,7 @@ def cmd_run(args):
     from kdd_explore.pipeline import run_pipeline
     from kdd_explore.evaluate import results_table
     changes = parse_settings(args.set)  # unknown keys and wrong types stop here, before any work
+    if getattr(args, 'root', None): os.environ['KDD_DATA'] = str(args.root)  # every stage (and every rank) reads the data from there
     if getattr(args, 'teacher', None): changes['teacher'] = args.teacher
     if getattr(args, 'dataset', None): changes['dataset'] = args.dataset
     if args.experts_per_iteration: changes['distill'] = dict(get_config(args.config, **changes).distill, experts_per_iteration=args.experts_per_iteration)
@@ -90,6 +91,7 @@ def _add_run(sub):
         p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                        help='change a setting (repeatable); VALUE is read as JSON where it parses: n_train=300, fractions=[0.05,0.5], '
                             'depth=null, distill.iterations=20, teacher=runs/t/teacher (see kdd_explore.pipeline.PipelineConfig)')
+        p.add_argument('--root', default=None, help='dataset folder (default: $KDD_DATA or ~/.cache/kdd_explore/data), as for the stage commands')
         p.add_argument('--out', default=f'runs/{name}', help='the run folder (a rerun continues a finished or interrupted run)')
         p.add_argument('--overwrite', action='store_true', help='replace a run of another configuration in --out')
         p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present; under torchrun each rank takes cuda:LOCAL_RANK)')
@@ -108,10 +110,28 @@ def stage_check(args, checks:tuple, options:dict, missing_teacher:str='train', *
     return cfg.check(dataset_info(cfg.dataset, root=getattr(args, 'root', None), seed=getattr(args, 'seed', 0)),
                      checks=checks, options=options, missing_teacher=missing_teacher)
 
+def slice_pool(dataset:str, # the dataset a stage command reads
+               root:str|Path|None=None, # the data folder (`--root`; see `kdd_explore.data.data_root`)
+               n_train:int|None=None, # the `--n-train` typed (None: left out)
+               what:str='', # what is trained on the pool, for the note ('a teacher'...); '' or quiet: no note
+               quiet:bool=False, # print no note
+              ) -> int|None:
+    "The training pool a stage command reads: `--n-train` as typed, else the quickstart's pool when only the shipped slice of `dataset` is here, else None (all of it)."
+    from kdd_explore.data import SLICES, _local_copy, data_root, shipped_slice
+    from kdd_explore.recipes import get_config
+    if n_train is not None or dataset not in SLICES or _local_copy(dataset, data_root(root)) or shipped_slice(dataset) is None: return n_train
+    qs = get_config('quickstart')
+    if what and not quiet:
+        print(f"Note: only the shipped slice of {dataset} is here (no full copy): {what} on the quickstart's pool of {qs.n_train:,} "
+              f"training images (--n-train {qs.n_train}, at --seed {qs.seed}); for the whole training set, get the full files "
+              f"(`kdd-explore data --dataset {dataset}` says how).")
+    return qs.n_train
+
 def cmd_teacher(args):
     "Train (or resume) an SSL teacher."
     from kdd_explore.ssl import teacher_job
-    fit = stage_check(args, ('data',), {'n_train': '--n-train'}, dataset=args.dataset, n_train=args.n_train)
+    n_train = slice_pool(args.dataset, args.root, args.n_train, 'a teacher', args.quiet)
+    fit = stage_check(args, ('data',), {'n_train': '--n-train'}, dataset=args.dataset, n_train=n_train)
     p = teacher_job(args.dataset, args.method, out=args.out, epochs=args.epochs, n_train=fit.n_train, seed=args.seed,
                     root=args.root, device=args.device, progress=not args.quiet, arch=args.arch)
     print(f"teacher: {p}")
@@ -119,12 +139,14 @@ def cmd_teacher(args):
 def cmd_variance(args):
     "Measure the minibatch gradient variance of SSL, KD and supervised losses."
     from kdd_explore.ssl import load_teacher
-    from kdd_explore.variance import variance_job
+    from kdd_explore.variance import VARIANCE_CONFIGS, variance_job
     from kdd_explore.data import dataset_info
     from kdd_explore.recipes import ConfigError, variance_fit
     stage_check(args, ('teacher',), {'teacher': '--teacher'}, 'train' if args.quick else 'error', dataset=args.dataset, teacher=args.teacher)
     fit, cannot = variance_fit(dataset_info(args.dataset, root=args.root, seed=args.seed), args.quick)
     if cannot: raise ConfigError(f"{cannot}: give a dataset with more training images.")
+    pool, want = slice_pool(args.dataset, args.root, quiet=True), fit.get('n_train', (0, VARIANCE_CONFIGS['quick' if args.quick else 'full']['n_train']))[1]
+    if pool is not None and pool < want: fit['n_train'] = (want, pool, "only the shipped slice is here: the quickstart's pool")
     for k, (recipe, used, why) in fit.items():
         if not args.quiet: print(f"Note: {k} {recipe} -> {used} ({why}).")
     teacher = load_teacher(args.teacher) if args.teacher else None
@@ -137,7 +159,8 @@ def cmd_variance(args):
 def cmd_experts(args):
     "Record KD expert trajectories."
     from kdd_explore.kd import experts_job
-    fit = stage_check(args, ('data', 'teacher', 'student'), EXPERTS_OPTIONS, 'error', dataset=args.dataset, teacher=args.teacher, n_train=args.n_train,
+    n_train = slice_pool(args.dataset, args.root, args.n_train, 'the experts', args.quiet or not is_main())
+    fit = stage_check(args, ('data', 'teacher', 'student'), EXPERTS_OPTIONS, 'error', dataset=args.dataset, teacher=args.teacher, n_train=n_train,
                       width=args.width, depth=args.depth, first_padding=args.first_padding, n_experts=args.n_experts, expert_epochs=args.epochs,
                       expert_batch_size=256)
     ex = experts_job(args.out, args.dataset, teacher=args.teacher, n_experts=args.n_experts, epochs=args.epochs, width=args.width,

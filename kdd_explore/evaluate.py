@@ -4,13 +4,14 @@
 
 # %% ../nbs/07_evaluate.ipynb #536fe954
 from __future__ import annotations
-import copy, statistics
+import copy, json, re, statistics
 from dataclasses import dataclass
 from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import KddError
+from pathlib import Path
+from .core import KddError, load_json, save_json
 from .data import ImageData
 from .models import build_model
 from .probe import probe_accuracies, PROBE_PROTOCOLS
@@ -19,8 +20,8 @@ from .distributed import all_gather, is_main, running, shard
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'KDEncoder', 'kd_student', 'PretrainSet', 'pretrain_kd', 'ssl_method', 'expert_encoder', 'kd_method',
-           'summarize', 'pool_kd_loss', 'compare', 'ablation_sets', 'horizon_check', 'horizon_figure', 'gap',
-           'results_table', 'results_figure']
+           'summarize', 'pool_kd_loss', 'job_file', 'read_job', 'keep_job', 'compare', 'ablation_sets', 'horizon_check',
+           'horizon_figure', 'gap', 'results_table', 'results_figure']
 
 # %% ../nbs/07_evaluate.ipynb #dfc8ae88
 class KDEncoder(nn.Module):
@@ -151,6 +152,29 @@ def _evaluate_job(make, data, fractions, seed, protocol, kd_data):
     accs = probe_accuracies(enc, data, fractions, seed=seed, protocol=protocol)
     return accs, (pool_kd_loss(enc, *kd_data) if kd_data is not None else None)
 
+def job_file(cache:str|Path, # the folder of finished jobs
+             method:str, # the job's method
+             seed:int, # the job's seed
+            ) -> Path:
+    "Where one finished (method, seed) job of `compare` or `horizon_check` is kept in `cache`."
+    return Path(cache)/f"{re.sub(r'[^A-Za-z0-9_.-]', '_', method)}__seed{seed}.json"
+
+def read_job(cache:str|Path|None, # the folder of finished jobs (None: keep none)
+             method:str, seed:int, # the job
+             settings:dict, # what the job was run with; a kept job of other settings is run again
+            ):
+    "A finished job's kept values (`save_json`ed by `compare` or `horizon_check`), or None when it has to run."
+    p = job_file(cache, method, seed) if cache is not None else None
+    if p is None or not p.exists(): return None
+    kept = load_json(p)
+    return kept['values'] if kept.get('settings') == json.loads(json.dumps(settings)) else None
+
+def keep_job(cache:str|Path|None, method:str, seed:int, settings:dict, # as for `read_job`
+             values, # what the job found (JSON)
+            ):
+    "Keep a finished job's values in `cache`, atomically (nothing when `cache` is None)."
+    if cache is not None: save_json(job_file(cache, method, seed), dict(method=method, seed=seed, settings=settings, values=values))
+
 def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> encoder factory (seed -> frozen encoder)
             data:ImageData, # downstream data: probe on its train split, score on its test split
             fractions:tuple=(0.01, 0.05, 0.1, 0.5), # labelled fractions
@@ -158,6 +182,7 @@ def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> enco
             progress:bool=True, # show a progress bar
             protocol:str='standard', # the probe: 'standard' or 'reference' (see `kdd_explore.probe.linear_probe`)
             kd_data:tuple|None=None, # (pool images, their teacher representations): also report each encoder's pool KD loss
+            cache:str|Path|None=None, # a folder: each finished (method, seed) job is kept there and read back on a rerun
            ) -> list[dict]:
     "Probe every method's encoder at every seed and label fraction; one summary row per method and fraction (under torchrun the jobs are shared out)."
     if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
@@ -168,7 +193,13 @@ def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> enco
     for i in mine:
         m, s = jobs[i]
         bar.set_postfix_str(f'{m} seed {s}')
-        done[i] = _evaluate_job(methods[m], data, fractions, s, protocol, kd_data)
+        settings = dict(fractions=list(fractions), protocol=protocol, kd=kd_data is not None)
+        kept = read_job(cache, m, s, settings)
+        if kept is None:
+            a, k = _evaluate_job(methods[m], data, fractions, s, protocol, kd_data)
+            kept = dict(accs=[a[f] for f in fractions], kd=k)
+            keep_job(cache, m, s, settings, kept)  # a stopped evaluation resumes after its finished jobs
+        done[i] = dict(zip(fractions, kept['accs'])), kept['kd']
         bar.update()
     bar.close()
     if running(): done = {i: r for part in all_gather(done) for i, r in part.items()}  # every rank's results, on every rank
@@ -212,6 +243,7 @@ def horizon_check(arch:dict, # the student architecture
                   epochs:int=20, batch_size:int=256, # pre-training, as in the evaluation
                   protocol:str='standard', # the probe
                   progress:bool=True, # progress bar
+                  cache:str|Path|None=None, # a folder: each finished (set, seed) run is kept there and read back on a rerun
                  ) -> list[dict]:
     "Pool KD loss and probe accuracy at several steps of one pre-training run per set and seed: rows `{method, step, kd_loss_mean, acc_mean, ...}`."
     total = {m: epochs * -(-len(p.images) // batch_size) for m, p in sets.items()}
@@ -224,14 +256,19 @@ def horizon_check(arch:dict, # the student architecture
     for m, pset in sets.items():
         vals = {t: ([], []) for t in steps}
         for s in seeds:
-            model, snaps = kd_student(arch, pset.targets.shape[1], s), {}
-            def keep(step, mdl):
-                if step in want: snaps[step] = copy.deepcopy(mdl.state_dict())
-            train_kd(model, pset.images, pset.targets, epochs=epochs, lr=pset.lr, batch_size=batch_size, seed=s, on_step=keep, progress=False)
-            for t in steps:
-                model.load_state_dict(snaps[t]); model.eval()
-                vals[t][0].append(pool_kd_loss(model, *kd_data))
-                vals[t][1].append(probe_accuracies(model, data, (fraction,), seed=s, protocol=protocol)[fraction])
+            settings = dict(steps=list(steps), fraction=fraction, epochs=epochs, batch_size=batch_size, protocol=protocol)
+            kept = read_job(cache, m, s, settings)
+            if kept is None:
+                model, snaps = kd_student(arch, pset.targets.shape[1], s), {}
+                def keep(step, mdl):
+                    if step in want: snaps[step] = copy.deepcopy(mdl.state_dict())
+                train_kd(model, pset.images, pset.targets, epochs=epochs, lr=pset.lr, batch_size=batch_size, seed=s, on_step=keep, progress=False)
+                kept = []
+                for t in steps:
+                    model.load_state_dict(snaps[t]); model.eval()
+                    kept.append([pool_kd_loss(model, *kd_data), probe_accuracies(model, data, (fraction,), seed=s, protocol=protocol)[fraction]])
+                keep_job(cache, m, s, settings, kept)  # a stopped check resumes after its finished runs
+            for t, (k, a) in zip(steps, kept): vals[t][0].append(k); vals[t][1].append(a)
             bar.update()
         for t in steps:
             (km, ks), (am, asd) = _mean_std(vals[t][0]), _mean_std(vals[t][1])

@@ -259,10 +259,11 @@ def evaluate_all(methods:dict, # name -> encoder factory
                  progress:bool=True, # progress bars
                  kd_data:tuple|None=None, # (images, representations): also measure each encoder's KD loss there
                 ) -> list[dict]:
-    "Rows of `compare` for every method, reading the methods already evaluated from `folder` (under torchrun the jobs are shared out)."
+    "Rows of `compare` for every method, reading the methods (and the (method, seed) jobs in `folder/jobs`) already evaluated from `folder` (under torchrun the jobs are shared out)."
     todo = [m for m in methods if not (folder/f'{m}.json').exists()]
     if todo and running():  # every (method, seed) job of the missing methods, shared out at once; rank 0 writes them
-        got = compare({m: methods[m] for m in todo}, data, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol, kd_data=kd_data)
+        got = compare({m: methods[m] for m in todo}, data, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol, kd_data=kd_data,
+                      cache=folder/'jobs')
         if is_main():
             for m in todo: save_json(folder/f'{m}.json', [r for r in got if r['method'] == m])
         barrier()
@@ -270,7 +271,8 @@ def evaluate_all(methods:dict, # name -> encoder factory
     for m, make in methods.items():
         path = folder/f'{m}.json'
         if not path.exists():
-            save_json(path, compare({m: make}, data, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol, kd_data=kd_data))
+            save_json(path, compare({m: make}, data, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol, kd_data=kd_data,
+                                    cache=folder/'jobs'))  # each (method, seed) kept as it finishes: a stopped evaluation resumes
         rows += load_json(path)
     return rows
 
@@ -388,7 +390,8 @@ def _finish(run:Run, progress:bool) -> dict:
         from kdd_explore.variance import variance_job
         vpath = out/'variance'/'variance.json'
         fit = {k.split('.')[1]: a['used'] for k, a in cfg.adapted.items() if k.startswith('variance_study.')}  # the study's sizes, fitted to the data
-        variance = rank0_first(lambda: load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher, quick=True, seed=cfg.seed, progress=progress, **fit))
+        variance = rank0_first(lambda: load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher, quick=True, seed=cfg.seed, progress=progress,
+                                                                                                  dataset_options=cfg.dataset_options, **fit))
     summaries = rank0_first(lambda: {k: distill_summary(cfg, run.experts, run.x, run.reps, s, run.histories[k], out/k) for k, s in run.sets.items() if k not in ('mtt_ssl', 'krr_st')})
     eval_sets, xc, rc = run.cpu_sets(), run.x.cpu(), run.reps.cpu()
     kd_data = kd_eval_data(cfg, xc, rc)
@@ -400,7 +403,7 @@ def _finish(run:Run, progress:bool) -> dict:
         hsets = {'mkdt_high_loss': PretrainSet(mk.images, mk.targets, float(mk.lr)),
                  'mkdt_initial_at_learned_lr': PretrainSet(xc[init], rc[init], float(mk.lr))}
         horizon = st.run('horizon', horizon_check, arch, hsets, probe, kd_data, cfg.horizon_steps, cfg.horizon_fraction, cfg.seeds,
-                         cfg.eval_epochs, cfg.eval_batch_size, cfg.probe_protocol, progress)
+                         cfg.eval_epochs, cfg.eval_batch_size, cfg.probe_protocol, progress, cache=out/'evaluation'/'horizon_jobs')
         save_json(hpath, horizon)
         return horizon
     horizon = rank0_first(horizon_stage) if cfg.horizon_steps else []

@@ -326,6 +326,7 @@ def variance_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
                  seed:int=0, # seed of the subset, the student's initialisation and the draws
                  progress:bool=True, # progress bars
                  root:str|Path|None=None, # where the dataset files are
+                 dataset_options:dict|None=None, # loader options (e.g. the `fake` shape), as the pipeline's `dataset_options`
                  **overrides, # change a setting of the configuration, e.g. `n_batches=16`
                 ) -> dict:
     "Measure the normalised minibatch-gradient variance of the four losses over batch sizes; write variance.json / variance.html."
@@ -338,7 +339,7 @@ def variance_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
     if bad: raise KddError(f"Unknown variance settings {sorted(bad)}. Known: {sorted(cfg)}.")
     cfg.update(overrides)
     t0 = time.time()
-    data = load_dataset(dataset, root=root, n_train=cfg['n_train'], seed=seed) if cfg['n_train'] else load_dataset(dataset, root=root, seed=seed)
+    data = load_dataset(dataset, root=root, n_train=cfg['n_train'] or None, seed=seed, **(dataset_options or {}))
     too_big = [b for b in cfg['batch_sizes'] if b > len(data.x_train)]
     if too_big: raise KddError(f"Batch sizes {too_big} are larger than the {len(data.x_train)} images of {dataset}: use smaller batch_sizes or a larger n_train.")
     teacher_desc = None

@@ -116,6 +116,7 @@ class SnapshotBrowser(Explorer):
         fig.update_layout(height=560, margin=dict(l=40, r=10, t=60, b=40), showlegend=False,
                           annotations=[dict(text='', x=0, y=1, showarrow=False, font=dict(size=10)) for _ in range(k + 2)])
         self._axes = [tuple(a.plotly_name.replace('axis', '') for a in (sp.xaxis, sp.yaxis)) for sp in (fig.get_subplot(1, c + 1) for c in range(k))]
+        self._bar_axes = tuple(a.plotly_name.replace('axis', '') for a in (fig.get_subplot(3, 1).xaxis, fig.get_subplot(3, 1).yaxis))
         controls = {'iteration': widgets.SelectionSlider(options=self.iterations, value=self.iterations[-1], description='iteration',
                                                          continuous_update=False, layout=widgets.Layout(width='420px')),
                     'first': widgets.IntSlider(value=0, min=0, max=max(self.n - k, 0), step=1, description='first image',
@@ -138,6 +139,11 @@ class SnapshotBrowser(Explorer):
                              yanchor='bottom', showarrow=False, font=dict(size=10)))
         anns.append(dict(text=f'iteration {it}: synthetic', xref='paper', yref='paper', x=0, y=1.09, showarrow=False, xanchor='left'))
         anns.append(dict(text='initial real images', xref='paper', yref='paper', x=0, y=0.69, showarrow=False, xanchor='left'))
+        if float(ch.abs().max()) == 0:  # iteration 0 (or a set that never moved): say so where the bars would be
+            xa, ya = self._bar_axes
+            anns.append(dict(text=f'no change yet at iteration {it}: the synthetic images are still the real images they started from',
+                             xref=f'{xa} domain', yref=f'{ya} domain', x=0.5, y=0.5, showarrow=False, font=dict(size=12, color='gray')))
+        self.fig.layout[self._bar_axes[1].replace('y', 'yaxis', 1)].range = [0, 1] if float(ch.abs().max()) == 0 else None
         bar = self.fig.data[2 * k]
         bar.y = ch.tolist()
         bar.marker.color = ['#ef553b' if f <= i < f + k else '#636efa' for i in range(self.n)]
@@ -191,7 +197,7 @@ class VarianceExplorer(Explorer):
         fig.add_trace(go.Scatter(x=[], y=[], mode='markers', marker=dict(size=14, symbol='circle-open', color='black'),
                                  name='chosen batch size', showlegend=False), row=1, col=1)
         fig.add_trace(go.Bar(x=[], y=[], marker_color=[], showlegend=False, error_y=dict(type='data', array=[])), row=1, col=2)
-        fig.update_xaxes(type='log', title_text='batch size', row=1, col=1)
+        fig.update_xaxes(type='log', title_text='batch size', tickvals=bss, ticktext=[str(b) for b in bss], row=1, col=1)  # 16, 32, 64... labelled
         fig.update_yaxes(type='log', title_text='E||g_b - g||² / ||g||²', row=1, col=1)
         fig.update_yaxes(type='log', row=1, col=2)
         fig.update_layout(height=420, margin=dict(l=60, r=10, t=60, b=40), legend=dict(orientation='h', y=-0.2))
@@ -427,7 +433,19 @@ class ResultsDashboard(Explorer):
                     'baseline': widgets.Dropdown(options=['none'] + self.methods, value='none', description='gain over')}
         self._setup(controls, go.Figure(), f'Results{" on " + self.dataset if self.dataset else ""}')
 
+    def _choices(self):
+        "In gain mode the baseline leaves the methods to choose (its gain over itself is 0); a former baseline comes back selected."
+        sel, base = self.controls['methods'], self.controls['baseline'].value
+        opts = tuple(m for m in self.methods if m != base)
+        if tuple(sel.options) == opts: return
+        keep = tuple(m for m in opts if m in sel.value or m not in sel.options)
+        self._busy = True  # one redraw, after both changes
+        try: sel.options = opts; sel.value = keep
+        finally: self._busy = False
+
     def _update(self):
+        if getattr(self, '_busy', False): return
+        self._choices()
         chosen, base = set(self.controls['methods'].value), self.controls['baseline'].value
         rows = [r for r in self.rows if r['method'] in chosen or r['method'] == base]
         if base == 'none':

@@ -71,12 +71,17 @@ def test_progress_is_shown_per_stage(quick_run):
 def test_rerun_reuses_finished_stages_and_interrupted_evaluation_continues(quick_run, tmp_path):
     _, out = quick_run
     before = json.loads((out/'results.json').read_text())
-    (out/'evaluation'/'mtt_ssl.json').unlink()  # as if the run was interrupted during the evaluation
-    kept = {p: p.stat().st_mtime_ns for p in (out/'experts'/'experts.safetensors', out/'mkdt_high_loss'/'synthetic_set.safetensors')}
+    ev = out/'evaluation'
+    (ev/'mtt_ssl.json').unlink()  # as if the run was interrupted during the evaluation of mtt_ssl: its seed 0 finished, its seed 1 not
+    (ev/'jobs'/'mtt_ssl__seed1.json').unlink()
+    (ev/'horizon.json').unlink(); (ev/'horizon_jobs'/'mkdt_high_loss__seed1.json').unlink()  # and of the horizon check
+    kept = {p: p.stat().st_mtime_ns for p in (out/'experts'/'experts.safetensors', out/'mkdt_high_loss'/'synthetic_set.safetensors',
+                                               ev/'jobs'/'mtt_ssl__seed0.json', ev/'horizon_jobs'/'mkdt_high_loss__seed0.json')}
     res = run_pipeline('quick', out, progress=False)
-    assert res['results'] == before['results']  # the same seeds give the same numbers
-    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # read back, not recomputed: the artifacts were not written again
-    assert (out/'evaluation'/'mtt_ssl.json').exists()  # the interrupted part was done again
+    assert res['results'] == before['results'] and res['horizon'] == before['horizon']  # the same seeds give the same numbers
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # read back, not recomputed: the artifacts and finished jobs were not written again
+    assert (ev/'mtt_ssl.json').exists() and (ev/'jobs'/'mtt_ssl__seed1.json').exists()  # the interrupted part was done again
+    assert (ev/'horizon_jobs'/'mkdt_high_loss__seed1.json').exists()
 
 def test_out_folder_of_another_config_is_refused(quick_run):
     _, out = quick_run
