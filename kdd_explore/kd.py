@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_kd.ipynb #9f3f960d
 from __future__ import annotations
-import hashlib, math, time
+import hashlib, json, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -238,13 +238,13 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
     if spread and out is None:
         raise DistributedError("Recording experts across processes needs out= (a folder every rank can reach): each rank saves its experts "
                                "there as they finish, and rank 0 assembles them. Pass out=FOLDER (kdd-explore experts --out FOLDER).")
-    done, all_losses = {}, {}
+    done, all_losses, reused = {}, {}, set()
     if out is not None and artifact_exists(out/'experts'):
         old = Experts.load(out/'experts', arch=arch)
         check_meta(dict(old.meta, arch=old.arch, epochs=old.n_epochs), same, where=f'experts in {out}')
         old_losses = old.meta.get('losses') or {}
         for k, tr in enumerate(old.trajectories[:n_experts]):
-            done[k] = tr
+            done[k] = tr; reused.add(k)
             if str(k) in old_losses: all_losses[k] = old_losses[str(k)]
     mine = shard(range(n_experts))  # rank r of N: the experts k with k % N == r (all of them in one process)
     info = dist_info() if spread else None
@@ -268,7 +268,9 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
                 done[k], all_losses[k] = _load_part(out/f'expert_{k:03d}', arch, same)
     losses = {str(k): all_losses[k] for k in sorted(all_losses) if all_losses[k] is not None}
     experts = Experts(arch, [done[k] for k in range(n_experts)], dict(cfg, losses=losses))
-    if out is not None:
+    plain = lambda m: json.dumps({k: v for k, v in m.items() if k != 'arch'}, sort_keys=True, default=str)  # the arch is checked above
+    unchanged = len(reused) == n_experts and len(old.trajectories) == n_experts and plain(experts.meta) == plain(old.meta)
+    if out is not None and not unchanged:  # all read back from the artifact, as it was: left untouched
         experts.save(out/'experts')
         for k in range(n_experts):
             for suf in ('.json', '.safetensors'): (out/f'expert_{k:03d}{suf}').unlink(missing_ok=True)

@@ -145,7 +145,8 @@ def variance_figure(result:dict, # a `variance_job` result, or just its `losses`
     for L, r in losses.items():
         fig.add_trace(go.Scatter(x=r['batch_sizes'], y=r['norm_var'], name=LOSS_LABELS.get(L, L), mode='lines+markers',
                                  line=dict(color=LOSS_COLORS.get(L)), error_y=dict(type='data', array=r['stderr'], visible=True)))
-    ds = result.get('dataset', '')
+    ds, bss = result.get('dataset', ''), sorted({int(b) for r in losses.values() for b in r['batch_sizes']})
+    fig.update_xaxes(tickvals=bss, ticktext=[str(b) for b in bss])  # a log axis labels only powers of ten: name every batch size measured
     fig.update_layout(title=title or f"Minibatch gradient noise{' on ' + ds if ds else ''}: E||g_B - μ||² / ||μ||²",
                       xaxis_title='batch size b', yaxis_title='normalised variance', xaxis_type='log', yaxis_type='log',
                       height=420, legend=dict(x=0.99, xanchor='right', y=0.99))
@@ -285,6 +286,7 @@ class VarianceExplorer:
         self.batch_size = W.Dropdown(options=bs, value=bs[len(bs) // 2], description='batch size')
         self.fig = go.FigureWidget()
         self.fig.update_layout(xaxis_type='log', yaxis_type='log', xaxis_title='batch size', yaxis_title='normalised variance', height=420)
+        self.fig.update_xaxes(tickvals=bs, ticktext=[str(b) for b in bs])  # every batch size labelled on the log axis
         for w in (self.setting, self.loss, self.batch_size): w.observe(lambda change: self.update(), names='value')
         self.widget = W.VBox([W.HBox([self.setting, self.loss, self.batch_size]), self.fig])
         self.update()
