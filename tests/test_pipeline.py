@@ -159,9 +159,10 @@ def test_a_moved_or_older_run_still_resumes(quick_run, tmp_path):
         if strip:  # experts as the pipeline recorded them before they named their representations
             meta = json.loads((run/'experts'/'experts.json').read_text()); meta.pop('representations')
             (run/'experts'/'experts.json').write_text(json.dumps(meta))
-        kept = (run/'experts'/'experts.safetensors').stat().st_mtime_ns
+        kept = (run/'mkdt_high_loss'/'synthetic_set.safetensors').stat().st_mtime_ns
         res = run_pipeline('quick', run, progress=False)
-        assert res['results'] == before['results'] and (run/'experts'/'experts.safetensors').stat().st_mtime_ns == kept  # read back
+        assert res['results'] == before['results']
+        assert (run/'mkdt_high_loss'/'synthetic_set.safetensors').stat().st_mtime_ns == kept  # the finished stages were read back, not redone
         assert read_meta(run/'experts'/'experts')['representations'] == str(run/'representations')  # now names this folder's
 
 def test_krr_st_is_a_row_of_every_table(quick_run):
