@@ -18,4 +18,4 @@ t0=$(date +%s)
 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" nbdev_test --n_workers 2 --timing ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
 echo "nbdev_test took $(( $(date +%s) - t0 ))s"
 echo "== pytest"
-python -m pytest -q tests "$@"
+python -m pytest -q --durations=25 tests "$@"   # the 25 slowest are listed: CI time is watched
