@@ -13,3 +13,8 @@ def quick_run(tmp_path_factory):
                        capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, f'quickstart --quick failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
     return r, out
+
+def pytest_collection_modifyitems(config, items):
+    "Under pytest-xdist (`-n 2 --dist loadgroup`, as tests/run.sh runs it) the tests that share `quick_run` go to one worker: the run is made once."
+    for item in items:
+        if 'quick_run' in getattr(item, 'fixturenames', ()): item.add_marker(pytest.mark.xdist_group('quick_run'))

@@ -18,4 +18,5 @@ t0=$(date +%s)
 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" nbdev_test --n_workers 2 --timing ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
 echo "nbdev_test took $(( $(date +%s) - t0 ))s"
 echo "== pytest"
-python -m pytest -q --durations=25 tests "$@"   # the 25 slowest are listed: CI time is watched
+# two workers of one thread each (pytest-xdist), as the notebooks above; the tests that share the quick run stay on one worker
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadgroup --durations=25 tests "$@"   # the 25 slowest are listed: CI time is watched
