@@ -15,7 +15,7 @@ from .distributed import DistributedError, dist_info, init_distributed, is_main
 # %% auto #0
 __all__ = ['EXPERTS_OPTIONS', 'DATASET_HELP', 'SUBCOMMANDS', 'ACROSS_PROCESSES', 'fraction_arg', 'count_arg', 'cmd_data',
            'cmd_run', 'stage_check', 'slice_pool', 'cmd_teacher', 'cmd_variance', 'cmd_experts', 'cmd_distill',
-           'cmd_register', 'build_parser', 'main']
+           'cmd_register', 'cmd_docs', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #cdb5ab35
 def fraction_arg(text:str, # the option's value as typed
@@ -264,8 +264,26 @@ def _add_register(sub):
     p.add_argument('--quiet', action='store_true', help='do not print the conversions')
     p.set_defaults(func=cmd_register)
 
+# %% ../nbs/10_cli.ipynb #a1d0c5e2
+def cmd_docs(args):
+    "Build the lessons' website into `--out`: execute the notebooks that changed (as nbdev_test would), render them, add the API reference."
+    from kdd_explore.docs import build_site
+    return build_site(args.out, args.nbs or None, flags=args.flags, n_workers=args.workers, build_dir=args.build_dir,
+                      force=args.force, progress=not args.quiet)
+
+def _add_docs(sub):
+    p = sub.add_parser('docs', help="build the lessons' website (every notebook executed, an API reference, search) into --out")
+    p.add_argument('nbs', nargs='*', help='notebooks to build (default: every lesson under nbs/)')
+    p.add_argument('--out', default='site', help='the folder the site is written to (default: site)')
+    p.add_argument('--flags', default='', help="test flags whose cells run anyway, as nbdev_test --flags (e.g. 'slow')")
+    p.add_argument('--workers', type=count_arg, default=2, help='notebooks executed at once (default 2, one thread each)')
+    p.add_argument('--build-dir', default='_docs_build', help='where the executed copies and generated pages go (default: _docs_build)')
+    p.add_argument('--force', action='store_true', help='re-execute every notebook, changed or not')
+    p.add_argument('--quiet', action='store_true', help='print only errors')
+    p.set_defaults(func=cmd_docs)
+
 # %% ../nbs/10_cli.ipynb #8b998e3d
-SUBCOMMANDS = [_add_run, _add_stages, _add_data, _add_register]
+SUBCOMMANDS = [_add_run, _add_stages, _add_data, _add_register, _add_docs]
 ACROSS_PROCESSES = ('experts', 'distill', 'run', 'quickstart')  # the subcommands that share their work under torchrun
 
 def _join_launch(args):

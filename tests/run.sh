@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (the README names it; .ci/run calls it):
 #   1. nbdev_export must change nothing (kdd_explore/ is generated from nbs/),
-#   2. every notebook runs top to bottom under nbdev_test (extra flags: NBDEV_FLAGS="slow"),
-#   3. pytest.
+#   2. every notebook runs top to bottom, once, as nbdev_test would (extra flags: NBDEV_FLAGS="slow"), and the
+#      lessons' website is built from those executed copies (kdd-explore docs: _docs_build/, site in _docs_build/site),
+#   3. pytest (its site browser test reads that site: KDD_SITE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 KDD_DEVICE="${KDD_DEVICE:-cpu}"
@@ -12,11 +13,12 @@ drift=$(git status --porcelain -- kdd_explore)
 if [ -n "$drift" ]; then
   echo "nbdev_export changed kdd_explore/: the package is out of sync with nbs/. Run nbdev_export and commit:"; echo "$drift"; exit 1
 fi
-echo "== nbdev_test"
+echo "== notebooks executed (nbdev_test's rules) + the site"
 t0=$(date +%s)
 # two notebooks run at once on two cores: one thread each, or they fight over the cores (many times slower)
-OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" nbdev_test --n_workers 2 --timing ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
-echo "nbdev_test took $(( $(date +%s) - t0 ))s"
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" kdd-explore docs --workers 2 --out _docs_build/site ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
+echo "notebooks + site took $(( $(date +%s) - t0 ))s"
+export KDD_SITE="$PWD/_docs_build/site"   # the browser test checks this full site instead of building a small one
 echo "== pytest"
 # two workers of one thread each (pytest-xdist), as the notebooks above; the tests that share the quick run stay on one worker
 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadgroup --durations=25 tests "$@"   # the 25 slowest are listed: CI time is watched

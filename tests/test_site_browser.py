@@ -1,0 +1,148 @@
+"""The lessons' website in a real headless Chromium: a lesson's plotly figure renders with no JavaScript error, the API page
+lists a function's parameters, the search finds `distill`. Screenshots under .ci/out/.
+
+It checks the full site that tests/run.sh builds when KDD_SITE names it (run.sh sets it); otherwise it builds a small site
+(00_core, a notebook made here with a plotly figure and a widget) in about a minute."""
+import base64, functools, json, os, shutil, subprocess, threading, time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT/'.ci'/'out'
+BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
+CHROME = next((shutil.which(c) for c in BROWSERS if shutil.which(c)), None)
+IN_CI = os.environ.get('KDD_CI') == '1'  # .ci/run sets it: there the browser test must run
+NO_CHROME = (f"no Chromium on PATH (looked for {', '.join(BROWSERS)}), so the site is not checked in a browser; "
+             "install one (apt-get install chromium) to run this test")
+pytestmark = pytest.mark.skipif(CHROME is None and not IN_CI, reason=NO_CHROME + ' (in CI, KDD_CI=1, this is a failure)')
+
+@pytest.fixture(autouse=True)
+def chromium_in_ci():
+    "In CI a missing browser fails the tests instead of skipping them: a skipped check would pass unseen."
+    if CHROME is None: pytest.fail(f'KDD_CI=1 (CI) but {NO_CHROME} (.ci/run installs it with apt-get).')
+
+class Browser:
+    "Headless Chromium driven over the DevTools protocol on a pipe (fds 3 and 4): no package beyond the browser."
+    def __init__(self, profile):
+        r1, w1 = os.pipe(); r2, w2 = os.pipe()
+        def fds(): os.dup2(r1, 100); os.dup2(w2, 101); os.dup2(100, 3); os.dup2(101, 4)
+        self.proc = subprocess.Popen([CHROME, '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-sync',
+                                      '--disable-background-networking', '--disable-component-update', '--remote-debugging-pipe',
+                                      f'--user-data-dir={profile}', '--window-size=1280,1600', 'about:blank'],
+                                     pass_fds=(3, 4), preexec_fn=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        os.close(r1); os.close(w2)
+        self.w, self.r, self.buf, self.n, self.events = os.fdopen(w1, 'wb', 0), os.fdopen(r2, 'rb', 0), b'', 0, []
+        target = self.call('Target.createTarget', url='about:blank')['targetId']
+        self.session = self.call('Target.attachToTarget', targetId=target, flatten=True)['sessionId']
+        for domain in ('Runtime', 'Page', 'Log'): self.call(f'{domain}.enable', page=True)
+
+    def _message(self):
+        while b'\0' not in self.buf:
+            chunk = self.r.read(1 << 16)
+            if not chunk: raise RuntimeError('Chromium closed its DevTools pipe')
+            self.buf += chunk
+        msg, self.buf = self.buf.split(b'\0', 1)
+        return json.loads(msg)
+
+    def call(self, method, page=False, **params):
+        self.n += 1
+        self.w.write(json.dumps(dict(id=self.n, method=method, params=params, **({'sessionId': self.session} if page else {}))).encode() + b'\0')
+        while (msg := self._message()).get('id') != self.n: self.events.append(msg)
+        if 'error' in msg: raise RuntimeError(f"{method}: {msg['error']}")
+        return msg.get('result', {})
+
+    def js(self, expr):
+        return self.call('Runtime.evaluate', page=True, expression=expr, returnByValue=True).get('result', {}).get('value')
+
+    def wait(self, expr, timeout=20):
+        t = time.time()
+        while time.time() - t < timeout:
+            if (v := self.js(expr)): return v
+            time.sleep(0.2)
+        return self.js(expr)
+
+    def goto(self, url):
+        self.events.clear()
+        self.call('Page.navigate', page=True, url=url)
+        assert self.wait('document.readyState === "complete"'), f'{url} did not load'
+
+    def errors(self):
+        "JavaScript exceptions and console errors (a failed request too: the site must ask no other server) since the last goto."
+        out = [e['params']['exceptionDetails'].get('exception', {}).get('description') or e['params']['exceptionDetails'].get('text')
+               for e in self.events if e.get('method') == 'Runtime.exceptionThrown']
+        return out + [f"{e['params']['entry']['text']} {e['params']['entry'].get('url', '')}" for e in self.events
+                      if e.get('method') == 'Log.entryAdded' and e['params']['entry']['level'] == 'error']
+
+    def screenshot(self, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(self.call('Page.captureScreenshot', page=True, format='png')['data']))
+        assert path.stat().st_size > 20_000 and path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+    def close(self):
+        try: self.call('Browser.close')
+        except Exception: pass
+        try: self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired: self.proc.kill()
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    "(site folder, a lesson page with a plotly figure): the full site of run.sh (KDD_SITE), else a small one built here."
+    full = os.environ.get('KDD_SITE')
+    if full and (Path(full)/'api.html').exists(): return Path(full), '07_evaluate.html'
+    from kdd_explore.docs import build_site, make_notebook
+    tmp = tmp_path_factory.mktemp('site')
+    demo = make_notebook(tmp/'nbs'/'figure_demo.ipynb', [
+        'md:# A figure and a widget\n\n> What a lesson\'s outputs look like on the page.',
+        'import plotly.graph_objects as go, ipywidgets as w\nprint("a printed line")\ngo.Figure(go.Scatter(x=[1, 2, 3], y=[1, 4, 9], name="squares"))',
+        'class View:  # a widget view with a figure, like kdd_explore.widgets\n'
+        '    def __init__(self): self.fig, self.widget = go.Figure(go.Bar(x=["a", "b"], y=[3, 1])), w.IntSlider()\n'
+        '    def _ipython_display_(self): display(self.widget)\nView()'])
+    cwd = os.getcwd(); os.chdir(ROOT)  # nbdev's settings are found from the working folder
+    try: out = build_site(tmp/'site', [ROOT/'nbs'/'00_core.ipynb', demo], n_workers=2, build_dir=tmp/'build', progress=False)
+    finally: os.chdir(cwd)
+    return out, 'figure_demo.html'
+
+@pytest.fixture(scope='module')
+def browser(site, tmp_path_factory):
+    "A Chromium over the site, served on 127.0.0.1 (the search's worker needs a server, as on GitHub Pages)."
+    srv = ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(QuietHandler, directory=str(site[0])))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    b = Browser(tmp_path_factory.mktemp('profile'))
+    b.base = f'http://127.0.0.1:{srv.server_address[1]}/'
+    yield b
+    b.close(); srv.shutdown()
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args): pass
+
+def test_a_lessons_plotly_figure_renders_with_no_javascript_error(site, browser):
+    browser.goto(browser.base + site[1])
+    plots = browser.js("document.querySelectorAll('.nb-plotly').length")
+    assert plots >= 1, f'no plotly figure on {site[1]}'
+    svgs = "document.querySelectorAll('.nb-plotly .main-svg').length"
+    assert browser.wait(f"{svgs} >= {plots}"), f'plotly drew {browser.js(svgs)} SVGs for {plots} figures'  # each figure drew its SVG
+    assert browser.js("[...document.scripts].filter(s => s.src.endsWith('plotly.min.js')).length") == 1  # plotly.js once, from the site
+    assert browser.js("document.querySelector('.nb-run a').href").startswith('https://colab.research.google.com/github/')
+    assert browser.errors() == [], browser.errors()
+    browser.screenshot(OUT/'site-lesson.png')
+
+def test_the_api_page_lists_a_functions_parameters(browser):
+    browser.goto(browser.base + 'api.html#execute_notebook')
+    rows = browser.js("""(() => { let h = document.getElementById('execute_notebook'), el = h && h.nextElementSibling;
+        for (; el && !/^H[1-3]$/.test(el.tagName); el = el.nextElementSibling) {  // the entry's table (Material wraps it in divs)
+            let t = el.tagName === 'TABLE' ? el : el.querySelector('table');
+            if (t) return [...t.querySelectorAll('tbody tr')].map(r => r.innerText); }
+        return null; })()""")
+    assert rows and rows[0].startswith('src') and 'the notebook to execute' in rows[0], rows
+    assert [r.split('\t')[0] for r in rows] == ['src', 'dest', 'skip', 'basepath'], rows
+    assert browser.errors() == [], browser.errors()
+    browser.screenshot(OUT/'site-api.png')
+
+def test_the_search_finds_distill(browser):
+    browser.goto(browser.base + 'index.html?q=distill')  # Material's search reads the query from ?q=
+    hits = browser.wait("[...document.querySelectorAll('.md-search-result__item a')].map(a => a.getAttribute('href'))")
+    assert hits and any(h.split('?')[0].endswith('api.html') and h.endswith('#distill') for h in hits), hits
+    assert browser.errors() == [], browser.errors()
+    browser.screenshot(OUT/'site-search.png')
