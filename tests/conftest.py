@@ -14,6 +14,7 @@ def quick_run(tmp_path_factory):
     assert r.returncode == 0, f'quickstart --quick failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
     return r, out
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the mark into the group (pytest < 9.2: pytest-xdist issue 1386)
 def pytest_collection_modifyitems(config, items):
     "Under pytest-xdist (`-n 2 --dist loadgroup`, as tests/run.sh runs it) the tests that share `quick_run` go to one worker: the run is made once."
     for item in items:
