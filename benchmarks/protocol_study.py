@@ -28,8 +28,8 @@ def study_config(student:str, quick:bool=False, seeds=(0, 1, 2), fractions=(0.01
     return get_config('quick' if quick else 'quickstart', **STUDENTS[student], distilled_baselines=(), transfer=None, ablation=False,
                       variance=False, horizon_steps=None, seeds=tuple(seeds), fractions=tuple(fractions), probe_labels='pool')
 
-def matrix_rows(run, folder:Path, progress:bool=True) -> list[dict]:
-    "Rows of `compare` for every (protocol, labels) of `PROBES`, each encoder pre-trained once; cached per setting in `folder`."
+def matrix_rows(run, folder:Path, progress:bool=True, probes=PROBES) -> list[dict]:
+    "Rows of `compare` for every (protocol, labels) of `probes`, each encoder pre-trained once; cached per setting in `folder`."
     from kdd_explore.core import load_json, save_json
     from kdd_explore.evaluate import compare
     from kdd_explore.pipeline import kd_eval_data, load_probe_data
@@ -38,7 +38,7 @@ def matrix_rows(run, folder:Path, progress:bool=True) -> list[dict]:
     full = None
     kd = kd_eval_data(cfg, run.x.cpu(), run.reps.cpu())
     out = []
-    for protocol, labels in PROBES:
+    for protocol, labels in probes:
         path = folder/f'study_{protocol}_{labels}.json'
         if not path.exists():
             if labels == 'full' and full is None:
@@ -74,18 +74,23 @@ def main(argv=None):
     ap.add_argument('--students', default='depth4,padded3', help=f"comma-separated, of: {', '.join(STUDENTS)}")
     ap.add_argument('--seeds', default='0,1,2'); ap.add_argument('--fractions', default='0.01,0.05')
     ap.add_argument('--quick', action='store_true', help="the `quick` configuration's sizes (a check, not a result)")
+    ap.add_argument('--probes', default=','.join(f'{p}/{l}' for p, l in PROBES),
+                    help='comma-separated PROTOCOL/LABELS settings of the probe (default: all four)')
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
     from kdd_explore.core import save_json, atomic_write_bytes
     from kdd_explore.core import RunLock
     from kdd_explore.pipeline import prepare_run
     out, rows, timings = Path(a.out), [], {}
+    probes = [tuple(p.split('/')) for p in a.probes.split(',')]
+    if bad := [p for p in probes if p not in PROBES]:
+        raise SystemExit(f"Unknown probe settings {['/'.join(p) for p in bad]}. Known: {', '.join(f'{p}/{l}' for p, l in PROBES)}.")
     for student in a.students.split(','):
         cfg = study_config(student, a.quick, [int(s) for s in a.seeds.split(',')], [float(f) for f in a.fractions.split(',')])
         t0 = time.time()
         with RunLock(out/student):
             run = prepare_run(cfg, out/student, progress=not a.quiet)
-            rows += [dict(r, student=student) for r in matrix_rows(run, out/student, progress=not a.quiet)]
+            rows += [dict(r, student=student) for r in matrix_rows(run, out/student, progress=not a.quiet, probes=probes)]
         timings[student] = dict(run.stages.timings, total=round(time.time() - t0, 1))
     md = matrix_markdown(rows)
     save_json(out/'protocol_study.json', dict(rows=rows, timings=timings, students={s: STUDENTS[s] for s in a.students.split(',')}))
