@@ -173,6 +173,7 @@ CONFIGS = {
     'quickstart': dict(),
     'quick': dict(n_train=600, n_test=500, n_experts=2, expert_epochs=3, syn_fraction=0.05, high_loss_clusters=10, n_ssl_experts=2, ssl_expert_epochs=3,
                   teacher_arch='small_resnet',  # a teacher it must train (no shipped one, e.g. 3x32x32 images): the CPU-sized one, not ResNet-18
+                  transfer=dict(name='small_resnet', widths=[8, 16, 32, 64], blocks=[1, 1, 1, 1]),  # half the widths: the transfer study was 28% of a toy run
                   distill=dict(DistillConfig.cpu_default(iterations=6, syn_steps=4, snapshot_every=3, checkpoint_every=3).__dict__),
                   eval_epochs=3, fractions=(0.01, 0.05), seeds=(0, 1), variance=True, teacher_epochs=1, horizon_steps=(0, 1, 3), ablation=True,
                   distilled_baselines=('mkdt_random_init', 'mtt_ssl', 'krr_st'),
