@@ -338,6 +338,7 @@ def _module_notebooks(lib:Path) -> dict:
     return res
 
 def _md_cell(s): return str(s).replace('|', '\\|').replace('\n', ' ')
+def _code(s): return f"<code>{html.escape(str(s)).replace('|', '&#124;')}</code>" if s != '' else ''  # a table cell's code: its | kept (a code span would show the \\)
 
 def _anno(a):
     import inspect
@@ -352,9 +353,9 @@ def _params_table(obj):
     rows = []
     for name, p in params.items():
         if name in ('self', 'cls', 'return') or (name in ('args', 'kwargs') and not p.get('docment')): continue
-        default = '' if p.get('default', inspect.Parameter.empty) is inspect.Parameter.empty else f'`{p["default"]!r}`'
+        default = '' if p.get('default', inspect.Parameter.empty) is inspect.Parameter.empty else _code(repr(p['default']))
         anno = _anno(p.get('anno', inspect.Parameter.empty))
-        rows.append(f"| `{name}` | {_md_cell(f'`{anno}`' if anno else '')} | {_md_cell(default)} | {_md_cell(p.get('docment') or '')} |")
+        rows.append(f"| `{name}` | {_code(anno)} | {default} | {_md_cell(p.get('docment') or '')} |")
     if not rows: return ''
     return '| parameter | type | default | what it is |\n|---|---|---|---|\n' + '\n'.join(rows)
 

@@ -137,6 +137,7 @@ def test_the_api_page_lists_a_functions_parameters(browser):
         return null; })()""")
     assert rows and rows[0].startswith('src') and 'the notebook to execute' in rows[0], rows
     assert [r.split('\t')[0] for r in rows] == ['src', 'dest', 'skip', 'basepath'], rows
+    assert rows[0].split('\t')[1] == 'str | Path', rows  # the type reads as written (no escaping backslash)
     assert browser.errors() == [], browser.errors()
     browser.screenshot(OUT/'site-api.png')
 
