@@ -1,21 +1,12 @@
 "Open the quickstart's report.html in a real headless Chromium: plots rendered, images loaded, no JavaScript errors."
-import html, json, os, re, shutil, subprocess
+import html, json, re, subprocess
 from pathlib import Path
 import pytest
+from conftest import CHROME, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOT = ROOT/'.ci'/'out'/'report-screenshot.png'  # the README names this path
-BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
-CHROME = next((shutil.which(c) for c in BROWSERS if shutil.which(c)), None)
-IN_CI = os.environ.get('KDD_CI') == '1'  # .ci/run sets it: there the browser test must run
-NO_CHROME = (f"no Chromium on PATH (looked for {', '.join(BROWSERS)}), so the report is not checked in a browser; "
-             "install one (apt-get install chromium) to run this test")
-pytestmark = pytest.mark.skipif(CHROME is None and not IN_CI, reason=NO_CHROME + ' (in CI, KDD_CI=1, this is a failure)')
-
-@pytest.fixture(autouse=True)
-def chromium_in_ci():
-    "In CI a missing browser fails the tests instead of skipping them: a skipped check would pass unseen."
-    if CHROME is None: pytest.fail(f'KDD_CI=1 (CI) but {NO_CHROME} (.ci/run installs it with apt-get).')
+pytestmark = needs_chromium('the report')  # skipped without a browser, failed in CI
 
 def chrome(tmp, *args):
     flags = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',

@@ -3,24 +3,15 @@ lists a function's parameters, the search finds `distill`. Screenshots under .ci
 
 It checks the full site that tests/run.sh builds when KDD_SITE names it (run.sh sets it); otherwise it builds a small site
 (00_core, a notebook made here with a plotly figure and a widget) in about a minute."""
-import base64, functools, json, os, shutil, subprocess, threading, time
+import base64, functools, json, os, subprocess, threading, time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 import pytest
+from conftest import CHROME, needs_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT/'.ci'/'out'
-BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
-CHROME = next((shutil.which(c) for c in BROWSERS if shutil.which(c)), None)
-IN_CI = os.environ.get('KDD_CI') == '1'  # .ci/run sets it: there the browser test must run
-NO_CHROME = (f"no Chromium on PATH (looked for {', '.join(BROWSERS)}), so the site is not checked in a browser; "
-             "install one (apt-get install chromium) to run this test")
-pytestmark = pytest.mark.skipif(CHROME is None and not IN_CI, reason=NO_CHROME + ' (in CI, KDD_CI=1, this is a failure)')
-
-@pytest.fixture(autouse=True)
-def chromium_in_ci():
-    "In CI a missing browser fails the tests instead of skipping them: a skipped check would pass unseen."
-    if CHROME is None: pytest.fail(f'KDD_CI=1 (CI) but {NO_CHROME} (.ci/run installs it with apt-get).')
+pytestmark = needs_chromium('the site')  # skipped without a browser, failed in CI
 
 class Browser:
     "Headless Chromium driven over the DevTools protocol on a pipe (fds 3 and 4): no package beyond the browser."
