@@ -4,7 +4,8 @@
 
 # %% ../nbs/10_cli.ipynb #dbb5ef16
 from __future__ import annotations
-import argparse, dataclasses, json, os, sys
+import argparse, dataclasses, json, os, subprocess, sys
+import torch
 from pathlib import Path
 from .core import KddError, check_folder, save_json
 from .data import DATASETS, load_dataset
@@ -13,9 +14,10 @@ from .recipes import CONFIGS
 from .distributed import DistributedError, dist_info, init_distributed, is_main
 
 # %% auto #0
-__all__ = ['EXPERTS_OPTIONS', 'DATASET_HELP', 'SUBCOMMANDS', 'ACROSS_PROCESSES', 'fraction_arg', 'count_arg', 'cmd_data',
-           'cmd_run', 'stage_check', 'slice_pool', 'cmd_teacher', 'cmd_variance', 'cmd_experts', 'cmd_distill',
-           'cmd_register', 'cmd_docs', 'build_parser', 'main']
+__all__ = ['EXPERTS_OPTIONS', 'DATASET_HELP', 'SUBCOMMANDS', 'ACROSS_PROCESSES', 'PROCS_COMMANDS', 'MAX_AUTO_PROCS',
+           'fraction_arg', 'count_arg', 'procs_arg', 'cmd_data', 'run_config', 'cmd_run', 'stage_check', 'slice_pool',
+           'cmd_teacher', 'cmd_variance', 'cmd_experts', 'cmd_distill', 'cmd_register', 'cmd_docs', 'resolve_procs',
+           'relaunch_command', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #cdb5ab35
 def fraction_arg(text:str, # the option's value as typed
@@ -32,6 +34,15 @@ def count_arg(text:str, # the option's value as typed
     try: v = int(text)
     except ValueError: v = None
     if v is None or v < 1: raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}")
+    return v
+
+def procs_arg(text:str, # the option's value as typed
+             ) -> int|str:
+    "An `argparse` type: a number of processes >= 1, or `auto`."
+    if str(text).strip() == 'auto': return 'auto'
+    try: v = int(text)
+    except ValueError: v = 0
+    if v < 1: raise argparse.ArgumentTypeError(f"must be a number of processes >= 1 or auto, got {text!r}")
     return v
 
 # %% ../nbs/10_cli.ipynb #ccdd8a77
@@ -60,17 +71,21 @@ def _add_data(sub):
     p.set_defaults(func=cmd_data)
 
 # %% ../nbs/10_cli.ipynb #d7116634
-def cmd_run(args):
-    "Run the whole pipeline with a named configuration and print where the results are."
+def run_config(args) -> 'PipelineConfig':
+    "The configuration `kdd-explore run` / `quickstart` asks for: the named one with `--set`, `--dataset`, `--teacher`, `--experts-per-iteration` (and `--root` as $KDD_DATA)."
     from kdd_explore.recipes import get_config, parse_settings
-    from kdd_explore.pipeline import run_pipeline
-    from kdd_explore.evaluate import results_table
     changes = parse_settings(args.set)  # unknown keys and wrong types stop here, before any work
     if getattr(args, 'root', None): os.environ['KDD_DATA'] = str(args.root)  # every stage (and every rank) reads the data from there
     if getattr(args, 'teacher', None): changes['teacher'] = args.teacher
     if getattr(args, 'dataset', None): changes['dataset'] = args.dataset
     if args.experts_per_iteration: changes['distill'] = dict(get_config(args.config, **changes).distill, experts_per_iteration=args.experts_per_iteration)
-    cfg = get_config(args.config, **changes)
+    return get_config(args.config, **changes)
+
+def cmd_run(args):
+    "Run the whole pipeline with a named configuration and print where the results are."
+    from kdd_explore.pipeline import run_pipeline
+    from kdd_explore.evaluate import results_table
+    cfg = run_config(args)
     res = run_pipeline(cfg, args.out, overwrite=args.overwrite, device=args.device, progress=not args.quiet)
     if is_main():
         print(results_table(res['results']))
@@ -97,6 +112,9 @@ def _add_run(sub):
         p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present; under torchrun each rank takes cuda:LOCAL_RANK)')
         p.add_argument('--experts-per-iteration', type=count_arg, default=None,
                        help="expert stretches averaged per distillation update (default: the configuration's, 1); under torchrun a multiple of the processes shares them out")
+        p.add_argument('--procs', type=procs_arg, default=None,
+                       help="processes to run in, one thread each (torchrun on this machine): a number, or auto: one per CPU core, at most 4, "
+                            "on the CPU, 1 on a GPU (default: $KDD_PROCS, else auto). The table does not depend on it: every job runs in one thread either way")
         p.add_argument('--quiet', action='store_true', help='no progress output')
         p.set_defaults(func=cmd_run)
 
@@ -296,6 +314,37 @@ def _join_launch(args):
     args.device = str(init_distributed(args.device))
     if not is_main(): args.quiet = True
 
+PROCS_COMMANDS = ('run', 'quickstart')  # the subcommands with --procs
+MAX_AUTO_PROCS = 4  # --procs auto: at most this many processes
+
+def resolve_procs(procs:int|str|None=None, # `--procs` as parsed: a number, 'auto', or None (not given: $KDD_PROCS, else 'auto')
+                  device:str|None=None, # `--device` as given (None: $KDD_DEVICE, else cuda when present)
+                 ) -> int:
+    "How many processes `--procs` means on this machine: a number as given; 'auto': one per CPU core (at most 4) on the CPU, 1 on a GPU."
+    if procs is None: procs = procs_arg(os.environ.get('KDD_PROCS') or 'auto')
+    if procs != 'auto': return procs
+    dev = device or os.environ.get('KDD_DEVICE') or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if str(dev).startswith('cuda'): return 1  # one process drives the GPU (torchrun by hand for several GPUs)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_AUTO_PROCS))
+
+def relaunch_command(argv:list, # the command's arguments, as typed (after `kdd-explore`)
+                     n:int, # processes
+                    ) -> list:
+    "The same `kdd-explore` command under torchrun on this machine, in `n` processes, each told `--procs 1` (run it with OMP_NUM_THREADS=1)."
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n), '-m', 'kdd_explore.cli', *map(str, argv), '--procs', '1']
+
+def _relaunch(args, argv, n):
+    "Check the run's configuration here, then run the same command in `n` single-thread processes; returns their exit status."
+    from kdd_explore.data import dataset_info
+    cfg = run_config(args)
+    cfg.check(dataset_info(cfg.dataset, seed=cfg.seed, **cfg.dataset_options))  # a bad configuration: one message from this process, before any launch
+    if not args.quiet: print(f"Running in {n} processes of one thread each (torchrun, on this machine; --procs 1 runs in one).", flush=True)
+    try: return subprocess.run(relaunch_command(argv, n), env=dict(os.environ, OMP_NUM_THREADS='1')).returncode
+    except KeyboardInterrupt:
+        print(f"kdd-explore {args.command}: interrupted; finished artifacts are kept, rerun to continue.", file=sys.stderr)
+        return 130
+
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `kdd-explore` with every subcommand."
     ap = argparse.ArgumentParser(prog='kdd-explore', description='Dataset distillation for self-supervised pre-training (MKDT), stage by stage.')
@@ -306,9 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv:list[str]|None=None, # the arguments (default: `sys.argv[1:]`)
         ) -> int:
     "Entry point of the `kdd-explore` command: run a subcommand, print a clear message on a known error."
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)  # bad option values stop here, before any work
     try:
         if getattr(args, 'out', None): check_folder(args.out)  # every --out is a folder: refuse a file before any work
+        if args.command in PROCS_COMMANDS and dist_info().world_size == 1 and (n := resolve_procs(args.procs, args.device)) > 1:
+            return _relaunch(args, argv, n)  # the same command in n single-thread processes
         _join_launch(args)  # under torchrun: this rank's device and the process group (nothing in one process)
         args.func(args)
     except KddError as e:

@@ -12,7 +12,7 @@ from .core import KddError, get_device
 
 # %% auto #0
 __all__ = ['DistributedError', 'DistInfo', 'dist_info', 'init_distributed', 'running', 'shard', 'check_divides', 'is_main',
-           'barrier', 'all_reduce_sum', 'broadcast', 'all_gather', 'alone', 'rank0_first']
+           'barrier', 'all_reduce_sum', 'broadcast', 'all_gather', 'alone', 'rank0_first', 'spread']
 
 # %% ../nbs/00b_distributed.ipynb #c277a09e
 class DistributedError(KddError):
@@ -162,3 +162,18 @@ def rank0_first(fn, # a function that reuses what an earlier call cached on disk
         return res
     barrier()
     with alone(): return fn(*args, **kwargs)
+
+def spread(jobs:dict, # name -> a zero-argument function that computes its result and caches it on disk (a second call reads it back)
+           run=None, # how a rank runs its own jobs: `run(name, fn)` (e.g. a timer); None: `fn()`
+          ) -> dict:
+    "Independent cached jobs spread over the ranks (the i-th on rank i % N, `alone()`), then every rank reads every result: name -> result."
+    run = run or (lambda name, fn: fn())
+    if not running(): return {k: run(k, f) for k, f in jobs.items()}
+    names = list(jobs)
+    for i in shard(range(len(names))):
+        with alone(): run(names[i], jobs[names[i]])
+    barrier()  # every job is on disk
+    out = {}
+    for k in names:
+        with alone(): out[k] = jobs[k]()
+    return out

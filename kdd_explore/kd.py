@@ -352,7 +352,7 @@ def per_example_kd_loss(experts:Experts, # recorded experts
                         x:torch.Tensor, # N x C x H x W normalised images
                         targets:torch.Tensor, # N x D teacher representations
                         epoch:int=1, # whose parameters: each expert's after this many epochs
-                        batch_size:int=1024, # images per forward pass
+                        batch_size:int=256, # images per forward pass (256: twice as fast as 1024 on a CPU)
                        ) -> torch.Tensor:
     "Each example's KD loss under every expert's epoch-`epoch` parameters, averaged over the experts (N)."
     if len(x) != len(targets): raise KddError(f"x has {len(x)} images but targets has {len(targets)} rows.")
@@ -375,7 +375,7 @@ def high_loss_indices(experts:Experts, # recorded experts
                       targets:torch.Tensor, # N x D teacher representations
                       fraction:float|None=None, # share of the data to keep, e.g. 0.02
                       epoch:int=1, # whose parameters: each expert's after this many epochs
-                      batch_size:int=1024, # images per forward pass
+                      batch_size:int=256, # images per forward pass (256: twice as fast as 1024 on a CPU)
                       size:int|None=None, # or an exact number of images instead of a fraction
                       clusters:int|None=None, # spread the subset over this many k-means clusters of `targets` (no labels used); None: the plain top-k
                       seed:int=0, # seed of the k-means

@@ -5,6 +5,7 @@
 # %% ../nbs/09c_pipeline.ipynb #b7c8df47
 from __future__ import annotations
 import contextlib, dataclasses, json, shutil, time
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -16,17 +17,17 @@ from .kd import cached_representations, record_experts, high_loss_indices, rando
 from .distill import DistillConfig, DistillHistory, SyntheticSet, distill, distill_ssl, record_ssl_experts, matching_loss, step_budget
 from .krr_st import KRRSTConfig, krr_st
 from .probe import labelled_indices
-from .distributed import barrier, dist_info, init_distributed, is_main, rank0_first, running
+from .distributed import all_gather, barrier, dist_info, init_distributed, is_main, rank0_first, running, spread
 from .evaluate import PretrainSet, compare, kd_method, kd_student, horizon_check
 
 # %% auto #0
 __all__ = ['METHODS', 'STAGES', 'open_run', 'Stages', 'get_teacher', 'get_experts', 'get_subsets', 'get_distilled',
            'distill_summary', 'get_mtt_ssl', 'get_krr_st', 'kd_methods', 'evaluation_methods', 'transfer_methods',
-           'ablation_methods', 'kd_eval_data', 'evaluate_all', 'Run', 'load_probe_data', 'slice_rows', 'prepare_run',
-           'run_pipeline', 'RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'ConfigError',
-           'known_settings', 'setting_problem', 'parse_settings', 'get_config', 'variance_fit', 'check_config',
-           'adapted_lines', 'image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html',
-           'budget_html', 'krr_curve_html', 'build_report']
+           'ablation_methods', 'kd_eval_data', 'evaluate_all', 'Run', 'load_probe_data', 'slice_rows', 'spread_stages',
+           'prepare_run', 'run_pipeline', 'RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig',
+           'ConfigError', 'known_settings', 'setting_problem', 'parse_settings', 'get_config', 'variance_fit',
+           'check_config', 'adapted_lines', 'image_grid_uri', 'curves_figure', 'write_report', 'findings',
+           'findings_html', 'budget_html', 'krr_curve_html', 'build_report']
 
 # %% ../nbs/09c_pipeline.ipynb #fa90c79a
 from .recipes import RECORDS, SUB_SETTINGS, CONFIGS, CHECKS, PipelineConfig, ConfigError, known_settings, setting_problem
@@ -323,14 +324,22 @@ def _open_run(out, cfg, overwrite):
     "Rank 0 opens (or creates) the run folder; the other ranks, after it, just use it."
     return open_run(out, cfg, overwrite) if is_main() else Path(out)
 
+def spread_stages(st:Stages, # the run's stages (each job is timed as its stage, on the rank that runs it)
+                  jobs:dict, # stage name -> a zero-argument function that computes and caches its result (a second call reads it)
+                 ) -> dict:
+    "Independent stages spread over the processes (`distributed.spread`), each timed where it ran; every rank gets every result and every timing."
+    res = spread(jobs, run=st.run)
+    for t in all_gather({k: v for k, v in st.timings.items() if k in jobs}): st.timings.update(t)  # each stage's seconds, from the rank that ran it
+    return res
+
 def _distill_shared(cfg:PipelineConfig) -> bool:
     "Whether the distillations share their stretches over the processes (N divides experts_per_iteration); a note when N does not."
     if not running(): return False
     n, b = dist_info().world_size, cfg.distill_config().experts_per_iteration
     if b % n == 0: return True
     if is_main():
-        print(f"Note: the distillation stages run on rank 0 alone: {n} processes cannot share experts_per_iteration={b} expert stretches per "
-              f"iteration. Set it to a multiple of {n} (kdd-explore run --experts-per-iteration {n}) to share them out.", flush=True)
+        print(f"Note: each distillation runs whole on one of the {n} processes, the distillations side by side: {n} processes cannot share "
+              f"experts_per_iteration={b} expert stretches per iteration (set it to a multiple of {n}, --experts-per-iteration {n}, to share each one's).", flush=True)
     return False
 
 def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
@@ -359,15 +368,14 @@ def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or 
     meta = dict(dataset=data.meta(), arch=arch, teacher_arch=getattr(teacher, 'arch', None))
     experts = st.run('experts', get_experts, cfg, arch, x, reps, out, dev, progress, meta)  # under torchrun: each rank its share
     subsets = st.run('subsets', rank0_first, get_subsets, cfg, experts, x, reps, out)
-    distil = (lambda fn, *a: fn(*a)) if _distill_shared(cfg) else rank0_first  # the stretches shared out, or rank 0 alone (one process: the call)
-    sets, hists = {}, {}
-    sets['mkdt_high_loss'], hists['mkdt_high_loss'] = st.run('mkdt_high_loss', distil, get_distilled, cfg, experts, x, reps, subsets['high_loss'], 'high_loss', out, progress, meta)
-    if 'mkdt_random_init' in cfg.distilled_baselines:
-        sets['mkdt_random_init'], hists['mkdt_random_init'] = st.run('mkdt_random_init', distil, get_distilled, cfg, experts, x, reps, subsets['random'], 'random', out, progress, meta)
-    if 'mtt_ssl' in cfg.distilled_baselines:
-        sets['mtt_ssl'], hists['mtt_ssl'] = st.run('mtt_ssl', distil, get_mtt_ssl, cfg, arch, data, x, reps, subsets['random'], out, dev, progress, meta)
-    if 'krr_st' in cfg.distilled_baselines:  # rank 0 alone under torchrun
-        sets['krr_st'], hists['krr_st'] = st.run('krr_st', rank0_first, get_krr_st, cfg, arch, x, reps, subsets['random'], out, teacher, progress, meta)
+    jobs = {'mkdt_high_loss': partial(get_distilled, cfg, experts, x, reps, subsets['high_loss'], 'high_loss', out, progress, meta)}
+    if 'mkdt_random_init' in cfg.distilled_baselines: jobs['mkdt_random_init'] = partial(get_distilled, cfg, experts, x, reps, subsets['random'], 'random', out, progress, meta)
+    if 'mtt_ssl' in cfg.distilled_baselines: jobs['mtt_ssl'] = partial(get_mtt_ssl, cfg, arch, data, x, reps, subsets['random'], out, dev, progress, meta)
+    if 'krr_st' in cfg.distilled_baselines: jobs['krr_st'] = partial(get_krr_st, cfg, arch, x, reps, subsets['random'], out, teacher, progress, meta)
+    if _distill_shared(cfg):  # every rank works on each MKDT distillation's stretches in turn; KRR-ST on rank 0 alone
+        done = {k: st.run(k, rank0_first if k == 'krr_st' else (lambda fn: fn()), fn) for k, fn in jobs.items()}
+    else: done = spread_stages(st, jobs)  # one process: in turn; under torchrun: each distillation on a rank of its own, at once
+    sets, hists = {k: v[0] for k, v in done.items()}, {k: v[1] for k, v in done.items()}
     return Run(cfg, out, dev, st, data, probe, teacher, x, reps, arch, experts, subsets, sets, hists)
 
 def run_pipeline(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
@@ -402,18 +410,19 @@ def _finish(run:Run, progress:bool) -> dict:
         mk = eval_sets['mkdt_high_loss']; init = torch.as_tensor(mk.meta['init_indices']).long()
         hsets = {'mkdt_high_loss': PretrainSet(mk.images, mk.targets, float(mk.lr)),
                  'mkdt_initial_at_learned_lr': PretrainSet(xc[init], rc[init], float(mk.lr))}
-        horizon = st.run('horizon', horizon_check, arch, hsets, probe, kd_data, cfg.horizon_steps, cfg.horizon_fraction, cfg.seeds,
-                         cfg.eval_epochs, cfg.eval_batch_size, cfg.probe_protocol, progress, cache=out/'evaluation'/'horizon_jobs')
+        horizon = horizon_check(arch, hsets, probe, kd_data, cfg.horizon_steps, cfg.horizon_fraction, cfg.seeds,
+                                cfg.eval_epochs, cfg.eval_batch_size, cfg.probe_protocol, progress, cache=out/'evaluation'/'horizon_jobs')
         save_json(hpath, horizon)
         return horizon
-    horizon = rank0_first(horizon_stage) if cfg.horizon_steps else []
-    transfer = []
+    later = {}  # the studies after the evaluation: independent of each other, each cached (under torchrun: side by side, one per process)
+    if cfg.horizon_steps: later['horizon'] = horizon_stage
     if cfg.transfer:
-        transfer = st.run('transfer', evaluate_all, transfer_methods(cfg, data, xc, rc, run.subsets, eval_sets), cfg, probe, out/'evaluation'/'transfer', progress)
-    ablation = []
+        later['transfer'] = partial(evaluate_all, transfer_methods(cfg, data, xc, rc, run.subsets, eval_sets), cfg, probe, out/'evaluation'/'transfer', progress)
     if cfg.ablation:
-        parts = st.run('ablation', evaluate_all, ablation_methods(cfg, arch, xc, rc, eval_sets['mkdt_high_loss']), cfg, probe, out/'evaluation'/'ablation', progress)
-        ablation = [dict(r, method='distilled') for r in rows if r['method'] == 'mkdt_high_loss'] + parts
+        later['ablation'] = partial(evaluate_all, ablation_methods(cfg, arch, xc, rc, eval_sets['mkdt_high_loss']), cfg, probe, out/'evaluation'/'ablation', progress)
+    done = spread_stages(st, later)
+    horizon, transfer = done.get('horizon', []), done.get('transfer', [])
+    ablation = [dict(r, method='distilled') for r in rows if r['method'] == 'mkdt_high_loss'] + done['ablation'] if cfg.ablation else []
     sets_info = {k: dict(summaries.get(k, {}), n=len(s), lr=float(s.lr),
                          final_iteration_loss=run.histories[k].records[-1]['loss'] if run.histories[k].records else None)
                  for k, s in run.sets.items()}

@@ -4,7 +4,6 @@
         expert raises (a simulated crash; 0: never), and recording an expert listed in --forbid again is an error (it was finished before)
     python tests/dist_script.py evaluate OUT.json [EXPERTS]                    `compare` on toy methods, then (with EXPERTS) `kdd-explore distill
         --experts-per-iteration 3`, which two processes must refuse; rank 0 writes the rows and the refusal into OUT.json
-    python tests/dist_script.py pipeline OUT TEACHER                           `run_pipeline` at toy size on the `fake` dataset into OUT
 """
 import json, sys
 from pathlib import Path
@@ -50,16 +49,6 @@ def evaluate(out, experts_path=None):
     if is_main(): Path(out).write_text(json.dumps(res))
     return 0
 
-def pipeline(out, teacher):
-    from kdd_explore.pipeline import get_config, run_pipeline
-    quick = get_config('quick')
-    cfg = get_config('quick', dataset='fake', dataset_options={'shape': [3, 32, 32], 'n_classes': 4}, n_train=200, n_test=80, teacher=teacher,
-                     width=8, depth=2, high_loss_clusters=None, distilled_baselines=('mtt_ssl',), n_ssl_experts=2, transfer=None, variance=False,
-                     ablation=False, fractions=(0.1,), seeds=(0, 1, 2), horizon_steps=(0, 1),
-                     distill=dict(quick.distill, lr_init=0.01))  # the random teacher's targets are large: a smaller inner lr keeps the steps short
-    run_pipeline(cfg, out, device='cpu', progress=False)
-    return 0
-
 if __name__ == '__main__':
     cmd, args = sys.argv[1], sys.argv[2:]
-    sys.exit({'experts': lambda: experts(args), 'evaluate': lambda: evaluate(*args), 'pipeline': lambda: pipeline(*args)}[cmd]())
+    sys.exit({'experts': lambda: experts(args), 'evaluate': lambda: evaluate(*args)}[cmd]())

@@ -6,7 +6,7 @@
 #   3. pytest (its site browser test reads that site: KDD_SITE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONUNBUFFERED=1 KDD_DEVICE="${KDD_DEVICE:-cpu}"
+export PYTHONUNBUFFERED=1 KDD_DEVICE="${KDD_DEVICE:-cpu}" KDD_PROCS="${KDD_PROCS:-1}"   # runs stay in one process: notebooks and tests run two at a time already
 echo "== nbdev_export (must change nothing)"
 nbdev_export
 drift=$(git status --porcelain -- kdd_explore)

@@ -88,17 +88,30 @@ def test_evaluation_jobs_across_two_processes_give_the_rows_of_one_and_B_must_di
     assert bad['code'] == 2 and 'experts_per_iteration (--experts-per-iteration) is 3, which 2 processes cannot share evenly' in bad['stderr']
     assert not (ref/'two'/'indivisible').exists()
 
-def test_the_pipeline_under_torchrun_writes_the_results_of_one_process(ref):
-    "Every stage under two processes: experts and evaluation jobs shared, the distillations (B = 1) on rank 0 alone, the rest rank 0 first."
-    launch([SCRIPT, 'pipeline', ref/'one'/'run', ref/'teacher'])
-    r = launch([SCRIPT, 'pipeline', ref/'two'/'run', ref/'teacher'], two=True)
-    assert 'the distillation stages run on rank 0 alone: 2 processes cannot share experts_per_iteration=1' in r.stdout
+def pipeline_args(out, teacher, procs):
+    "`kdd-explore run` of the quick recipe at toy size on the fake dataset (MTT-SSL and KRR-ST beside MKDT), in `procs` processes."
+    sets = ['dataset_options={"shape": [3, 32, 32], "n_classes": 4}', 'n_train=200', 'n_test=80', 'width=8', 'depth=2', 'high_loss_clusters=null',
+            'distilled_baselines=["mtt_ssl", "krr_st"]', 'n_ssl_experts=2', 'transfer=null', 'variance=false', 'ablation=false', 'fractions=[0.1]',
+            'seeds=[0, 1, 2]', 'horizon_steps=[0, 1]',
+            'distill.lr_init=0.01']  # the random teacher's targets are large: a smaller inner lr keeps the steps short
+    return ['-m', 'kdd_explore.cli', 'run', '--config', 'quick', '--dataset', 'fake', '--teacher', teacher, '--out', out, '--device', 'cpu',
+            '--procs', procs, *[a for kv in sets for a in ('--set', kv)]]
+
+def test_the_pipeline_in_two_processes_writes_the_results_of_one(ref):
+    "`--procs 2` relaunches the command under torchrun: experts and evaluation jobs shared, the distillations (B = 1) side by side (one per process), the rest rank 0 first."
+    launch(pipeline_args(ref/'one'/'run', ref/'teacher', 1))
+    r = launch(pipeline_args(ref/'two'/'run', ref/'teacher', 2))  # one process, which starts two
+    assert 'Running in 2 processes of one thread each' in r.stdout
+    assert 'each distillation runs whole on one of the 2 processes, the distillations side by side: 2 processes cannot share experts_per_iteration=1' in r.stdout
     one, two = (load_json(p/'run'/'results.json') for p in (ref/'one', ref/'two'))
     assert {k: v for k, v in two.items() if k != 'timings'} == {k: v for k, v in one.items() if k != 'timings'}
-    assert len(two['results']) == 8 and len(two['results'][0]['accs']) == 3
-    for f in ('experts/experts.safetensors', 'mkdt_high_loss/synthetic_set.safetensors', 'mtt_ssl/synthetic_set.safetensors'):
+    assert set(two['timings']) == set(one['timings']) >= {'mkdt_high_loss', 'mtt_ssl', 'krr_st', 'horizon'}  # each stage timed on the rank that ran it
+    assert len(two['results']) == 10 and len(two['results'][0]['accs']) == 3
+    for f in ('experts/experts.safetensors', 'mkdt_high_loss/synthetic_set.safetensors', 'mtt_ssl/synthetic_set.safetensors', 'krr_st/synthetic_set.safetensors'):
         assert (ref/'two'/'run'/f).read_bytes() == (ref/'one'/'run'/f).read_bytes(), f
     assert not (ref/'two'/'run'/'.lock').exists()
+    bad = launch(pipeline_args(ref/'two'/'bad', ref/'teacher', 2) + ['--set', 'n_train=100000'], check=False)  # refused here, before any launch
+    assert bad.returncode == 2 and 'n_train=100000' in bad.stderr and 'Running in 2' not in bad.stdout and 'torch.distributed' not in bad.stderr
 
 # --- one process: nothing distributed, and the refusals
 
