@@ -114,7 +114,7 @@ def _add_run(sub):
                        help="expert stretches averaged per distillation update (default: the configuration's, 1); under torchrun a multiple of the processes shares them out")
         p.add_argument('--procs', type=procs_arg, default=None,
                        help="processes to run in, one thread each (torchrun on this machine): a number, or auto: one per CPU core, at most 4, "
-                            "on the CPU, 1 on a GPU (default: $KDD_PROCS, else auto). The table does not depend on it: every job runs in one thread either way")
+                            "on the CPU, 1 on a GPU (default: $KDD_PROCS, else 1: this process, with every core as torch threads)")
         p.add_argument('--quiet', action='store_true', help='no progress output')
         p.set_defaults(func=cmd_run)
 
@@ -317,11 +317,11 @@ def _join_launch(args):
 PROCS_COMMANDS = ('run', 'quickstart')  # the subcommands with --procs
 MAX_AUTO_PROCS = 4  # --procs auto: at most this many processes
 
-def resolve_procs(procs:int|str|None=None, # `--procs` as parsed: a number, 'auto', or None (not given: $KDD_PROCS, else 'auto')
+def resolve_procs(procs:int|str|None=None, # `--procs` as parsed: a number, 'auto', or None (not given: $KDD_PROCS, else 1)
                   device:str|None=None, # `--device` as given (None: $KDD_DEVICE, else cuda when present)
                  ) -> int:
     "How many processes `--procs` means on this machine: a number as given; 'auto': one per CPU core (at most 4) on the CPU, 1 on a GPU."
-    if procs is None: procs = procs_arg(os.environ.get('KDD_PROCS') or 'auto')
+    if procs is None: procs = procs_arg(os.environ.get('KDD_PROCS') or '1')
     if procs != 'auto': return procs
     dev = device or os.environ.get('KDD_DEVICE') or ('cuda' if torch.cuda.is_available() else 'cpu')
     if str(dev).startswith('cuda'): return 1  # one process drives the GPU (torchrun by hand for several GPUs)

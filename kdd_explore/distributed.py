@@ -4,7 +4,8 @@
 
 # %% ../nbs/00b_distributed.ipynb #ceddf547
 from __future__ import annotations
-import atexit, contextlib, datetime, os
+import atexit, contextlib, datetime, os, secrets, shutil
+from pathlib import Path
 from dataclasses import dataclass
 import torch
 import torch.distributed as dist
@@ -165,14 +166,26 @@ def rank0_first(fn, # a function that reuses what an earlier call cached on disk
 
 def spread(jobs:dict, # name -> a zero-argument function that computes its result and caches it on disk (a second call reads it back)
            run=None, # how a rank runs its own jobs: `run(name, fn)` (e.g. a timer); None: `fn()`
+           claims:str|Path|None=None, # a folder every rank sees: the ranks take the jobs in order as each gets free (list the longest first); None: job i on rank i % N
           ) -> dict:
-    "Independent cached jobs spread over the ranks (the i-th on rank i % N, `alone()`), then every rank reads every result: name -> result."
+    "Independent cached jobs spread over the ranks (each run `alone()`), then every rank reads every result: name -> result."
     run = run or (lambda name, fn: fn())
     if not running(): return {k: run(k, f) for k, f in jobs.items()}
     names = list(jobs)
-    for i in shard(range(len(names))):
-        with alone(): run(names[i], jobs[names[i]])
+    if claims is None: mine = [names[i] for i in shard(range(len(names)))]
+    else:
+        box = Path(claims)/all_gather(secrets.token_hex(6))[0]  # this call's claims (rank 0's token): a rerun never sees an old claim
+        box.mkdir(parents=True, exist_ok=True)
+        def take(k):  # creating the claim file is atomic: exactly one rank gets each job
+            try: os.close(os.open(box/k, os.O_CREAT | os.O_EXCL | os.O_WRONLY)); return True
+            except FileExistsError: return False
+        mine = (k for k in names if take(k))  # lazily: a rank claims its next job only when it is free
+    for k in mine:
+        with alone(): run(k, jobs[k])
     barrier()  # every job is on disk
+    if claims is not None and is_main():
+        shutil.rmtree(box, ignore_errors=True)
+        with contextlib.suppress(OSError): box.parent.rmdir()  # the claims folder too, once empty
     out = {}
     for k in names:
         with alone(): out[k] = jobs[k]()

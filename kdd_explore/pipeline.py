@@ -326,11 +326,15 @@ def _open_run(out, cfg, overwrite):
 
 def spread_stages(st:Stages, # the run's stages (each job is timed as its stage, on the rank that runs it)
                   jobs:dict, # stage name -> a zero-argument function that computes and caches its result (a second call reads it)
+                  out:Path, # the run folder (the processes claim the stages in `out/.claims`)
+                  first:tuple=(), # the stages to hand out first under torchrun: the longest
                  ) -> dict:
-    "Independent stages spread over the processes (`distributed.spread`), each timed where it ran; every rank gets every result and every timing."
-    res = spread(jobs, run=st.run)
+    "Independent stages spread over the processes, each taken by the next free one (`distributed.spread`) and timed where it ran; every rank gets every result and timing."
+    if not running(): return spread(jobs, run=st.run)  # one process: in order
+    order = [k for k in first if k in jobs] + [k for k in jobs if k not in first]  # longest first: the others fill in beside it
+    res = spread({k: jobs[k] for k in order}, run=st.run, claims=out/'.claims')
     for t in all_gather({k: v for k, v in st.timings.items() if k in jobs}): st.timings.update(t)  # each stage's seconds, from the rank that ran it
-    return res
+    return {k: res[k] for k in jobs}
 
 def _distill_shared(cfg:PipelineConfig) -> bool:
     "Whether the distillations share their stretches over the processes (N divides experts_per_iteration); a note when N does not."
@@ -374,7 +378,7 @@ def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or 
     if 'krr_st' in cfg.distilled_baselines: jobs['krr_st'] = partial(get_krr_st, cfg, arch, x, reps, subsets['random'], out, teacher, progress, meta)
     if _distill_shared(cfg):  # every rank works on each MKDT distillation's stretches in turn; KRR-ST on rank 0 alone
         done = {k: st.run(k, rank0_first if k == 'krr_st' else (lambda fn: fn()), fn) for k, fn in jobs.items()}
-    else: done = spread_stages(st, jobs)  # one process: in turn; under torchrun: each distillation on a rank of its own, at once
+    else: done = spread_stages(st, jobs, out, first=('mtt_ssl',))  # one process: in turn; under torchrun: side by side, MTT-SSL (the longest) first
     sets, hists = {k: v[0] for k, v in done.items()}, {k: v[1] for k, v in done.items()}
     return Run(cfg, out, dev, st, data, probe, teacher, x, reps, arch, experts, subsets, sets, hists)
 
@@ -420,7 +424,7 @@ def _finish(run:Run, progress:bool) -> dict:
         later['transfer'] = partial(evaluate_all, transfer_methods(cfg, data, xc, rc, run.subsets, eval_sets), cfg, probe, out/'evaluation'/'transfer', progress)
     if cfg.ablation:
         later['ablation'] = partial(evaluate_all, ablation_methods(cfg, arch, xc, rc, eval_sets['mkdt_high_loss']), cfg, probe, out/'evaluation'/'ablation', progress)
-    done = spread_stages(st, later)
+    done = spread_stages(st, later, out, first=('transfer', 'horizon'))
     horizon, transfer = done.get('horizon', []), done.get('transfer', [])
     ablation = [dict(r, method='distilled') for r in rows if r['method'] == 'mkdt_high_loss'] + done['ablation'] if cfg.ablation else []
     sets_info = {k: dict(summaries.get(k, {}), n=len(s), lr=float(s.lr),

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault('KDD_DEVICE', 'cpu')
-os.environ.setdefault('KDD_PROCS', '1')  # `kdd-explore run`/`quickstart` stay in one process: the tests already run in parallel workers
+os.environ.setdefault('KDD_PROCS', '1')  # `kdd-explore run`/`quickstart` in one process (the default; an environment's own KDD_PROCS is kept): the tests already run in parallel workers
 ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope='session')
