@@ -45,7 +45,7 @@ def _with_new_fields(old:dict) -> dict:
     if isinstance(old.get('distill'), dict):
         old = dict(old, distill={**{f.name: f.default for f in dataclasses.fields(DistillConfig)}, **old['distill']})
     old = dict(old, krr_st={**dict(KRRSTConfig.cpu_default().__dict__), **(old.get('krr_st') or {})})  # runs from before KRR-ST
-    return old
+    return {**PipelineConfig().to_dict(), **old}  # any other setting added since (e.g. teacher_arch), at its default
 
 def _clear(out):
     "Delete what `out` holds, but not the lock of the run that clears it."
@@ -73,7 +73,7 @@ def open_run(out:str|Path, # the run folder
         old, new = _recipe(_with_new_fields(load_json(cfg_path))), _recipe(config.to_dict())
         if old != new:
             if not overwrite:
-                diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                diff = sorted(k for k in set(old) | set(new) if old.get(k, KeyError) != new.get(k, KeyError))  # a setting only one of them has counts
                 raise KddError(f"{out} holds a run with another configuration (different: {', '.join(diff)}). "
                                "Choose another --out folder, or pass overwrite=True (--overwrite) to replace that run.")
             _clear(out)
