@@ -46,7 +46,7 @@ def evaluate(out, experts_path=None):
             code = cli.main(['distill', '--experts', experts_path, '--out', str(Path(out).parent/'indivisible'), '--iterations', '1',
                              '--experts-per-iteration', '3', '--device', 'cpu', '--quiet'])
         res['indivisible'] = dict(code=code, stderr=err.getvalue())
-    if is_main(): Path(out).write_text(json.dumps(res))
+    if is_main(): Path(out).parent.mkdir(parents=True, exist_ok=True); Path(out).write_text(json.dumps(res))  # its folder may be new: tests run in any order
     return 0
 
 if __name__ == '__main__':
