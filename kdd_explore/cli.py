@@ -93,7 +93,7 @@ def cmd_run(args):
     return res
 
 def _add_run(sub):
-    for name, hlp in (('quickstart', 'the main job: the whole MKDT pipeline on Fashion-MNIST on the CPU (about 10 minutes)'),
+    for name, hlp in (('quickstart', 'the main job: the whole MKDT pipeline on Fashion-MNIST on the CPU (9-15 minutes on 2 cores)'),
                       ('run', 'the whole pipeline with a named configuration (see kdd_explore.pipeline.CONFIGS)')):
         p = sub.add_parser(name, help=hlp)
         if name == 'quickstart':
