@@ -19,8 +19,10 @@ headline row is the one at the chosen iteration.
     python benchmarks/budget_study.py --dataset fashion_mnist --config quickstart --out runs/budget_fashion_mnist
     python benchmarks/budget_study.py --dataset fake --config cifar10_cpu --tiny --saves 2,4 --n-val 200 --out runs/budget_toy  # toy size
 
-Resumable: the run folder's stages, the distillation's checkpoint and each saved set and its evaluation are read back,
-so an interrupted study continues where it stopped (rerun the same command). `--no-distill` evaluates only the sets
+Each saved set is evaluated as soon as it is saved, and the report is rewritten after each one (marked partial, with
+the choice made among the iterations evaluated so far), so the curve can be read hours before the last save. Resumable:
+the run folder's stages, the distillation's checkpoint and each saved set and its evaluation are read back, so an
+interrupted study continues where it stopped (rerun the same command). `--no-distill` evaluates only the sets
 already saved (an iteration the run never reached is refused). Writes OUT/budget_study.json (every number),
 OUT/budget_study.md (the tables) and OUT/budget_study.html (the plotly figure: probe accuracy and matching loss against
 the iterations).
@@ -158,15 +160,18 @@ def tables(study:dict) -> str:
     fr = study['fractions']
     methods = list(PER_SET) + list(FIXED)
     head = ['iterations', 'lr', 'matching loss'] + [f'{m} {f * 100:g}%' for m in methods for f in fr]
-    out = ['Test accuracy (%) of every saved set (the fixed methods repeat):', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    for t in study['saves']:
+    out = [] if study.get('complete', True) else [
+        f"**Partial**: {len(study['evaluated'])} of the {len(study['saves'])} saved iterations evaluated so far "
+        f"({', '.join(map(str, study['evaluated']))}); the choice below is among these only.", '']
+    out += ['Test accuracy (%) of every saved set (the fixed methods repeat):', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for t in study.get('evaluated', study['saves']):
         e = study['iterations'][str(t)]
         by = {(r['method'], r['label_fraction']): r for r in e['test'] + study['fixed']['test']}
         out.append('| ' + ' | '.join([str(t), f"{e['summary']['lr']:.4g}", f"{e['summary']['matching_loss']:.4f}"]
                                       + [fmt(by[m, f]) for m in methods for f in fr]) + ' |')
     out += ['', f"Validation accuracy (%) of mkdt_high_loss ({study['n_val']} validation images; rule: {RULE}):", '',
             '| iterations | ' + ' | '.join(f'{f * 100:g}%' for f in fr) + ' | mean |', '|---|' + '---|' * (len(fr) + 1)]
-    for t in study['saves']:
+    for t in study.get('evaluated', study['saves']):
         v = [r for r in study['iterations'][str(t)]['val'] if r['method'] == 'mkdt_high_loss']
         out.append(f"| {t}{' (chosen)' if t == study['chosen'] else ''} | " + ' | '.join(fmt(r) for r in v)
                    + f" | {sum(r['acc_mean'] for r in v) / len(v):.2f} |")
@@ -181,7 +186,7 @@ def figure(study:dict):
     "Probe accuracy (test, per label fraction) and matching loss against the iterations, the fixed methods as flat lines."
     from plotly.subplots import make_subplots
     import plotly.graph_objects as go
-    fr, ts = study['fractions'], study['saves']
+    fr, ts = study['fractions'], study.get('evaluated', study['saves'])
     fig = make_subplots(rows=1, cols=len(fr) + 1, subplot_titles=[f'probe top-1 (%), {f * 100:g}% labels' for f in fr] + ['matching loss'])
     colors = dict(zip(list(PER_SET) + list(FIXED), ['#d62728', '#ff7f0e', '#9467bd', '#1f77b4', '#17becf', '#7f7f7f', '#2ca02c']))
     for j, f in enumerate(fr, 1):
@@ -215,8 +220,7 @@ def main(argv=None):
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
     import dataclasses
-    from kdd_explore.core import KddError, RunLock, atomic_write_bytes, save_json
-    from kdd_explore.evaluate import gap
+    from kdd_explore.core import KddError, RunLock
     from kdd_explore.pipeline import parse_settings, prepare_run
     saves = sorted({int(s) for s in a.saves.split(',')})
     if not saves or saves[0] < 1: sys.exit(f"--saves takes iterations >= 1, got {a.saves!r}.")
@@ -232,29 +236,39 @@ def main(argv=None):
         run = prepare_run(cfg, out/'run', progress=progress)
         cfg = run.cfg
         folder = out/'budget'; folder.mkdir(parents=True, exist_ok=True)
-        timing = {} if a.no_distill else distill_to(run, saves, folder, progress)
-        sets = {t: saved_set(folder, t) for t in saves}
         from kdd_explore.data import load_dataset
         full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
         full = dataclasses.replace(full, mean=run.data.mean, std=run.data.std)
         vi = validation_indices(cfg, full, a.n_val)
         val = dataclasses.replace(full, x_test=full.x_train[vi], y_test=full.y_train[vi])
+        if a.no_distill: [saved_set(folder, t) for t in saves]  # refuse an iteration the run never reached before any work
         fixed = evaluate(run, 'fixed', methods_at(run, None), full, val, folder, progress)
-        its = {str(t): dict(evaluate(run, f'iteration_{t}', methods_at(run, sets[t]), full, val, folder, progress),
-                            summary=set_summary(run, sets[t], folder, t)) for t in saves}
-    chosen = choose({t: its[str(t)]['val'] for t in saves})  # validation only: the test rows play no part
+        its, timing = {}, {}
+        for t in saves:  # distil to each save, evaluate it, and write the report so far: the curve grows while the study runs
+            if not a.no_distill: timing = distill_to(run, [t], folder, progress)
+            syn = saved_set(folder, t)
+            its[str(t)] = dict(evaluate(run, f'iteration_{t}', methods_at(run, syn), full, val, folder, progress),
+                               summary=set_summary(run, syn, folder, t))
+            study = report(out, a, cfg, changes, saves, fixed, its, timing, run, len(syn), t0)
+    print(tables(study))
+    return study
+
+def report(out:Path, a, cfg, changes:dict, saves:list, fixed:dict, its:dict, timing:dict, run, set_size:int, t0:float) -> dict:
+    "The study so far (every saved iteration evaluated up to now), written as OUT/budget_study.{json,md,html}."
+    from kdd_explore.core import atomic_write_bytes, save_json
+    from kdd_explore.evaluate import gap
+    done = [t for t in saves if str(t) in its]
+    chosen = choose({t: its[str(t)]['val'] for t in done})  # validation only: the test rows play no part
     head = its[str(chosen)]['test'] + fixed['test']
     vs_r, vs_i = gap(head, 'mkdt_high_loss', 'random_subset'), gap(head, 'mkdt_high_loss', 'mkdt_initial_at_learned_lr')
-    study = dict(dataset=a.dataset, config=a.config, settings=changes, saves=saves, fractions=list(cfg.fractions), seeds=list(cfg.seeds),
-                 n_val=a.n_val, rule=RULE, chosen=chosen, fixed=fixed, iterations=its, distill_seconds=timing,
-                 headline=dict(iteration=chosen, rows=head, vs_random_subset=vs_r, vs_initial=vs_i,
-                               bar_met=all(g['beats'] for g in [*vs_r.values(), *vs_i.values()])),
-                 run_timings=run.stages.timings, wall_s=round(time.time() - t0, 1), pool=len(run.x), set_size=len(sets[saves[0]]))
+    study = dict(dataset=a.dataset, config=a.config, settings=changes, saves=saves, evaluated=done, complete=done == saves,
+                 fractions=list(cfg.fractions), seeds=list(cfg.seeds), n_val=a.n_val, rule=RULE, chosen=chosen, fixed=fixed, iterations=its,
+                 distill_seconds=timing, headline=dict(iteration=chosen, rows=head, vs_random_subset=vs_r, vs_initial=vs_i,
+                                                       bar_met=all(g['beats'] for g in [*vs_r.values(), *vs_i.values()])),
+                 run_timings=run.stages.timings, wall_s=round(time.time() - t0, 1), pool=len(run.x), set_size=set_size)
     save_json(out/'budget_study.json', study)
-    md = tables(study)
-    atomic_write_bytes(out/'budget_study.md', (md + '\n').encode())
+    atomic_write_bytes(out/'budget_study.md', (tables(study) + '\n').encode())
     figure(study).write_html(str(out/'budget_study.html'), include_plotlyjs=True)
-    print(md)
     return study
 
 if __name__ == '__main__': main()

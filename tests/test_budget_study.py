@@ -57,7 +57,13 @@ def test_budget_study_on_fake_at_toy_size(tmp_path):
     r = study('--dataset', 'fake', '--config', 'cifar10_cpu', '--tiny', '--saves', '2,4', '--n-val', '200', '--out', out, '--quiet')
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     s = check_study(out, [2, 4])
+    assert s['evaluated'] == [2, 4] and s['complete'] and 'Partial' not in (out/'budget_study.md').read_text()
     assert json.loads((out/'run'/'teacher'/'teacher.json').read_text())['arch']['name'] == 'small_resnet'  # the recipe's CPU teacher
+    # the report written after the first save (while the study runs on): marked partial, the choice among what was evaluated
+    part = {**s, 'evaluated': [2], 'complete': False, 'chosen': 2}
+    md = budget_study.tables(part)
+    assert md.startswith('**Partial**: 1 of the 2 saved iterations evaluated so far (2)') and '\n| 4 |' not in md and '\n| 2 ' in md
+    assert list(budget_study.figure(part).data[0].x) == [2]
     # the saved sets are read back: evaluating them again changes nothing
     again = study('--dataset', 'fake', '--config', 'cifar10_cpu', '--tiny', '--saves', '2,4', '--n-val', '200', '--out', out, '--quiet', '--no-distill')
     assert again.returncode == 0 and json.loads((out/'budget_study.json').read_text())['iterations'] == s['iterations']
