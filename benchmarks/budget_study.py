@@ -31,13 +31,12 @@ from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
 
-FIXED = ('no_pretrain', 'random_subset', 'high_loss_subset', 'full_data_kd')  # methods that do not change with the iterations
-PER_SET = ('mkdt_high_loss', 'mkdt_initial_at_learned_lr', 'random_subset_at_learned_lr')  # methods that use a saved set (or its lr)
+from kdd_explore.report import BUDGET_FIXED as FIXED, BUDGET_PER_SET as PER_SET, BUDGET_RULE as RULE  # the methods and the rule
+from kdd_explore.report import budget_figure as figure, budget_table as tables, choose_iteration as choose
+
 TINY = {'n_train': 300, 'n_test': 200, 'n_experts': 2, 'expert_epochs': 4, 'syn_fraction': 0.05, 'high_loss_clusters': 5, 'eval_epochs': 2,
         'seeds': [0, 1], 'teacher_epochs': 1, 'kd_eval_n': 200, 'distill.syn_steps': 3, 'distill.batch_syn': 8, 'distill.snapshot_every': 2,
         'distill.checkpoint_every': 2}  # --tiny: the recipe at toy size (a check that the study runs, not a result)
-RULE = ("the saved iteration whose mkdt_high_loss has the highest validation accuracy, averaged over the label fractions "
-        "and seeds; a tie goes to the fewer iterations")
 COPIES = {  # datasets this study is run on here that a machine may lack: the commands that provide them, and their full size
     'cifar10_jpeg': dict(how="tar xzf cifar10_jpeg.tar.gz -C /tmp && kdd-explore register cifar10_jpeg /tmp/cifar10_jpeg --size 32",
                          train=50000, test=10000),
@@ -135,13 +134,6 @@ def evaluate(run, name:str, methods:dict, test, val, folder:Path, progress:bool)
     save_json(path, res)
     return res
 
-def choose(per_iteration:dict) -> int:
-    "The iteration `RULE` picks from {t: validation rows}."
-    import statistics
-    score = {t: statistics.fmean(r['acc_mean'] for r in rows if r['method'] == 'mkdt_high_loss') for t, rows in per_iteration.items()}
-    best = max(score.values())
-    return min(t for t, v in score.items() if v == best)
-
 def set_summary(run, syn, folder:Path, t:int) -> dict:
     "Matching loss (every expert and start) and step budget of the set saved at `t` (cached)."
     from kdd_explore.core import load_json, save_json
@@ -152,59 +144,6 @@ def set_summary(run, syn, folder:Path, t:int) -> dict:
     res = dict(iteration=t, lr=float(syn.lr), matching_loss=round(matching_loss(run.experts, syn, dc), 4), step_budget=step_budget(run.experts, dc, syn.lr))
     save_json(path, res)
     return res
-
-def fmt(r): return f"{r['acc_mean']:.1f} ± {r['acc_std']:.1f}"
-
-def tables(study:dict) -> str:
-    "The curve (test, every saved iteration), the validation scores and the headline row, as markdown."
-    fr = study['fractions']
-    methods = list(PER_SET) + list(FIXED)
-    head = ['iterations', 'lr', 'matching loss'] + [f'{m} {f * 100:g}%' for m in methods for f in fr]
-    out = [] if study.get('complete', True) else [
-        f"**Partial**: {len(study['evaluated'])} of the {len(study['saves'])} saved iterations evaluated so far "
-        f"({', '.join(map(str, study['evaluated']))}); the choice below is among these only.", '']
-    out += ['Test accuracy (%) of every saved set (the fixed methods repeat):', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    for t in study.get('evaluated', study['saves']):
-        e = study['iterations'][str(t)]
-        by = {(r['method'], r['label_fraction']): r for r in e['test'] + study['fixed']['test']}
-        out.append('| ' + ' | '.join([str(t), f"{e['summary']['lr']:.4g}", f"{e['summary']['matching_loss']:.4f}"]
-                                      + [fmt(by[m, f]) for m in methods for f in fr]) + ' |')
-    out += ['', f"Validation accuracy (%) of mkdt_high_loss ({study['n_val']} validation images; rule: {RULE}):", '',
-            '| iterations | ' + ' | '.join(f'{f * 100:g}%' for f in fr) + ' | mean |', '|---|' + '---|' * (len(fr) + 1)]
-    for t in study.get('evaluated', study['saves']):
-        v = [r for r in study['iterations'][str(t)]['val'] if r['method'] == 'mkdt_high_loss']
-        out.append(f"| {t}{' (chosen)' if t == study['chosen'] else ''} | " + ' | '.join(fmt(r) for r in v)
-                   + f" | {sum(r['acc_mean'] for r in v) / len(v):.2f} |")
-    h = study['headline']
-    out += ['', f"Headline (test, at the chosen {study['chosen']} iterations): mkdt_high_loss against random_subset "
-            + ', '.join(f"{f * 100:g}%: {g['gap']:+.1f} ({g['in_stds']} stds)" for f, g in zip(fr, h['vs_random_subset'].values()))
-            + '; against mkdt_initial_at_learned_lr ' + ', '.join(f"{f * 100:g}%: {g['gap']:+.1f} ({g['in_stds']} stds)" for f, g in zip(fr, h['vs_initial'].values()))
-            + f". Quality bar (beats both by more than the larger std at every fraction): {'met' if h['bar_met'] else 'not met'}."]
-    return '\n'.join(out)
-
-def figure(study:dict):
-    "Probe accuracy (test, per label fraction) and matching loss against the iterations, the fixed methods as flat lines."
-    from plotly.subplots import make_subplots
-    import plotly.graph_objects as go
-    fr, ts = study['fractions'], study.get('evaluated', study['saves'])
-    fig = make_subplots(rows=1, cols=len(fr) + 1, subplot_titles=[f'probe top-1 (%), {f * 100:g}% labels' for f in fr] + ['matching loss'])
-    colors = dict(zip(list(PER_SET) + list(FIXED), ['#d62728', '#ff7f0e', '#9467bd', '#1f77b4', '#17becf', '#7f7f7f', '#2ca02c']))
-    for j, f in enumerate(fr, 1):
-        for m in PER_SET:
-            rows = [next(r for r in study['iterations'][str(t)]['test'] if r['method'] == m and r['label_fraction'] == f) for t in ts]
-            fig.add_trace(go.Scatter(x=ts, y=[r['acc_mean'] for r in rows], error_y=dict(array=[r['acc_std'] for r in rows]), name=m,
-                                     legendgroup=m, showlegend=j == 1, line=dict(color=colors[m]), mode='lines+markers'), 1, j)
-        for m in FIXED:
-            r = next(r for r in study['fixed']['test'] if r['method'] == m and r['label_fraction'] == f)
-            fig.add_trace(go.Scatter(x=[ts[0], ts[-1]], y=[r['acc_mean']] * 2, name=m, legendgroup=m, showlegend=j == 1,
-                                     line=dict(color=colors[m], dash='dash'), mode='lines'), 1, j)
-        fig.add_vline(x=study['chosen'], line=dict(color='black', dash='dot'), row=1, col=j)
-    fig.add_trace(go.Scatter(x=ts, y=[study['iterations'][str(t)]['summary']['matching_loss'] for t in ts], name='matching loss',
-                             line=dict(color='black'), mode='lines+markers'), 1, len(fr) + 1)
-    for j in range(1, len(fr) + 2): fig.update_xaxes(type='log', title_text='distillation iterations', row=1, col=j)
-    fig.update_layout(title=f"{study['dataset']}, recipe {study['config']}: MKDT against the distillation budget (dotted: the iteration chosen on validation)",
-                      height=420, width=420 * (len(fr) + 1))
-    return fig
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])

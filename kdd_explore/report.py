@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64, io
 from pathlib import Path
 import torch
-from .core import atomic_write_bytes
+from .core import KddError, atomic_write_bytes
 from .data import ImageData
 from .distill import DistillHistory
 from .krr_st import KRRSTConfig
@@ -15,8 +15,9 @@ from .evaluate import gap, horizon_figure, results_figure, results_table
 from .recipes import PipelineConfig
 
 # %% auto #0
-__all__ = ['image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html', 'budget_html', 'krr_curve_html',
-           'build_report']
+__all__ = ['BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'image_grid_uri', 'curves_figure', 'write_report', 'findings',
+           'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'choose_iteration', 'budget_table',
+           'budget_figure']
 
 # %% ../nbs/09b_report.ipynb #e8508278
 def image_grid_uri(images:torch.Tensor, # N x C x H x W images in [0, 1]
@@ -179,3 +180,76 @@ def build_report(out:Path, cfg:PipelineConfig, data:ImageData, rows:list, transf
         sections.append(('Why naive distillation fails for SSL: minibatch gradient variance', variance_figure(variance)))
     sections.append(('Stage timings (seconds)', f'<table><tr><th>stage</th><th>seconds</th></tr>{timing_rows}</table>'))
     return write_report(out/'report.html', f'kdd_explore: MKDT on {cfg.dataset}', sections)
+
+# %% ../nbs/09b_report.ipynb #c4b1a002
+BUDGET_PER_SET = ('mkdt_high_loss', 'mkdt_initial_at_learned_lr', 'random_subset_at_learned_lr')  # methods that use a saved set (or its lr)
+BUDGET_FIXED = ('no_pretrain', 'random_subset', 'high_loss_subset', 'full_data_kd')  # methods that do not change with the iterations
+BUDGET_RULE = ("the saved iteration whose mkdt_high_loss has the highest validation accuracy, averaged over the label fractions "
+               "and seeds; a tie goes to the fewer iterations")
+
+def choose_iteration(per_iteration:dict, # {iteration: validation rows of `compare`}
+                    ) -> int:
+    "The iteration `BUDGET_RULE` picks: the best mean validation accuracy of mkdt_high_loss, the fewest iterations on a tie."
+    if not per_iteration: raise KddError("No evaluated iteration to choose from: the budget study has not evaluated any saved set yet.")
+    score = {t: sum(r['acc_mean'] for r in rows if r['method'] == 'mkdt_high_loss') / max(1, sum(r['method'] == 'mkdt_high_loss' for r in rows))
+             for t, rows in per_iteration.items()}
+    best = max(score.values())
+    return min(t for t, v in score.items() if v == best)
+
+# %% ../nbs/09b_report.ipynb #c4b1a004
+def _fmt(r): return f"{r['acc_mean']:.1f} ± {r['acc_std']:.1f}"
+
+def _done(study): return study.get('evaluated', study['saves'])
+
+def budget_table(study:dict, # a `budget_study.json`
+                ) -> str:
+    "The budget study as markdown: the test curve of every evaluated set, the validation scores, and the headline at the chosen iteration."
+    fr, methods = study['fractions'], list(BUDGET_PER_SET) + list(BUDGET_FIXED)
+    out = [] if study.get('complete', True) else [
+        f"**Partial**: {len(study['evaluated'])} of the {len(study['saves'])} saved iterations evaluated so far "
+        f"({', '.join(map(str, study['evaluated']))}); the choice below is among these only.", '']
+    head = ['iterations', 'lr', 'matching loss'] + [f'{m} {f * 100:g}%' for m in methods for f in fr]
+    out += ['Test accuracy (%) of every saved set (the fixed methods repeat):', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for t in _done(study):
+        e = study['iterations'][str(t)]
+        by = {(r['method'], r['label_fraction']): r for r in e['test'] + study['fixed']['test']}
+        out.append('| ' + ' | '.join([str(t), f"{e['summary']['lr']:.4g}", f"{e['summary']['matching_loss']:.4f}"]
+                                      + [_fmt(by[m, f]) for m in methods for f in fr]) + ' |')
+    out += ['', f"Validation accuracy (%) of mkdt_high_loss ({study['n_val']} validation images; rule: {study.get('rule', BUDGET_RULE)}):", '',
+            '| iterations | ' + ' | '.join(f'{f * 100:g}%' for f in fr) + ' | mean |', '|---|' + '---|' * (len(fr) + 1)]
+    for t in _done(study):
+        v = [r for r in study['iterations'][str(t)]['val'] if r['method'] == 'mkdt_high_loss']
+        out.append(f"| {t}{' (chosen)' if t == study['chosen'] else ''} | " + ' | '.join(_fmt(r) for r in v)
+                   + f" | {sum(r['acc_mean'] for r in v) / len(v):.2f} |")
+    h = study['headline']
+    out += ['', f"Headline (test, at the chosen {study['chosen']} iterations): mkdt_high_loss against random_subset "
+            + ', '.join(f"{f * 100:g}%: {g['gap']:+.1f} ({g['in_stds']} stds)" for f, g in zip(fr, h['vs_random_subset'].values()))
+            + '; against mkdt_initial_at_learned_lr ' + ', '.join(f"{f * 100:g}%: {g['gap']:+.1f} ({g['in_stds']} stds)" for f, g in zip(fr, h['vs_initial'].values()))
+            + f". Quality bar (beats both by more than the larger std at every fraction): {'met' if h['bar_met'] else 'not met'}."]
+    return '\n'.join(out)
+
+def budget_figure(study:dict, # a `budget_study.json`
+                 ):
+    "Plotly figure: probe accuracy (test, one panel per label fraction) and matching loss against the iterations; the fixed methods as flat lines."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    fr, ts = study['fractions'], _done(study)
+    fig = make_subplots(rows=1, cols=len(fr) + 1, subplot_titles=[f'probe top-1 (%), {f * 100:g}% labels' for f in fr] + ['matching loss'])
+    colors = dict(zip(list(BUDGET_PER_SET) + list(BUDGET_FIXED), ['#d62728', '#ff7f0e', '#9467bd', '#1f77b4', '#17becf', '#7f7f7f', '#2ca02c']))
+    for j, f in enumerate(fr, 1):
+        for m in BUDGET_PER_SET:
+            rows = [next(r for r in study['iterations'][str(t)]['test'] if r['method'] == m and r['label_fraction'] == f) for t in ts]
+            fig.add_trace(go.Scatter(x=ts, y=[r['acc_mean'] for r in rows], error_y=dict(array=[r['acc_std'] for r in rows]), name=m,
+                                     legendgroup=m, showlegend=j == 1, line=dict(color=colors[m]), mode='lines+markers'), 1, j)
+        for m in BUDGET_FIXED:
+            r = next(r for r in study['fixed']['test'] if r['method'] == m and r['label_fraction'] == f)
+            fig.add_trace(go.Scatter(x=[ts[0], ts[-1]], y=[r['acc_mean']] * 2, name=m, legendgroup=m, showlegend=j == 1,
+                                     line=dict(color=colors[m], dash='dash'), mode='lines'), 1, j)
+        fig.add_vline(x=study['chosen'], line=dict(color='black', dash='dot'), row=1, col=j)
+    fig.add_trace(go.Scatter(x=ts, y=[study['iterations'][str(t)]['summary']['matching_loss'] for t in ts], name='matching loss',
+                             line=dict(color='black'), mode='lines+markers'), 1, len(fr) + 1)
+    for j in range(1, len(fr) + 2): fig.update_xaxes(type='log', title_text='distillation iterations', row=1, col=j)
+    part = '' if study.get('complete', True) else f" (partial: {len(ts)} of {len(study['saves'])} saves)"
+    fig.update_layout(title=f"{study['dataset']}, recipe {study['config']}: MKDT against the distillation budget{part} (dotted: the iteration chosen on validation)",
+                      height=420, width=420 * (len(fr) + 1))
+    return fig
