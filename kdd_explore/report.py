@@ -17,7 +17,7 @@ from .recipes import PipelineConfig
 # %% auto #0
 __all__ = ['BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'image_grid_uri', 'curves_figure', 'write_report', 'findings',
            'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'choose_iteration', 'budget_table',
-           'budget_figure']
+           'budget_figure', 'shipped_budget_study']
 
 # %% ../nbs/09b_report.ipynb #e8508278
 def image_grid_uri(images:torch.Tensor, # N x C x H x W images in [0, 1]
@@ -253,3 +253,17 @@ def budget_figure(study:dict, # a `budget_study.json`
     fig.update_layout(title=f"{study['dataset']}, recipe {study['config']}: MKDT against the distillation budget{part} (dotted: the iteration chosen on validation)",
                       height=420, width=420 * (len(fr) + 1))
     return fig
+
+# %% ../nbs/09b_report.ipynb #c4b1a008
+def shipped_budget_study(dataset:str, # the dataset the study ran on, e.g. 'cifar10_jpeg' or 'fashion_mnist'
+                        ) -> dict:
+    "The `budget_study.json` of this project's own run on `dataset`, as shipped in the package's assets."
+    import json
+    import kdd_explore
+    assets = Path(kdd_explore.__file__).parent/'assets'
+    p = assets/f'budget_study_{dataset}.json'
+    if not p.exists():
+        have = sorted(q.stem[len('budget_study_'):] for q in assets.glob('budget_study_*.json'))
+        raise KddError(f"No budget study ships for {dataset!r} (shipped: {', '.join(have) or 'none'}). "
+                       f"Run one: python benchmarks/budget_study.py --dataset {dataset} --out DIR, then read DIR/budget_study.json.")
+    return json.loads(p.read_text())
