@@ -27,15 +27,18 @@ __all__ = ['METHODS', 'STAGES', 'open_run', 'Stages', 'get_teacher', 'get_expert
            'prepare_run', 'run_pipeline', 'RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig',
            'ConfigError', 'known_settings', 'setting_problem', 'parse_settings', 'get_config', 'variance_fit',
            'check_config', 'adapted_lines', 'image_grid_uri', 'curves_figure', 'write_report', 'findings',
-           'findings_html', 'budget_html', 'krr_curve_html', 'build_report']
+           'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'BUDGET_PER_SET', 'BUDGET_FIXED',
+           'BUDGET_RULE', 'choose_iteration', 'budget_table', 'budget_figure', 'shipped_budget_study']
 
 # %% ../nbs/09c_pipeline.ipynb #fa90c79a
 from .recipes import RECORDS, SUB_SETTINGS, CONFIGS, CHECKS, PipelineConfig, ConfigError, known_settings, setting_problem
 from .recipes import parse_settings, get_config, variance_fit, check_config, adapted_lines, _put
 from .report import image_grid_uri, curves_figure, write_report, findings, findings_html, budget_html, krr_curve_html, build_report
+from .report import BUDGET_PER_SET, BUDGET_FIXED, BUDGET_RULE, choose_iteration, budget_table, budget_figure, shipped_budget_study  # the budget study's readers
 _all_ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'ConfigError', 'known_settings', 'setting_problem',
          'parse_settings', 'get_config', 'variance_fit', 'check_config', 'adapted_lines',
-         'image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html', 'budget_html', 'krr_curve_html', 'build_report']
+         'image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html', 'budget_html', 'krr_curve_html', 'build_report',
+         'BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'choose_iteration', 'budget_table', 'budget_figure', 'shipped_budget_study']
 
 # %% ../nbs/09c_pipeline.ipynb #45d235c9
 def _entries(out): return [p for p in out.iterdir() if p.name != '.lock']  # the run's own lock is not content
