@@ -86,20 +86,19 @@ def saved_set(folder:Path, t:int):
         raise SystemExit(f"No set was saved at iteration {t}: this run saved {have or 'none'}. Run without --no-distill to continue it to {t}.")
     return SyntheticSet.load(p)
 
-def distill_to(run, saves, folder:Path, progress:bool) -> dict:
-    "Continue the high-loss distillation to each save in turn (resumable), saving the set and the seconds it took."
+def distill_to(run, t:int, folder:Path, progress:bool) -> dict:
+    "Continue the high-loss distillation to iteration `t` (resumable), saving the set and the seconds it took; returns every save's seconds."
     from kdd_explore.core import load_json, save_json, artifact_exists
     from kdd_explore.distill import SyntheticSet, distill
     cfg, timing = run.cfg, (load_json(folder/'timing.json') if (folder/'timing.json').exists() else {})
+    if artifact_exists(folder/f'set_{t}'): return timing
     syn0 = SyntheticSet.from_real(run.x, run.reps, run.subsets['high_loss'], lr=cfg.distill_config().lr_init,
                                   meta=dict(dataset=run.data.meta(), arch=run.arch, init='high_loss'))
-    for t in saves:
-        if artifact_exists(folder/f'set_{t}'): continue
-        t0 = time.time()
-        syn, hist = distill(run.experts, syn0, cfg.distill_config(iterations=t), out=folder/'loop', progress=progress)
-        syn.save(folder/f'set_{t}'); hist.save(folder/f'history_{t}')
-        timing[str(t)] = round(time.time() - t0, 1)
-        save_json(folder/'timing.json', timing)
+    t0 = time.time()
+    syn, hist = distill(run.experts, syn0, cfg.distill_config(iterations=t), out=folder/'loop', progress=progress)
+    syn.save(folder/f'set_{t}'); hist.save(folder/f'history_{t}')
+    timing[str(t)] = round(time.time() - t0, 1)
+    save_json(folder/'timing.json', timing)
     return timing
 
 def methods_at(run, syn) -> dict:
@@ -184,7 +183,7 @@ def main(argv=None):
         fixed = evaluate(run, 'fixed', methods_at(run, None), full, val, folder, progress)
         its, timing = {}, {}
         for t in saves:  # distil to each save, evaluate it, and write the report so far: the curve grows while the study runs
-            if not a.no_distill: timing = distill_to(run, [t], folder, progress)
+            if not a.no_distill: timing = distill_to(run, t, folder, progress)
             syn = saved_set(folder, t)
             its[str(t)] = dict(evaluate(run, f'iteration_{t}', methods_at(run, syn), full, val, folder, progress),
                                summary=set_summary(run, syn, folder, t))

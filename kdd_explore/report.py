@@ -8,7 +8,7 @@ import base64, io
 from pathlib import Path
 import torch
 from .core import KddError, atomic_write_bytes
-from .data import ImageData
+from .data import ImageData, _assets_dir
 from .distill import DistillHistory
 from .krr_st import KRRSTConfig
 from .evaluate import gap, horizon_figure, results_figure, results_table
@@ -190,9 +190,9 @@ BUDGET_RULE = ("the saved iteration whose mkdt_high_loss has the highest validat
 def choose_iteration(per_iteration:dict, # {iteration: validation rows of `compare`}
                     ) -> int:
     "The iteration `BUDGET_RULE` picks: the best mean validation accuracy of mkdt_high_loss, the fewest iterations on a tie."
+    import statistics
     if not per_iteration: raise KddError("No evaluated iteration to choose from: the budget study has not evaluated any saved set yet.")
-    score = {t: sum(r['acc_mean'] for r in rows if r['method'] == 'mkdt_high_loss') / max(1, sum(r['method'] == 'mkdt_high_loss' for r in rows))
-             for t, rows in per_iteration.items()}
+    score = {t: statistics.fmean(r['acc_mean'] for r in rows if r['method'] == 'mkdt_high_loss') for t, rows in per_iteration.items()}
     best = max(score.values())
     return min(t for t, v in score.items() if v == best)
 
@@ -259,8 +259,7 @@ def shipped_budget_study(dataset:str, # the dataset the study ran on, e.g. 'cifa
                         ) -> dict:
     "The `budget_study.json` of this project's own run on `dataset`, as shipped in the package's assets."
     import json
-    import kdd_explore
-    assets = Path(kdd_explore.__file__).parent/'assets'
+    assets = _assets_dir()
     p = assets/f'budget_study_{dataset}.json'
     if not p.exists():
         have = sorted(q.stem[len('budget_study_'):] for q in assets.glob('budget_study_*.json'))

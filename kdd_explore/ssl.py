@@ -335,15 +335,12 @@ def teacher_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
     return Path(out)/'teacher'
 
 # %% ../nbs/03_ssl.ipynb #8daa1c7d
-def _assets():
-    "The package's folder of shipped assets."
-    import kdd_explore
-    return Path(kdd_explore.__file__).parent/'assets'
+from .data import _assets_dir  # the package's folder of shipped assets
 
 def shipped_teacher(dataset:str, # a dataset name
                    ) -> Path|None:
     "The path of the teacher artifact shipped for `dataset`, or None when the package ships none for it."
-    p = _assets()/f'teacher_{dataset}'
+    p = _assets_dir()/f'teacher_{dataset}'
     return p if artifact_exists(p) else None
 
 def default_teacher(dataset:str='fashion_mnist', # the dataset whose shipped teacher to load
@@ -353,7 +350,7 @@ def default_teacher(dataset:str='fashion_mnist', # the dataset whose shipped tea
     p = shipped_teacher(dataset)
     if p is None:
         raise KddError(f"No teacher is shipped for dataset {dataset!r} (shipped: "
-                       f"{', '.join(sorted(q.stem[len('teacher_'):] for q in _assets().glob('teacher_*.json'))) or 'none'}). "
+                       f"{', '.join(sorted(q.stem[len('teacher_'):] for q in _assets_dir().glob('teacher_*.json'))) or 'none'}). "
                        f"Train one with `kdd-explore teacher --dataset {dataset} --method barlow_twins --out DIR` "
                        "and pass DIR/teacher where a teacher is asked for.")
     return load_teacher(p, device=device)
