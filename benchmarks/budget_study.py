@@ -170,12 +170,13 @@ def main(argv=None):
     except KddError as e: sys.exit(str(e))
     out, progress = Path(a.out), not a.quiet
     t0 = time.time()
+    from kdd_explore.data import load_dataset
+    try: full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)  # the whole training split (validation), before any work
+    except KddError as e: sys.exit(f"The study needs all of {cfg.dataset}'s training images (its validation split lies outside the pool): {e}")
     with RunLock(out/'run'):
         run = prepare_run(cfg, out/'run', progress=progress)
         cfg = run.cfg
         folder = out/'budget'; folder.mkdir(parents=True, exist_ok=True)
-        from kdd_explore.data import load_dataset
-        full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
         full = dataclasses.replace(full, mean=run.data.mean, std=run.data.std)
         vi = validation_indices(cfg, full, a.n_val)
         val = dataclasses.replace(full, x_test=full.x_train[vi], y_test=full.y_train[vi])

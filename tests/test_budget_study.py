@@ -95,3 +95,10 @@ def test_budget_study_says_how_to_get_a_missing_or_half_registered_copy(tmp_path
     r = study('--dataset', 'cifar10_jpeg', '--out', tmp_path/'x', env=env)
     assert r.returncode != 0 and 'half-extracted' in r.stderr and 'kdd-explore register cifar10_jpeg' in r.stderr
     assert not (tmp_path/'x').exists()  # nothing was run
+
+def test_budget_study_without_the_full_split_stops_before_any_work(tmp_path):
+    "With only the shipped Fashion-MNIST slice (no Debian files, nothing under KDD_DATA) the study needs the whole split for its validation images: one clear stop, nothing run."
+    env = {'KDD_DATA': str(tmp_path/'empty'), 'KDD_IGNORE_SYSTEM_DATA': '1'}
+    r = study('--dataset', 'fashion_mnist', '--config', 'quickstart', '--out', tmp_path/'x', '--quiet', env=env, timeout=300)
+    assert r.returncode != 0 and "needs all of fashion_mnist's training images" in r.stderr and 'apt-get install dataset-fashion-mnist' in r.stderr
+    assert 'Traceback' not in r.stderr and not (tmp_path/'x').exists()
