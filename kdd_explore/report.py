@@ -255,14 +255,14 @@ def budget_figure(study:dict, # a `budget_study.json`
     return fig
 
 # %% ../nbs/09b_report.ipynb #c4b1a008
-def shipped_budget_study(dataset:str, # the dataset the study ran on, e.g. 'cifar10_jpeg' or 'fashion_mnist'
+def shipped_budget_study(name:str, # the dataset the study ran on ('cifar10_jpeg', 'fashion_mnist'), or the dataset and a variant ('cifar10_jpeg_1000img')
                         ) -> dict:
-    "The `budget_study.json` of this project's own run on `dataset`, as shipped in the package's assets."
+    "The `budget_study.json` of this project's own study `name`, as shipped in the package's assets."
     import json
     assets = _assets_dir()
-    p = assets/f'budget_study_{dataset}.json'
+    p = assets/f'budget_study_{name}.json'
     if not p.exists():
         have = sorted(q.stem[len('budget_study_'):] for q in assets.glob('budget_study_*.json'))
-        raise KddError(f"No budget study ships for {dataset!r} (shipped: {', '.join(have) or 'none'}). "
-                       f"Run one: python benchmarks/budget_study.py --dataset {dataset} --out DIR, then read DIR/budget_study.json.")
+        raise KddError(f"No budget study ships as {name!r} (shipped: {', '.join(have) or 'none'}). "
+                       "Run one: python benchmarks/budget_study.py --dataset DATASET --out DIR, then read DIR/budget_study.json.")
     return json.loads(p.read_text())
