@@ -79,13 +79,15 @@ def one(cfg, impl, steps, iters, threads, tiny, budget):
         info['step_mb'] = round(M.graph_step_mb(sl, start, torch.tensor(0.1)), 1)
         if impl != 'auto' and info['step_mb'] * steps > 0.7 * mem_available_mb():
             return dict(info, skipped=f"the whole graph (~{info['step_mb'] * steps:.0f} MB) would not fit in {mem_available_mb():.0f} MB available")
+    if impl == 'auto' and hasattr(M, 'plan_unroll'):  # the plan is made once per run (`distill` too), not in the timed iterations
+        info['plan'] = M.plan_unroll(info['step_mb'], steps, 'auto', budget)
     def iteration(i, steps=steps):
         X, Y = X0.clone().requires_grad_(True), Y0.clone().requires_grad_(True)
         lr = torch.tensor(0.1, requires_grad=True)
         batches = D.minibatch_schedule(n_syn, batch, steps, torch.Generator().manual_seed(i))
         if impl == 'unrolled': return unrolled_reference(model, start, target, lr, X, Y, batches, steps)
         mode = 'bounded' if impl == 'today' else impl
-        kw = dict(memory_budget_mb=budget) if impl == 'auto' and budget else {}
+        kw = dict(segment=info['plan']['segment']) if 'plan' in info else {}  # planned once per run, as `distill` does
         out = M.unroll_match(start, target, lr, [X, Y], M.kd_step_loss(model, X, Y, batches), steps, mode, **kw)
         return out[0], out[1], out[2]
     t0 = time.perf_counter(); iteration(0, min(steps, 2)); warm = time.perf_counter() - t0  # warm-up: kernels, allocator
@@ -93,8 +95,6 @@ def one(cfg, impl, steps, iters, threads, tiny, budget):
     for i in range(iters):
         t0 = time.perf_counter(); loss, (gx, gy), glr = iteration(i + 1); secs.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if impl == 'auto' and hasattr(M, 'plan_unroll'):
-        info['plan'] = M.plan_unroll(info['step_mb'], steps, 'auto', budget)
     return dict(info, sec_per_iter=round(min(secs), 4), sec_mean=round(sum(secs) / len(secs), 4), warmup_sec=round(warm, 3),
                 peak_rss_mb=round(peak, 1), loss=float(loss), grad_norm_images=float(gx.norm()))
 
