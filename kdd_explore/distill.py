@@ -16,7 +16,7 @@ from .models import build_model, fcall, param_dict
 from .metagrad import (META_MODES, DEFAULT_BUDGET_MB, check_mode, check_budget, model_forward, minibatch_schedule,
                                    kd_step_loss, unroll_match, graph_step_mb, plan_unroll, distance_shares, _sqdist)
 from .data import equal_batches
-from .kd import (Experts, kd_loss, record_experts, high_loss_indices, random_indices, student_arch,
+from .kd import (Experts, kd_loss, experts_objective, record_experts, high_loss_indices, random_indices, student_arch,
                             load_dataset_for_job)
 from .distributed import (DistributedError, all_gather, all_reduce_sum, barrier, broadcast, check_divides,
                                      init_distributed, is_main, rank0_first, running, shard)
@@ -168,6 +168,14 @@ def expert_schedule(iteration:int, # outer iteration (0-based)
     rnd, pos = divmod(iteration, n_experts)
     return int(torch.randperm(n_experts, generator=make_generator(derive_seed(seed, 'expert_round', rnd)))[pos])
 
+_OBJECTIVE_WORDS = {'kd': 'by KD (MSE to the teacher\'s representations)', 'ce': 'with cross-entropy on labels (supervised)', 'ssl': 'with an SSL loss'}
+
+def _check_objective(experts, allowed, what, fix):
+    "Refuse experts trained on another objective than the inner loss `what` matches (one line naming both)."
+    got = experts_objective(experts.meta)
+    if got not in allowed:
+        raise KddError(f"These experts were trained {_OBJECTIVE_WORDS[got]}, but {what} matches experts trained {_OBJECTIVE_WORDS[allowed[0]]}: {fix}")
+
 def _check_setting(experts, syn, config, model):
     experts.check_arch(model.arch)
     if syn.meta.get('arch') is not None: experts.check_arch(syn.meta['arch'], "synthetic set's student")
@@ -298,6 +306,8 @@ def distill(experts:Experts, # KD experts of the student architecture
             model:nn.Module|None=None, # the student module (default: `build_model(experts.arch)`)
            ) -> tuple[SyntheticSet, DistillHistory]:
     "MKDT: learn images, targets and the inner lr so that `syn_steps` KD steps on them match expert trajectories."
+    _check_objective(experts, ('kd',), 'distill (MKDT)', "distil supervised experts with kdd_explore.supervised.distill_supervised "
+                     "(kdd-explore supervised), or record KD experts (record_experts with objective='kd').")
     if syn.targets.shape[1] != experts.arch.get('out_dim', syn.targets.shape[1]):
         raise KddError(f"The synthetic targets are {syn.targets.shape[1]}-d but the experts' student outputs {experts.arch['out_dim']}-d: "
                        "use targets from the teacher the experts were trained on.")
@@ -314,11 +324,12 @@ def matching_loss(experts:Experts, # the experts to match
                   model:nn.Module|None=None, # the student module
                   method:str|None=None, # None: the KD inner loss (MKDT); an SSL method name: the SSL inner loss
                   mean:tuple|None=None, std:tuple|None=None, # the dataset's statistics (for SSL views)
+                  make_step_loss=None, # another inner loss: a maker `make(model, X, Y, it, g) -> step_loss` (e.g. the supervised one); overrides `method`
                  ) -> float:
     "Mean matching loss of `syn` over every expert and every start epoch < max_start_epoch (fixed minibatches, no update)."
     model = model if model is not None else build_model(experts.arch)
     _check_setting(experts, syn, config, model)
-    make = _kd_maker(config) if method is None else _ssl_maker(config, method, mean, std)
+    make = make_step_loss or (_kd_maker(config) if method is None else _ssl_maker(config, method, mean, std))
     X, Y, lr, tot, n = syn.images.detach(), syn.targets.detach(), syn.lr.detach(), 0., 0
     for k in range(experts.n_experts):
         for s in range(config.max_start_epoch):
@@ -395,6 +406,7 @@ def distill_ssl(experts:Experts, # SSL experts (`record_ssl_experts`)
                 model:nn.Module|None=None, # the student module
                ) -> tuple[SyntheticSet, DistillHistory]:
     "The naive MTT-SSL baseline: the same matching loop with an SSL inner loss on two views of synthetic minibatches."
+    _check_objective(experts, ('ssl', 'kd'), 'distill_ssl (naive MTT-SSL)', "record SSL experts with record_ssl_experts.")
     if min(config.batch_syn, len(syn)) < 2: raise KddError("An SSL inner loss needs minibatches of at least 2 synthetic images.")
     return _distill_loop(experts, syn, config, out, progress, model, _ssl_maker(config, method, mean, std), False, 'distill_ssl')
 

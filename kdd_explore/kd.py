@@ -15,13 +15,14 @@ from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_f
                               derive_seed, make_generator, save_artifact, load_artifact, artifact_exists, read_meta)
 from .models import build_model, param_dict, fcall, count_params, canonical_arch
 from .data import equal_batches
+from .augment import augmenter
 from .distributed import DistributedError, barrier, dist_info, init_distributed, is_main, rank0_first, running, shard
 
 # %% auto #0
-__all__ = ['teacher_representations', 'model_fingerprint', 'cached_representations', 'kd_loss', 'kd_losses', 'train_kd',
-           'reference_padding', 'student_arch', 'Experts', 'record_experts', 'train_kd_vmap', 'import_replay_buffer',
-           'per_example_kd_loss', 'high_loss_indices', 'top_per_cluster', 'random_indices', 'experts_job',
-           'load_dataset_for_job']
+__all__ = ['OBJECTIVES', 'teacher_representations', 'model_fingerprint', 'cached_representations', 'kd_loss', 'kd_losses',
+           'soft_cross_entropy', 'experts_objective', 'train_kd', 'reference_padding', 'student_arch', 'Experts',
+           'record_experts', 'train_kd_vmap', 'import_replay_buffer', 'per_example_kd_loss', 'high_loss_indices',
+           'top_per_cluster', 'random_indices', 'experts_job', 'load_dataset_for_job']
 
 # %% ../nbs/05_kd.ipynb #8e81a938
 @torch.no_grad()
@@ -82,6 +83,20 @@ def kd_losses(pred:torch.Tensor, # N x D student outputs
     "Per-example KD losses (N): the mean squared error of each row."
     return (pred - target).pow(2).mean(1)
 
+def soft_cross_entropy(logits:torch.Tensor, # N x C class scores
+                       targets:torch.Tensor, # N x C target distributions: one-hot labels, or soft (possibly learned) labels
+                      ) -> torch.Tensor:
+    "Cross-entropy to target distributions, averaged over the batch: with one-hot targets, PyTorch's `cross_entropy` on the labels."
+    return -(targets * F.log_softmax(logits, 1)).sum(1).mean()
+
+OBJECTIVES = {'kd': kd_loss, 'ce': soft_cross_entropy}  # what a student can be trained on: 'kd' regresses representations (MKDT), 'ce' classifies (supervised)
+
+def experts_objective(meta:dict, # an `Experts.meta`
+                     ) -> str:
+    "What recorded experts were trained on: 'kd' (MSE to teacher representations), 'ce' (cross-entropy on labels) or 'ssl' (an SSL loss)."
+    if meta.get('inner') == 'ssl': return 'ssl'
+    return meta.get('objective', 'kd')
+
 # %% ../nbs/05_kd.ipynb #b81ac15f
 def train_kd(model:nn.Module, # the student, trained in place
              x:torch.Tensor, # N x C x H x W normalised images
@@ -95,23 +110,32 @@ def train_kd(model:nn.Module, # the student, trained in place
              on_epoch=None, # called as `on_epoch(epoch, model)` after every epoch (1-based)
              on_step=None, # called as `on_step(step, model)` before the first step (0) and after every step (1-based)
              progress:bool=True, # show a progress bar
+             objective:str='kd', # the loss: 'kd' (MSE to `targets`) or 'ce' (cross-entropy to target distributions), see `OBJECTIVES`
+             augment:str|None=None, # an augmentation of every minibatch by name (`kdd_explore.augment.augmenter`: None or 'dsa')
+             decay_at:int|None=None, # multiply the lr by 0.1 after this epoch (the supervised papers' evaluation: epochs // 2); None: constant
             ) -> list[float]:
-    "Train `model` to regress `targets` from `x` with SGD (the paper's defaults) on equal minibatches; returns per-epoch mean losses."
+    "Train `model` on `targets` from `x` with SGD (the paper's defaults: KD regression) on equal minibatches; returns per-epoch mean losses."
     lr = float(lr.detach()) if isinstance(lr, torch.Tensor) else float(lr)
+    if objective not in OBJECTIVES: raise KddError(f"Unknown objective {objective!r}. Known: {', '.join(map(repr, OBJECTIVES))}.")
     if len(x) != len(targets): raise KddError(f"x has {len(x)} images but targets has {len(targets)} rows: they must be aligned.")
     if not (lr > 0 and math.isfinite(lr)): raise TrainingError(f"The learning rate must be positive and finite, got {lr}.")
     if len(x) == 0: raise DatasetError("Cannot train on an empty set of images.")
+    crit, aug, what = OBJECTIVES[objective], augmenter(augment), {'kd': 'KD', 'ce': 'cross-entropy'}[objective]
     dev = next(model.parameters()).device
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     g, n, losses = make_generator(seed), len(x), []
     model.train()
     if on_step is not None: on_step(0, model)
     step = 0
-    for epoch in tqdm(range(1, epochs + 1), desc='KD training', disable=not progress, leave=False):
+    for epoch in tqdm(range(1, epochs + 1), desc=f'{what} training', disable=not progress, leave=False):
         total = 0.
+        if decay_at is not None and epoch == decay_at + 1:
+            for group in opt.param_groups: group['lr'] = lr * 0.1
         for idx in equal_batches(n, batch_size, g):
-            loss = kd_loss(model(x[idx].to(dev)), targets[idx].to(dev))
-            check_finite(loss, f'the KD loss (epoch {epoch}, step {step + 1})', 'lower the learning rate, or check the targets for NaNs')
+            xb = x[idx].to(dev)
+            if aug is not None: xb = aug(xb, g)
+            loss = crit(model(xb), targets[idx].to(dev))
+            check_finite(loss, f'the {what} loss (epoch {epoch}, step {step + 1})', 'lower the learning rate, or check the targets for NaNs')
             opt.zero_grad(); loss.backward(); opt.step(); step += 1
             total += float(loss.detach()) * len(idx)
             if on_step is not None: on_step(step, model)
@@ -198,12 +222,12 @@ class Experts:
         return f"Experts({self.n_experts} experts x {self.n_epochs} epochs of {self.arch.get('name')} ({sum(v.numel() for v in self.trajectories[0][0].values()):,} parameters))"
 
 # %% ../nbs/05_kd.ipynb #8624c238
-def _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed, device):
+def _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed, device, objective='kd', augment=None):
     model = build_model(arch, seed=derive_seed(seed, 'expert', k)).to(device)
     traj = [param_dict(model)]
     snap = lambda e, m: traj.append({n: p.detach().cpu().clone() for n, p in m.named_parameters()})
     losses = train_kd(model, x, targets, epochs, lr, batch_size, momentum, weight_decay,
-                      seed=derive_seed(seed, 'expert_order', k), on_epoch=snap, progress=False)
+                      seed=derive_seed(seed, 'expert_order', k), on_epoch=snap, progress=False, objective=objective, augment=augment)
     return [{n: v.cpu() for n, v in traj[0].items()}] + traj[1:], losses
 
 def _load_part(part, arch, same):
@@ -226,12 +250,17 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
                    progress:bool=True, # show a progress bar
                    meta:dict|None=None, # extra metadata to record (dataset, teacher...)
                    device:str|torch.device|None=None, # where to train (default: the images' device)
+                   objective:str='kd', # 'kd' (MKDT's experts) or 'ce' (supervised experts: `targets` are one-hot or soft labels)
+                   augment:str|None=None, # augment every minibatch (None, or 'dsa' as MTT's supervised experts)
                   ) -> Experts:
-    "Train `n_experts` fresh students by KD for `epochs` epochs each, recording their parameters after every epoch (under torchrun: each rank its share)."
+    "Train `n_experts` fresh students by KD (or on labels: `objective='ce'`) for `epochs` epochs each, recording their parameters after every epoch (under torchrun: each rank its share)."
     if n_experts < 1 or epochs < 1: raise KddError(f"Need n_experts >= 1 and epochs >= 1, got {n_experts} and {epochs}.")
+    if objective not in OBJECTIVES: raise KddError(f"Unknown objective {objective!r}. Known: {', '.join(map(repr, OBJECTIVES))}.")
+    augmenter(augment)  # an unknown name stops here, before any work
     device = device or x.device
+    extra = dict(({'objective': objective} if objective != 'kd' else {}), **({'augment': augment} if augment is not None else {}))  # KD without augmentation: the metadata of older recordings
     cfg = dict(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
-               seed=seed, n_train=len(x), target_dim=targets.shape[1], **(meta or {}))
+               seed=seed, n_train=len(x), target_dim=targets.shape[1], **extra, **(meta or {}))
     same = {k: v for k, v in cfg.items() if k != 'representations'}  # where the representations lie (a path) is recorded, not compared
     out = Path(out) if out is not None else None
     spread = running()
@@ -254,7 +283,7 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
         part = out/f'expert_{k:03d}' if out is not None else None
         if part is not None and artifact_exists(part):
             done[k], all_losses[k] = _load_part(part, arch, same); continue
-        done[k], all_losses[k] = _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed, device)
+        done[k], all_losses[k] = _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed, device, objective, augment)
         if part is not None: Experts(arch, [done[k]], dict(cfg, expert_index=k, losses=all_losses[k])).save(part)
     if spread:
         barrier()  # every rank's experts are on disk
