@@ -21,9 +21,10 @@ from .distill import (SyntheticSet, DistillConfig, DistillHistory, _distill_loop
                                  distill)
 
 # %% auto #0
-__all__ = ['SUPERVISED_PRESETS', 'one_hot_targets', 'per_class_indices', 'set_labels', 'supervised_arch',
-           'record_supervised_experts', 'accuracy', 'ce_step_loss', 'ce_maker', 'SupervisedConfig', 'check_supervised',
-           'distill_supervised', 'supervised_matching_loss', 'evaluate_set']
+__all__ = ['SUPERVISED_PRESETS', 'SUPERVISED_RECIPES', 'PUBLISHED', 'one_hot_targets', 'per_class_indices', 'set_labels',
+           'supervised_arch', 'record_supervised_experts', 'accuracy', 'ce_step_loss', 'ce_maker', 'SupervisedConfig',
+           'check_supervised', 'distill_supervised', 'supervised_matching_loss', 'evaluate_set', 'SupervisedRecipe',
+           'supervised_recipe', 'supervised_job', 'supervised_table', 'supervised_figure']
 
 # %% ../nbs/06a_supervised.ipynb #8415f6fe
 def one_hot_targets(y:torch.Tensor, # N integer labels
@@ -229,15 +230,206 @@ def evaluate_set(images:torch.Tensor, # N x C x H x W training images of the cla
                  weight_decay:float=5e-4, # SGD weight decay
                  device:str|torch.device|None=None, # where to train (default: the images' device)
                  progress:bool=False, # a progress bar over the seeds
+                 val:tuple|None=None, # (x_val, y_val): the same classifiers also scored on a validation split
                 ) -> dict:
-    "Train a fresh classifier per seed on `(images, targets)` and return its test accuracies (%), their mean and std."
+    "Train a fresh classifier per seed on `(images, targets)` and return its test accuracies (%), their mean and std (and the same on `val`)."
     dev = torch.device(device) if device is not None else images.device
-    accs = []
+    accs, vaccs = [], []
     for s in tqdm(seeds, desc='evaluate', disable=not progress, leave=False):
         model = build_model(arch, seed=derive_seed(s, 'classifier')).to(dev)
         train_kd(model, images.detach().to(dev), targets.detach().to(dev), epochs, lr, batch_size, momentum, weight_decay,
                  seed=derive_seed(s, 'classifier_order'), progress=False, objective='ce', augment=augment, decay_at=epochs // 2)
         accs.append(round(accuracy(model, x_test, y_test), 2))
-    mean = statistics.fmean(accs)
-    return dict(accuracies=accs, mean=round(mean, 2), std=round(statistics.stdev(accs) if len(accs) > 1 else 0., 2), lr=round(float(lr), 5),
-                epochs=epochs, augment=augment)
+        if val is not None: vaccs.append(round(accuracy(model, *val), 2))
+    summary = lambda a: dict(accuracies=a, mean=round(statistics.fmean(a), 2), std=round(statistics.stdev(a) if len(a) > 1 else 0., 2))
+    return dict(summary(accs), lr=round(float(lr), 5), epochs=epochs, augment=augment, **({'val': summary(vaccs)} if val is not None else {}))
+
+# %% ../nbs/06a_supervised.ipynb #f125eb43
+@dataclass
+class SupervisedRecipe:
+    "Every setting of a supervised distillation run (defaults: Fashion-MNIST, 1 image per class, on a CPU)."
+    dataset:str='fashion_mnist' # a `kdd_explore.data` dataset name (built in or registered)
+    n_train:int|None=5000 # the pool: a stratified subset of the training split (None: all of it)
+    n_val:int=0 # validation images: training images outside the pool (0: none; > 0 needs the full training split)
+    ipc:int=1 # images per class of the set
+    width:int=32 # student ConvNet width (MTT: 128)
+    depth:int=3 # conv blocks
+    first_padding:int|str='reference' # 'reference' (3 on 1x28x28 images) or an int
+    n_experts:int=8 # K expert trajectories (MTT: 100)
+    expert_epochs:int=6 # epochs recorded per expert (max_start_epoch - 1 + expert_epochs must fit)
+    expert_lr:float=0.01 # experts' SGD lr (MTT: 0.01)
+    expert_momentum:float=0. # experts' SGD momentum (MTT: 0)
+    expert_weight_decay:float=0. # experts' weight decay (MTT: 0)
+    expert_batch_size:int=256 # experts' minibatch (MTT: 256)
+    augment:str|None='dsa' # DSA for the experts, the inner steps and the test (MTT), or None
+    zca:bool=False # ZCA-whiten the images (MTT's CIFAR rows)
+    distill:dict=field(default_factory=dict) # `SupervisedConfig` fields changed from its defaults
+    saves:tuple=(100, 300, 500) # iterations at which the set is saved and tested (the last: the headline)
+    eval_epochs:int=300 # epochs of the test classifier (MTT: 1,000)
+    eval_seeds:tuple=(0, 1, 2, 3, 4) # one test classifier per seed
+    real_lr:float=0.01 # lr of the random-real baseline (the experts' lr)
+    seed:int=0 # root seed: pool, validation split, initial images, experts, distillation
+
+    def config(self) -> SupervisedConfig:
+        "The distillation's settings: `distill` over the defaults, with this recipe's augmentation, ZCA and last save."
+        return SupervisedConfig(**dict(self.distill, augment=self.augment, zca=self.zca, iterations=max(self.saves), seed=self.seed))
+    def check(self):
+        "Refuse inconsistent settings before any work."
+        cfg = self.config()
+        if not self.saves or min(self.saves) < 1: raise KddError(f"saves must be iterations >= 1, got {self.saves}.")
+        if cfg.max_start_epoch - 1 + cfg.expert_epochs > self.expert_epochs:
+            raise KddError(f"The distillation reads expert epoch {cfg.max_start_epoch - 1 + cfg.expert_epochs} (max_start_epoch - 1 + expert_epochs), "
+                           f"but the experts record {self.expert_epochs}: raise expert_epochs or lower the distillation's.")
+        return self
+
+SUPERVISED_RECIPES = {
+    'fashion_mnist_1ipc': SupervisedRecipe(),
+    'fashion_mnist_10ipc': SupervisedRecipe(ipc=10, expert_epochs=12, distill=dict(max_start_epoch=10, syn_steps=20, batch_syn=100, lr_img=1e4)),
+    'cifar10_1ipc': SupervisedRecipe(dataset='cifar10', n_train=None, zca=True, expert_epochs=4, distill=dict(syn_steps=50, lr_lr=1e-7)),
+    'cifar10_1ipc_mtt': SupervisedRecipe(dataset='cifar10', n_train=None, zca=True, width=128, n_experts=100, expert_epochs=4, saves=(1000, 5000),
+                                         eval_epochs=1000, distill=dict(SUPERVISED_PRESETS['mtt_cifar10_1ipc'], zca=True)),
+}
+
+def supervised_recipe(name:str, # a `SUPERVISED_RECIPES` name
+                      **changes, # fields to change, e.g. `ipc=10` or `distill={'syn_steps': 10}`
+                     ) -> SupervisedRecipe:
+    "A named recipe, changed and checked."
+    if name not in SUPERVISED_RECIPES: raise KddError(f"Unknown supervised recipe {name!r}. Known: {', '.join(SUPERVISED_RECIPES)}.")
+    bad = set(changes) - {f.name for f in dataclasses.fields(SupervisedRecipe)}
+    if bad: raise KddError(f"Unknown recipe settings {sorted(bad)}. Known: {', '.join(f.name for f in dataclasses.fields(SupervisedRecipe))}.")
+    base = SUPERVISED_RECIPES[name]
+    if 'distill' in changes: changes['distill'] = dict(base.distill, **changes['distill'])
+    return dataclasses.replace(base, **changes).check()
+
+# %% ../nbs/06a_supervised.ipynb #2b1d7a18
+def _split(recipe, progress):
+    "(pool, validation or None, test, info): normalised (and whitened) image tensors with their labels."
+    from kdd_explore.data import load_dataset, stratified_indices
+    pool = load_dataset(recipe.dataset, n_train=recipe.n_train, seed=recipe.seed)
+    xv = yv = None
+    if recipe.n_val:
+        try: full = load_dataset(recipe.dataset, seed=recipe.seed)
+        except KddError as e:
+            raise DatasetError(f"n_val={recipe.n_val} needs the whole training split of {recipe.dataset} (the validation images lie outside the pool): {e}") from None
+        n = len(full.y_train)
+        inside = stratified_indices(full.y_train, recipe.n_train / n, seed=recipe.seed) if recipe.n_train else torch.arange(n)
+        free = torch.ones(n, dtype=torch.bool); free[inside] = False
+        free = free.nonzero().flatten()
+        if len(free) < recipe.n_val: raise DatasetError(f"Only {len(free)} training images lie outside the pool; n_val={recipe.n_val} is too many.")
+        pick = free[torch.randperm(len(free), generator=make_generator(derive_seed(recipe.seed, 'validation')))[:recipe.n_val]]
+        xv, yv = pool.normalize(full.x_train[pick.sort().values]), full.y_train[pick.sort().values]
+    x, xt = pool.normalize(pool.x_train[:]), pool.normalize(pool.x_test)
+    zca = None
+    if recipe.zca:
+        zca = ZCA(0.1).fit(x); x, xt = zca(x), zca(xt)
+        if xv is not None: xv = zca(xv)
+    return (x, pool.y_train), ((xv, yv) if xv is not None else None), (xt, pool.y_test), dict(data=pool, zca=zca)
+
+def supervised_job(recipe:SupervisedRecipe|str, # a recipe or its name
+                   out:str|Path, # the run folder (resumable)
+                   device:str|None=None, # where to compute (default: cuda when present)
+                   progress:bool=True, # progress bars
+                  ) -> dict:
+    "Run a supervised distillation recipe end to end into `out` (experts, distillation to every save, tests) and return `results.json`'s content."
+    recipe = supervised_recipe(recipe) if isinstance(recipe, str) else recipe.check()
+    out, dev, t_start = Path(out), get_device(device), time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    (x, y), val, (xt, yt), info = _split(recipe, progress)
+    data, k = info['data'], info['data'].n_classes
+    arch = supervised_arch(data.shape, k, recipe.width, recipe.depth, recipe.first_padding)
+    cfg = recipe.config()
+    res = dict(kind='supervised_results', recipe=asdict(recipe), arch=arch, dataset=data.meta(), n_pool=len(y), n_val=recipe.n_val, n_test=len(yt),
+               published=PUBLISHED.get((recipe.dataset.removesuffix('_jpeg'), recipe.ipc)), saves={}, seconds={})
+    write = lambda: save_json(out/'results.json', dict(res, seconds=dict(res['seconds'], total=round(time.time() - t_start, 1))))
+    t = time.time()
+    experts = record_supervised_experts(arch, x.to(dev), y.to(dev), recipe.n_experts, recipe.expert_epochs, recipe.expert_lr, recipe.expert_batch_size,
+                                        recipe.expert_momentum, recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed, out=out/'experts',
+                                        progress=progress, meta={'dataset': data.meta()})
+    res['seconds']['experts'] = round(time.time() - t, 1)
+    idx = per_class_indices(y, recipe.ipc, k, seed=recipe.seed)
+    syn0 = SyntheticSet.from_real(x.to(dev), one_hot_targets(y, k).to(dev), idx.to(dev), lr=cfg.lr_init,
+                                  meta=dict(dataset=data.meta(), arch=arch, init='random_per_class', ipc=recipe.ipc, zca=recipe.zca))
+    def test(s, lr, name):
+        "Test (and validation) accuracies of a set at `lr`, cached in the folder."
+        f = out/f'eval_{name}.json'
+        if f.exists():
+            got = load_json(f)
+            if got.get('lr') == round(float(lr), 5): return got
+        t = time.time()
+        ev = evaluate_set(s.images, s.targets, lr, arch, xt.to(dev), yt, recipe.eval_seeds, recipe.eval_epochs, augment=recipe.augment,
+                          val=(val[0].to(dev), val[1]) if val is not None else None)
+        got = dict(test={k: v for k, v in ev.items() if k != 'val'}, **({'val': ev['val']} if val is not None else {}), lr=round(float(lr), 5),
+                   seconds=round(time.time() - t, 1))
+        save_json(f, got); return got
+    res['random_real'] = test(syn0, recipe.real_lr, 'random_real'); write()
+    res['matching_loss_start'] = round(supervised_matching_loss(experts, syn0, cfg), 4)
+    syn, t_distill = syn0, 0.
+    for s in sorted(recipe.saves):
+        t = time.time()
+        syn, hist = distill_supervised(experts, syn0, dataclasses.replace(cfg, iterations=s), out=out/'distill', progress=progress)
+        t_distill += time.time() - t
+        syn.save(out/f'set_{s}')
+        res['saves'][str(s)] = dict(test(syn, syn.lr, f'set_{s}'), learned_lr=round(float(syn.lr), 5),
+                                    matching_loss=round(supervised_matching_loss(experts, syn, cfg), 4),
+                                    record_loss=round(statistics.fmean(r['loss'] for r in hist.records[max(0, s - 50):s]), 4))
+        res['seconds']['distill'] = round(t_distill, 1); write()
+    res['random_real_at_learned_lr'] = test(syn0, syn.lr, 'random_real_at_learned_lr')
+    res['history'] = dict(loss=[round(r['loss'], 4) for r in hist.records], lr=[round(r['lr'], 6) for r in hist.records])
+    val_mean = lambda r: r['val']['mean'] if 'val' in r else None
+    if val is not None:  # the save with the best validation accuracy; a tie goes to fewer iterations
+        res['chosen'] = str(max(sorted(recipe.saves), key=lambda s: (val_mean(res['saves'][str(s)]), -s)))
+    else: res['chosen'] = str(max(recipe.saves))
+    res['complete'] = True
+    write()
+    return res
+
+PUBLISHED = {  # top-1 % (mean ± std) of a ConvNet trained on random real images and on distilled ones, as the papers print them
+    ('fashion_mnist', 1): {'random': (51.4, 3.8), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (70.5, 0.6), 'DSA (Zhao & Bilen, ICML 2021)': (70.6, 0.6)},
+    ('fashion_mnist', 10): {'random': (73.8, 0.7), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (82.3, 0.4), 'DSA (Zhao & Bilen, ICML 2021)': (84.6, 0.3)},
+    ('cifar10', 1): {'random': (14.4, 2.0), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (28.3, 0.5), 'MTT (Cazenavette et al., CVPR 2022)': (46.3, 0.8)},
+    ('cifar10', 10): {'random': (26.0, 1.2), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (44.9, 0.5), 'MTT (Cazenavette et al., CVPR 2022)': (65.3, 0.7)},
+}
+
+# %% ../nbs/06a_supervised.ipynb #e72008f6
+def _pm(m, s): return f"{m:.1f} ± {s:.1f}"
+
+def supervised_table(res:dict, # a `supervised_job` result (`results.json`)
+                    ) -> str:
+    "A markdown table of a run: the random real images, the set at every save, and the published rows for the same dataset and size."
+    r = res['recipe']
+    val = 'val' in res['random_real']
+    head = '| set | lr | test top-1 (%) |' + (' validation top-1 (%) |' if val else '') + ' matching loss |'
+    rows = [head, '|' + '---|' * (head.count('|') - 1)]
+    def row(name, ev, lr, ml=''):
+        rows.append(f"| {name} | {lr:.4g} | {_pm(ev['test']['mean'], ev['test']['std'])} |" + (f" {_pm(ev['val']['mean'], ev['val']['std'])} |" if val else '') + f" {ml} |")
+    row(f"{r['ipc']} random real image(s) per class", res['random_real'], r['real_lr'], res.get('matching_loss_start', ''))
+    if 'random_real_at_learned_lr' in res: row('the same, at the learned lr', res['random_real_at_learned_lr'], res['random_real_at_learned_lr']['lr'])
+    for s, ev in res['saves'].items():
+        row(f"distilled, {int(s):,} iterations" + (' (chosen on validation)' if res.get('chosen') == s and val else ''), ev, ev['learned_lr'], ev['matching_loss'])
+    for name, (m, sd) in (res.get('published') or {}).items(): rows.append(f"| published: {name} | | {_pm(m, sd)} |" + (' |' if val else '') + ' |')
+    return '\n'.join(rows)
+
+def supervised_figure(res:dict, # a `supervised_job` result
+                     ):
+    "A plotly figure: test accuracy of the set at every save against the random real images (top), the matching loss over the iterations (bottom)."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    its = [int(s) for s in res['saves']]
+    mean = [res['saves'][s]['test']['mean'] for s in res['saves']]; std = [res['saves'][s]['test']['std'] for s in res['saves']]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=('test top-1 (%) of a classifier trained on the set', 'matching loss'))
+    fig.add_trace(go.Scatter(x=[0] + its, y=[res['random_real']['test']['mean']] + mean, error_y=dict(array=[res['random_real']['test']['std']] + std),
+                             mode='lines+markers', name='the set (iteration 0: its random real images at the experts\' lr)'), row=1, col=1)
+    fig.add_hline(y=res['random_real']['test']['mean'], line_dash='dot', annotation_text='random real', row=1, col=1)
+    for name, (m, _) in (res.get('published') or {}).items():
+        if name != 'random': fig.add_hline(y=m, line_dash='dash', line_color='gray', annotation_text=name.split(' (')[0], row=1, col=1)
+    h = res.get('history') or {}
+    if h.get('loss'):
+        w = max(1, len(h['loss']) // 50)
+        sm = [statistics.fmean(h['loss'][max(0, i - w + 1):i + 1]) for i in range(len(h['loss']))]
+        fig.add_trace(go.Scatter(x=list(range(1, len(sm) + 1)), y=sm, mode='lines', name=f'per iteration (mean of {w})', line=dict(color='lightgray')), row=2, col=1)
+    fig.add_trace(go.Scatter(x=[0] + its, y=[res['matching_loss_start']] + [res['saves'][s]['matching_loss'] for s in res['saves']],
+                             mode='lines+markers', name='over every expert and start'), row=2, col=1)
+    fig.update_xaxes(title_text='distillation iterations', row=2, col=1)
+    fig.update_layout(height=560, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation='h', y=-0.15))
+    return fig

@@ -1,0 +1,98 @@
+"""Supervised trajectory matching on this CPU: the published rows reproduced, and what the student and the settings do.
+
+    python benchmarks/supervised_study.py --out runs/supervised_study                      # every row (hours on one thread)
+    python benchmarks/supervised_study.py --out runs/supervised_study --rows base,depth4   # some rows
+    python benchmarks/supervised_study.py --out runs/sup_toy --tiny                         # toy size (what the tests run)
+
+Each row is one `kdd_explore.supervised.supervised_job` run (experts, distillation, tests) in OUT/<row>, resumable, and
+the rows are collected into OUT/supervised_study.json (copied to benchmarks/results/ by hand when a study is shipped).
+Rows with the same expert settings reuse one recording of the experts. The factor rows change one setting of `base`
+(Fashion-MNIST, 1 image per class: the depth-3 student padded as the reference code, MTT's experts with DSA, 20 inner
+steps, fixed labels) at a time. Every Fashion-MNIST row is read on a validation split (5,000 training images outside the
+5,000-image pool, which needs the full training files: `apt-get install dataset-fashion-mnist` on Debian, or
+torchvision's download); the test split is reported beside it. The CIFAR-10 row reads the registered JPEG q75 copy
+(`kdd-explore register cifar10_jpeg /tmp/cifar10_jpeg --size 32`).
+"""
+from __future__ import annotations
+import argparse, dataclasses, json, platform, shutil, sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+V = dict(n_val=5000)  # Fashion-MNIST rows: read on validation
+ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
+    'base': ('fashion_mnist_1ipc', dict(V), 'the row that works: depth 3 padded, MTT experts (lr 0.01, no momentum), 20 steps, fixed labels, DSA'),
+    'depth4': ('fashion_mnist_1ipc', dict(V, depth=4, first_padding=1), "the quickstart's student: depth 4, no padding (a 1x1 map of 32 features)"),
+    'experts_momentum': ('fashion_mnist_1ipc', dict(V, expert_momentum=0.9), 'experts with momentum 0.9 (lr 0.01)'),
+    'experts_lr0.1': ('fashion_mnist_1ipc', dict(V, expert_lr=0.1, distill={'lr_init': 0.1}), 'experts at lr 0.1 without momentum (inner lr starts at 0.1)'),
+    'experts_kd_recipe': ('fashion_mnist_1ipc', dict(V, expert_lr=0.1, expert_momentum=0.9, expert_weight_decay=1e-4, distill={'lr_init': 0.1}),
+                          "the KD recipe's experts: lr 0.1, momentum 0.9, weight decay 1e-4 (inner lr starts at 0.1)"),
+    'steps10': ('fashion_mnist_1ipc', dict(V, distill={'syn_steps': 10}), '10 inner steps'),
+    'steps50': ('fashion_mnist_1ipc', dict(V, distill={'syn_steps': 50}), '50 inner steps'),
+    'learned_labels': ('fashion_mnist_1ipc', dict(V, distill={'learn_labels': True, 'lr_targets': 1.0}), 'learned labels (lr 1)'),
+    'no_dsa': ('fashion_mnist_1ipc', dict(V, augment=None), 'no DSA anywhere (experts, inner steps, test)'),
+    'fashion_mnist_10ipc': ('fashion_mnist_10ipc', dict(V), '10 images per class'),
+    'cifar10_1ipc': ('cifar10_1ipc', dict(dataset='cifar10_jpeg'), 'CIFAR-10 (JPEG q75 copy), 1 image per class, ZCA'),
+}
+TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1), distill={'syn_steps': 4})
+EXPERT_KEYS = ('dataset', 'n_train', 'width', 'depth', 'first_padding', 'n_experts', 'expert_epochs', 'expert_lr', 'expert_momentum',
+               'expert_weight_decay', 'expert_batch_size', 'augment', 'zca', 'seed')
+
+def row_recipe(name:str, tiny:bool=False):
+    "The recipe of row `name` (at toy size with `tiny`)."
+    from kdd_explore.supervised import supervised_recipe
+    base, changes, _ = ROWS[name]
+    changes = dict(changes)
+    if tiny:
+        changes = dict(changes, **{k: v for k, v in TINY.items() if k != 'distill'}, distill=dict(changes.get('distill', {}), **TINY['distill']))
+        if changes.get('dataset') == 'cifar10_jpeg': changes['dataset'] = 'fake'
+        if name == 'fashion_mnist_10ipc': changes['distill'] = dict(changes['distill'], max_start_epoch=2)
+    return supervised_recipe(base, **changes)
+
+def reuse_experts(out:Path, name:str, recipe):
+    "Copy a finished recording of the same experts from another row's folder, so that it is not recorded twice."
+    key = {k: getattr(recipe, k) for k in EXPERT_KEYS}
+    dest = out/name/'experts'
+    if (dest/'experts.json').exists(): return
+    for other in ROWS:
+        src = out/other/'experts'
+        if other == name or not (src/'experts.json').exists() or not (out/other/'results.json').exists(): continue
+        if {k: json.loads((out/other/'results.json').read_text())['recipe'].get(k) for k in EXPERT_KEYS} == json.loads(json.dumps(key)):
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in ('experts.json', 'experts.safetensors'): shutil.copy2(src/f, dest/f)
+            print(f"{name}: experts reused from {other}", flush=True); return
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--out', required=True, help='the study folder (one sub-folder per row; resumable)')
+    ap.add_argument('--rows', default=','.join(ROWS), help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
+    ap.add_argument('--tiny', action='store_true', help='every row at toy size (a check that the study runs, not a result)')
+    ap.add_argument('--device', default='cpu')
+    a = ap.parse_args(argv)
+    import torch
+    from kdd_explore.supervised import supervised_job
+    names = [r.strip() for r in a.rows.split(',') if r.strip()]
+    bad = [r for r in names if r not in ROWS]
+    if bad: sys.exit(f"Unknown rows {bad}. Known: {', '.join(ROWS)}.")
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    study_file = out/'supervised_study.json'
+    study = json.loads(study_file.read_text()) if study_file.exists() else {}
+    study.update(kind='supervised_study', machine=dict(platform=platform.platform(), processor=platform.processor(), torch=torch.__version__,
+                                                       threads=torch.get_num_threads()), tiny=a.tiny)
+    study.setdefault('rows', {})
+    for name in names:
+        recipe = row_recipe(name, a.tiny)
+        reuse_experts(out, name, recipe)
+        t = time.time()
+        print(f"== {name}: {ROWS[name][2]}", flush=True)
+        res = supervised_job(recipe, out/name, device=a.device, progress=False)
+        study['rows'][name] = dict(what=ROWS[name][2], recipe_name=ROWS[name][0], results=res, wall_seconds=round(time.time() - t, 1),
+                                   command=f"python benchmarks/supervised_study.py --out {a.out} --rows {name}" + (' --tiny' if a.tiny else ''),
+                                   date=time.strftime('%Y-%m-%d'))
+        from kdd_explore.core import save_json
+        save_json(study_file, study)
+        last = res['saves'][res['chosen']]
+        print(f"{name}: random real {res['random_real']['test']['mean']:.1f}, distilled {last['test']['mean']:.1f} ± {last['test']['std']:.1f} "
+              f"(val {last.get('val', {}).get('mean', float('nan')):.1f}), lr {last['learned_lr']}, matching loss "
+              f"{res['matching_loss_start']} -> {last['matching_loss']}, {time.time() - t:.0f} s", flush=True)
+
+if __name__ == '__main__': main()
