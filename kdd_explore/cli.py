@@ -16,8 +16,8 @@ from .distributed import DistributedError, dist_info, init_distributed, is_main
 # %% auto #0
 __all__ = ['EXPERTS_OPTIONS', 'DATASET_HELP', 'SUBCOMMANDS', 'ACROSS_PROCESSES', 'PROCS_COMMANDS', 'MAX_AUTO_PROCS',
            'fraction_arg', 'count_arg', 'procs_arg', 'cmd_data', 'run_config', 'cmd_run', 'stage_check', 'slice_pool',
-           'cmd_teacher', 'cmd_variance', 'cmd_experts', 'cmd_distill', 'cmd_register', 'cmd_docs', 'resolve_procs',
-           'relaunch_command', 'build_parser', 'main']
+           'cmd_teacher', 'cmd_variance', 'cmd_experts', 'cmd_distill', 'cmd_register', 'cmd_docs', 'cmd_supervised',
+           'resolve_procs', 'relaunch_command', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #cdb5ab35
 def fraction_arg(text:str, # the option's value as typed
@@ -300,8 +300,32 @@ def _add_docs(sub):
     p.add_argument('--quiet', action='store_true', help='print only errors')
     p.set_defaults(func=cmd_docs)
 
+# %% ../nbs/10_cli.ipynb #33b757f3
+def cmd_supervised(args):
+    "Run a supervised distillation recipe (experts, distillation, tests) into `--out`; print its table beside the published rows."
+    from kdd_explore.supervised import supervised_recipe, supervised_job, supervised_table, supervised_figure, supervised_settings
+    recipe = supervised_recipe(args.recipe, **supervised_settings(args.set))  # unknown settings stop here, before any work
+    if getattr(args, 'root', None): os.environ['KDD_DATA'] = str(args.root)
+    res = supervised_job(recipe, args.out, device=args.device, progress=not args.quiet)
+    supervised_figure(res).write_html(Path(args.out)/'figure.html', include_plotlyjs=True)
+    print(supervised_table(res))
+    print(f"\nresults: {Path(args.out)/'results.json'}\nfigure:  {Path(args.out)/'figure.html'}")
+    return res
+
+def _add_supervised(sub):
+    from kdd_explore.supervised import SUPERVISED_RECIPES
+    p = sub.add_parser('supervised', help='supervised trajectory matching (MTT): distil labelled images, test a classifier trained on them (resumable)')
+    p.add_argument('--recipe', default='fashion_mnist_1ipc', choices=list(SUPERVISED_RECIPES), help='a named recipe (default: fashion_mnist_1ipc, minutes on a CPU)')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='change a setting (repeatable), VALUE read as JSON where it parses: ipc=10, n_train=2000, augment=null, distill.syn_steps=10')
+    p.add_argument('--out', default='runs/supervised', help='the run folder (a rerun continues where it stopped)')
+    p.add_argument('--root', default=None, help='dataset folder (default: $KDD_DATA or ~/.cache/kdd_explore/data)')
+    p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present)')
+    p.add_argument('--quiet', action='store_true', help='no progress output')
+    p.set_defaults(func=cmd_supervised)
+
 # %% ../nbs/10_cli.ipynb #8b998e3d
-SUBCOMMANDS = [_add_run, _add_stages, _add_data, _add_register, _add_docs]
+SUBCOMMANDS = [_add_run, _add_stages, _add_data, _add_register, _add_docs, _add_supervised]
 ACROSS_PROCESSES = ('experts', 'distill', 'run', 'quickstart')  # the subcommands that share their work under torchrun
 
 def _join_launch(args):

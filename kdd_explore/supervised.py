@@ -24,7 +24,7 @@ from .distill import (SyntheticSet, DistillConfig, DistillHistory, _distill_loop
 __all__ = ['SUPERVISED_PRESETS', 'SUPERVISED_RECIPES', 'PUBLISHED', 'one_hot_targets', 'per_class_indices', 'set_labels',
            'supervised_arch', 'record_supervised_experts', 'accuracy', 'ce_step_loss', 'ce_maker', 'SupervisedConfig',
            'check_supervised', 'distill_supervised', 'supervised_matching_loss', 'evaluate_set', 'SupervisedRecipe',
-           'supervised_recipe', 'supervised_job', 'supervised_table', 'supervised_figure']
+           'supervised_recipe', 'supervised_settings', 'supervised_job', 'supervised_table', 'supervised_figure']
 
 # %% ../nbs/06a_supervised.ipynb #8415f6fe
 def one_hot_targets(y:torch.Tensor, # N integer labels
@@ -215,7 +215,7 @@ def supervised_matching_loss(experts:Experts, # supervised experts
     check_supervised(experts, syn, config)
     return matching_loss(experts, syn, config, make_step_loss=ce_maker(config.syn_steps, config.batch_syn, config.augment, config.seed))
 
-# %% ../nbs/06a_supervised.ipynb #70eb7dc5
+# %% ../nbs/06a_supervised.ipynb #098b4d14
 def evaluate_set(images:torch.Tensor, # N x C x H x W training images of the classifier (a synthetic set, or real images)
                  targets:torch.Tensor, # N x K label rows
                  lr:float|torch.Tensor, # its learning rate (a set's learned lr)
@@ -244,7 +244,7 @@ def evaluate_set(images:torch.Tensor, # N x C x H x W training images of the cla
     summary = lambda a: dict(accuracies=a, mean=round(statistics.fmean(a), 2), std=round(statistics.stdev(a) if len(a) > 1 else 0., 2))
     return dict(summary(accs), lr=round(float(lr), 5), epochs=epochs, augment=augment, **({'val': summary(vaccs)} if val is not None else {}))
 
-# %% ../nbs/06a_supervised.ipynb #f125eb43
+# %% ../nbs/06a_supervised.ipynb #2b1d7a18
 @dataclass
 class SupervisedRecipe:
     "Every setting of a supervised distillation run (defaults: Fashion-MNIST, 1 image per class, on a CPU)."
@@ -301,7 +301,28 @@ def supervised_recipe(name:str, # a `SUPERVISED_RECIPES` name
     if 'distill' in changes: changes['distill'] = dict(base.distill, **changes['distill'])
     return dataclasses.replace(base, **changes).check()
 
-# %% ../nbs/06a_supervised.ipynb #2b1d7a18
+# %% ../nbs/06a_supervised.ipynb #515d9d97
+_FROM_RECIPE = ('iterations', 'augment', 'zca', 'seed')  # SupervisedConfig fields a recipe sets itself
+
+def supervised_settings(items:list, # 'KEY=VALUE' strings, as typed after `--set`
+                       ) -> dict:
+    "Changes for `supervised_recipe` from `KEY=VALUE` strings: values read as JSON where they parse, `distill.FIELD` for the distillation's settings."
+    fields = [f.name for f in dataclasses.fields(SupervisedRecipe) if f.name != 'distill']
+    dfields = [f.name for f in dataclasses.fields(SupervisedConfig) if f.name not in _FROM_RECIPE]
+    out, bad = {}, []
+    for item in items:
+        key, sep, text = item.partition('='); key = key.strip()
+        if not sep or not key: bad.append(f"{item!r} is not KEY=VALUE"); continue
+        try: value = json.loads(text)
+        except ValueError: value = text  # e.g. a dataset name
+        if isinstance(value, list): value = tuple(value)
+        if key.startswith('distill.') and key[8:] in dfields: out.setdefault('distill', {})[key[8:]] = value
+        elif key in fields: out[key] = value
+        else: bad.append(f"Unknown setting {key}" + (f" ({key[8:]} is set by the recipe: use {'saves' if key[8:] == 'iterations' else key[8:]}=...)" if key[8:] in _FROM_RECIPE else ''))
+    if bad: raise KddError(f"{'; '.join(bad)}. Recipe settings: {', '.join(fields)}; distillation settings: {', '.join('distill.' + f for f in dfields)}.")
+    return out
+
+# %% ../nbs/06a_supervised.ipynb #7044d371
 def _split(recipe, progress):
     "(pool, validation or None, test, info): normalised (and whitened) image tensors with their labels."
     from kdd_explore.data import load_dataset, stratified_indices
@@ -340,12 +361,14 @@ def supervised_job(recipe:SupervisedRecipe|str, # a recipe or its name
     cfg = recipe.config()
     res = dict(kind='supervised_results', recipe=asdict(recipe), arch=arch, dataset=data.meta(), n_pool=len(y), n_val=recipe.n_val, n_test=len(yt),
                published=PUBLISHED.get((recipe.dataset.removesuffix('_jpeg'), recipe.ipc)), saves={}, seconds={})
-    write = lambda: save_json(out/'results.json', dict(res, seconds=dict(res['seconds'], total=round(time.time() - t_start, 1))))
+    if (out/'results.json').exists(): res['seconds'] = dict(load_json(out/'results.json').get('seconds', {}), total=0.)  # a resumed run adds to the times
+    t_before = res['seconds'].pop('total', 0.)
+    write = lambda: save_json(out/'results.json', dict(res, seconds=dict(res['seconds'], total=round(t_before + time.time() - t_start, 1))))
     t = time.time()
     experts = record_supervised_experts(arch, x.to(dev), y.to(dev), recipe.n_experts, recipe.expert_epochs, recipe.expert_lr, recipe.expert_batch_size,
                                         recipe.expert_momentum, recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed, out=out/'experts',
                                         progress=progress, meta={'dataset': data.meta()})
-    res['seconds']['experts'] = round(time.time() - t, 1)
+    res['seconds']['experts'] = round(res['seconds'].get('experts', 0.) + time.time() - t, 1)
     idx = per_class_indices(y, recipe.ipc, k, seed=recipe.seed)
     syn0 = SyntheticSet.from_real(x.to(dev), one_hot_targets(y, k).to(dev), idx.to(dev), lr=cfg.lr_init,
                                   meta=dict(dataset=data.meta(), arch=arch, init='random_per_class', ipc=recipe.ipc, zca=recipe.zca))
@@ -365,15 +388,17 @@ def supervised_job(recipe:SupervisedRecipe|str, # a recipe or its name
     res['matching_loss_start'] = round(supervised_matching_loss(experts, syn0, cfg), 4)
     syn, t_distill = syn0, 0.
     for s in sorted(recipe.saves):
-        t = time.time()
-        syn, hist = distill_supervised(experts, syn0, dataclasses.replace(cfg, iterations=s), out=out/'distill', progress=progress)
-        t_distill += time.time() - t
-        syn.save(out/f'set_{s}')
+        if artifact_exists(out/f'set_{s}'): syn = SyntheticSet.load(out/f'set_{s}', device=dev)  # saved by an earlier call: the distillation is past it
+        else:
+            t = time.time()
+            syn, _ = distill_supervised(experts, syn0, dataclasses.replace(cfg, iterations=s), out=out/'distill', progress=progress)
+            t_distill += time.time() - t
+            syn.save(out/f'set_{s}')
         res['saves'][str(s)] = dict(test(syn, syn.lr, f'set_{s}'), learned_lr=round(float(syn.lr), 5),
-                                    matching_loss=round(supervised_matching_loss(experts, syn, cfg), 4),
-                                    record_loss=round(statistics.fmean(r['loss'] for r in hist.records[max(0, s - 50):s]), 4))
-        res['seconds']['distill'] = round(t_distill, 1); write()
+                                    matching_loss=round(supervised_matching_loss(experts, syn, cfg), 4))
+        res['seconds']['distill'] = round(res['seconds'].get('distill', 0.) + t_distill, 1); t_distill = 0.; write()
     res['random_real_at_learned_lr'] = test(syn0, syn.lr, 'random_real_at_learned_lr')
+    hist = DistillHistory.load(out/'distill'/'history')
     res['history'] = dict(loss=[round(r['loss'], 4) for r in hist.records], lr=[round(r['lr'], 6) for r in hist.records])
     val_mean = lambda r: r['val']['mean'] if 'val' in r else None
     if val is not None:  # the save with the best validation accuracy; a tie goes to fewer iterations
@@ -390,7 +415,7 @@ PUBLISHED = {  # top-1 % (mean ± std) of a ConvNet trained on random real image
     ('cifar10', 10): {'random': (26.0, 1.2), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (44.9, 0.5), 'MTT (Cazenavette et al., CVPR 2022)': (65.3, 0.7)},
 }
 
-# %% ../nbs/06a_supervised.ipynb #e72008f6
+# %% ../nbs/06a_supervised.ipynb #66721292
 def _pm(m, s): return f"{m:.1f} ± {s:.1f}"
 
 def supervised_table(res:dict, # a `supervised_job` result (`results.json`)
