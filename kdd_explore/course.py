@@ -16,9 +16,10 @@ from .models import ConvNet, param_dict, fcall
 # %% auto #0
 __all__ = ['EXERCISES', 'solutions_on', 'ExerciseError', 'CheckResult', 'reference_barlow_twins_loss', 'check_barlow_twins_loss',
            'reference_normalized_grad_variance', 'check_normalized_grad_variance', 'reference_kd_loss', 'check_kd_loss',
-           'reference_sgd_step', 'check_sgd_step', 'reference_matching_loss', 'check_matching_loss', 'minibatches',
-           'reference_unroll', 'check_unroll', 'reference_stratified_subset', 'check_stratified_subset',
-           'reference_probe_accuracy', 'check_probe_accuracy', 'solution', 'check', 'exercise']
+           'reference_sgd_step', 'check_sgd_step', 'reference_feature_side', 'check_feature_side',
+           'reference_matching_loss', 'check_matching_loss', 'minibatches', 'reference_unroll', 'check_unroll',
+           'reference_stratified_subset', 'check_stratified_subset', 'reference_probe_accuracy', 'check_probe_accuracy',
+           'solution', 'check', 'exercise']
 
 # %% ../nbs/course/00_checks.ipynb #4c387b3d
 def solutions_on(env:dict|None=None, # the environment to read (default: `os.environ`)
@@ -271,6 +272,48 @@ def check_sgd_step(fn:Callable, # the student's `sgd_step(model, params, x, y, l
                                         "(second-order terms), not a detached gradient.")
     return CheckResult(name, True, "correct: theta - lr * grad, differentiable in the parameters, the images and the learning rate.")
 
+# %% ../nbs/course/00_checks.ipynb #1cdd745a
+def reference_feature_side(im_size:int, # the image side s
+                           first_padding:int, # the first conv's padding p
+                           depth:int, # conv blocks, each followed by a 2x2 average pool
+                          ) -> int:
+    "Reference solution: the side of the last block's feature map: s + 2p - 2 after the first 3x3 conv, halved (rounding down) `depth` times."
+    side = im_size + 2 * first_padding - 2
+    for _ in range(depth): side //= 2
+    return side
+
+_SIDE_CASES = [(28, 3, 3), (28, 1, 4), (32, 1, 3), (30, 3, 2), (29, 1, 2), (28, 0, 2), (64, 1, 4), (27, 2, 3)]
+
+def check_feature_side(fn:Callable, # the student's `feature_side(im_size, first_padding, depth)`
+                      ) -> CheckResult:
+    "Self-check of exercise `feature_side`."
+    name, got = 'feature_side', []
+    for case in _SIDE_CASES:
+        v, err = _call(name, fn, *case)
+        if err is not None: return err
+        if not isinstance(v, int) or isinstance(v, bool):
+            return CheckResult(name, False, f"return a whole number (an int): got {v!r} for {case}. Use // to halve.")
+        got.append(v)
+    want = [reference_feature_side(*c) for c in _SIDE_CASES]
+    if got == want: return CheckResult(name, True, f"correct: 28x28 images with padding 3 end on a {want[0]}x{want[0]} map after 3 blocks, "
+                                                   f"and without padding on a {want[1]}x{want[1]} map after 4.")
+    def halve(s, d, up=False):
+        for _ in range(max(d, 0)): s = -(-s // 2) if up else s // 2
+        return s
+    slips = [
+        (lambda s, p, d: halve(s, d), "you ignored the **padding and the first convolution**: a 3x3 conv with padding p maps s to s + 2p - 2 before the first pool."),
+        (lambda s, p, d: halve(s + 2 * p, d), "a 3x3 convolution **removes 2** from the side (one pixel on each border) before the padding adds 2p back: start from s + 2p - 2."),
+        (lambda s, p, d: halve(s + 2 * p - 2, d, up=True), "the 2x2 pools **round down**: an odd side loses its last row and column (use //, not a ceiling)."),
+        (lambda s, p, d: halve(s + 2 * p - 2, d - 1), "one pool too few: **every** block ends with a 2x2 pool, the last one too (halve `depth` times)."),
+        (lambda s, p, d: halve(s + 2 * p - 2, d + 1), "one pool too many: halve exactly `depth` times."),
+        (lambda s, p, d: halve(s + p - 2, d), "the padding is added on **both** sides: s + 2p - 2, not s + p - 2."),
+    ]
+    for f, hint in slips:
+        if got == [f(*c) for c in _SIDE_CASES]: return CheckResult(name, False, hint)
+    bad = next(c for c, g, w in zip(_SIDE_CASES, got, want) if g != w)
+    return CheckResult(name, False, f"not the side of the last map: for im_size, first_padding, depth = {bad} the answer is {reference_feature_side(*bad)}, "
+                                    f"you gave {got[_SIDE_CASES.index(bad)]}.")
+
 # %% ../nbs/course/00_checks.ipynb #ed6a24ea
 def _sqdist(a, b): return sum((a[k] - b[k]).pow(2).sum() for k in a)
 
@@ -469,10 +512,11 @@ EXERCISES = {
     'normalized_grad_variance': (1, reference_normalized_grad_variance, check_normalized_grad_variance),
     'kd_loss': (2, reference_kd_loss, check_kd_loss),
     'sgd_step': (2, reference_sgd_step, check_sgd_step),
-    'matching_loss': (3, reference_matching_loss, check_matching_loss),
-    'unroll': (3, reference_unroll, check_unroll),
-    'stratified_subset': (4, reference_stratified_subset, check_stratified_subset),
-    'probe_accuracy': (4, reference_probe_accuracy, check_probe_accuracy),
+    'feature_side': (3, reference_feature_side, check_feature_side),
+    'matching_loss': (4, reference_matching_loss, check_matching_loss),
+    'unroll': (4, reference_unroll, check_unroll),
+    'stratified_subset': (5, reference_stratified_subset, check_stratified_subset),
+    'probe_accuracy': (5, reference_probe_accuracy, check_probe_accuracy),
 }
 
 def _lookup(name):

@@ -127,8 +127,8 @@ def get_experts(cfg, arch, x, reps, out, device, progress, meta):
     "KD experts of the run (recorded once into `out/experts`, resumable), naming the run's representations (`kdd-explore distill` reads them)."
     meta = {k: v for k, v in meta.items() if k != 'arch'}  # the experts record their arch themselves
     meta['representations'] = str(out/'representations')  # recorded, not compared on resume: older runs and moved folders still resume
-    return record_experts(arch, x, reps, cfg.n_experts, cfg.expert_epochs, batch_size=cfg.expert_batch_size, seed=cfg.seed, out=out/'experts',
-                          progress=progress, meta=meta, device=device)
+    return record_experts(arch, x, reps, cfg.n_experts, cfg.expert_epochs, lr=cfg.expert_lr, batch_size=cfg.expert_batch_size, momentum=cfg.expert_momentum,
+                          weight_decay=cfg.expert_weight_decay, seed=cfg.seed, out=out/'experts', progress=progress, meta=meta, device=device)
 
 def get_subsets(cfg, experts, x, reps, out):
     "Indices of the high-loss and the random real subsets (the same size), saved as `out/subsets.json`."

@@ -39,6 +39,9 @@ class PipelineConfig:
     n_experts:int=4 # K KD experts
     expert_epochs:int=10 # E epochs per expert (the last one is the full-data KD ceiling)
     expert_batch_size:int=64 # the experts' minibatch (the paper: 256 on 50,000 images; 64 on a 5,000-image pool keeps ~80 steps an epoch)
+    expert_lr:float=0.1 # the experts' SGD learning rate (the reference code's 0.1; MTT's supervised experts: 0.01)
+    expert_momentum:float=0.9 # the experts' SGD momentum (the reference's 0.9; MTT: 0): with momentum an expert moves ~1/(1 - momentum) times further per step
+    expert_weight_decay:float=1e-4 # the experts' SGD weight decay (the reference's 1e-4; MTT: 0)
     syn_fraction:float=0.02 # size of the synthetic set, as a share of the pool
     high_loss_clusters:int|None=50 # take the high-loss images per k-means cluster of the teacher's representations (None: the paper's plain top-k)
     distill:dict=field(default_factory=lambda: dict(DistillConfig.cpu_default(iterations=100, batch_syn=32, max_start_epoch=3, lr_lr=1e-3).__dict__)) # `DistillConfig` fields
@@ -317,6 +320,9 @@ def check_config(cfg:PipelineConfig, # the configuration to check
         if isinstance(d['expert_batch_size'], int) and d['expert_batch_size'] > pool:
             follow('expert_batch_size', pool, f"larger than the pool of {pool:,} images", said('expert_batch_size', pool))
         elif not (isinstance(d['expert_batch_size'], int) and d['expert_batch_size'] >= 1): conflict('expert_batch_size', 'must be a whole number >= 1', said('expert_batch_size', 64))
+        if not (isinstance(d['expert_lr'], (int, float)) and 0 < d['expert_lr'] < math.inf): conflict('expert_lr', 'must be a number > 0', said('expert_lr', 0.1))
+        if not (isinstance(d['expert_momentum'], (int, float)) and 0 <= d['expert_momentum'] < 1): conflict('expert_momentum', 'must be in [0, 1)', said('expert_momentum', 0.9))
+        if not (isinstance(d['expert_weight_decay'], (int, float)) and d['expert_weight_decay'] >= 0): conflict('expert_weight_decay', 'must be >= 0', said('expert_weight_decay', 1e-4))
     # --- distillation: the synthetic set
     k = round(d['syn_fraction'] * pool) if isinstance(d['syn_fraction'], (int, float)) else 0
     if 'distill' in checks:
