@@ -63,12 +63,38 @@ def reuse_experts(out:Path, name:str, recipe):
             for f in ('experts.json', 'experts.safetensors'): shutil.copy2(src/f, dest/f)
             print(f"{name}: experts reused from {other}", flush=True); return
 
+def set_png(folder:Path, recipe, res:dict) -> dict:
+    "The distilled images at the chosen save and the random real images they started from, as base64 PNG grids (one row per class), to show."
+    import base64, io
+    import torch
+    from PIL import Image
+    from kdd_explore.distill import SyntheticSet
+    from kdd_explore.supervised import _split, set_labels
+    (x, y), _, _, info = _split(recipe, False)
+    syn = SyntheticSet.load(folder/f"set_{res['chosen']}")
+    init = torch.as_tensor(syn.meta['init_indices']).long()
+    def show(im):  # back to pixel space, each image stretched to [0, 1] (distilled pixels leave the data's range)
+        im = info['data'].denormalize(info['zca'].inverse(im) if info['zca'] is not None else im)
+        lo, hi = im.flatten(1).min(1).values.view(-1, 1, 1, 1), im.flatten(1).max(1).values.view(-1, 1, 1, 1)
+        return (im - lo) / (hi - lo).clamp_min(1e-8)
+    def grid(images):
+        lab, ipc = set_labels(syn), min(recipe.ipc, 10)
+        cols = [torch.cat(list(images[lab == c][:ipc]), 1) for c in range(int(lab.max()) + 1)]  # C x (ipc H) x W per class
+        g = (torch.cat(cols, 2) * 255).round().byte()  # C x (ipc H) x (classes W): one column per class
+        img = Image.fromarray(g[0].numpy() if g.shape[0] == 1 else g.permute(1, 2, 0).numpy())
+        img = img.resize((img.width * 3, img.height * 3), Image.NEAREST)
+        buf = io.BytesIO(); img.save(buf, format='PNG')
+        return base64.b64encode(buf.getvalue()).decode()
+    return dict(distilled=grid(show(syn.images.cpu())), initial=grid(show(x[init])), classes=list(info['data'].classes),
+                iteration=int(res['chosen']), layout='one column per class (in class order), the first 10 images of each class below each other, each stretched to its own range, 3x enlarged')
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', required=True, help='the study folder (one sub-folder per row; resumable)')
     ap.add_argument('--rows', default=','.join(ROWS), help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
     ap.add_argument('--tiny', action='store_true', help='every row at toy size (a check that the study runs, not a result)')
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--collect', action='store_true', help="only collect the rows' finished folders into OUT/supervised_study.json (images included)")
     a = ap.parse_args(argv)
     import torch
     from kdd_explore.supervised import supervised_job
@@ -81,6 +107,16 @@ def main(argv=None):
     study.update(kind='supervised_study', machine=dict(platform=platform.platform(), processor=platform.processor(), torch=torch.__version__,
                                                        threads=torch.get_num_threads()), tiny=a.tiny)
     study.setdefault('rows', {})
+    if a.collect:  # no run: each finished row's results.json, with its images
+        from kdd_explore.core import save_json
+        for name in names:
+            f = out/name/'results.json'
+            if not f.exists() or not json.loads(f.read_text()).get('complete'): print(f"{name}: not finished, left out"); continue
+            res, old = json.loads(f.read_text()), study['rows'].get(name, {})
+            study['rows'][name] = dict(old, what=ROWS[name][2], recipe_name=ROWS[name][0], results=res, images=set_png(out/name, row_recipe(name, a.tiny), res),
+                                       command=old.get('command', f"python benchmarks/supervised_study.py --out {a.out} --rows {name}"),
+                                       date=old.get('date', time.strftime('%Y-%m-%d', time.localtime(f.stat().st_mtime))))
+        save_json(study_file, study); return study
     for name in names:
         recipe = row_recipe(name, a.tiny)
         reuse_experts(out, name, recipe)
@@ -88,6 +124,7 @@ def main(argv=None):
         print(f"== {name}: {ROWS[name][2]}", flush=True)
         res = supervised_job(recipe, out/name, device=a.device, progress=False)
         study['rows'][name] = dict(what=ROWS[name][2], recipe_name=ROWS[name][0], results=res, wall_seconds=round(time.time() - t, 1),
+                                   images=set_png(out/name, recipe, res),
                                    command=f"python benchmarks/supervised_study.py --out {a.out} --rows {name}" + (' --tiny' if a.tiny else ''),
                                    date=time.strftime('%Y-%m-%d'))
         from kdd_explore.core import save_json

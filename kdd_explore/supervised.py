@@ -251,6 +251,7 @@ class SupervisedRecipe:
     dataset:str='fashion_mnist' # a `kdd_explore.data` dataset name (built in or registered)
     n_train:int|None=5000 # the pool: a stratified subset of the training split (None: all of it)
     n_val:int=0 # validation images: training images outside the pool (0: none; > 0 needs the full training split)
+    n_test:int|None=None # test images: a stratified subset of the test split (None: all of it, as the papers test)
     ipc:int=1 # images per class of the set
     width:int=32 # student ConvNet width (MTT: 128)
     depth:int=3 # conv blocks
@@ -326,7 +327,7 @@ def supervised_settings(items:list, # 'KEY=VALUE' strings, as typed after `--set
 def _split(recipe, progress):
     "(pool, validation or None, test, info): normalised (and whitened) image tensors with their labels."
     from kdd_explore.data import load_dataset, stratified_indices
-    pool = load_dataset(recipe.dataset, n_train=recipe.n_train, seed=recipe.seed)
+    pool = load_dataset(recipe.dataset, n_train=recipe.n_train, n_test=recipe.n_test, seed=recipe.seed)
     xv = yv = None
     if recipe.n_val:
         try: full = load_dataset(recipe.dataset, seed=recipe.seed)
