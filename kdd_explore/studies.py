@@ -11,9 +11,10 @@ from typing import Callable
 from .core import KddError
 
 # %% auto #0
-__all__ = ['STUDIES', 'MAIN_JOB', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study', 'provenance', 'md_table', 'pm',
-           'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index', 'run_table', 'main_table_block',
-           'studies_block', 'readme_blocks', 'update_readme', 'check_readme', 'record_main_job', 'main']
+__all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study', 'provenance',
+           'md_table', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index', 'run_table',
+           'diff_words', 'isa_lines', 'main_table_block', 'studies_block', 'same_table_block', 'readme_blocks',
+           'update_readme', 'check_readme', 'record_main_job', 'main']
 
 # %% ../nbs/09d_studies.ipynb #5f3982dd
 class StudyError(KddError):
@@ -144,14 +145,23 @@ def study_page(s:Study|str, # a study, or its slug
                        (f" on {p['machine']}" if 'machine' in p else '') + (f", {p['date']}" if 'date' in p else '') + '.')
     out.append('<div class="study-source" markdown>\n\n**Generated from** (every number on this page is read from these files):\n\n'
                + '\n'.join(src) + f"\n\nTo make them again: `{s.make}`; then rebuild the site (`kdd-explore docs`).\n\n</div>")
-    n = 0
+    n, root = 0, _project_root(root)
     for b in s.render(files):
         if _is_figure(b):
             n += 1
             if n == 1: out.append(f'<script src="{asset_prefix}assets/plotly.min.js"></script>')
             out.append(_figure_html(b, f'study-{s.slug}-{n}'))
         elif b: out.append(str(b).strip())
-    return '\n\n'.join(out) + '\n'
+    return _moved('\n\n'.join(out) + '\n', root)
+
+def _moved(text:str, root:Path) -> str:
+    "Commands recorded before `benchmarks/` was grouped name `benchmarks/x.py`: point them at `benchmarks/studies/` or `speed/`, where x.py is now."
+    def here(m):
+        if (root/m[0]).exists(): return m[0]
+        for sub in ('studies', 'speed'):
+            if (root/'benchmarks'/sub/m[1]).exists(): return f'benchmarks/{sub}/{m[1]}'
+        return m[0]
+    return re.sub(r'benchmarks/(\w+\.py)', here, text)
 
 def studies_index(root:str|Path|None=None, # the project's folder (unused: the index needs no file)
                  ) -> str:
@@ -447,30 +457,63 @@ def _scaling(f):
                                               [['**wall (s)**'] + [f"**{r['wall_s']:.0f}**" for r in runs]]),
             f"Tables identical between the settings: {'yes' if p['tables_identical'] else 'no'}. On two cores the default stays one process."]
 
-# %% ../nbs/09d_studies.ipynb #096459a8
+# %% ../nbs/09d_studies.ipynb #e0450de2
+def diff_words(d:list, # rows that differ (`isa_pinning.py`'s `differences`)
+               rows:int, # rows compared
+              ) -> str:
+    "'3 of 38 rows differ (mtt_ssl, transfer mkdt_high_loss); the largest difference of a mean: mtt_ssl at 5% labels, -0.8 points (one seed up to 1.8)'."
+    if not d: return f"all {rows} rows identical"
+    big = max(d, key=lambda x: abs(x['mean_diff']))
+    where = list(dict.fromkeys(('' if x['part'] == 'results' else x['part'] + ' ') + x['method'] for x in d))
+    return (f"{len(d)} of {rows} rows differ ({', '.join(where)}); the largest difference of a mean: "
+            f"{'' if big['part'] == 'results' else big['part'] + ' '}{big['method']} at {pct(big['label_fraction'])} labels, "
+            f"{big['mean_diff']:+.1f} points (one seed up to {big['max_seed_diff']:.1f})")
+
+def isa_lines(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py`
+             ) -> list[str]:
+    "What was measured, in sentences: per file, pinned against unpinned on one machine (and the time cost), then across CPU kinds."
+    out = []
+    for path, d in sorted(files.items(), key=lambda kv: (kv[1]['config'] != 'quick', kv[0])):
+        rs, t = d['runs'], d['runs'].get('unpinned', {}).get('dispatch', {}).get('torch', '?')
+        cost = (f"; pinned took {rs['pinned']['wall_s']:.0f} s against {rs['unpinned']['wall_s']:.0f} s unpinned "
+                f"({rs['pinned']['wall_s'] / rs['unpinned']['wall_s']:.2f}x)") if {'pinned', 'unpinned'} <= set(rs) else ''
+        kern = ', '.join(f"{s}: ATen {r['dispatch'].get('aten')}, OpenBLAS {'/'.join(r['dispatch'].get('openblas') or ['?'])}" for s, r in rs.items())
+        for k, v in d['same_machine'].items():
+            out.append(f"- **`{d['config']}` on {d['cpu_kind']}** ({d['cpu']['model']}, torch {t}, {d['date']}; kernels {kern}), {k}: {diff_words(v, d['rows'])}{cost}.")
+        for k, v in d.get('across', {}).items():
+            out.append(f"- **`{d['config']}` across CPU kinds**, {k}: {diff_words(v, d['rows'])}" + (f" ({d['versions']})" if d.get('versions') else '') + '.')
+    return out
+
+ISA_FILES = 'benchmarks/results/isa_pinning_*.json'
+
 @study('same-table', 'The same table on every CPU', "does the main job give the same results.json whatever instruction set the CPU's kernels use? Measured pinned and unpinned",
-       files=dict(runs='benchmarks/results/isa_pinning_*.json'), make='python benchmarks/studies/isa_pinning.py --config quick (and --config quickstart)',
-       needs=dict(runs=['format', 'runs', 'same_machine', 'cpu_kind', 'config', 'machine', 'date', 'command']))
+       files=dict(runs=ISA_FILES), make='python benchmarks/studies/isa_pinning.py --config quick (and --config quickstart)',
+       needs=dict(runs=['format', 'runs', 'same_machine', 'cpu_kind', 'config', 'machine', 'date', 'command', 'rows']))
 def _same_table(f):
-    from kdd_explore.evaluate import results_table
-    out = ["PyTorch, oneDNN, MKL and OpenBLAS each pick their kernels by the CPU's widest vector instructions (AVX2, AVX-512, "
-           "AMX), and kernels of different widths sum in different orders: the last bits of a result differ, and training "
-           "amplifies them. `benchmarks/studies/isa_pinning.py` runs the job once with the libraries free to choose "
-           "(*unpinned*) and once told to use AVX2 on any x86 CPU (*pinned*), both with one thread, and compares every row "
-           "(the main table, the horizon check, transfer).", "Pinned means:\n\n```bash\nexport " + ' '.join(
-           f'{k}={v}' for k, v in next(iter(f['runs'].values()))['runs'].get('pinned', {}).get('env', {}).items()) + "\n```"]
+    pins = next((d['runs']['pinned']['env'] for d in f['runs'].values() if 'pinned' in d['runs']), {})
+    out = ["PyTorch (ATen), oneDNN, MKL and OpenBLAS each pick their kernels by the CPU's widest vector instructions (AVX2, "
+           "AVX-512, AMX), and kernels of different widths sum in different orders: the last bits of a result differ, and "
+           "training amplifies them. `benchmarks/studies/isa_pinning.py` runs the job once with the libraries free to choose "
+           "(*unpinned*) and once told to use AVX2 on any x86 CPU (*pinned*), each with one torch thread (the thread count "
+           "changes sums too), and compares every row: the main table, the horizon check and transfer. Pinned means:",
+           "```bash\n" + ' '.join(f'{k}={v}' for k, v in pins.items()) + " OMP_NUM_THREADS=1 kdd-explore quickstart --out runs/quickstart\n```",
+           '## Measured', '\n'.join(isa_lines(f['runs']))]
     summary = []
     for path, d in sorted(f['runs'].items(), key=lambda kv: (kv[1]['config'] != 'quick', kv[0])):
         rs = d['runs']
-        summary.append([d['config'], d['cpu_kind'], d['machine'], d['date']] + [f"{rs[s]['wall_s']:.0f} s" if s in rs else '' for s in ('unpinned', 'pinned')]
-                       + ['; '.join(f"{k}: {len(v)} of {d['rows']} rows differ" for k, v in d['same_machine'].items())])
-    out += ['## Measured', md_table(['config', 'CPU kind', 'machine', 'date', 'unpinned', 'pinned', 'pinned against unpinned'], summary)]
+        summary.append([d['config'], d['cpu_kind'], d['machine'], d['date']] + [f"{rs[s]['wall_s']:.0f} s" if s in rs else '' for s in ('unpinned', 'pinned')])
+    out += [md_table(['config', 'CPU kind', 'machine', 'date', 'unpinned', 'pinned'], summary), '## The rows that differ']
     for path, d in sorted(f['runs'].items()):
         for k, v in {**d['same_machine'], **d.get('across', {})}.items():
-            if v: out += [f"**{d['config']}, {d['cpu_kind']}, {k}**: the rows that differ",
+            if v: out += [f"**`{d['config']}`, {d['cpu_kind']}, {k}**:",
                           md_table(['part', 'method', 'labels', 'step', 'first', 'second', 'difference', 'largest single seed'],
                                    [[x['part'], x['method'], pct(x['label_fraction']), '' if x['step'] is None else x['step'], x['a'], x['b'],
-                                     f"{x['mean_diff']:+.3f}", x['max_seed_diff']] for x in v])]
+                                     f"{x['mean_diff']:+.1f}", x['max_seed_diff']] for x in v])]
+    out.append("**Reading.** Pinning makes an AVX-512 machine compute what an AVX2 machine computes for most rows, at the cost "
+               "in time shown above; what it does not fix are the rows trained by SSL (`mtt_ssl`, whose Barlow Twins loss sums "
+               "over the batch) and those of the SmallResNet (transfer, batch norm), and a different torch version moves rows "
+               "too. A table is therefore quoted with its CPU kind, torch version and thread count, and differences of a few "
+               "tenths in those rows are not findings.")
     return out
 
 # %% ../nbs/09d_studies.ipynb #dffaf59b
@@ -506,13 +549,18 @@ def studies_block(root=None) -> str:
     "The README's list of studies: one line each, linked to its page on the site."
     return '\n'.join(f"- [{s.title}]({SITE}studies/{s.slug}.html): {s.summary}." for s in STUDIES.values())
 
-BLOCKS = {'main-table': (main_table_block, MAIN_JOB), 'studies': (studies_block, 'the STUDIES of kdd_explore/studies.py')}
+def same_table_block(root=None) -> str:
+    "The README's lines on the same table across CPU kinds: what was measured where, and which rows vary, from the `isa_pinning` files."
+    return '\n'.join(isa_lines(load_study(STUDIES['same-table'], root)['runs']))
+
+BLOCKS = {'main-table': (main_table_block, MAIN_JOB), 'same-table': (same_table_block, ISA_FILES),
+          'studies': (studies_block, 'the STUDIES of kdd_explore/studies.py')}
 
 def readme_blocks(root:str|Path|None=None) -> dict:
     "name -> the generated text of each README block."
     return {k: f(root) for k, (f, _) in BLOCKS.items()}
 
-def _block_re(name): return re.compile(r'(<!-- generated: ' + re.escape(name) + r' [^\n]*-->\n)(.*?)(\n<!-- /generated: ' + re.escape(name) + ' -->)', re.S)
+def _block_re(name): return re.compile(r'(<!-- generated: ' + re.escape(name) + r' [^\n]*-->\n)(.*?)(<!-- /generated: ' + re.escape(name) + ' -->)', re.S)
 
 def update_readme(path:str|Path='README.md', # the README
                   root:str|Path|None=None, # the project's folder
@@ -523,8 +571,8 @@ def update_readme(path:str|Path='README.md', # the README
     for name, body in readme_blocks(root).items():
         m = _block_re(name).search(text)
         if not m: raise StudyError(f"{path} has no generated block '{name}': put the two lines {_BEGIN.format(name, BLOCKS[name][1])} and {_END.format(name)} where it goes.")
-        if m[2] != body: changed.append(name)
-        text = text[:m.start()] + _BEGIN.format(name, BLOCKS[name][1]) + '\n' + body + m[3] + text[m.end():]
+        if m[2] != body + '\n': changed.append(name)
+        text = text[:m.start()] + _BEGIN.format(name, BLOCKS[name][1]) + '\n' + body + '\n' + m[3] + text[m.end():]
     path.write_text(text)
     return changed
 
@@ -537,7 +585,7 @@ def check_readme(path:str|Path='README.md', # the README
     for name, body in readme_blocks(root).items():
         m = _block_re(name).search(text)
         if not m: raise StudyError(f"{path}: the generated block '{name}' is missing (its marker lines were removed); put them back and run: python -m kdd_explore.studies readme")
-        if m[2] != body:
+        if m[2] != body + '\n':
             raise StudyError(f"{path}: the block '{name}' differs from what {BLOCKS[name][1]} gives: it was edited by hand, or the results changed. "
                              f"Regenerate it from {BLOCKS[name][1]}: python -m kdd_explore.studies readme")
 
