@@ -13,7 +13,7 @@ from .core import KddError
 # %% auto #0
 __all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study', 'provenance',
            'md_table', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index', 'run_table',
-           'diff_words', 'isa_lines', 'main_table_block', 'studies_block', 'same_table_block', 'readme_blocks',
+           'diff_words', 'isa_lines', 'wrap', 'main_table_block', 'studies_block', 'same_table_block', 'readme_blocks',
            'update_readme', 'check_readme', 'record_main_job', 'main']
 
 # %% ../nbs/09d_studies.ipynb #5f3982dd
@@ -470,6 +470,7 @@ def diff_words(d:list, # rows that differ (`isa_pinning.py`'s `differences`)
             f"{big['mean_diff']:+.1f} points (one seed up to {big['max_seed_diff']:.1f})")
 
 def isa_lines(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py`
+              short:bool=False, # leave out the kernels each run used and the software versions (the README's lines)
              ) -> list[str]:
     "What was measured, in sentences: per file, pinned against unpinned on one machine (and the time cost), then across CPU kinds."
     out = []
@@ -479,9 +480,11 @@ def isa_lines(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py
                 f"({rs['pinned']['wall_s'] / rs['unpinned']['wall_s']:.2f}x)") if {'pinned', 'unpinned'} <= set(rs) else ''
         kern = ', '.join(f"{s}: ATen {r['dispatch'].get('aten')}, OpenBLAS {'/'.join(r['dispatch'].get('openblas') or ['?'])}" for s, r in rs.items())
         for k, v in d['same_machine'].items():
-            out.append(f"- **`{d['config']}` on {d['cpu_kind']}** ({d['cpu']['model']}, torch {t}, {d['date']}; kernels {kern}), {k}: {diff_words(v, d['rows'])}{cost}.")
+            how = f"{d['cpu']['model']}, torch {t}, {d['date']}" + ('' if short else f"; kernels {kern}")
+            out.append(f"- **`{d['config']}` on {d['cpu_kind']}** ({how}), {k}: {diff_words(v, d['rows'])}{cost}.")
         for k, v in d.get('across', {}).items():
-            out.append(f"- **`{d['config']}` across CPU kinds**, {k}: {diff_words(v, d['rows'])}" + (f" ({d['versions']})" if d.get('versions') else '') + '.')
+            out.append(f"- **`{d['config']}` across CPU kinds**, {k}: {diff_words(v, d['rows'])}" +
+                       (f" ({d['versions']})" if d.get('versions') and not short else '') + '.')
     return out
 
 ISA_FILES = 'benchmarks/results/isa_pinning_*.json'
@@ -535,23 +538,34 @@ def _earlier(f):
 SITE = 'https://kdd-explore.github.io/kdd_explore/'  # where the site is published (settings.ini's doc_host and doc_baseurl)
 _BEGIN, _END = '<!-- generated: {} (python -m kdd_explore.studies readme; from {}) -->', '<!-- /generated: {} -->'
 
+def wrap(text:str, # Markdown prose: paragraphs and list items, one per line
+         width:int=120) -> str:
+    "Prose lines wrapped at `width` (a list item's continuation indented under its text); tables and other lines kept whole."
+    import textwrap
+    out = []
+    for line in text.split('\n'):
+        if len(line) <= width or line.lstrip().startswith(('|', '#', '<', '`')): out.append(line); continue
+        b = re.match(r'([-*] |\d+\. )?', line)[0]
+        out += textwrap.wrap(line[len(b):], width, initial_indent=b, subsequent_indent=' ' * len(b), break_long_words=False, break_on_hyphens=False)
+    return '\n'.join(out)
+
 def main_table_block(root:str|Path|None=None, # the project's folder
                     ) -> str:
     "The README's main table: the main job's probe table and findings, from `benchmarks/results/main_job.json`, with its command, machine and date."
     r = load_study(STUDIES['main-job'], root)['run']
     p = r['provenance']
-    return '\n'.join([f"`{p['command']}` on {p['machine']}, {p['date']} ({p.get('wall_s', 0) / 60:.0f} minutes). "
+    return wrap('\n'.join([f"Made by `{p['command']}` on {p['machine']}, {p['date']} ({p.get('wall_s', 0) / 60:.0f} minutes). "
                       f"Linear-probe top-1 (%) with {' / '.join(pct(x) for x in r['config']['fractions'])} of the training labels, "
                       f"mean ± std over seeds {', '.join(map(str, r['config']['seeds']))}, and each encoder's KD loss on the pool:", '',
-                      run_table(r), '', *_findings_lines(r['results'])])
+                      run_table(r), '', *_findings_lines(r['results'])]))
 
 def studies_block(root=None) -> str:
     "The README's list of studies: one line each, linked to its page on the site."
-    return '\n'.join(f"- [{s.title}]({SITE}studies/{s.slug}.html): {s.summary}." for s in STUDIES.values())
+    return wrap('\n'.join(f"- [{s.title}]({SITE}studies/{s.slug}.html): {s.summary}." for s in STUDIES.values()))
 
 def same_table_block(root=None) -> str:
     "The README's lines on the same table across CPU kinds: what was measured where, and which rows vary, from the `isa_pinning` files."
-    return '\n'.join(isa_lines(load_study(STUDIES['same-table'], root)['runs']))
+    return wrap('\n'.join(isa_lines(load_study(STUDIES['same-table'], root)['runs'], short=True)))
 
 BLOCKS = {'main-table': (main_table_block, MAIN_JOB), 'same-table': (same_table_block, ISA_FILES),
           'studies': (studies_block, 'the STUDIES of kdd_explore/studies.py')}
