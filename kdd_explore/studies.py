@@ -505,7 +505,20 @@ def _same_table(f):
     for path, d in sorted(f['runs'].items(), key=lambda kv: (kv[1]['config'] != 'quick', kv[0])):
         rs = d['runs']
         summary.append([d['config'], d['cpu_kind'], d['machine'], d['date']] + [f"{rs[s]['wall_s']:.0f} s" if s in rs else '' for s in ('unpinned', 'pinned')])
-    out += [md_table(['config', 'CPU kind', 'machine', 'date', 'unpinned', 'pinned'], summary), '## The rows that differ']
+    out += [md_table(['config', 'CPU kind', 'machine', 'date', 'unpinned', 'pinned'], summary)]
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for path, d in sorted(f['runs'].items()):
+        for k, v in {**d['same_machine'], **d.get('across', {})}.items():
+            name = f"{d['config']}, {k}" if k.split(':')[0] in ('unpinned', 'pinned') else f"{d['config']}, {d['cpu_kind']}, {k}"
+            if v: fig.add_trace(go.Bar(name=name, x=[f"{'' if x['part'] == 'results' else x['part'] + ' '}{x['method']} {pct(x['label_fraction'])}"
+                                                      + ('' if x['step'] is None else f" step {x['step']}") for x in v],
+                                       y=[abs(x['mean_diff']) for x in v]))
+    if fig.data:
+        fig.update_layout(title='How far each differing row moved (|difference of the means|, points)', barmode='group', height=480,
+                          yaxis_title='points', xaxis_tickangle=-45, legend=dict(orientation='h', y=-0.6))
+        out.append(fig)
+    out.append('## The rows that differ')
     for path, d in sorted(f['runs'].items()):
         for k, v in {**d['same_machine'], **d.get('across', {})}.items():
             if v: out += [f"**`{d['config']}`, {d['cpu_kind']}, {k}**:",
