@@ -12,7 +12,7 @@ from .core import KddError, save_json, load_json
 # %% auto #0
 __all__ = ['SKIPPED', 'PLOTLY', 'WIDGET', 'CSS', 'MATHJAX_CONFIG', 'FILE_SEARCH', 'DocsError', 'skip_flags', 'lesson_notebooks',
            'in_fresh_process', 'execute_notebook', 'make_notebook', 'package_hash', 'notebook_key', 'execute_notebooks',
-           'run_links', 'notebook_page', 'api_reference', 'mathjax_js', 'study_pages', 'build_site']
+           'run_links', 'notebook_page', 'api_reference', 'mathjax_js', 'study_pages', 'build_site', 'serve_site']
 
 # %% ../nbs/11_docs.ipynb #c7910b57
 class DocsError(KddError):
@@ -606,3 +606,24 @@ def build_site(out:str|Path='site', # the folder the site is written to
     if progress: print(f"site: {out} ({len(recs)} lesson pages{', the study pages' if studies else ''} + API reference) in {time.time() - t0:.0f}s; "
                        f"open {out/'index.html'} (search works there too), or serve it: python -m http.server -d {out}", flush=True)
     return out
+
+# %% ../nbs/11_docs.ipynb #831feecc
+def serve_site(site:str|Path='site', # a built site (`build_site`'s `out`)
+               port:int=8000, # the port on 127.0.0.1 (0: any free one)
+               block:bool=True, # serve until Ctrl-C; False: return the running server (call its `shutdown()`)
+              ):
+    "Serve a built site at http://127.0.0.1:PORT/ (this machine only), as GitHub Pages would; Ctrl-C stops it."
+    import functools, threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    site = Path(site)
+    if not (site/'index.html').exists(): raise DocsError(f"{site} holds no built site (no index.html): build it first, kdd-explore docs --out {site}.")
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args): pass
+    srv = ThreadingHTTPServer(('127.0.0.1', port), functools.partial(Quiet, directory=str(site)))
+    print(f"serving {site} at http://127.0.0.1:{srv.server_address[1]}/ (Ctrl-C stops it)", flush=True)
+    if not block:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+    try: srv.serve_forever()
+    except KeyboardInterrupt: pass
+    finally: srv.server_close()
