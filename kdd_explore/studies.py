@@ -481,7 +481,8 @@ def isa_lines(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py
         kern = ', '.join(f"{s}: ATen {r['dispatch'].get('aten')}, OpenBLAS {'/'.join(r['dispatch'].get('openblas') or ['?'])}" for s, r in rs.items())
         for k, v in d['same_machine'].items():
             how = f"{d['cpu']['model']}, torch {t}, {d['date']}" + ('' if short else f"; kernels {kern}")
-            out.append(f"- **`{d['config']}` on {d['cpu_kind']}** ({how}), {k}: {diff_words(v, d['rows'])}{cost}.")
+            out.append(f"- **`{d['config']}` on {d['cpu_kind']}** ({how}), {k}: {diff_words(v, d['rows'])}{cost}"
+                       + (f" ({d['note']})" if d.get('note') else '') + '.')
         for k, v in d.get('across', {}).items():
             out.append(f"- **`{d['config']}` across CPU kinds**, {k}: {diff_words(v, d['rows'])}" +
                        (f" ({d['versions']})" if d.get('versions') and not short else '') + '.')
