@@ -16,7 +16,7 @@ __all__ = ['DEBIAN_FASHION_MNIST', 'FASHION_MNIST_CLASSES', 'SLICES', 'DATASETS'
            'PartialImages', 'shipped_slice', 'build_slice', 'registered_datasets', 'take_subsets', 'load_dataset',
            'stratified_counts', 'stratified_indices', 'random_fraction_indices', 'equal_batches', 'DatasetInfo',
            'dataset_info', 'SSLViews', 'GRAY_MODES', 'IMAGE_KEYS', 'LABEL_KEYS', 'read_image_folder',
-           'example_image_folder', 'read_array_file', 'register_dataset']
+           'example_image_folder', 'read_array_file', 'register_dataset', 'next_commands']
 
 # %% ../nbs/01_data.ipynb #20d69341
 @dataclass(repr=False)
@@ -480,7 +480,8 @@ class SSLViews(torch.nn.Module):
         return self.view(x, g), self.view(x, g)
 
 # %% ../nbs/01_data.ipynb #95cea31e
-_all_ = ['GRAY_MODES', 'IMAGE_KEYS', 'LABEL_KEYS', 'read_image_folder', 'example_image_folder', 'read_array_file', 'register_dataset']
+_all_ = ['GRAY_MODES', 'IMAGE_KEYS', 'LABEL_KEYS', 'read_image_folder', 'example_image_folder', 'read_array_file', 'register_dataset',
+         'next_commands']
 
 def __getattr__(name:str):
     "A name that moved to `kdd_explore.own_data`, looked up there when first asked for (PEP 562): older imports keep working."

@@ -10,9 +10,9 @@ from pathlib import Path
 from .core import KddError, save_json, load_json
 
 # %% auto #0
-__all__ = ['SKIPPED', 'PLOTLY', 'WIDGET', 'CSS', 'DocsError', 'skip_flags', 'lesson_notebooks', 'in_fresh_process',
-           'execute_notebook', 'make_notebook', 'package_hash', 'notebook_key', 'execute_notebooks', 'run_links',
-           'notebook_page', 'api_reference', 'build_site']
+__all__ = ['SKIPPED', 'PLOTLY', 'WIDGET', 'CSS', 'MATHJAX_CONFIG', 'FILE_SEARCH', 'DocsError', 'skip_flags', 'lesson_notebooks',
+           'in_fresh_process', 'execute_notebook', 'make_notebook', 'package_hash', 'notebook_key', 'execute_notebooks',
+           'run_links', 'notebook_page', 'api_reference', 'mathjax_js', 'study_pages', 'build_site', 'serve_site']
 
 # %% ../nbs/11_docs.ipynb #c7910b57
 class DocsError(KddError):
@@ -417,8 +417,83 @@ CSS = """
 .nb-plotly { width: 100%; }
 .nb-image { max-width: 100%; }
 .nb-html { overflow-x: auto; }
+.study-source { font-size: .72rem; border-left: 3px solid var(--md-accent-fg-color); padding-left: .8em; }
 .md-grid { max-width: 1400px; }
 """
+
+MATHJAX_CONFIG = """window.MathJax = {  // what pymdownx.arithmatex marks (class "arithmatex"), typeset as SVG: no font files to load
+  tex: {inlineMath: [['\\\\(', '\\\\)']], displayMath: [['\\\\[', '\\\\]']], processEscapes: true, processEnvironments: true},
+  options: {ignoreHtmlClass: '.*|', processHtmlClass: 'arithmatex'},
+  svg: {fontCache: 'global'}
+};
+"""
+
+FILE_SEARCH = r"""// Search for a site opened from disk (file://), where a browser refuses the worker that Material's search runs in.
+// Served (http, https), this does nothing and Material's own search answers.
+(function () {
+  if (location.protocol !== 'file:') return;
+  var me = document.currentScript.src, root = me.slice(0, me.length - 'assets/file-search.js'.length);
+  var docs = null, waiting = [];
+  function index(done) {
+    if (docs) return done();
+    waiting.push(done);
+    if (waiting.length > 1) return;
+    var s = document.createElement('script');
+    s.src = root + 'search/search_index.js';  // the same index as search_index.json, as a script: a page from disk may load it
+    s.onload = function () { docs = window.__kdd_search_index.docs; waiting.forEach(function (f) { f(); }); };
+    document.head.appendChild(s);
+  }
+  function strip(h) { var d = document.createElement('div'); d.innerHTML = h; return d.textContent || ''; }
+  function search(q) {
+    var terms = q.toLowerCase().split(/\s+/).filter(Boolean), hits = [];
+    if (!terms.length) return hits;
+    docs.forEach(function (d) {
+      var title = strip(d.title).toLowerCase(), text = strip(d.text).toLowerCase(), score = 0;
+      for (var i = 0; i < terms.length; i++) {
+        var t = terms[i], inTitle = title.indexOf(t) >= 0, inText = text.indexOf(t) >= 0;
+        if (!inTitle && !inText) return;
+        score += (title === t ? 100 : 0) + (inTitle ? 10 : 0) + (inText ? 1 : 0);
+      }
+      hits.push({doc: d, score: score, text: text});
+    });
+    return hits.sort(function (a, b) { return b.score - a.score; }).slice(0, 30);
+  }
+  function show(q) {
+    var list = document.querySelector('.md-search-result__list'), meta = document.querySelector('.md-search-result__meta');
+    if (!list) return;
+    var hits = search(q);
+    list.innerHTML = '';
+    hits.forEach(function (h) {
+      var li = document.createElement('li'), a = document.createElement('a'), art = document.createElement('article');
+      var t = document.createElement('h1'), p = document.createElement('p'), at = h.text.indexOf(q.toLowerCase().split(/\s+/)[0]);
+      li.className = 'md-search-result__item'; a.className = 'md-search-result__link'; art.className = 'md-search-result__article md-typeset';
+      a.href = root + h.doc.location; t.textContent = strip(h.doc.title);
+      p.textContent = strip(h.doc.text).slice(Math.max(0, at - 60), Math.max(0, at - 60) + 200);
+      art.appendChild(t); art.appendChild(p); a.appendChild(art); li.appendChild(a); list.appendChild(li);
+    });
+    if (meta) meta.textContent = hits.length ? hits.length + ' matching document' + (hits.length > 1 ? 's' : '') : 'No matching documents';
+  }
+  function run(q) { index(function () { show(q); }); }
+  document.addEventListener('DOMContentLoaded', function () {
+    var input = document.querySelector('.md-search__input'), toggle = document.getElementById('__search');
+    if (!input) return;
+    input.addEventListener('input', function () { run(input.value); });
+    input.addEventListener('focus', function () { index(function () {}); });
+    var q = new URLSearchParams(location.search).get('q');
+    if (q) { input.value = q; if (toggle) toggle.checked = true; run(q); }
+  });
+})();
+"""
+
+def mathjax_js() -> Path:
+    "MathJax 3's TeX-to-SVG bundle from the `django-static-mathjax` package (a copy of MathJax 3.2.2 on PyPI): maths typeset offline, no CDN."
+    try: import mathjax
+    except ImportError:
+        raise DocsError("The maths renderer is not installed (the package django-static-mathjax, which holds MathJax): "
+                        "pip install -e '.[dev]' (or pip install django-static-mathjax).") from None
+    p = Path(mathjax.__file__).parent/'static'/'mathjax'/'es5'/'tex-svg-full.js'
+    if not p.exists(): raise DocsError(f"{p} is missing: reinstall it, pip install --force-reinstall django-static-mathjax.")
+    return p
 
 def _site_config(nav, docs, site, cfg):
     import yaml
@@ -429,6 +504,7 @@ def _site_config(nav, docs, site, cfg):
         theme=dict(name='material', font=False,  # the system's fonts: a page asks nothing of another server
                    features=['navigation.sections', 'navigation.top', 'search.highlight', 'content.code.copy']),
         plugins=['search'], extra_css=['assets/nb.css'],
+        extra_javascript=['assets/mathjax-config.js', 'assets/mathjax/tex-svg-full.js', 'assets/file-search.js'],
         markdown_extensions=['tables', 'attr_list', 'md_in_html', 'admonition', 'toc',
                              {'pymdownx.arithmatex': {'generic': True}}, 'pymdownx.superfences', 'pymdownx.highlight'],
         nav=nav), sort_keys=False, allow_unicode=True)
@@ -442,6 +518,23 @@ def _title(executed, rel):
     except (OSError, ValueError): pass
     return rel
 
+def study_pages(docs:str|Path, # the folder of the site's Markdown pages: the study pages go to `studies/` under it
+                root:str|Path|None=None, # the project's folder (the results files are read from there)
+               ) -> list:
+    "Write a page per registered study and their index under `docs/studies/`; return the site's *Studies* menu. A missing or older results file stops it (`StudyError`)."
+    from kdd_explore.studies import STUDIES, study_page, studies_index
+    pages = {s.slug: study_page(s, root, asset_prefix='../') for s in STUDIES.values()}  # every file checked before any page is written
+    d = Path(docs)/'studies'
+    d.mkdir(parents=True, exist_ok=True)
+    (d/'index.md').write_text(studies_index())
+    for slug, page in pages.items(): (d/f'{slug}.md').write_text(page)
+    return [{'Overview': 'studies/index.md'}] + [{s.title: f'studies/{s.slug}.md'} for s in STUDIES.values()]
+
+def _file_search_index(site:Path):
+    "The search index as a script (`search/search_index.js`), which a page opened from disk may load where it may not fetch the JSON."
+    j = site/'search'/'search_index.json'
+    if j.exists(): (site/'search'/'search_index.js').write_text('var __index = ' + j.read_text().replace('</', '<\\/') + ';\nwindow.__kdd_search_index = __index;\n')
+
 def build_site(out:str|Path='site', # the folder the site is written to
                nbs:list|str|Path|None=None, # notebooks or a folder (default: every lesson)
                flags:str='', # flags to run anyway, e.g. `'slow'`
@@ -449,8 +542,9 @@ def build_site(out:str|Path='site', # the folder the site is written to
                build_dir:str|Path='_docs_build', # executed copies (`executed/`) and the generated pages (`docs/`)
                force:bool=False, # re-execute every notebook, changed or not
                progress:bool=True, # print what happens
+               studies:bool=True, # add the study pages, generated from their results files (`kdd_explore.studies`)
               ) -> Path:
-    "Execute the lessons that changed, write their pages and the API reference, and build the site into `out`; returns `out`."
+    "Execute the lessons that changed, write their pages, the study pages and the API reference, and build the site into `out`; returns `out`."
     try:
         import mkdocs, material  # noqa: F401
     except ImportError as e:
@@ -459,8 +553,12 @@ def build_site(out:str|Path='site', # the folder the site is written to
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
     cfg = _config()
+    mj = mathjax_js()  # before the notebooks run: a missing tool stops the build at once
     build_dir, out = Path(build_dir).resolve(), Path(out).resolve()
     t0 = time.time()
+    if studies:  # a missing or older results file stops the build before any notebook runs
+        from kdd_explore.studies import STUDIES, load_study
+        for s in STUDIES.values(): load_study(s, cfg.config_path)
     recs = execute_notebooks(nbs, build_dir/'executed', flags=flags, n_workers=n_workers, force=force, progress=progress)
     docs = build_dir/'docs'
     if docs.exists(): shutil.rmtree(docs)
@@ -489,16 +587,43 @@ def build_site(out:str|Path='site', # the folder the site is written to
         nav.insert(0, {'Home': 'index.md'})
     if lessons: nav.append({'Lessons': lessons})
     nav += [{k: v} for k, v in course.items()]
+    if studies: nav.append({'Studies': study_pages(docs, cfg.config_path)})
     (docs/'api.md').write_text(api_reference({r['rel']: True for r in recs}))
     nav.append({'API reference': 'api.md'})
     import plotly
     shutil.copy(Path(plotly.__file__).parent/'package_data'/'plotly.min.js', docs/'assets'/'plotly.min.js')
+    (docs/'assets'/'mathjax').mkdir()
+    shutil.copy(mj, docs/'assets'/'mathjax'/mj.name)
+    (docs/'assets'/'mathjax-config.js').write_text(MATHJAX_CONFIG)
+    (docs/'assets'/'file-search.js').write_text(FILE_SEARCH)
     (docs/'assets'/'nb.css').write_text(CSS)
     yml = build_dir/'mkdocs.yml'
     yml.write_text(_site_config(nav, docs, out, cfg))
     import logging
     logging.getLogger('mkdocs').setLevel(logging.WARNING if progress else logging.ERROR)
     mkdocs_build(load_config(str(yml)))
-    if progress: print(f"site: {out} ({len(recs)} lesson pages + API reference) in {time.time() - t0:.0f}s; "
-                       f"open {out/'index.html'}, or serve it: python -m http.server -d {out}", flush=True)
+    _file_search_index(out)
+    if progress: print(f"site: {out} ({len(recs)} lesson pages{', the study pages' if studies else ''} + API reference) in {time.time() - t0:.0f}s; "
+                       f"open {out/'index.html'} (search works there too), or serve it: python -m http.server -d {out}", flush=True)
     return out
+
+# %% ../nbs/11_docs.ipynb #831feecc
+def serve_site(site:str|Path='site', # a built site (`build_site`'s `out`)
+               port:int=8000, # the port on 127.0.0.1 (0: any free one)
+               block:bool=True, # serve until Ctrl-C; False: return the running server (call its `shutdown()`)
+              ):
+    "Serve a built site at http://127.0.0.1:PORT/ (this machine only), as GitHub Pages would; Ctrl-C stops it."
+    import functools, threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    site = Path(site)
+    if not (site/'index.html').exists(): raise DocsError(f"{site} holds no built site (no index.html): build it first, kdd-explore docs --out {site}.")
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args): pass
+    srv = ThreadingHTTPServer(('127.0.0.1', port), functools.partial(Quiet, directory=str(site)))
+    print(f"serving {site} at http://127.0.0.1:{srv.server_address[1]}/ (Ctrl-C stops it)", flush=True)
+    if not block:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+    try: srv.serve_forever()
+    except KeyboardInterrupt: pass
+    finally: srv.server_close()

@@ -12,7 +12,7 @@ from .data import DATASETS, ImageData, channel_stats, load_dataset, _load_fake, 
 
 # %% auto #0
 __all__ = ['GRAY_MODES', 'IMAGE_KEYS', 'LABEL_KEYS', 'read_image_folder', 'example_image_folder', 'read_array_file',
-           'register_dataset']
+           'register_dataset', 'next_commands']
 
 # %% ../nbs/01b_own_data.ipynb #b6174675
 GRAY_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'F')  # PIL modes without colour
@@ -270,3 +270,18 @@ def register_dataset(name:str, # the name to use it by: lowercase letters, digit
         for n in d['notes']: print(f"Note: {n}")
     save_artifact(_registered_path(name, root), {k: d[k] for k in ('x_train', 'y_train', 'x_test', 'y_test')}, meta)
     return load_dataset(name, root=root)
+
+# %% ../nbs/01b_own_data.ipynb #f45edaf1
+def next_commands(info, # the registered dataset's `DatasetInfo` (see `01_data`)
+                  env:str='', # a prefix for every command, e.g. `'KDD_DATA=DIR '`
+                 ) -> list[str]:
+    "What to run on a newly registered dataset, as command lines with a comment each: the recipe that fits its image shape and classes."
+    from kdd_explore.data import _assets_dir
+    name, out = info.name, [f"{env}kdd-explore run --config quick --dataset {info.name} --out runs/{info.name}-quick   # every stage at toy size, minutes"]
+    teacher = _assets_dir()/'teacher_cifar10'
+    if tuple(info.shape) == (3, 32, 32) and info.n_classes == 10 and teacher.with_suffix('.json').exists():
+        out.append(f"{env}kdd-explore run --config cifar10_cpu --dataset {name} --teacher {teacher} --out runs/{name}   "
+                   "# the CIFAR-10 recipe with the shipped CIFAR-10 teacher (no teacher to train)")
+    else:
+        out.append(f"{env}kdd-explore run --config quickstart --dataset {name} --out runs/{name}   # the CPU recipe (trains a teacher first)")
+    return out

@@ -264,5 +264,5 @@ def shipped_budget_study(name:str, # the dataset the study ran on ('cifar10_jpeg
     if not p.exists():
         have = sorted(q.stem[len('budget_study_'):] for q in assets.glob('budget_study_*.json'))
         raise KddError(f"No budget study ships as {name!r} (shipped: {', '.join(have) or 'none'}). "
-                       "Run one: python benchmarks/budget_study.py --dataset DATASET --out DIR, then read DIR/budget_study.json.")
+                       "Run one: python benchmarks/studies/budget_study.py --dataset DATASET --out DIR, then read DIR/budget_study.json.")
     return json.loads(p.read_text())

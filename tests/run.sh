@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (the README names it; .ci/run calls it):
-#   1. nbdev_export must change nothing (kdd_explore/ is generated from nbs/),
+#   1. nbdev_export must change nothing (kdd_explore/ is generated from nbs/), nor may the README's generated blocks
+#      differ from their results files (python -m kdd_explore.studies check),
 #   2. every notebook runs top to bottom, once, as nbdev_test would (extra flags: NBDEV_FLAGS="slow"), and the
 #      lessons' website is built from those executed copies (kdd-explore docs: _docs_build/, site in _docs_build/site),
 #   3. pytest (its site browser test reads that site: KDD_SITE).
@@ -13,6 +14,8 @@ drift=$(git status --porcelain -- kdd_explore)
 if [ -n "$drift" ]; then
   echo "nbdev_export changed kdd_explore/: the package is out of sync with nbs/. Run nbdev_export and commit:"; echo "$drift"; exit 1
 fi
+echo "== the README's generated blocks (must agree with their results files)"
+python -m kdd_explore.studies check   # names the results file to regenerate from when a generated block was edited by hand
 echo "== notebooks executed (nbdev_test's rules) + the site"
 t0=$(date +%s)
 # two notebooks run at once on two cores: one thread each, or they fight over the cores (many times slower)

@@ -18,9 +18,9 @@ def test_gpu_check_runs_at_toy_size_on_the_cpu(tmp_path):
         assert bad.returncode != 0 and 'No CUDA device here' in bad.stderr
 
 def test_distill_budget_study_separates_images_from_lr(quick_run, tmp_path):
-    "benchmarks/distill_budget_study.py on a finished quick run: resumable checkpoints, and rows for the set and its start."
+    "benchmarks/studies/distill_budget_study.py on a finished quick run: resumable checkpoints, and rows for the set and its start."
     _, run = quick_run
-    script = [sys.executable, 'benchmarks/distill_budget_study.py']
+    script = [sys.executable, 'benchmarks/studies/distill_budget_study.py']
     r = subprocess.run(script + [str(run), '--out', str(tmp_path/'study'), '--iterations', '4,2', '--fractions', '0.05',
                                  '--set', 'syn_steps=3', '--json', str(tmp_path/'study.json')],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -35,7 +35,7 @@ def test_distill_budget_study_separates_images_from_lr(quick_run, tmp_path):
 
 def _variants():
     import importlib.util
-    spec = importlib.util.spec_from_file_location('matching_variants', ROOT/'benchmarks'/'matching_variants.py')
+    spec = importlib.util.spec_from_file_location('matching_variants', ROOT/'benchmarks'/'studies'/'matching_variants.py')
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     return mod
 
@@ -56,7 +56,7 @@ def test_matching_variants_losses():
 
 def test_matching_variants_runs_on_a_finished_run(quick_run, tmp_path):
     _, run = quick_run
-    r = subprocess.run([sys.executable, 'benchmarks/matching_variants.py', str(run), '--loss', 'layer', '--iterations', '2,3',
+    r = subprocess.run([sys.executable, 'benchmarks/studies/matching_variants.py', str(run), '--loss', 'layer', '--iterations', '2,3',
                         '--steps', '3', '--max_start_epoch', '2', '--momentum', '0.9', '--fractions', '0.05', '--json', str(tmp_path/'v.json')],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -64,13 +64,13 @@ def test_matching_variants_runs_on_a_finished_run(quick_run, tmp_path):
     assert [e['iterations'] for e in res['log']] == [2, 3] and res['settings']['loss'] == 'layer'
     assert all(e['skipped'] == 0 and e['images_moved'] > 0 for e in res['log'])
     assert [r_['method'].split('@')[0] for r_ in res['rows']] == ['layer', 'initial', 'layer', 'initial']
-    bad = subprocess.run([sys.executable, 'benchmarks/matching_variants.py', str(run), '--expert_epochs', '9'],
+    bad = subprocess.run([sys.executable, 'benchmarks/studies/matching_variants.py', str(run), '--expert_epochs', '9'],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and "passes the experts'" in bad.stderr
 
 def test_krr_st_cost_runs_at_toy_size(tmp_path):
-    "benchmarks/krr_st_cost.py --config quick: per-iteration and per-run seconds of MKDT and KRR-ST, wall and CPU."
-    r = subprocess.run([sys.executable, 'benchmarks/krr_st_cost.py', '--config', 'quick', '--rounds', '1', '--out', str(tmp_path/'c.json')],
+    "benchmarks/speed/krr_st_cost.py --config quick: per-iteration and per-run seconds of MKDT and KRR-ST, wall and CPU."
+    r = subprocess.run([sys.executable, 'benchmarks/speed/krr_st_cost.py', '--config', 'quick', '--rounds', '1', '--out', str(tmp_path/'c.json')],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path/'c.json').read_text())
@@ -79,9 +79,9 @@ def test_krr_st_cost_runs_at_toy_size(tmp_path):
     assert res['krr_st']['warm_up_steps'] >= 0 and res['ratio_per_iteration_cpu'] > 0
 
 def test_distill_speed_runs_at_toy_size(tmp_path):
-    "benchmarks/distill_speed.py --tiny: the side-by-side figures (no timing is checked), and bad input refused."
+    "benchmarks/speed/distill_speed.py --tiny: the side-by-side figures (no timing is checked), and bad input refused."
     out = tmp_path/'speed.json'
-    r = subprocess.run([sys.executable, 'benchmarks/distill_speed.py', '--tiny', '--impls', 'unrolled,auto', '--iters', '1', '--threads', '1',
+    r = subprocess.run([sys.executable, 'benchmarks/speed/distill_speed.py', '--tiny', '--impls', 'unrolled,auto', '--iters', '1', '--threads', '1',
                         '--json', str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     fig = json.loads(out.read_text())
@@ -90,5 +90,5 @@ def test_distill_speed_runs_at_toy_size(tmp_path):
     auto = fig['rows'][1]
     assert auto['plan']['chose'] == 'full' and abs(auto['loss'] - fig['rows'][0]['loss']) < 1e-5  # the same matching loss
     assert '| a | 5 |' in r.stdout and fig['machine'] and fig['command']
-    bad = subprocess.run([sys.executable, 'benchmarks/distill_speed.py', '--configs', 'b'], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    bad = subprocess.run([sys.executable, 'benchmarks/speed/distill_speed.py', '--configs', 'b'], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and 'Unknown setting' in bad.stderr

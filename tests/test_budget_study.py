@@ -8,11 +8,11 @@ from kdd_explore.probe import labelled_indices
 from kdd_explore.data import stratified_indices
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT/'benchmarks'))
+sys.path.insert(0, str(ROOT/'benchmarks'/'studies'))
 import budget_study
 
 def study(*args, env=None, timeout=900):
-    return subprocess.run([sys.executable, 'benchmarks/budget_study.py', *map(str, args)], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([sys.executable, 'benchmarks/studies/budget_study.py', *map(str, args)], capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT, env={**os.environ, **(env or {})})
 
 def check_study(out, saves, seeds=(0, 1)):

@@ -164,8 +164,8 @@ def test_resuming_with_another_student_or_probe_is_refused(quick_run):
         open_run(out, get_config('quick', probe_protocol='reference'))
 
 def test_protocol_study_at_toy_size(tmp_path):
-    "benchmarks/protocol_study.py --quick: two of the four (probe, labels) settings (each protocol, each label source) with their headroom; a rerun reads every result back."
-    cmd = [sys.executable, 'benchmarks/protocol_study.py', '--out', str(tmp_path/'ps'), '--quick', '--students', 'padded3',
+    "benchmarks/studies/protocol_study.py --quick: two of the four (probe, labels) settings (each protocol, each label source) with their headroom; a rerun reads every result back."
+    cmd = [sys.executable, 'benchmarks/studies/protocol_study.py', '--out', str(tmp_path/'ps'), '--quick', '--students', 'padded3',
            '--seeds', '0,1', '--fractions', '0.05', '--probes', 'standard/full,reference/pool', '--quiet']
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -1,5 +1,6 @@
-"""The lessons' website in a real headless Chromium: a lesson's plotly figure renders with no JavaScript error, the API page
-lists a function's parameters, the search finds `distill`. Screenshots under .ci/out/.
+"""The lessons' website in a real headless Chromium: a lesson's plotly figure renders with no JavaScript error, a formula is
+typeset (MathJax, from the site's own copy), a study page draws its table and figure, the API page lists a function's
+parameters, and the search finds `distill`, served and opened from disk. Screenshots under .ci/out/.
 
 It checks the full site that tests/run.sh builds when KDD_SITE names it (run.sh sets it); otherwise it builds a small site
 (00_core, a notebook made here with a plotly figure and a widget) in about a minute."""
@@ -81,11 +82,12 @@ class Browser:
 def site(tmp_path_factory):
     "(site folder, a lesson page with a plotly figure): the full site of run.sh (KDD_SITE), else a small one built here."
     full = os.environ.get('KDD_SITE')
-    if full and (Path(full)/'api.html').exists(): return Path(full), '07_evaluate.html'
+    if full and (Path(full)/'api.html').exists(): return Path(full), '07_evaluate.html', '03_ssl.html'
     from kdd_explore.docs import build_site, make_notebook
     tmp = tmp_path_factory.mktemp('site')
     demo = make_notebook(tmp/'nbs'/'figure_demo.ipynb', [
-        'md:# A figure and a widget\n\n> What a lesson\'s outputs look like on the page.',
+        'md:# A figure and a widget\n\n> What a lesson\'s outputs look like on the page.\n\n'
+        'A formula, as the lessons write one:\n\n$$\n\\mathcal{L}_{BT} = \\sum_i (1 - \\mathcal{C}_{ii})^2 + \\lambda \\sum_{i \\neq j} \\mathcal{C}_{ij}^2.\n$$',
         'import plotly.graph_objects as go, ipywidgets as w\nprint("a printed line")\ngo.Figure(go.Scatter(x=[1, 2, 3], y=[1, 4, 9], name="squares"))',
         'class View:  # a widget view with a figure, like kdd_explore.widgets\n'
         '    def __init__(self): self.fig, self.widget = go.Figure(go.Bar(x=["a", "b"], y=[3, 1])), w.IntSlider()\n'
@@ -93,7 +95,7 @@ def site(tmp_path_factory):
     cwd = os.getcwd(); os.chdir(ROOT)  # nbdev's settings are found from the working folder
     try: out = build_site(tmp/'site', [ROOT/'nbs'/'00_core.ipynb', demo], n_workers=2, build_dir=tmp/'build', progress=False)
     finally: os.chdir(cwd)
-    return out, 'figure_demo.html'
+    return out, 'figure_demo.html', 'figure_demo.html'
 
 @pytest.fixture(scope='module')
 def browser(site, tmp_path_factory):
@@ -138,3 +140,37 @@ def test_the_search_finds_distill(browser):
     assert hits and any(h.split('?')[0].endswith('api.html') and h.endswith('#distill') for h in hits), hits
     assert browser.errors() == [], browser.errors()
     browser.screenshot(OUT/'site-search.png')
+
+def test_a_formula_is_typeset_offline(site, browser):
+    "The lesson's $$...$$ is typeset by MathJax into SVG (no font files, no CDN): one formula at least, with its symbols drawn."
+    browser.goto(browser.base + site[2])
+    n = browser.js("document.querySelectorAll('.arithmatex').length")
+    assert n >= 1, f'no formula on {site[2]}'
+    drawn = "document.querySelectorAll('.arithmatex mjx-container svg').length"
+    assert browser.wait(f"{drawn} >= {n}"), f'MathJax drew {browser.js(drawn)} of {n} formulas'
+    glyphs = browser.js("[...document.querySelectorAll('.arithmatex mjx-container svg')].map(s => s.querySelectorAll('use, path').length)")
+    assert min(glyphs) >= 1 and max(glyphs) > 5, glyphs  # every formula drew its glyphs (none an empty box), one a whole formula
+    assert browser.js("[...document.scripts].some(s => s.src.endsWith('assets/mathjax/tex-svg-full.js'))")
+    assert '$' not in browser.js("document.querySelector('article').innerText.split('Run this notebook')[1].split('import')[0]")  # no TeX left raw
+    assert browser.errors() == [], browser.errors()
+    browser.screenshot(OUT/'site-formula.png')
+
+def test_a_study_page_shows_its_source_table_and_figure(site, browser):
+    "The protocol matrix's page, generated from benchmarks/results/protocol_study.json: its source, its 16-row table, its figure drawn."
+    browser.goto(browser.base + 'studies/protocol.html')
+    assert 'benchmarks/results/protocol_study.json' in browser.js("document.querySelector('.study-source').innerText")
+    rows = browser.js("document.querySelector('article table').querySelectorAll('tbody tr').length")
+    assert rows == 16, rows  # 2 students x 2 probes x 2 label sources x 2 fractions
+    assert browser.wait("document.querySelectorAll('.nb-plotly .main-svg').length >= 1"), 'the study figure was not drawn'
+    assert browser.errors() == [], browser.errors()
+    browser.screenshot(OUT/'site-study.png')
+
+def test_the_search_works_from_disk(site, tmp_path_factory):
+    "Opened straight from disk (file://), where a browser refuses Material's search worker, the search still finds `distill`."
+    b = Browser(tmp_path_factory.mktemp('profile_file'))
+    try:
+        b.goto(f'file://{site[0]}/index.html?q=distill')
+        hits = b.wait("[...document.querySelectorAll('.md-search-result__item a')].map(a => a.getAttribute('href'))")
+        assert hits and any(h.split('?')[0].endswith('api.html#distill') for h in hits), hits
+        assert b.errors() == [], b.errors()
+    finally: b.close()

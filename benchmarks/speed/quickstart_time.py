@@ -2,9 +2,9 @@
 (the old default, every core as torch threads) and in one single-thread process per core (`--procs`, the default now),
 each in a fresh folder, and whether their tables agree: the measurement behind the README's quickstart section.
 
-    python benchmarks/quickstart_time.py                               # --procs 1 then --procs auto, full quickstart
-    python benchmarks/quickstart_time.py --quick                       # the toy-size variant (a check of the script)
-    python benchmarks/quickstart_time.py --procs 2 --json bench.json   # one setting only; the figures also as JSON
+    python benchmarks/speed/quickstart_time.py                               # --procs 1 then --procs auto, full quickstart
+    python benchmarks/speed/quickstart_time.py --quick                       # the toy-size variant (a check of the script)
+    python benchmarks/speed/quickstart_time.py --procs 2 --json bench.json   # one setting only; the figures also as JSON
 
 Run it on an otherwise idle machine: every stage's seconds are wall-clock. The run folders are fresh temporary ones
 (`--out-root` to keep them), so no stage is read back from disk.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse, json, os, platform, subprocess, sys, tempfile, time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 def run_once(procs:str, out:Path, quick:bool) -> dict:
     "One `kdd-explore quickstart --procs P` into `out`: its wall time, stage timings and results."

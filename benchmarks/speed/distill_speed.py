@@ -2,10 +2,10 @@
 'bounded', 'full' and 'auto' (the default) modes, and a reference "unrolled" implementation written here (one flat
 parameter vector, the whole graph of every inner step kept, one backward pass: the algorithm of the MTT/MKDT reference code).
 
-    python benchmarks/distill_speed.py                      # every setting below; figures to benchmarks/results/distill_speed.json
-    python benchmarks/distill_speed.py --configs a --steps 5,10 --iters 3
-    python benchmarks/distill_speed.py --baseline SRC       # also 'today': the package at SRC (e.g. an older commit's kdd_explore)
-    python benchmarks/distill_speed.py --tiny --json out.json   # a seconds-long run at toy sizes (the test's)
+    python benchmarks/speed/distill_speed.py                      # every setting below; figures to benchmarks/results/distill_speed.json
+    python benchmarks/speed/distill_speed.py --configs a --steps 5,10 --iters 3
+    python benchmarks/speed/distill_speed.py --baseline SRC       # also 'today': the package at SRC (e.g. an older commit's kdd_explore)
+    python benchmarks/speed/distill_speed.py --tiny --json out.json   # a seconds-long run at toy sizes (the test's)
 
 Settings: (a) a ConvNet of width 64 and depth 3 on 3x32x32 images with a 512-d head (600,832 parameters), 200 synthetic
 images, batches of 64; (b) the quickstart's distillation (Fashion-MNIST 1x28x28, ConvNet width 32 depth 4, 128-d head,
@@ -173,8 +173,8 @@ def main(argv=None):
     try: steps = [int(s) for s in a.steps.split(',')]
     except ValueError: sys.exit(f"--steps must be whole numbers separated by commas, got {a.steps!r}.")
     if a.tiny: steps = [s for s in steps if s <= 5] or [1, 2]
-    here = Path(__file__).resolve().parent.parent
-    out = dict(command=' '.join([Path(sys.executable).name, 'benchmarks/distill_speed.py'] + (argv if argv is not None else sys.argv[1:])),
+    here = Path(__file__).resolve().parents[2]  # the project folder
+    out = dict(command=' '.join([Path(sys.executable).name, 'benchmarks/speed/distill_speed.py'] + (argv if argv is not None else sys.argv[1:])),
                machine=f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_name()})",
                date=time.strftime('%Y-%m-%d'), threads=a.threads, iters=a.iters, load_before=uptime(), rows=[], checks=[])
     t_all = time.time()

@@ -6,7 +6,7 @@ the pool model's step), measured in alternating rounds so that both see the same
 process are both reported: on a shared machine the CPU seconds are the steadier figure. Per run: MKDT's 100 iterations
 against KRR-ST's pool warm-up plus its 300 iterations (MKDT's experts, recorded once for every MKDT set, are not counted).
 
-    OMP_NUM_THREADS=1 python benchmarks/krr_st_cost.py            # writes benchmarks/results/krr_st_cost.json
+    OMP_NUM_THREADS=1 python benchmarks/speed/krr_st_cost.py            # writes benchmarks/results/krr_st_cost.json
 
 The KRR-ST settings are the recipe's `krr_st` (the quickstart's: `KRRSTConfig.cpu_default()`).
 """

@@ -3,8 +3,8 @@ iteration, in 1 process of 2 threads against 2 processes of 1 thread (torchrun, 
 same number of iterations with B = 1 and B = 2 (does a less noisy meta-gradient match better?). The figures behind the README's
 "Across processes" section (issue 14).
 
-    python benchmarks/distributed_scaling.py --json distributed_scaling.json    # the quickstart's experts, 20 iterations (a few minutes)
-    python benchmarks/distributed_scaling.py --tiny                             # the same code at toy size (the 'quick' configuration)
+    python benchmarks/speed/distributed_scaling.py --json distributed_scaling.json    # the quickstart's experts, 20 iterations (a few minutes)
+    python benchmarks/speed/distributed_scaling.py --tiny                             # the same code at toy size (the 'quick' configuration)
 
 Run it on an otherwise idle machine: the point is how two processes share the cores. The times exclude starting the processes
 (importing torch, joining the group), which is reported apart as `launch_s`. Every run reads the same cached teacher representations,

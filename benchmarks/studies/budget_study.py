@@ -15,9 +15,9 @@ labelled training images outside the pool and outside every probe's labelled sub
 seeds; a tie goes to the fewer iterations.* The test numbers of every saved iteration are reported (the curve), and the
 headline row is the one at the chosen iteration.
 
-    python benchmarks/budget_study.py --dataset cifar10_jpeg --config cifar10_cpu --out runs/budget_cifar10_jpeg
-    python benchmarks/budget_study.py --dataset fashion_mnist --config quickstart --out runs/budget_fashion_mnist
-    python benchmarks/budget_study.py --dataset fake --config cifar10_cpu --tiny --saves 2,4 --n-val 200 --out runs/budget_toy  # toy size
+    python benchmarks/studies/budget_study.py --dataset cifar10_jpeg --config cifar10_cpu --out runs/budget_cifar10_jpeg
+    python benchmarks/studies/budget_study.py --dataset fashion_mnist --config quickstart --out runs/budget_fashion_mnist
+    python benchmarks/studies/budget_study.py --dataset fake --config cifar10_cpu --tiny --saves 2,4 --n-val 200 --out runs/budget_toy  # toy size
 
 Each saved set is evaluated as soon as it is saved, and the report is rewritten after each one (marked partial, with
 the choice made among the iterations evaluated so far), so the curve can be read hours before the last save. Resumable:

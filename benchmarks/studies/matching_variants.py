@@ -3,9 +3,9 @@ probed beside the initial images at the same learned lr (as `distill_budget_stud
 weighs, SGD momentum in the inner loop, and long inner loops that mimic the evaluation itself. The study behind the
 README's "what the matching loss looks at".
 
-    python benchmarks/matching_variants.py runs/quickstart --loss layer --iterations 50,100
-    python benchmarks/matching_variants.py runs/quickstart --loss encoder --iterations 100
-    python benchmarks/matching_variants.py runs/quickstart --steps 80 --expert_epochs 4 --max_start_epoch 1 \\
+    python benchmarks/studies/matching_variants.py runs/quickstart --loss layer --iterations 50,100
+    python benchmarks/studies/matching_variants.py runs/quickstart --loss encoder --iterations 100
+    python benchmarks/studies/matching_variants.py runs/quickstart --steps 80 --expert_epochs 4 --max_start_epoch 1 \\
         --momentum 0.9 --weight_decay 1e-4 --iterations 30,60          # match the evaluation: init -> epoch 4
 
 Losses: 'global' is MKDT's ||theta_N - theta*||^2 / ||theta_0 - theta*||^2 over every parameter; 'layer' is the mean of

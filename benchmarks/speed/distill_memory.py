@@ -1,8 +1,8 @@
 """Peak memory and seconds per iteration of the exact memory-bounded meta-gradient ('bounded') against backpropagation
 through the whole unrolled graph ('full'), at syn_steps in {5, 10, 20, 40}.
 
-    python benchmarks/distill_memory.py            # table on the CPU (and on CUDA when present)
-    python benchmarks/distill_memory.py --json out.json
+    python benchmarks/speed/distill_memory.py            # table on the CPU (and on CUDA when present)
+    python benchmarks/speed/distill_memory.py --json out.json
 
 CPU memory is measured honestly: every (mode, syn_steps) runs in a fresh subprocess, and the figure is the process's
 peak resident memory (getrusage ru_maxrss) minus its resident memory after setup (imports, inputs, expert parameters),

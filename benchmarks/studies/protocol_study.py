@@ -6,8 +6,8 @@ then every method's encoder is pre-trained once per seed and probed four ways: t
 labels from the 5,000-image pool or from the full 60,000-image training split. Each setting reports its *headroom*
 (full-data KD minus the random subset, in units of the larger std) in its own column: where it is small, no set can win.
 
-    python benchmarks/protocol_study.py --out runs/protocol_study              # about 15 minutes on 2 CPU threads
-    python benchmarks/protocol_study.py --out runs/ps_quick --quick            # toy size (the test)
+    python benchmarks/studies/protocol_study.py --out runs/protocol_study              # about 15 minutes on 2 CPU threads
+    python benchmarks/studies/protocol_study.py --out runs/ps_quick --quick            # toy size (the test)
 
 Resumable: each student's run folder is reused, each (protocol, labels) result is a JSON file that a rerun reads back.
 Writes OUT/protocol_study.json (every row) and OUT/protocol_study.md (the matrix).

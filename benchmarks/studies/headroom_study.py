@@ -6,9 +6,9 @@ split's labels over seeds 0, 1, 2: no pre-training, the random subset (KD pre-tr
 experts' last epoch, i.e. KD on the whole pool). The *headroom* is full-data KD minus the random subset in units of the
 larger std: under about 4 stds the comparison of distilled sets cannot decide much, whatever the method.
 
-    python benchmarks/headroom_study.py --dataset cifar10_jpeg --config cifar10_cpu --teacher runs/teacher_cifar10_jpeg \
+    python benchmarks/studies/headroom_study.py --dataset cifar10_jpeg --config cifar10_cpu --teacher runs/teacher_cifar10_jpeg \
         --try n_train=5000 --try n_train=10000 --try n_train=5000,width=64 --out runs/headroom_cifar
-    python benchmarks/headroom_study.py --dataset fake --config quick --try n_train=600 --out runs/headroom_toy   # toy size
+    python benchmarks/studies/headroom_study.py --dataset fake --config quick --try n_train=600 --out runs/headroom_toy   # toy size
 
 `--teacher` takes a teacher artifact, or a `kdd-explore teacher` folder: while that teacher is still training, its last
 checkpoint is used (the epoch is recorded in each row). Resumable: each setting's run folder and its rows are read back.

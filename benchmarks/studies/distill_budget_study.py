@@ -4,9 +4,9 @@ checkpoint the distilled set is pre-trained and probed next to its *initial* ima
 gain of the images and targets is separated from the gain of the learned learning rate.
 
     kdd-explore quickstart --out runs/quickstart                       # once: experts, representations, subsets
-    python benchmarks/distill_budget_study.py runs/quickstart --out runs/study --iterations 100,300,600
-    python benchmarks/distill_budget_study.py runs/quickstart --out runs/study_slow --experts 4,5,0.01   # slower experts
-    python benchmarks/distill_budget_study.py runs/quickstart --out runs/study_s20 --set syn_steps=20 max_start_epoch=1 expert_epochs=1
+    python benchmarks/studies/distill_budget_study.py runs/quickstart --out runs/study --iterations 100,300,600
+    python benchmarks/studies/distill_budget_study.py runs/quickstart --out runs/study_slow --experts 4,5,0.01   # slower experts
+    python benchmarks/studies/distill_budget_study.py runs/quickstart --out runs/study_s20 --set syn_steps=20 max_start_epoch=1 expert_epochs=1
 
 `--set` overrides fields of the run's `DistillConfig`; `--experts K,E,LR` records K fresh experts of E epochs at SGD
 lr LR (batch: the run's `expert_batch_size`) into `OUT/experts` instead of using the run's. Distillation checkpoints

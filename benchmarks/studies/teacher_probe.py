@@ -4,8 +4,8 @@ The teacher (a `kdd-explore teacher` artifact or folder; while it is still train
 architecture at its random initialisation are probed on the dataset's test split with 1%, 5% and 100% of the training
 labels (the standard probe: standardised features, full-batch L-BFGS, L2 1e-3, stratified labelled subsets, seed 0).
 
-    python benchmarks/teacher_probe.py --teacher runs/teacher_cifar10_jpeg --dataset cifar10_jpeg
-    python benchmarks/teacher_probe.py --teacher runs/teacher_cifar10_jpeg --dataset cifar10_jpeg --record   # also into the artifact
+    python benchmarks/studies/teacher_probe.py --teacher runs/teacher_cifar10_jpeg --dataset cifar10_jpeg
+    python benchmarks/studies/teacher_probe.py --teacher runs/teacher_cifar10_jpeg --dataset cifar10_jpeg --record   # also into the artifact
 
 `--record` writes the figures into the teacher artifact's metadata (`probe`), as the shipped teachers carry them.
 """

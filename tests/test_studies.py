@@ -1,0 +1,101 @@
+"""The study pages and the README's generated blocks (kdd_explore.studies, nbs/09d_studies.ipynb): every page renders from its
+committed file, a missing or older file stops with one line naming it and the command that makes it, and a README edited
+by hand where it is generated fails naming the file to regenerate from."""
+import json, os, re, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(autouse=True)
+def in_project(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the results files are read from the project's folder
+
+@pytest.mark.parametrize('slug', ['main-job', 'protocol', 'fashion-mnist-2pct', 'cifar10', 'budget', 'krr-st', 'distill-speed',
+                                  'scaling', 'same-table', 'earlier'])
+def test_every_study_page_renders_from_its_committed_files(slug):
+    from kdd_explore.studies import STUDIES, study_page
+    s = STUDIES[slug]
+    page = study_page(s)
+    assert page.startswith(f'# {s.title}\n\n> {s.summary}')
+    for rel in s.files.values():  # each file is named on its page (a pattern: every match)
+        for p in (sorted(ROOT.glob(rel)) if '*' in rel else [ROOT/rel]):
+            assert f'`{p.relative_to(ROOT).as_posix()}`' in page, (slug, p)
+    if s.files: assert '|---|' in page or 'Plotly.newPlot' in page, f'{slug}: no table and no figure'
+
+def test_the_pages_read_their_numbers_from_the_files():
+    "The main job's page and the README quote the file's numbers: change one in a copy and the page changes with it."
+    from kdd_explore.studies import STUDIES, study_page, MAIN_JOB
+    run = json.loads((ROOT/MAIN_JOB).read_text())
+    row = next(r for r in run['results'] if r['method'] == 'mkdt_high_loss' and r['label_fraction'] == 0.01)
+    assert f"| mkdt_high_loss | {row['acc_mean']:.1f} ± {row['acc_std']:.1f} |" in study_page('main-job')
+    assert f"| mkdt_high_loss | {row['acc_mean']:.1f} ± {row['acc_std']:.1f} |" in (ROOT/'README.md').read_text()
+
+def _project_copy(tmp):
+    "What the studies read, in a folder of its own: settings.ini, the README and every results file."
+    shutil.copy(ROOT/'settings.ini', tmp/'settings.ini'); shutil.copy(ROOT/'README.md', tmp/'README.md')
+    shutil.copytree(ROOT/'benchmarks'/'results', tmp/'benchmarks'/'results')
+    (tmp/'kdd_explore'/'assets').mkdir(parents=True)
+    for f in (ROOT/'kdd_explore'/'assets').glob('budget_study_*.json'): shutil.copy(f, tmp/'kdd_explore'/'assets'/f.name)
+    return tmp
+
+def test_a_missing_results_file_stops_with_one_line_naming_it_and_its_command(tmp_path):
+    from kdd_explore.studies import STUDIES, StudyError, load_study
+    root = _project_copy(tmp_path)
+    (root/'benchmarks'/'results'/'protocol_study.json').unlink()
+    with pytest.raises(StudyError) as e: load_study(STUDIES['protocol'], root)
+    assert str(e.value) == ("benchmarks/results/protocol_study.json is missing (study 'protocol'): make it with: "
+                            "python benchmarks/studies/protocol_study.py --out runs/protocol_study")
+
+def test_a_results_file_of_an_older_format_is_named_with_the_command(tmp_path):
+    from kdd_explore.studies import STUDIES, StudyError, load_study
+    root = _project_copy(tmp_path)
+    f = root/'benchmarks'/'results'/'protocol_study.json'
+    old = json.loads(f.read_text()); del old['students']  # the layout before the matrix named its students
+    f.write_text(json.dumps(old))
+    with pytest.raises(StudyError) as e: load_study(STUDIES['protocol'], root)
+    msg = str(e.value)
+    assert '\n' not in msg and msg.startswith("benchmarks/results/protocol_study.json is of an older format (no 'students')"), msg
+    assert msg.endswith('make it again with: python benchmarks/studies/protocol_study.py --out runs/protocol_study'), msg
+
+def test_the_site_build_stops_on_a_missing_results_file_before_any_notebook_runs(tmp_path, monkeypatch):
+    from kdd_explore import studies
+    from kdd_explore.docs import build_site, make_notebook
+    monkeypatch.setitem(studies.STUDIES, 'lost', studies.Study('lost', 'Lost', 'a study whose file is gone',
+                        dict(r='benchmarks/results/no_such_study.json'), 'python benchmarks/studies/no_such_study.py', lambda f: []))
+    nb = make_notebook(tmp_path/'nbs'/'n.ipynb', ['print(1)'])
+    with pytest.raises(studies.StudyError, match=r"^benchmarks/results/no_such_study.json is missing \(study 'lost'\): make it with: "
+                                                 r"python benchmarks/studies/no_such_study.py$"):
+        build_site(tmp_path/'site', [nb], n_workers=0, build_dir=tmp_path/'build', progress=False)
+    assert not (tmp_path/'build'/'executed').exists() and not (tmp_path/'site').exists()
+
+def test_the_readme_agrees_with_its_results_files():
+    from kdd_explore.studies import check_readme
+    check_readme(ROOT/'README.md', ROOT)
+
+def test_a_readme_edited_by_hand_fails_naming_the_file_to_regenerate_from(tmp_path):
+    from kdd_explore.studies import StudyError, check_readme, update_readme, MAIN_JOB
+    root = _project_copy(tmp_path)
+    readme = root/'README.md'
+    text = readme.read_text()
+    edited = re.sub(r'(\| mkdt_high_loss \| )\d+\.\d', lambda m: m[1] + '99.9', text, count=1)  # a number typed over
+    assert edited != text
+    readme.write_text(edited)
+    with pytest.raises(StudyError) as e: check_readme(readme, root)
+    assert str(e.value) == (f"{readme}: the block 'main-table' differs from what {MAIN_JOB} gives: it was edited by hand, or the results "
+                            f"changed. Regenerate it from {MAIN_JOB}: python -m kdd_explore.studies readme")
+    r = subprocess.run([sys.executable, '-m', 'kdd_explore.studies', 'check'], cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith("error: README.md: the block 'main-table' differs from what benchmarks/results/main_job.json gives")
+    assert update_readme(readme, root) == ['main-table'] and readme.read_text() == text  # regenerated: the file is as committed
+    readme.write_text(text.replace('<!-- /generated: studies -->', ''))  # a marker line removed
+    with pytest.raises(StudyError, match="the generated block 'studies' is missing"): check_readme(readme, root)
+
+def test_readme_links_and_benchmark_paths_exist():
+    "Every `benchmarks/...py` path the README and the study pages name exists, and no project text points outside the repository."
+    from kdd_explore.studies import STUDIES, study_page
+    text = (ROOT/'README.md').read_text() + ''.join(study_page(s) for s in STUDIES.values())
+    paths = set(re.findall(r'benchmarks/[\w/]+\.py', text))
+    assert paths and all((ROOT/p).exists() for p in paths), sorted(p for p in paths if not (ROOT/p).exists())
+    assert '../shared' not in text
+    lessons = set(re.findall(r'kdd_explore/(\w+)\.html', text))
+    assert all((ROOT/'nbs'/f'{n}.ipynb').exists() for n in lessons - {'api'}), lessons
