@@ -265,8 +265,8 @@ def cmd_register(args):
                          root=args.root, description=args.description, progress=not args.quiet)
     print(f"registered {DatasetInfo.of(d).describe()}; mean {[round(v, 4) for v in d.mean]}, std {[round(v, 4) for v in d.std]}")
     env = f"KDD_DATA={args.root} " if args.root else ''
-    print(f"next:\n  {env}kdd-explore run --config quick --dataset {args.name} --out runs/{args.name}-quick   # every stage at toy size, minutes"
-          f"\n  {env}kdd-explore run --config quickstart --dataset {args.name} --out runs/{args.name}   # the CPU recipe (trains a teacher first)")
+    from kdd_explore.own_data import next_commands
+    print('next:\n  ' + '\n  '.join(next_commands(DatasetInfo.of(d), env)))  # the recipe that fits the images (3x32x32, 10 classes: cifar10_cpu with the shipped teacher)
     return d
 
 def _add_register(sub):
@@ -286,8 +286,11 @@ def _add_register(sub):
 def cmd_docs(args):
     "Build the lessons' website into `--out`: execute the notebooks that changed (as nbdev_test would), render them, add the API reference."
     from kdd_explore.docs import build_site
-    return build_site(args.out, args.nbs or None, flags=args.flags, n_workers=args.workers, build_dir=args.build_dir,
-                      force=args.force, progress=not args.quiet)
+    from kdd_explore.docs import serve_site
+    out = build_site(args.out, args.nbs or None, flags=args.flags, n_workers=args.workers, build_dir=args.build_dir,
+                     force=args.force, progress=not args.quiet)
+    if args.serve: serve_site(args.out, args.port)  # until Ctrl-C
+    return out
 
 def _add_docs(sub):
     p = sub.add_parser('docs', help="build the lessons' website (every notebook executed, an API reference, search) into --out")
@@ -297,6 +300,8 @@ def _add_docs(sub):
     p.add_argument('--workers', type=count_arg, default=2, help='notebooks executed at once (default 2, one thread each)')
     p.add_argument('--build-dir', default='_docs_build', help='where the executed copies and generated pages go (default: _docs_build)')
     p.add_argument('--force', action='store_true', help='re-execute every notebook, changed or not')
+    p.add_argument('--serve', action='store_true', help='then serve the site at http://127.0.0.1:PORT/ until Ctrl-C (it also works opened from disk)')
+    p.add_argument('--port', type=int, default=8000, help='the port of --serve (default 8000; 0: any free one)')
     p.add_argument('--quiet', action='store_true', help='print only errors')
     p.set_defaults(func=cmd_docs)
 

@@ -11,10 +11,11 @@ from typing import Callable
 from .core import KddError
 
 # %% auto #0
-__all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study', 'provenance',
-           'md_table', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index', 'run_table',
-           'diff_words', 'isa_lines', 'wrap', 'main_table_block', 'studies_block', 'same_table_block', 'readme_blocks',
-           'update_readme', 'check_readme', 'record_main_job', 'main']
+__all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SUP_PUBLISHED', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study',
+           'provenance', 'md_table', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index',
+           'run_table', 'diff_words', 'isa_lines', 'supervised_published_table', 'wrap', 'main_table_block',
+           'studies_block', 'same_table_block', 'supervised_block', 'gpu_block', 'readme_blocks', 'update_readme',
+           'check_readme', 'record_main_job', 'main']
 
 # %% ../nbs/09d_studies.ipynb #5f3982dd
 class StudyError(KddError):
@@ -548,6 +549,151 @@ def _earlier(f):
             "- **More iterations, experts or matching.** `benchmarks/studies/distill_budget_study.py` and `benchmarks/studies/matching_variants.py` always left the distilled set tied with its own initial images at the same learned lr: a set can match the experts far better and still pre-train no better.\n"
             "- **What the matching loss looks at.** `metagrad.distance_shares`: most of an expert's movement is in the depth-4 student's linear head, while the probe reads the features under it."]
 
+# %% ../nbs/09d_studies.ipynb #2daa3be9
+def _sup_row(r:dict) -> dict:
+    "The numbers of one supervised study row: its results at the chosen save, its random real images, and its step budget."
+    res, rc = r['results'], r['results']['recipe']
+    ch = res['saves'][res['chosen']]
+    steps = 2 * -(-res['n_pool'] // rc['expert_batch_size'])  # expert steps in a two-epoch stretch (every row matches two epochs)
+    dcfg = dict(syn_steps=20, **rc['distill'])
+    return dict(real=res['random_real'], dist=ch, real_lr=res.get('random_real_at_learned_lr'), iters=int(res['chosen']),
+                ratio=dcfg['syn_steps'] * ch['learned_lr'] / (steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
+                ml=(res['matching_loss_start'], ch['matching_loss']), secs=res['seconds'], recipe=rc)
+
+def _pmv(e:dict, key:str='mean') -> str: return f"{e[key]:.1f} ± {e['std']:.1f}"
+
+SUP_PUBLISHED = [('base', 'Fashion-MNIST, 1 image per class', 15.0, 70.), ('fashion_mnist_10ipc', 'Fashion-MNIST, 10 images per class', None, 80.),
+                 ('cifar10_1ipc', 'CIFAR-10 (JPEG q75 copy), 1 image per class', 'x2', None)]  # row, name, bar over random real, bar absolute
+
+def _sup_bar(key, x):
+    "Whether a published row's quality bar is met, and the bar in words."
+    _, _, over, least = next(p for p in SUP_PUBLISHED if p[0] == key)
+    d, rr = x['dist']['test']['mean'], x['real']['test']['mean']
+    checks = ([(d >= least, f"at least {least:.0f}%")] if least else []) + \
+             ([(d >= 2 * rr, 'twice the random row')] if over == 'x2' else [(d - rr >= over, f"{over:.0f} points over random")] if over else [])
+    return all(ok for ok, _ in checks), ' and '.join(w for _, w in checks)
+
+def supervised_published_table(f:dict) -> str:
+    "The published rows reproduced on the CPU: random real and distilled against the papers' numbers, with the quality bar."
+    rows = []
+    for key, name, _, _ in SUP_PUBLISHED:
+        if key not in f['rows']: rows.append([name, 'not run yet', '', '', '', '']); continue
+        x = _sup_row(f['rows'][key])
+        pub = x['dist'].get('published') or f['rows'][key]['results'].get('published') or {}
+        ok, bar = _sup_bar(key, x)
+        rows.append([name, _pmv(x['real']['test']), f"{_pmv(x['dist']['test'])} ({x['iters']:,} it.)",
+                     '; '.join(f"{k.split(' (')[0]} {m:.1f} ± {s:.1f}" for k, (m, s) in pub.items()),
+                     f"{'met' if ok else 'not met'} ({bar})",
+                     f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f} min"])
+    return md_table(['set', 'random real (ours)', 'distilled (ours)', 'published (random; distilled)', 'quality bar', 'experts + distillation'], rows)
+
+@study('supervised', 'Supervised trajectory matching that works',
+       "MTT's setting on this CPU: Fashion-MNIST at 1 and 10 images per class and CIFAR-10 at 1, beside the published rows, and what the student and the settings do",
+       files=dict(s='benchmarks/results/supervised_study.json'),
+       make='python benchmarks/studies/supervised_study.py --out runs/supervised_study, then --collect, and copy runs/supervised_study/supervised_study.json to benchmarks/results/',
+       needs=dict(s=['rows', 'provenance']))
+def _supervised(f):
+    from kdd_explore.supervised import supervised_figure, supervised_table
+    s = f['s']
+    out = ["Supervised trajectory matching (MTT, Cazenavette et al., CVPR 2022) on the same loop as MKDT: experts trained with "
+           "cross-entropy on the labels (SGD lr 0.01, no momentum, DSA), an inner loss of cross-entropy on the set's fixed labels, "
+           "learned images and step size; the test is a fresh ConvNet trained on the set at its learned lr (SGD momentum 0.9, weight "
+           "decay 5e-4, 300 epochs, lr x0.1 half-way, DSA), top-1 on the whole test split, seeds 0-4. The settings are read on a "
+           "validation split of 5,000 training images outside the pool (Fashion-MNIST), never on the test split. Lessons: "
+           "`06a_supervised` and the course's lesson 3.",
+           "**Where the protocol differs from the papers'.** Width-32 ConvNets (the papers: 128); experts trained on a 5,000-image "
+           "pool (Fashion-MNIST; CIFAR-10: all 50,000) for a few epochs (MTT: 100 experts x 50 epochs); 300 evaluation epochs (MTT: "
+           "1,000; DC: 300) and the same fixed seeds for every set; 500 distillation iterations (MTT: 5,000); CIFAR-10 is the JPEG q75 "
+           "copy, compared with the published CIFAR-10 rows as a trend only.",
+           '## The published rows, reproduced', supervised_published_table(s)]
+    if 'base' in s['rows']:
+        b = s['rows']['base']
+        out += ['## Fashion-MNIST, 1 image per class: accuracy and matching loss against the iterations', supervised_figure(b['results']),
+                supervised_table(b['results'])]
+    for key, name, _, _ in SUP_PUBLISHED:
+        im = s['rows'].get(key, {}).get('images')
+        if im: out.append(f"**{name}** (one column per class, {im['layout'].split(', ', 1)[1]}): the random real images the set started from, "
+                          f"then the set after {im['iteration']:,} iterations.\n\n"
+                          f"<img alt='initial' src='data:image/png;base64,{im['initial']}'><br><img alt='distilled' src='data:image/png;base64,{im['distilled']}'>")
+    factors = [k for k in s['rows'] if k not in ('fashion_mnist_10ipc', 'cifar10_1ipc')]
+    rows = []
+    for k in factors:
+        x = _sup_row(s['rows'][k])
+        rows.append([k, s['rows'][k]['what'], _pmv(x['dist']['val']) if 'val' in x['dist'] else '', _pmv(x['dist']['test']),
+                     f"{x['dist']['test']['mean'] - x['real']['test']['mean']:+.1f}", f"{x['dist']['learned_lr']:.4f}", f"{x['ratio']:.2f}",
+                     f"{x['ml'][0]:.3f} -> {x['ml'][1]:.3f}", f"{x['iters']:,}", f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f}"])
+    out += ['## What the student and the settings do',
+            "One factor at a time from the row that works (`base`), each row the same pool, validation split, initial images and "
+            "seeds; read at 300 iterations (`base` also saves at 100 and 500). *gain*: distilled minus its own random real images "
+            "(lr 0.01) on the test split. *budget ratio*: the synthetic steps' reach (steps x learned lr) over the experts' in the "
+            "matched stretch (steps x lr / (1 - momentum)).",
+            md_table(['row', 'what changes', 'validation', 'test', 'gain', 'learned lr', 'budget ratio', 'matching loss', 'iterations', 'minutes'], rows)]
+    reading = s.get('reading')
+    if reading: out += ['## Reading', reading]
+    return out
+
+# %% ../nbs/09d_studies.ipynb #d32359bf
+@study('mkdt-factors', 'MKDT with the settings that make matching work',
+       "the experts' optimiser, the inner steps and the student, one factor at a time, on the quickstart and on cifar10_cpu; the payoff measured again",
+       files=dict(r='benchmarks/results/mkdt_factor_study_*.json'),
+       make='python benchmarks/studies/mkdt_factor_study.py --dataset DATASET --out DIR, then copy DIR/mkdt_factor_study.json to benchmarks/results/mkdt_factor_study_DATASET.json',
+       needs=dict(r=['rows', 'dataset', 'provenance']))
+def _mkdt_factors(f):
+    out = ["Each row is a budget study of one recipe change (MKDT distilled from the high-loss images, saved at 100, 300 and 1,000 "
+           "iterations, every save evaluated like the main job, seeds 0-2); the iteration is chosen on a validation split of 5,000 "
+           "training images outside the pool and the probes' labels, and the test numbers are those at the chosen iteration. "
+           "*vs random* and *vs initial*: MKDT against the random subset and against its own initial images and targets at its "
+           "learned lr, in points at 1% / 5% labels. *bar*: beats the random subset, the high-loss subset and its initial images by "
+           "more than the larger std at both label fractions. *budget ratio*: the synthetic steps' reach over the experts'."]
+    for path, s in f['r'].items():
+        rows = []
+        for k, r in s['rows'].items():
+            m = r['summary']
+            t = m['test']
+            g = lambda a, b: ' / '.join(f"{t[a][fr][0] - t[b][fr][0]:+.1f}" for fr in sorted(t[a]))
+            rows.append([k, r['what'], m['chosen'], ' / '.join(f"{v[0]:.1f} ± {v[1]:.1f}" for _, v in sorted(t['mkdt_high_loss'].items())),
+                         g('mkdt_high_loss', 'random_subset'), g('mkdt_high_loss', 'mkdt_initial_at_learned_lr'),
+                         'met' if m['bar_met'] else 'not met', f"{m['lr']:.3f}", f"{m['step_budget']['ratio']:.3f}", f"{m['matching_loss']:.3f}",
+                         f"{r['wall_seconds'] / 60:.0f}"])
+        out += [f"## {s['dataset']} (recipe `{s['recipe']}`)", f"Made by the commands in `{path}`; machine: {s['provenance'].get('machine', '')}.",
+                md_table(['row', 'what changes', 'chosen it.', 'MKDT (1% / 5%)', 'vs random', 'vs initial', 'bar', 'learned lr', 'budget ratio',
+                          'matching loss', 'minutes'], rows)]
+        if s.get('reading'): out.append(s['reading'])
+    return out
+
+# %% ../nbs/09d_studies.ipynb #d01b7c97
+@study('gpu', 'On a GPU', 'the prepared GPU check on an H200 (the meta-gradients on CUDA, the seconds of the paper\'s setting) and supervised matching at MTT\'s CIFAR-10 setting',
+       files=dict(check='benchmarks/results/gpu_check_h200.json', sup='benchmarks/results/supervised_gpu_h200_partial.json'),
+       make='python benchmarks/gpu_check.py --json gpu_check.json; python benchmarks/studies/supervised_gpu.py --data cifar10_jpeg.tar.gz --json supervised_gpu.json (on a GPU machine)',
+       needs=dict(check=['gradient_rel_error', 'iteration_bounded', 'iteration_full'], sup=['random_real', 'distill']),
+       made=dict(check=dict(command='python benchmarks/gpu_check.py --json $OUT/gpu_check.json', date='2026-12-04', machine='one NVIDIA H200 (lent for one session)'),
+                 sup=dict(command='timeout 400 python benchmarks/studies/supervised_gpu.py --data cifar10_jpeg.tar.gz --json $OUT/supervised_gpu.json --budget-s 200 --experts 8',
+                          date='2026-12-04', machine='one NVIDIA H200 (lent for one session)')))
+def _gpu(f):
+    c, s = f['check'], f['sup']
+    worst = max(v for m in c['gradient_rel_error'].values() for v in m.values())
+    b, fu = c['iteration_bounded'], c['iteration_full']
+    d = s['distill']
+    out = [f"**The prepared check** (`benchmarks/gpu_check.py`, torch {c['torch']}, {c['gpu']}). The exact meta-gradients computed on the GPU in "
+           f"float32 agree with a float64 CPU reference to a worst relative error of {worst:.1e} (both modes). At the paper's CIFAR-10 2% "
+           f"setting (ConvNet width 128, 1,000 synthetic images, 40 inner steps of 256): one KD expert epoch over 50,000 images "
+           f"{c['expert_epoch_seconds']:.2f} s (100 experts x 20 epochs: {c['expert_epoch_seconds'] * 2000 / 3600:.2f} h); one distillation "
+           f"iteration {b['seconds_per_iteration']:.2f} s with {b['peak_mb']:,.0f} MB in the memory-bounded mode and {fu['seconds_per_iteration']:.2f} s "
+           f"with {fu['peak_mb']:,.0f} MB keeping the whole graph, so 5,000 iterations take {b['hours_for_5000']:.2f} h / {fu['hours_for_5000']:.2f} h: "
+           f"the bounded mode costs {b['seconds_per_iteration'] / fu['seconds_per_iteration']:.2f}x the time for "
+           f"{b['peak_mb'] / fu['peak_mb']:.2f}x the memory.",
+           f"**Supervised matching at MTT's CIFAR-10 setting, 1 image per class** (`benchmarks/studies/supervised_gpu.py`: width 128, ZCA, DSA, "
+           f"50 inner steps, {s['experts']['n']} experts of {s['experts']['epochs']} epochs recorded in {s['experts']['seconds']:.0f} s, the CIFAR-10 "
+           f"JPEG q75 copy). Ten random real images: {_pmv(s['random_real'])}% (MTT's table: 14.4 ± 2.0). The distillation ran "
+           f"{d['iterations']:,} of MTT's 5,000 iterations in the time left ({d['seconds_per_iteration']:.2f} s an iteration: "
+           f"{d['seconds_per_iteration'] * 5000 / 60:.0f} minutes for 5,000); the matching loss over every expert and start went from "
+           f"{s['matching_loss_start']:.3f} to {s['matching_loss_end']:.3f} and the learned lr from 0.01 to {d['learned_lr']:.4f}."]
+    if 'distilled' in s: out.append(f"The distilled set: {_pmv(s['distilled'])}% (MTT: 46.3 ± 0.8).")
+    else: out.append("The session's 15 minutes of device time (its start, this check and another measurement on the same machine shared "
+                     "them) ran out before the distilled set was tested: the row is partial, and the CPU rows on the supervised study's "
+                     "page are the measured ones.")
+    return out
+
 # %% ../nbs/09d_studies.ipynb #db1b1fd3
 SITE = 'https://kdd-explore.github.io/kdd_explore/'  # where the site is published (settings.ini's doc_host and doc_baseurl)
 _BEGIN, _END = '<!-- generated: {} (python -m kdd_explore.studies readme; from {}) -->', '<!-- /generated: {} -->'
@@ -581,7 +727,32 @@ def same_table_block(root=None) -> str:
     "The README's lines on the same table across CPU kinds: what was measured where, and which rows vary, from the `isa_pinning` files."
     return wrap('\n'.join(isa_lines(load_study(STUDIES['same-table'], root)['runs'], short=True)))
 
+def supervised_block(root=None) -> str:
+    "The README's supervised rows: random real and distilled beside the published numbers, from the supervised study's file."
+    s = load_study(STUDIES['supervised'], root)['s']
+    p = s['provenance']
+    return wrap(f"Made by `{p['command']}` on {p['machine']}, {p['date']}. Test top-1 (%) of a ConvNet trained on the set alone, "
+                "mean ± std over seeds 0-4; the published rows are the papers' (DC: Zhao, Mopuri & Bilen, ICLR 2021; DSA: Zhao & Bilen, "
+                "ICML 2021; MTT: Cazenavette et al., CVPR 2022):\n\n" + supervised_published_table(s))
+
+def gpu_block(root=None) -> str:
+    "The README's GPU lines, from the GPU check's files: two short lines (the page has the rest)."
+    f = load_study(STUDIES['gpu'], root)
+    c, s = f['check'], f['sup']
+    worst = max(v for m in c['gradient_rel_error'].values() for v in m.values())
+    b, fu, d = c['iteration_bounded'], c['iteration_full'], s['distill']
+    return wrap('\n'.join([
+        f"- `gpu_check.py` ({c['gpu']}, torch {c['torch']}): CUDA meta-gradients within {worst:.0e} of a float64 CPU reference; at the "
+        f"`cifar10_2pct` scale an expert epoch takes {c['expert_epoch_seconds']:.2f} s and an iteration {b['seconds_per_iteration']:.2f} s "
+        f"({b['peak_mb'] / 1024:.1f} GB, bounded) or {fu['seconds_per_iteration']:.2f} s ({fu['peak_mb'] / 1024:.0f} GB, full graph): "
+        f"{b['hours_for_5000']:.1f} h for 5,000 iterations.",
+        f"- Supervised matching at MTT's CIFAR-10 setting (1 image per class, width 128, ZCA, DSA): random real images "
+        f"{_pmv(s['random_real'])}%; {d['iterations']:,} of 5,000 iterations fitted in the time left ({d['seconds_per_iteration']:.2f} s each), "
+        + (f"distilled {_pmv(s['distilled'])}%." if 'distilled' in s else "and the distilled set was not tested before the time ran out (partial).")]))
+
 BLOCKS = {'main-table': (main_table_block, MAIN_JOB), 'same-table': (same_table_block, ISA_FILES),
+          'supervised': (supervised_block, 'benchmarks/results/supervised_study.json'),
+          'gpu': (gpu_block, 'benchmarks/results/gpu_check_h200.json, supervised_gpu_h200_partial.json'),
           'studies': (studies_block, 'the STUDIES of kdd_explore/studies.py')}
 
 def readme_blocks(root:str|Path|None=None) -> dict:

@@ -1,10 +1,10 @@
 """MKDT with what makes supervised matching work: the experts' optimiser, the inner steps and the student, one factor at a time.
 
-    python benchmarks/mkdt_factor_study.py --dataset fashion_mnist --out runs/mkdt_factors_fm                 # the quickstart's rows
-    python benchmarks/mkdt_factor_study.py --dataset cifar10_jpeg --out runs/mkdt_factors_c10                 # cifar10_cpu's rows
-    python benchmarks/mkdt_factor_study.py --dataset fake --out runs/mkdt_factors_toy --tiny --rows today,experts_mtt   # toy size
+    python benchmarks/studies/mkdt_factor_study.py --dataset fashion_mnist --out runs/mkdt_factors_fm                 # the quickstart's rows
+    python benchmarks/studies/mkdt_factor_study.py --dataset cifar10_jpeg --out runs/mkdt_factors_c10                 # cifar10_cpu's rows
+    python benchmarks/studies/mkdt_factor_study.py --dataset fake --out runs/mkdt_factors_toy --tiny --rows today,experts_mtt   # toy size
 
-Each row is one budget study (`benchmarks/budget_study.py`: the recipe's stages, MKDT distilled from the high-loss
+Each row is one budget study (`benchmarks/studies/budget_study.py`: the recipe's stages, MKDT distilled from the high-loss
 images and saved at `--saves`, every saved set evaluated like the main job, seeds 0-2, the probe at 1% and 5% of the
 full training split's labels) with one change of the recipe, in OUT/<row>. The headline iteration of each row is chosen
 on the validation split (5,000 training images outside the pool and the probes' labels) by the budget study's rule; the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse, json, platform, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
 
 MTT = {'expert_lr': 0.01, 'expert_momentum': 0.0, 'expert_weight_decay': 0.0, 'distill.lr_init': 0.01, 'distill.lr_lr': 1e-4}
 ROWS = {  # name -> (changes to the recipe, what the row asks); lr_lr scales with the initial lr (the recipe: 1e-3 at 0.1)
@@ -90,7 +90,7 @@ def main(argv=None):
         print(f"== {row}: {ROWS[row][1]}", flush=True)
         res = budget_study.main(argv_row)
         study['rows'][row] = dict(what=ROWS[row][1], changes=changes, summary=summary(res), wall_seconds=round(time.time() - t0, 1),
-                                  command=f"python benchmarks/budget_study.py {' '.join(argv_row)}", date=time.strftime('%Y-%m-%d'))
+                                  command=f"python benchmarks/studies/budget_study.py {' '.join(argv_row)}", date=time.strftime('%Y-%m-%d'))
         save_json(path, study)
     return study
 

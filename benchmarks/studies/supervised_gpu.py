@@ -1,7 +1,7 @@
 """Supervised trajectory matching at MTT's own CIFAR-10 setting (1 image per class), once, on a GPU, inside a time budget.
 
-    python benchmarks/supervised_gpu.py --data cifar10_jpeg.tar.gz --json $OUT/supervised_gpu.json --budget-s 330   # a GPU machine
-    python benchmarks/supervised_gpu.py --tiny --device cpu --json /tmp/sup_tiny.json                              # toy size (the tests)
+    python benchmarks/studies/supervised_gpu.py --data cifar10_jpeg.tar.gz --json $OUT/supervised_gpu.json --budget-s 330   # a GPU machine
+    python benchmarks/studies/supervised_gpu.py --tiny --device cpu --json /tmp/sup_tiny.json                              # toy size (the tests)
 
 MTT's setting (Cazenavette et al., CVPR 2022, its hyperparameter table for CIFAR-10 at 1 image per class), as
 `kdd_explore.supervised.SUPERVISED_PRESETS['mtt_cifar10_1ipc']` holds it: ConvNet width 128, depth 3, instance norm;
@@ -18,7 +18,7 @@ epochs (all that max_start_epoch 2 + 2 expert epochs reads; MTT records 50), and
 from __future__ import annotations
 import argparse, dataclasses, io, json, platform, sys, tarfile, time
 from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
 
 CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
 

@@ -1,8 +1,8 @@
 """Supervised trajectory matching on this CPU: the published rows reproduced, and what the student and the settings do.
 
-    python benchmarks/supervised_study.py --out runs/supervised_study                      # every row (hours on one thread)
-    python benchmarks/supervised_study.py --out runs/supervised_study --rows base,depth4   # some rows
-    python benchmarks/supervised_study.py --out runs/sup_toy --tiny                         # toy size (what the tests run)
+    python benchmarks/studies/supervised_study.py --out runs/supervised_study                      # every row (hours on one thread)
+    python benchmarks/studies/supervised_study.py --out runs/supervised_study --rows base,depth4   # some rows
+    python benchmarks/studies/supervised_study.py --out runs/sup_toy --tiny                         # toy size (what the tests run)
 
 Each row is one `kdd_explore.supervised.supervised_job` run (experts, distillation, tests) in OUT/<row>, resumable, and
 the rows are collected into OUT/supervised_study.json (copied to benchmarks/results/ by hand when a study is shipped).
@@ -15,9 +15,9 @@ torchvision's download); the test split is reported beside it. The CIFAR-10 row 
 (`kdd-explore register cifar10_jpeg /tmp/cifar10_jpeg --size 32`).
 """
 from __future__ import annotations
-import argparse, dataclasses, json, platform, shutil, sys, time
+import argparse, dataclasses, json, os, platform, shutil, sys, time
 from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
 
 V = dict(n_val=5000, saves=(300,))  # the factor rows: read on validation, at 300 iterations (the base row saves at 100, 300 and 500)
 B = dict(n_val=5000)  # the published rows: saves at 100, 300, 500
@@ -38,6 +38,11 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
 TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1), distill={'syn_steps': 4})
 EXPERT_KEYS = ('dataset', 'n_train', 'width', 'depth', 'first_padding', 'n_experts', 'expert_epochs', 'expert_lr', 'expert_momentum',
                'expert_weight_decay', 'expert_batch_size', 'augment', 'zca', 'seed')
+
+def cpu_name() -> str:
+    "The CPU's model name (from /proc/cpuinfo where there is one)."
+    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 def row_recipe(name:str, tiny:bool=False):
     "The recipe of row `name` (at toy size with `tiny`)."
@@ -94,6 +99,7 @@ def main(argv=None):
     ap.add_argument('--rows', default=','.join(ROWS), help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
     ap.add_argument('--tiny', action='store_true', help='every row at toy size (a check that the study runs, not a result)')
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--machine', default=None, help='how to name the machine in the results (default: the CPU model and cores)')
     ap.add_argument('--collect', action='store_true', help="only collect the rows' finished folders into OUT/supervised_study.json (images included)")
     a = ap.parse_args(argv)
     import torch
@@ -104,8 +110,10 @@ def main(argv=None):
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     study_file = out/'supervised_study.json'
     study = json.loads(study_file.read_text()) if study_file.exists() else {}
-    study.update(kind='supervised_study', machine=dict(platform=platform.platform(), processor=platform.processor(), torch=torch.__version__,
+    study.update(kind='supervised_study', machine=dict(platform=platform.platform(), processor=cpu_name(), torch=torch.__version__,
                                                        threads=torch.get_num_threads()), tiny=a.tiny)
+    study['provenance'] = dict(command=f"python benchmarks/studies/supervised_study.py --out {a.out} (one row at a time with --rows ROW; --collect gathers them)",
+                               machine=a.machine or f"{cpu_name()} ({os.cpu_count()} cores), one torch thread", date=time.strftime('%Y-%m-%d'))
     study.setdefault('rows', {})
     if a.collect:  # no run: each finished row's results.json, with its images
         from kdd_explore.core import save_json
@@ -114,7 +122,7 @@ def main(argv=None):
             if not f.exists() or not json.loads(f.read_text()).get('complete'): print(f"{name}: not finished, left out"); continue
             res, old = json.loads(f.read_text()), study['rows'].get(name, {})
             study['rows'][name] = dict(old, what=ROWS[name][2], recipe_name=ROWS[name][0], results=res, images=set_png(out/name, row_recipe(name, a.tiny), res),
-                                       command=old.get('command', f"python benchmarks/supervised_study.py --out {a.out} --rows {name}"),
+                                       command=old.get('command', f"python benchmarks/studies/supervised_study.py --out {a.out} --rows {name}"),
                                        date=old.get('date', time.strftime('%Y-%m-%d', time.localtime(f.stat().st_mtime))))
         save_json(study_file, study); return study
     for name in names:
@@ -125,7 +133,7 @@ def main(argv=None):
         res = supervised_job(recipe, out/name, device=a.device, progress=False)
         study['rows'][name] = dict(what=ROWS[name][2], recipe_name=ROWS[name][0], results=res, wall_seconds=round(time.time() - t, 1),
                                    images=set_png(out/name, recipe, res),
-                                   command=f"python benchmarks/supervised_study.py --out {a.out} --rows {name}" + (' --tiny' if a.tiny else ''),
+                                   command=f"python benchmarks/studies/supervised_study.py --out {a.out} --rows {name}" + (' --tiny' if a.tiny else ''),
                                    date=time.strftime('%Y-%m-%d'))
         from kdd_explore.core import save_json
         save_json(study_file, study)
