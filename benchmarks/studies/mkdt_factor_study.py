@@ -67,6 +67,9 @@ def main(argv=None):
     ap.add_argument('--rows', default=None, help=f"comma-separated rows (default: the dataset's): {', '.join(ROWS)}")
     ap.add_argument('--saves', default='100,300,1000')
     ap.add_argument('--tiny', action='store_true', help='toy size (a check that the study runs, not a result)')
+    ap.add_argument('--adopt', action='append', default=[], metavar='ROW=FILE',
+                    help="take a row from a finished budget study's budget_study.json instead of running it (e.g. today=kdd_explore/assets/budget_study_cifar10_jpeg.json)")
+    ap.add_argument('--machine', default=None, help='how to name the machine in the results')
     a = ap.parse_args(argv)
     import torch
     import budget_study
@@ -81,6 +84,17 @@ def main(argv=None):
     study.update(kind='mkdt_factor_study', dataset=a.dataset, recipe=recipe, saves=a.saves, tiny=a.tiny, rule=budget_study.RULE,
                  machine=dict(platform=platform.platform(), torch=torch.__version__, threads=torch.get_num_threads()))
     study.setdefault('rows', {})
+    study['provenance'] = dict(command=f"python benchmarks/studies/mkdt_factor_study.py --dataset {a.dataset} --out {a.out} (each row's own command below)",
+                               machine=a.machine or f"{platform.processor() or platform.machine()}, one torch thread", date=time.strftime('%Y-%m-%d'))
+    for item in a.adopt:  # a row measured before, by the same budget study script
+        row, _, f = item.partition('=')
+        if row not in ROWS or not Path(f).exists(): sys.exit(f"--adopt {item!r}: need ROW=FILE with a known row and an existing budget_study.json.")
+        res = json.loads(Path(f).read_text())
+        study['rows'][row] = dict(what=ROWS[row][1], changes=settings_of(row, a.dataset), summary=summary(res), wall_seconds=res['wall_s'],
+                                  command=str(res.get('provenance', f)), date=time.strftime('%Y-%m-%d', time.localtime(Path(f).stat().st_mtime)),
+                                  adopted_from=f)
+        rows = [r for r in rows if r != row]
+    save_json(path, study)
     for row in rows:
         t0 = time.time()
         changes = settings_of(row, a.dataset)
