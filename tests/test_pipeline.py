@@ -187,3 +187,24 @@ def test_krr_st_is_a_row_of_every_table(quick_run):
     assert 'krr_st' in ResultsDashboard(out/'results.json').methods
     hist = DistillHistory.load(out/'krr_st'/'history')
     assert SnapshotBrowser(hist).iterations == [0, 3, 6] and len(hist.records) == cfg.krr_st['iterations']
+
+
+def test_the_experts_optimiser_is_a_recipe_setting(tmp_path):
+    "expert_lr / expert_momentum / expert_weight_decay reach the experts (recorded in their metadata) and change them; bad values are refused."
+    import torch
+    from kdd_explore.data import dataset_info
+    from kdd_explore.recipes import get_config, ConfigError
+    from kdd_explore.pipeline import get_experts
+    g = torch.Generator().manual_seed(0)
+    x, reps = torch.randn(64, 1, 8, 8, generator=g), torch.randn(64, 4, generator=g)
+    arch = dict(name='convnet', in_channels=1, im_size=8, width=4, depth=2, out_dim=4, norm='instance')
+    moves = {}
+    for name, changes in (('reference', {}), ('mtt', dict(expert_lr=0.01, expert_momentum=0.0, expert_weight_decay=0.0))):
+        cfg = get_config('quick', n_experts=1, expert_epochs=2, expert_batch_size=16, **changes)
+        ex = get_experts(cfg, arch, x, reps, tmp_path/name, 'cpu', False, {})
+        assert (ex.meta['lr'], ex.meta['momentum'], ex.meta['weight_decay']) == (cfg.expert_lr, cfg.expert_momentum, cfg.expert_weight_decay)
+        a, b = ex.params(0, 0), ex.params(0, 2)
+        moves[name] = float(sum((b[k] - a[k]).pow(2).sum() for k in a)) ** 0.5
+    assert moves['mtt'] < moves['reference'] / 5  # ten times smaller steps without momentum's tenfold reach: the experts travel far less
+    with pytest.raises(ConfigError, match=r'expert_lr=0: must be a number > 0'):
+        get_config('quick', expert_lr=0).check(dataset_info('fashion_mnist'))
