@@ -13,9 +13,9 @@ from .core import KddError
 # %% auto #0
 __all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SUP_PUBLISHED', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study',
            'provenance', 'md_table', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index',
-           'run_table', 'diff_words', 'isa_lines', 'supervised_published_table', 'wrap', 'main_table_block',
-           'studies_block', 'same_table_block', 'supervised_block', 'gpu_block', 'readme_blocks', 'update_readme',
-           'check_readme', 'record_main_job', 'main']
+           'run_table', 'diff_words', 'isa_lines', 'supervised_published_table', 'supervised_reading', 'wrap',
+           'main_table_block', 'studies_block', 'same_table_block', 'supervised_block', 'gpu_block', 'readme_blocks',
+           'update_readme', 'check_readme', 'record_main_job', 'main']
 
 # %% ../nbs/09d_studies.ipynb #5f3982dd
 class StudyError(KddError):
@@ -628,9 +628,31 @@ def _supervised(f):
             "(lr 0.01) on the test split. *budget ratio*: the synthetic steps' reach (steps x learned lr) over the experts' in the "
             "matched stretch (steps x lr / (1 - momentum)).",
             md_table(['row', 'what changes', 'validation', 'test', 'gain', 'learned lr', 'budget ratio', 'matching loss', 'iterations', 'minutes'], rows)]
-    reading = s.get('reading')
-    if reading: out += ['## Reading', reading]
+    out += ['## Reading', supervised_reading(s)]
     return out
+
+def supervised_reading(s:dict) -> str:
+    "The factor table in sentences, every number read from the file: what each factor did to the gain over random real images, the lr and the budget ratio."
+    if 'base' not in s['rows']: return 'The base row has not been run yet.'
+    b = s['rows']['base']['results']
+    b300 = b['saves'].get('300', b['saves'][b['chosen']])
+    gain = lambda res, ev: ev['test']['mean'] - res['random_real']['test']['mean']
+    gb = gain(b, b300)
+    rl = b.get('random_real_at_learned_lr')
+    lines = [f"**The row that works.** Ten images distilled for 300 iterations reach {_pmv(b300['test'])}% on the test split, "
+             f"{gb:+.1f} points over the ten real images they started from ({_pmv(b['random_real']['test'])}% at lr 0.01)"
+             + (f"; the same real images at the final learned lr ({rl['lr']:.4f}) reach {_pmv(rl['test'])}%, so the step size does "
+                f"not account for the gain: the pixels do." if rl else '.')]
+    said = {'hurt': [], 'level': [], 'helped': []}
+    for k, r in s['rows'].items():
+        if k in ('base', 'fashion_mnist_10ipc', 'cifar10_1ipc'): continue
+        x = _sup_row(r)
+        g = gain(r['results'], x['dist'])
+        kind = 'hurt' if g < gb - 2 else 'helped' if g > gb + 2 else 'level'
+        said[kind].append(f"`{k}` ({r['what']}: {g:+.1f} points, learned lr {x['dist']['learned_lr']:.4f}, budget ratio {x['ratio']:.2f})")
+    for kind, words in (('hurt', 'cost more than two points of the gain'), ('level', 'stayed within two points of it'), ('helped', 'added more than two points')):
+        if said[kind]: lines.append(f"Against `base`'s {gb:+.1f} points, these {words}: " + '; '.join(said[kind]) + '.')
+    return '\n\n'.join(lines)
 
 # %% ../nbs/09d_studies.ipynb #d32359bf
 @study('mkdt-factors', 'MKDT with the settings that make matching work',
