@@ -13,9 +13,9 @@ from .core import KddError
 # %% auto #0
 __all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SUP_PUBLISHED', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study',
            'provenance', 'md_table', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index',
-           'run_table', 'diff_words', 'isa_lines', 'supervised_published_table', 'supervised_reading', 'wrap',
-           'main_table_block', 'studies_block', 'same_table_block', 'supervised_block', 'gpu_block', 'readme_blocks',
-           'update_readme', 'check_readme', 'record_main_job', 'main']
+           'run_table', 'diff_words', 'isa_lines', 'supervised_published_table', 'supervised_reading',
+           'mkdt_factor_reading', 'wrap', 'main_table_block', 'studies_block', 'same_table_block', 'supervised_block',
+           'gpu_block', 'readme_blocks', 'update_readme', 'check_readme', 'record_main_job', 'main']
 
 # %% ../nbs/09d_studies.ipynb #5f3982dd
 class StudyError(KddError):
@@ -674,14 +674,31 @@ def _mkdt_factors(f):
             t = m['test']
             g = lambda a, b: ' / '.join(f"{t[a][fr][0] - t[b][fr][0]:+.1f}" for fr in sorted(t[a]))
             rows.append([k, r['what'], m['chosen'], ' / '.join(f"{v[0]:.1f} ± {v[1]:.1f}" for _, v in sorted(t['mkdt_high_loss'].items())),
-                         g('mkdt_high_loss', 'random_subset'), g('mkdt_high_loss', 'mkdt_initial_at_learned_lr'),
+                         g('mkdt_high_loss', 'random_subset'), g('mkdt_high_loss', 'mkdt_initial_at_learned_lr'), g('full_data_kd', 'random_subset'),
                          'met' if m['bar_met'] else 'not met', f"{m['lr']:.3f}", f"{m['step_budget']['ratio']:.3f}", f"{m['matching_loss']:.3f}",
                          f"{r['wall_seconds'] / 60:.0f}"])
         out += [f"## {s['dataset']} (recipe `{s['recipe']}`)", f"Made by the commands in `{path}`; machine: {s['provenance'].get('machine', '')}.",
-                md_table(['row', 'what changes', 'chosen it.', 'MKDT (1% / 5%)', 'vs random', 'vs initial', 'bar', 'learned lr', 'budget ratio',
-                          'matching loss', 'minutes'], rows)]
-        if s.get('reading'): out.append(s['reading'])
+                md_table(['row', 'what changes', 'chosen it.', 'MKDT (1% / 5%)', 'vs random', 'vs initial', 'headroom', 'bar', 'learned lr',
+                          'budget ratio', 'matching loss', 'minutes'], rows), mkdt_factor_reading(s)]
     return out
+
+def mkdt_factor_reading(s:dict) -> str:
+    "A factor study's table in sentences, every number read from the file: what each change did to the matching, the lr, the headroom and the probe."
+    rows = s['rows']
+    t = lambda r, m: [v[0] for _, v in sorted(r['summary']['test'][m].items())]
+    d = lambda r, a, b: [x - y for x, y in zip(t(r, a), t(r, b))]
+    fmt = lambda v: ' / '.join(f"{x:+.1f}" for x in v)
+    out = []
+    for k, r in rows.items():
+        m = r['summary']
+        its = sorted(m['per_iteration'], key=int)
+        ml = f"{m['per_iteration'][its[0]]['matching_loss']:.3f} at {int(its[0]):,} to {m['per_iteration'][its[-1]]['matching_loss']:.3f} at {int(its[-1]):,} iterations"
+        out.append(f"- `{k}`: matching loss {ml}, learned lr {m['lr']:.3f} at the chosen {m['chosen']:,} (budget ratio {m['step_budget']['ratio']:.3f}); "
+                   f"headroom (full-data KD over the random subset) {fmt(d(r, 'full_data_kd', 'random_subset'))} points; MKDT against the random subset "
+                   f"{fmt(d(r, 'mkdt_high_loss', 'random_subset'))} and against its initial images at its lr {fmt(d(r, 'mkdt_high_loss', 'mkdt_initial_at_learned_lr'))}; "
+                   f"bar {'met' if m['bar_met'] else 'not met'}.")
+    met = [k for k, r in rows.items() if r['summary']['bar_met']]
+    return '\n'.join(out) + f"\n\n**{'No row' if not met else ', '.join(met)}** meets the quality bar" + (" on this dataset." if not met else ".")
 
 # %% ../nbs/09d_studies.ipynb #d01b7c97
 @study('gpu', 'On a GPU', 'the prepared GPU check on an H200 (the meta-gradients on CUDA, the seconds of the paper\'s setting) and supervised matching at MTT\'s CIFAR-10 setting',
