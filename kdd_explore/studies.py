@@ -555,7 +555,7 @@ def _sup_row(r:dict) -> dict:
     res, rc = r['results'], r['results']['recipe']
     ch = res['saves'][res['chosen']]
     steps = 2 * -(-res['n_pool'] // rc['expert_batch_size'])  # expert steps in a two-epoch stretch (every row matches two epochs)
-    dcfg = dict(syn_steps=20, **rc['distill'])
+    dcfg = {'syn_steps': 20, **rc['distill']}  # 20: SupervisedConfig's default
     return dict(real=res['random_real'], dist=ch, real_lr=res.get('random_real_at_learned_lr'), iters=int(res['chosen']),
                 ratio=dcfg['syn_steps'] * ch['learned_lr'] / (steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
                 ml=(res['matching_loss_start'], ch['matching_loss']), secs=res['seconds'], recipe=rc)
