@@ -14,8 +14,8 @@ from .core import KddError
 __all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SUP_PUBLISHED', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study',
            'provenance', 'md_table', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index',
            'run_table', 'diff_words', 'isa_lines', 'supervised_published_table', 'supervised_reading',
-           'mkdt_factor_reading', 'wrap', 'main_table_block', 'studies_block', 'same_table_block', 'supervised_block',
-           'gpu_block', 'readme_blocks', 'update_readme', 'check_readme', 'record_main_job', 'main']
+           'mkdt_factor_reading', 'wrap', 'main_table_block', 'studies_block', 'isa_table', 'same_table_block',
+           'supervised_block', 'gpu_block', 'readme_blocks', 'update_readme', 'check_readme', 'record_main_job', 'main']
 
 # %% ../nbs/09d_studies.ipynb #5f3982dd
 class StudyError(KddError):
@@ -759,12 +759,27 @@ def main_table_block(root:str|Path|None=None, # the project's folder
                       run_table(r), '', *_findings_lines(r['results'])]))
 
 def studies_block(root=None) -> str:
-    "The README's list of studies: one line each, linked to its page on the site."
-    return wrap('\n'.join(f"- [{s.title}]({SITE}studies/{s.slug}.html): {s.summary}." for s in STUDIES.values()))
+    "The README's list of studies: a table of one line each, linked to its page on the site."
+    return md_table(['study', 'what it measures'], [[f"[{s.title}]({SITE}studies/{s.slug}.html)", s.summary] for s in STUDIES.values()])
+
+def isa_table(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py`
+             ) -> str:
+    "One table row per comparison of the `isa_pinning` files: the job, the CPU kind(s), how many rows differ and the largest difference."
+    rows = []
+    for path, d in sorted(files.items(), key=lambda kv: (kv[1]['config'] != 'quick', kv[0])):
+        rs = d['runs']
+        cost = (f"{rs['pinned']['wall_s']:.0f} s / {rs['unpinned']['wall_s']:.0f} s") if {'pinned', 'unpinned'} <= set(rs) else ''
+        for where, comps, t in ((d['cpu_kind'], d['same_machine'], cost), ('across CPU kinds', d.get('across', {}), '')):
+            for k, v in comps.items():
+                big = max(v, key=lambda x: abs(x['mean_diff'])) if v else None
+                rows.append([f"`{d['config']}`", where, k, f"{len(v) or 'none'} of {d['rows']}",
+                             f"{'' if big['part'] == 'results' else big['part'] + ' '}{big['method']} at {pct(big['label_fraction'])}: "
+                             f"{big['mean_diff']:+.1f}" if big else '', t])
+    return md_table(['job', 'where', 'comparison', 'rows that differ', 'largest difference of a mean (points)', 'time pinned / unpinned'], rows)
 
 def same_table_block(root=None) -> str:
-    "The README's lines on the same table across CPU kinds: what was measured where, and which rows vary, from the `isa_pinning` files."
-    return wrap('\n'.join(isa_lines(load_study(STUDIES['same-table'], root)['runs'], short=True)))
+    "The README's table on the same results across CPU kinds: each comparison, how many rows differ and by how much, from the `isa_pinning` files."
+    return isa_table(load_study(STUDIES['same-table'], root)['runs'])
 
 def supervised_block(root=None) -> str:
     "The README's supervised rows: random real and distilled beside the published numbers, from the supervised study's file."
