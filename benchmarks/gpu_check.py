@@ -120,7 +120,8 @@ def main(argv=None):
           f"({'ok' if worst < tol else 'TOO LARGE'}, tolerance {tol:g})", flush=True)
     epoch = time_expert_epoch(a.device, arch, n_img, 256 if not a.tiny else 64)
     fig['expert_epoch_seconds'] = round(epoch, 2)
-    print(f"one KD expert epoch over {n_img} images: {epoch:.2f} s -> 100 experts x 20 epochs: {epoch * 2000 / 3600:.2f} h", flush=True)
+    print(f"one KD expert epoch over {n_img} images: {epoch:.2f} s -> 100 experts x 20 epochs: "
+          f"{epoch * 2000 / 3600:.2f} h", flush=True)
     for mode in ('bounded', 'full'):
         r = time_iteration(a.device, arch, mode, n_syn, steps, batch, iters)
         r['hours_for_5000'] = round(r['seconds_per_iteration'] * 5000 / 3600, 2)

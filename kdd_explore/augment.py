@@ -29,14 +29,16 @@ class DSA:
                 ):
         self.transforms = tuple(transforms.split('_') if isinstance(transforms, str) else transforms)
         bad = [t for t in self.transforms if t not in DSA_TRANSFORMS]
-        if bad or not self.transforms: raise KddError(f"Unknown DSA transforms {bad or '(none given)'}: choose from {', '.join(DSA_TRANSFORMS)}.")
+        if bad or not self.transforms:
+            raise KddError(f"Unknown DSA transforms {bad or '(none given)'}: choose from {', '.join(DSA_TRANSFORMS)}.")
         self.scale, self.rotate, self.crop, self.cutout, self.flip = scale, rotate, crop, cutout, flip
         self.brightness, self.saturation, self.contrast = brightness, saturation, contrast
 
     def settings(self) -> dict:
         "The JSON-able settings (what artifacts record)."
-        return dict(transforms='_'.join(self.transforms), scale=self.scale, rotate=self.rotate, crop=self.crop, cutout=self.cutout,
-                    flip=self.flip, brightness=self.brightness, saturation=self.saturation, contrast=self.contrast)
+        return dict(transforms='_'.join(self.transforms), scale=self.scale, rotate=self.rotate,
+                    crop=self.crop, cutout=self.cutout, flip=self.flip, brightness=self.brightness,
+                    saturation=self.saturation, contrast=self.contrast)
 
     def __call__(self, x:torch.Tensor, # N x C x H x W images (normalised)
                  g:torch.Generator|int, # a CPU generator or a seed: the same seed gives the same augmentation
@@ -74,7 +76,8 @@ class DSA:
         sh, sw = int(h * self.crop + 0.5), int(w * self.crop + 0.5)
         dy, dx = torch.randint(-sh, sh + 1, (n,), generator=g), torch.randint(-sw, sw + 1, (n,), generator=g)
         theta = torch.zeros(n, 2, 3); theta[:, 0, 0] = theta[:, 1, 1] = 1.
-        theta[:, 0, 2], theta[:, 1, 2] = dx * 2 / (w - 1), dy * 2 / (h - 1)  # whole pixels: nearest sampling moves them unchanged
+        # whole pixels: nearest sampling moves them unchanged
+        theta[:, 0, 2], theta[:, 1, 2] = dx * 2 / (w - 1), dy * 2 / (h - 1)
         return self._warp(x, theta, 'nearest')
     def _cutout(self, x, g):
         n, h, w = len(x), x.shape[2], x.shape[3]
@@ -89,7 +92,8 @@ class DSA:
 class ZCA:
     "ZCA whitening fitted on training images (MTT's CIFAR setting): decorrelates the pixels, regularised by `eps`."
     def __init__(self, eps:float=0.1): # added to every eigenvalue of the pixel covariance
-        if not (isinstance(eps, (int, float)) and eps > 0): raise KddError(f"ZCA's eps must be a number > 0, got {eps!r}.")
+        if not (isinstance(eps, (int, float)) and eps > 0):
+            raise KddError(f"ZCA's eps must be a number > 0, got {eps!r}.")
         self.eps, self.mean, self.W, self.W_inv, self.shape = float(eps), None, None, None, None
 
     def fit(self, x:torch.Tensor) -> ZCA:
@@ -106,7 +110,8 @@ class ZCA:
 
     def _check(self, x):
         if self.W is None: raise KddError("This ZCA is not fitted yet: call .fit(training images) first.")
-        if tuple(x.shape[1:]) != self.shape: raise KddError(f"This ZCA was fitted on images of shape {self.shape}, but got {tuple(x.shape[1:])}.")
+        if tuple(x.shape[1:]) != self.shape:
+            raise KddError(f"This ZCA was fitted on images of shape {self.shape}, but got {tuple(x.shape[1:])}.")
     def __call__(self, x:torch.Tensor) -> torch.Tensor:
         "The whitened images: same shape, dtype and device as `x`."
         self._check(x)
@@ -115,7 +120,8 @@ class ZCA:
         "Whitened images mapped back to the normalised space (to show them)."
         self._check(z)
         return (z.flatten(1) @ self.W_inv.to(z) + self.mean.to(z)).view_as(z)
-    def __repr__(self): return f"ZCA(eps={self.eps:g}, {'fitted on ' + 'x'.join(map(str, self.shape)) if self.shape else 'not fitted'})"
+    def __repr__(self):
+        return f"ZCA(eps={self.eps:g}, {'fitted on ' + 'x'.join(map(str, self.shape)) if self.shape else 'not fitted'})"
 
 # %% ../nbs/01c_augment.ipynb #f30cd8fc
 AUGMENTS = ('dsa',)  # the names `augmenter` knows (None: no augmentation)

@@ -25,7 +25,8 @@ def fraction_arg(text:str, # the option's value as typed
     "An `argparse` type: a share in (0, 1], e.g. `0.02` for 2%."
     try: v = float(text)
     except ValueError: v = None
-    if v is None or not 0 < v <= 1: raise argparse.ArgumentTypeError(f"must be a share in (0, 1], e.g. 0.02 for 2%; got {text!r}")
+    if v is None or not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], e.g. 0.02 for 2%; got {text!r}")
     return v
 
 def count_arg(text:str, # the option's value as typed
@@ -51,8 +52,10 @@ def cmd_data(args):
     if args.list:
         from kdd_explore.data import registered_datasets
         reg = registered_datasets(args.root)
-        print('built-in: ' + ', '.join(DATASETS) + '\nregistered: ' + (', '.join(f"{k} ({'x'.join(map(str, m['shape']))}, {m['n_train']:,} train, "
-              f"{len(m['classes'])} classes, from {m['source']})" for k, m in reg.items()) or 'none (kdd-explore register NAME PATH)'))
+        print('built-in: ' + ', '.join(DATASETS) + '\nregistered: '
+              + (', '.join(f"{k} ({'x'.join(map(str, m['shape']))}, {m['n_train']:,} train, "
+              f"{len(m['classes'])} classes, from {m['source']})" for k, m in reg.items())
+                 or 'none (kdd-explore register NAME PATH)'))
         return reg
     d = load_dataset(args.dataset, root=args.root, n_train=args.n_train, download=not args.offline)
     info = dict(d.meta(), classes=d.classes, description=d.description, source=d.source)
@@ -64,8 +67,10 @@ def _add_data(sub):
     p = sub.add_parser('data', help='load a dataset and describe it')
     p.add_argument('--dataset', default='fashion_mnist', help=DATASET_HELP)
     p.add_argument('--list', action='store_true', help='name the built-in and the registered datasets, and stop')
-    p.add_argument('--root', default=None, help='folder with the dataset files (default: $KDD_DATA or ~/.cache/kdd_explore/data)')
-    p.add_argument('--n-train', type=count_arg, default=None, help='keep a stratified subset of this many training images')
+    p.add_argument('--root', default=None, help='folder with the dataset files (default: $KDD_DATA or '
+                                                '~/.cache/kdd_explore/data)')
+    p.add_argument('--n-train', type=count_arg, default=None,
+                   help='keep a stratified subset of this many training images')
     p.add_argument('--offline', action='store_true', help='never try to download')
     p.add_argument('--out', default=None, help='also write OUT/dataset.json')
     p.set_defaults(func=cmd_data)
@@ -75,10 +80,13 @@ def run_config(args) -> 'PipelineConfig':
     "The configuration `kdd-explore run` / `quickstart` asks for: the named one with `--set`, `--dataset`, `--teacher`, `--experts-per-iteration` (and `--root` as $KDD_DATA)."
     from kdd_explore.recipes import get_config, parse_settings
     changes = parse_settings(args.set)  # unknown keys and wrong types stop here, before any work
-    if getattr(args, 'root', None): os.environ['KDD_DATA'] = str(args.root)  # every stage (and every rank) reads the data from there
+    # every stage (and every rank) reads the data from there
+    if getattr(args, 'root', None): os.environ['KDD_DATA'] = str(args.root)
     if getattr(args, 'teacher', None): changes['teacher'] = args.teacher
     if getattr(args, 'dataset', None): changes['dataset'] = args.dataset
-    if args.experts_per_iteration: changes['distill'] = dict(get_config(args.config, **changes).distill, experts_per_iteration=args.experts_per_iteration)
+    if args.experts_per_iteration:
+        changes['distill'] = dict(get_config(args.config, **changes).distill,
+                                  experts_per_iteration=args.experts_per_iteration)
     return get_config(args.config, **changes)
 
 def cmd_run(args):
@@ -93,7 +101,8 @@ def cmd_run(args):
     return res
 
 def _add_run(sub):
-    for name, hlp in (('quickstart', 'the main job: the whole MKDT pipeline on Fashion-MNIST on the CPU (9-15 minutes on 2 cores)'),
+    for name, hlp in (('quickstart', 'the main job: the whole MKDT pipeline on Fashion-MNIST on the CPU (9-15 minutes '
+                                     'on 2 cores)'),
                       ('run', 'the whole pipeline with a named configuration (see kdd_explore.pipeline.CONFIGS)')):
         p = sub.add_parser(name, help=hlp)
         if name == 'quickstart':
@@ -104,17 +113,23 @@ def _add_run(sub):
             p.add_argument('--dataset', default=None, help=f"the configuration's dataset changed: {DATASET_HELP}")
             p.add_argument('--teacher', default=None, help='a teacher checkpoint (artifact or ResNet-18 state dict)')
         p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                       help='change a setting (repeatable); VALUE is read as JSON where it parses: n_train=300, fractions=[0.05,0.5], '
-                            'depth=null, distill.iterations=20, teacher=runs/t/teacher (see kdd_explore.pipeline.PipelineConfig)')
-        p.add_argument('--root', default=None, help='dataset folder (default: $KDD_DATA or ~/.cache/kdd_explore/data), as for the stage commands')
-        p.add_argument('--out', default=f'runs/{name}', help='the run folder (a rerun continues a finished or interrupted run)')
+                       help='change a setting (repeatable); VALUE is read as JSON where it parses: n_train=300, '
+                            'fractions=[0.05,0.5], depth=null, distill.iterations=20, teacher=runs/t/teacher (see '
+                            'kdd_explore.pipeline.PipelineConfig)')
+        p.add_argument('--root', default=None, help='dataset folder (default: $KDD_DATA or ~/.cache/kdd_explore/data), '
+                                                    'as for the stage commands')
+        p.add_argument('--out', default=f'runs/{name}',
+                       help='the run folder (a rerun continues a finished or interrupted run)')
         p.add_argument('--overwrite', action='store_true', help='replace a run of another configuration in --out')
-        p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present; under torchrun each rank takes cuda:LOCAL_RANK)')
+        p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present; under '
+                                                      'torchrun each rank takes cuda:LOCAL_RANK)')
         p.add_argument('--experts-per-iteration', type=count_arg, default=None,
-                       help="expert stretches averaged per distillation update (default: the configuration's, 1); under torchrun a multiple of the processes shares them out")
+                       help="expert stretches averaged per distillation update (default: the configuration's, 1); "
+                            "under torchrun a multiple of the processes shares them out")
         p.add_argument('--procs', type=procs_arg, default=None,
-                       help="processes to run in, one thread each (torchrun on this machine): a number, or auto: one per CPU core, at most 4, "
-                            "on the CPU, 1 on a GPU (default: $KDD_PROCS, else 1: this process, with every core as torch threads)")
+                       help="processes to run in, one thread each (torchrun on this machine): a number, or auto: one "
+                            "per CPU core, at most 4, on the CPU, 1 on a GPU (default: $KDD_PROCS, else 1: this "
+                            "process, with every core as torch threads)")
         p.add_argument('--quiet', action='store_true', help='no progress output')
         p.set_defaults(func=cmd_run)
 
@@ -123,8 +138,10 @@ def stage_check(args, checks:tuple, options:dict, missing_teacher:str='train', *
     "A stage command's options as pipeline settings, checked against the data before its first step; returns the fitted configuration."
     from kdd_explore.data import dataset_info
     from kdd_explore.recipes import PipelineConfig
-    given = [k for k, v in settings.items() if v is not None and k in options]  # what was typed is explicit; the rest is the command's recipe
-    cfg = PipelineConfig(**{k: v for k, v in settings.items() if v is not None or k in ('n_train', 'depth', 'teacher')}, explicit=given)
+    # what was typed is explicit; the rest is the command's recipe
+    given = [k for k, v in settings.items() if v is not None and k in options]
+    cfg = PipelineConfig(**{k: v for k, v in settings.items() if v is not None or k in ('n_train', 'depth', 'teacher')},
+                         explicit=given)
     return cfg.check(dataset_info(cfg.dataset, root=getattr(args, 'root', None), seed=getattr(args, 'seed', 0)),
                      checks=checks, options=options, missing_teacher=missing_teacher)
 
@@ -137,12 +154,14 @@ def slice_pool(dataset:str, # the dataset a stage command reads
     "The training pool a stage command reads: `--n-train` as typed, else the quickstart's pool when only the shipped slice of `dataset` is here, else None (all of it)."
     from kdd_explore.data import SLICES, _local_copy, data_root, shipped_slice
     from kdd_explore.recipes import get_config
-    if n_train is not None or dataset not in SLICES or _local_copy(dataset, data_root(root)) or shipped_slice(dataset) is None: return n_train
+    if n_train is not None or dataset not in SLICES or _local_copy(dataset,
+                                                                   data_root(root)) or shipped_slice(
+                                                                       dataset) is None: return n_train
     qs = get_config('quickstart')
     if what and not quiet:
-        print(f"Note: only the shipped slice of {dataset} is here (no full copy): {what} on the quickstart's pool of {qs.n_train:,} "
-              f"training images (--n-train {qs.n_train}, at --seed {qs.seed}); for the whole training set, get the full files "
-              f"(`kdd-explore data --dataset {dataset}` says how).")
+        print(f"Note: only the shipped slice of {dataset} is here (no full copy): {what} on the quickstart's pool of "
+              f"{qs.n_train:,} training images (--n-train {qs.n_train}, at --seed {qs.seed}); for the whole training "
+              f"set, get the full files (`kdd-explore data --dataset {dataset}` says how).")
     return qs.n_train
 
 def cmd_teacher(args):
@@ -160,16 +179,19 @@ def cmd_variance(args):
     from kdd_explore.variance import VARIANCE_CONFIGS, variance_job
     from kdd_explore.data import dataset_info
     from kdd_explore.recipes import ConfigError, variance_fit
-    stage_check(args, ('teacher',), {'teacher': '--teacher'}, 'train' if args.quick else 'error', dataset=args.dataset, teacher=args.teacher)
+    stage_check(args, ('teacher',), {'teacher': '--teacher'}, 'train' if args.quick else 'error',
+                dataset=args.dataset, teacher=args.teacher)
     fit, cannot = variance_fit(dataset_info(args.dataset, root=args.root, seed=args.seed), args.quick)
     if cannot: raise ConfigError(f"{cannot}: give a dataset with more training images.")
-    pool, want = slice_pool(args.dataset, args.root, quiet=True), fit.get('n_train', (0, VARIANCE_CONFIGS['quick' if args.quick else 'full']['n_train']))[1]
-    if pool is not None and pool < want: fit['n_train'] = (want, pool, "only the shipped slice is here: the quickstart's pool")
+    pool, want = (slice_pool(args.dataset, args.root, quiet=True),
+                  fit.get('n_train', (0, VARIANCE_CONFIGS['quick' if args.quick else 'full']['n_train']))[1])
+    if pool is not None and pool < want:
+        fit['n_train'] = (want, pool, "only the shipped slice is here: the quickstart's pool")
     for k, (recipe, used, why) in fit.items():
         if not args.quiet: print(f"Note: {k} {recipe} -> {used} ({why}).")
     teacher = load_teacher(args.teacher) if args.teacher else None
-    res = variance_job(args.dataset, args.out, teacher=teacher, quick=args.quick, seed=args.seed, root=args.root, progress=not args.quiet,
-                       **{k: used for k, (_, used, _) in fit.items()})
+    res = variance_job(args.dataset, args.out, teacher=teacher, quick=args.quick, seed=args.seed,
+                       root=args.root, progress=not args.quiet, **{k: used for k, (_, used, _) in fit.items()})
     for name, r in res['losses'].items():
         print(f"{name:>14}: " + '  '.join(f"b={b}: {v:.4g}" for b, v in zip(r['batch_sizes'], r['norm_var'])))
     print(f"\n{Path(args.out)/'variance.json'}\n{Path(args.out)/'variance.html'}")
@@ -178,16 +200,18 @@ def cmd_experts(args):
     "Record KD expert trajectories."
     from kdd_explore.kd import experts_job
     n_train = slice_pool(args.dataset, args.root, args.n_train, 'the experts', args.quiet or not is_main())
-    fit = stage_check(args, ('data', 'teacher', 'student'), EXPERTS_OPTIONS, 'error', dataset=args.dataset, teacher=args.teacher, n_train=n_train,
-                      width=args.width, depth=args.depth, first_padding=args.first_padding, n_experts=args.n_experts, expert_epochs=args.epochs,
+    fit = stage_check(args, ('data', 'teacher', 'student'), EXPERTS_OPTIONS, 'error', dataset=args.dataset,
+                      teacher=args.teacher, n_train=n_train, width=args.width, depth=args.depth,
+                      first_padding=args.first_padding, n_experts=args.n_experts, expert_epochs=args.epochs,
                       expert_batch_size=256)
-    ex = experts_job(args.out, args.dataset, teacher=args.teacher, n_experts=args.n_experts, epochs=args.epochs, width=args.width,
-                     depth=fit.depth, first_padding=args.first_padding, n_train=fit.n_train, batch_size=fit.expert_batch_size, seed=args.seed,
-                     root=args.root, device=args.device, progress=not args.quiet)
+    ex = experts_job(args.out, args.dataset, teacher=args.teacher, n_experts=args.n_experts,
+                     epochs=args.epochs, width=args.width, depth=fit.depth, first_padding=args.first_padding,
+                     n_train=fit.n_train, batch_size=fit.expert_batch_size, seed=args.seed, root=args.root,
+                     device=args.device, progress=not args.quiet)
     if is_main(): print(f"{ex}\nexperts: {Path(args.out)/'experts'}")
 
-EXPERTS_OPTIONS = {'n_train': '--n-train', 'teacher': '--teacher', 'width': '--width', 'depth': '--depth', 'first_padding': '--first-padding',
-                   'n_experts': '--n-experts', 'expert_epochs': '--epochs'}
+EXPERTS_OPTIONS = {'n_train': '--n-train', 'teacher': '--teacher', 'width': '--width', 'depth': '--depth',
+                   'first_padding': '--first-padding', 'n_experts': '--n-experts', 'expert_epochs': '--epochs'}
 
 def cmd_distill(args):
     "Distil a synthetic set by matching recorded expert trajectories."
@@ -195,13 +219,19 @@ def cmd_distill(args):
     from kdd_explore.distill import DistillConfig, distill_job
     m = read_meta(args.experts)  # a missing artifact is named here, before anything is loaded
     if m.get('dataset'):
-        dc = DistillConfig.preset(args.preset, **{k: v for k, v in dict(iterations=args.iterations, mode=args.mode, memory_budget_mb=args.memory_budget_mb).items() if v is not None})
-        stage_check(args, ('distill',), {'syn_fraction': '--fraction', 'expert_epochs': 'record the experts again with kdd-explore experts --epochs',
+        dc = DistillConfig.preset(args.preset,
+                                  **{k: v for k, v in dict(iterations=args.iterations, mode=args.mode,
+                                                           memory_budget_mb=args.memory_budget_mb).items()
+                                     if v is not None})
+        stage_check(args, ('distill',), {'syn_fraction': '--fraction', 'expert_epochs': 'record the experts again with '
+                                         'kdd-explore experts --epochs',
                                          'distill.max_start_epoch': 'a --preset with max_start_epoch at most'},
-                    dataset=m['dataset']['name'], n_train=m['dataset']['n_train'], syn_fraction=args.fraction, expert_epochs=m['n_epochs'],
-                    n_experts=m['n_experts'], distill=dataclasses.asdict(dc), high_loss_clusters=None, distilled_baselines=())
-    syn = distill_job(args.experts, args.out, fraction=args.fraction, init=args.init, preset=args.preset, iterations=args.iterations,
-                      mode=args.mode, memory_budget_mb=args.memory_budget_mb, seed=args.seed, representations=args.representations, root=args.root, device=args.device,
+                    dataset=m['dataset']['name'], n_train=m['dataset']['n_train'], syn_fraction=args.fraction,
+                    expert_epochs=m['n_epochs'], n_experts=m['n_experts'], distill=dataclasses.asdict(dc),
+                    high_loss_clusters=None, distilled_baselines=())
+    syn = distill_job(args.experts, args.out, fraction=args.fraction, init=args.init, preset=args.preset,
+                      iterations=args.iterations, mode=args.mode, memory_budget_mb=args.memory_budget_mb,
+                      seed=args.seed, representations=args.representations, root=args.root, device=args.device,
                       progress=not args.quiet, experts_per_iteration=args.experts_per_iteration)
     if is_main(): print(f"{syn}\nsynthetic set: {Path(args.out)/'synthetic_set'}")
 
@@ -219,38 +249,51 @@ def _add_stages(sub):
     p.add_argument('--epochs', type=count_arg, default=None, help="default: the dataset's default")
     p.add_argument('--n-train', type=count_arg, default=None, help='train on a stratified subset')
     p.add_argument('--arch', default=None, choices=list(TEACHER_ARCHS),
-                   help="the teacher's architecture (default: resnet18_cifar for 3x32x32 images, else small_resnet; small_resnet trains a CIFAR teacher on a CPU in hours)")
+                   help="the teacher's architecture (default: resnet18_cifar for 3x32x32 images, else small_resnet; "
+                        "small_resnet trains a CIFAR teacher on a CPU in hours)")
     p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_teacher)
-    p = sub.add_parser('variance', help='gradient variance of SSL vs KD vs supervised losses (variance.json, variance.html)')
+    p = sub.add_parser('variance', help='gradient variance of SSL vs KD vs supervised losses (variance.json, '
+                                        'variance.html)')
     _common(p)
-    p.add_argument('--out', required=True); p.add_argument('--teacher', default=None, help='teacher checkpoint (default: the shipped one)')
+    p.add_argument('--out', required=True)
+    p.add_argument('--teacher', default=None, help='teacher checkpoint (default: the shipped one)')
     p.add_argument('--quick', action='store_true', help='a small, fast measurement')
     p.set_defaults(func=cmd_variance)
     p = sub.add_parser('experts', help='record KD expert trajectories (resumable)')
     _common(p)
-    p.add_argument('--out', required=True); p.add_argument('--teacher', default=None, help='teacher checkpoint (default: the shipped one)')
+    p.add_argument('--out', required=True)
+    p.add_argument('--teacher', default=None, help='teacher checkpoint (default: the shipped one)')
     p.add_argument('--n-experts', type=count_arg, default=5); p.add_argument('--epochs', type=count_arg, default=5)
     p.add_argument('--width', type=count_arg, default=32); p.add_argument('--depth', type=count_arg, default=None)
     p.add_argument('--first-padding', type=lambda v: v if v == 'reference' else int(v), default=1,
-                   help="padding of the student's first conv: 1, or 'reference' (3 on 28x28 one-channel images, as the reference code)")
+                   help="padding of the student's first conv: 1, or 'reference' (3 on 28x28 one-channel images, as the "
+                        "reference code)")
     p.add_argument('--n-train', type=count_arg, default=None); p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_experts)
     p = sub.add_parser('distill', help='distil a synthetic set from recorded experts (resumable)')
     _common(p, dataset=False)
-    p.add_argument('--experts', required=True, help='the experts artifact, e.g. DIR/experts (kdd-explore experts) or RUN/experts/experts (a run)')
+    p.add_argument('--experts', required=True, help='the experts artifact, e.g. DIR/experts (kdd-explore experts) or '
+                                                    'RUN/experts/experts (a run)')
     p.add_argument('--representations', default=None, metavar='PATH',
-                   help="the teacher representations artifact (default: the one the experts name, else a 'representations' artifact "
-                        "beside the experts' folder or one folder up, as experts and runs write them)")
+                   help="the teacher representations artifact (default: the one the experts name, else a "
+                        "'representations' artifact beside the experts' folder or one folder up, as experts and runs "
+                        "write them)")
     p.add_argument('--out', required=True)
-    p.add_argument('--fraction', type=fraction_arg, default=0.02, help='size of the synthetic set as a share of the training set, in (0, 1]')
+    p.add_argument('--fraction', type=fraction_arg, default=0.02,
+                   help='size of the synthetic set as a share of the training set, in (0, 1]')
     p.add_argument('--init', default='high_loss', choices=['high_loss', 'random'])
-    p.add_argument('--preset', default='cpu', help='cpu, cifar10_2pct, cifar10_5pct, cifar100_2pct, cifar100_5pct, tinyimagenet_2pct')
-    p.add_argument('--iterations', type=count_arg, default=None); p.add_argument('--mode', default=None, choices=['auto', 'full', 'bounded'],
-                   help="the meta-gradient (all exact): 'auto' (default) the whole unrolled graph while it fits --memory-budget-mb, else checkpoints; 'full'; 'bounded'")
-    p.add_argument('--memory-budget-mb', type=float, default=None, help="MB the unrolled graph may keep in mode 'auto' (default 1024)")
+    p.add_argument('--preset', default='cpu', help='cpu, cifar10_2pct, cifar10_5pct, cifar100_2pct, cifar100_5pct, '
+                                                   'tinyimagenet_2pct')
+    p.add_argument('--iterations', type=count_arg, default=None)
+    p.add_argument('--mode', default=None, choices=['auto', 'full', 'bounded'],
+                   help="the meta-gradient (all exact): 'auto' (default) the whole unrolled graph while it fits "
+                        "--memory-budget-mb, else checkpoints; 'full'; 'bounded'")
+    p.add_argument('--memory-budget-mb', type=float, default=None,
+                   help="MB the unrolled graph may keep in mode 'auto' (default 1024)")
     p.add_argument('--experts-per-iteration', type=count_arg, default=None,
-                   help='expert stretches whose meta-gradients are averaged per update (default 1); under torchrun a multiple of the processes')
+                   help='expert stretches whose meta-gradients are averaged per update (default 1); under torchrun a '
+                        'multiple of the processes')
     p.add_argument('--device', default=None)
     p.set_defaults(func=cmd_distill)
 
@@ -261,24 +304,32 @@ def cmd_register(args):
     "Register your own images under a name (read, converted, stored with their mean and std) and say what to run next."
     from kdd_explore.data import DatasetInfo
     from kdd_explore.own_data import register_dataset
-    d = register_dataset(args.name, args.path, size=args.size, channels=args.channels, test_fraction=args.test_fraction, seed=args.seed,
-                         root=args.root, description=args.description, progress=not args.quiet)
-    print(f"registered {DatasetInfo.of(d).describe()}; mean {[round(v, 4) for v in d.mean]}, std {[round(v, 4) for v in d.std]}")
+    d = register_dataset(args.name, args.path, size=args.size, channels=args.channels, test_fraction=args.test_fraction,
+                         seed=args.seed, root=args.root, description=args.description, progress=not args.quiet)
+    print(f"registered {DatasetInfo.of(d).describe()}; mean {[round(v, 4) for v in d.mean]}, std "
+          f"{[round(v, 4) for v in d.std]}")
     env = f"KDD_DATA={args.root} " if args.root else ''
     from kdd_explore.own_data import next_commands
-    print('next:\n  ' + '\n  '.join(next_commands(DatasetInfo.of(d), env)))  # the recipe that fits the images (3x32x32, 10 classes: cifar10_cpu with the shipped teacher)
+    # the recipe that fits the images (3x32x32, 10 classes: cifar10_cpu with the shipped teacher)
+    print('next:\n  ' + '\n  '.join(next_commands(DatasetInfo.of(d), env)))
     return d
 
 def _add_register(sub):
-    p = sub.add_parser('register', help='make your own images a dataset: a folder (one sub-folder per class) or a .npz / .safetensors file')
+    p = sub.add_parser('register', help='make your own images a dataset: a folder (one sub-folder per class) or a .npz '
+                                        '/ .safetensors file')
     p.add_argument('name', help="the name to use it by (lowercase letters, digits, '_', '-')")
-    p.add_argument('path', help='a folder in the ImageFolder layout (train/ and test/, or one sub-folder per class), or a .npz / .safetensors file')
-    p.add_argument('--size', type=count_arg, default=None, help="side of the square images in pixels (default: the most common image's shorter side)")
-    p.add_argument('--channels', type=int, choices=[1, 3], default=None, help='1 (grayscale) or 3 (RGB); default: RGB when any image has colour')
-    p.add_argument('--test-fraction', type=fraction_arg, default=0.2, help='without a test split: the share of each class held out for testing (default 0.2)')
+    p.add_argument('path', help='a folder in the ImageFolder layout (train/ and test/, or one sub-folder per class), '
+                                'or a .npz / .safetensors file')
+    p.add_argument('--size', type=count_arg, default=None,
+                   help="side of the square images in pixels (default: the most common image's shorter side)")
+    p.add_argument('--channels', type=int, choices=[1, 3], default=None,
+                   help='1 (grayscale) or 3 (RGB); default: RGB when any image has colour')
+    p.add_argument('--test-fraction', type=fraction_arg, default=0.2,
+                   help='without a test split: the share of each class held out for testing (default 0.2)')
     p.add_argument('--description', default='', help='a sentence about the data, shown with it')
     p.add_argument('--seed', type=int, default=0, help='seed of the split per class')
-    p.add_argument('--root', default=None, help='the data folder to register in (default: $KDD_DATA or ~/.cache/kdd_explore/data; the other commands read $KDD_DATA)')
+    p.add_argument('--root', default=None, help='the data folder to register in (default: $KDD_DATA or '
+                                                '~/.cache/kdd_explore/data; the other commands read $KDD_DATA)')
     p.add_argument('--quiet', action='store_true', help='do not print the conversions')
     p.set_defaults(func=cmd_register)
 
@@ -293,14 +344,18 @@ def cmd_docs(args):
     return out
 
 def _add_docs(sub):
-    p = sub.add_parser('docs', help="build the lessons' website (every notebook executed, an API reference, search) into --out")
+    p = sub.add_parser('docs', help="build the lessons' website (every notebook executed, an API reference, search) "
+                                    "into --out")
     p.add_argument('nbs', nargs='*', help='notebooks to build (default: every lesson under nbs/)')
     p.add_argument('--out', default='site', help='the folder the site is written to (default: site)')
     p.add_argument('--flags', default='', help="test flags whose cells run anyway, as nbdev_test --flags (e.g. 'slow')")
-    p.add_argument('--workers', type=count_arg, default=2, help='notebooks executed at once (default 2, one thread each)')
-    p.add_argument('--build-dir', default='_docs_build', help='where the executed copies and generated pages go (default: _docs_build)')
+    p.add_argument('--workers', type=count_arg, default=2,
+                   help='notebooks executed at once (default 2, one thread each)')
+    p.add_argument('--build-dir', default='_docs_build',
+                   help='where the executed copies and generated pages go (default: _docs_build)')
     p.add_argument('--force', action='store_true', help='re-execute every notebook, changed or not')
-    p.add_argument('--serve', action='store_true', help='then serve the site at http://127.0.0.1:PORT/ until Ctrl-C (it also works opened from disk)')
+    p.add_argument('--serve', action='store_true', help='then serve the site at http://127.0.0.1:PORT/ until Ctrl-C '
+                                                        '(it also works opened from disk)')
     p.add_argument('--port', type=int, default=8000, help='the port of --serve (default 8000; 0: any free one)')
     p.add_argument('--quiet', action='store_true', help='print only errors')
     p.set_defaults(func=cmd_docs)
@@ -308,8 +363,10 @@ def _add_docs(sub):
 # %% ../nbs/10_cli.ipynb #33b757f3
 def cmd_supervised(args):
     "Run a supervised distillation recipe (experts, distillation, tests) into `--out`; print its table beside the published rows."
-    from kdd_explore.supervised import supervised_recipe, supervised_job, supervised_table, supervised_figure, supervised_settings
-    recipe = supervised_recipe(args.recipe, **supervised_settings(args.set))  # unknown settings stop here, before any work
+    from kdd_explore.supervised import (supervised_recipe, supervised_job, supervised_table,
+                                        supervised_figure, supervised_settings)
+    # unknown settings stop here, before any work
+    recipe = supervised_recipe(args.recipe, **supervised_settings(args.set))
     if getattr(args, 'root', None): os.environ['KDD_DATA'] = str(args.root)
     res = supervised_job(recipe, args.out, device=args.device, progress=not args.quiet)
     supervised_figure(res).write_html(Path(args.out)/'figure.html', include_plotlyjs=True)
@@ -319,10 +376,13 @@ def cmd_supervised(args):
 
 def _add_supervised(sub):
     from kdd_explore.supervised import SUPERVISED_RECIPES
-    p = sub.add_parser('supervised', help='supervised trajectory matching (MTT): distil labelled images, test a classifier trained on them (resumable)')
-    p.add_argument('--recipe', default='fashion_mnist_1ipc', choices=list(SUPERVISED_RECIPES), help='a named recipe (default: fashion_mnist_1ipc, minutes on a CPU)')
+    p = sub.add_parser('supervised', help='supervised trajectory matching (MTT): distil labelled images, test a '
+                                          'classifier trained on them (resumable)')
+    p.add_argument('--recipe', default='fashion_mnist_1ipc', choices=list(SUPERVISED_RECIPES),
+                   help='a named recipe (default: fashion_mnist_1ipc, minutes on a CPU)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                   help='change a setting (repeatable), VALUE read as JSON where it parses: ipc=10, n_train=2000, augment=null, distill.syn_steps=10')
+                   help='change a setting (repeatable), VALUE read as JSON where it parses: ipc=10, n_train=2000, '
+                        'augment=null, distill.syn_steps=10')
     p.add_argument('--out', default='runs/supervised', help='the run folder (a rerun continues where it stopped)')
     p.add_argument('--root', default=None, help='dataset folder (default: $KDD_DATA or ~/.cache/kdd_explore/data)')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present)')
@@ -338,8 +398,8 @@ def _join_launch(args):
     n = dist_info().world_size
     if n == 1: return
     if args.command not in ACROSS_PROCESSES:
-        raise DistributedError(f"kdd-explore {args.command} runs in one process, but torchrun started {n}: run it without torchrun. "
-                               f"Across processes: {', '.join(ACROSS_PROCESSES)}.")
+        raise DistributedError(f"kdd-explore {args.command} runs in one process, but torchrun started {n}: run it "
+                               f"without torchrun. Across processes: {', '.join(ACROSS_PROCESSES)}.")
     args.device = str(init_distributed(args.device))
     if not is_main(): args.quiet = True
 
@@ -361,22 +421,29 @@ def relaunch_command(argv:list, # the command's arguments, as typed (after `kdd-
                      n:int, # processes
                     ) -> list:
     "The same `kdd-explore` command under torchrun on this machine, in `n` processes, each told `--procs 1` (run it with OMP_NUM_THREADS=1)."
-    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n), '-m', 'kdd_explore.cli', *map(str, argv), '--procs', '1']
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n), '-m',
+            'kdd_explore.cli', *map(str, argv), '--procs', '1']
 
 def _relaunch(args, argv, n):
     "Check the run's configuration here, then run the same command in `n` single-thread processes; returns their exit status."
     from kdd_explore.data import dataset_info
     cfg = run_config(args)
-    cfg.check(dataset_info(cfg.dataset, seed=cfg.seed, **cfg.dataset_options))  # a bad configuration: one message from this process, before any launch
-    if not args.quiet: print(f"Running in {n} processes of one thread each (torchrun, on this machine; --procs 1 runs in one).", flush=True)
+    # a bad configuration: one message from this process, before any launch
+    cfg.check(dataset_info(cfg.dataset, seed=cfg.seed, **cfg.dataset_options))
+    if not args.quiet:
+        print(f"Running in {n} processes of one thread each (torchrun, on this machine; --procs 1 runs in one).",
+              flush=True)
     try: return subprocess.run(relaunch_command(argv, n), env=dict(os.environ, OMP_NUM_THREADS='1')).returncode
     except KeyboardInterrupt:
-        print(f"kdd-explore {args.command}: interrupted; finished artifacts are kept, rerun to continue.", file=sys.stderr)
+        print(f"kdd-explore {args.command}: interrupted; finished artifacts are kept, rerun to continue.",
+              file=sys.stderr)
         return 130
 
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `kdd-explore` with every subcommand."
-    ap = argparse.ArgumentParser(prog='kdd-explore', description='Dataset distillation for self-supervised pre-training (MKDT), stage by stage.')
+    ap = argparse.ArgumentParser(prog='kdd-explore',
+                                 description='Dataset distillation for self-supervised pre-training (MKDT), stage '
+                                             'by stage.')
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for add in SUBCOMMANDS: add(sub)
     return ap
@@ -388,7 +455,8 @@ def main(argv:list[str]|None=None, # the arguments (default: `sys.argv[1:]`)
     args = build_parser().parse_args(argv)  # bad option values stop here, before any work
     try:
         if getattr(args, 'out', None): check_folder(args.out)  # every --out is a folder: refuse a file before any work
-        if args.command in PROCS_COMMANDS and dist_info().world_size == 1 and (n := resolve_procs(args.procs, args.device)) > 1:
+        if args.command in PROCS_COMMANDS and dist_info().world_size == 1 and (
+            n := resolve_procs(args.procs, args.device)) > 1:
             return _relaunch(args, argv, n)  # the same command in n single-thread processes
         _join_launch(args)  # under torchrun: this rank's device and the process group (nothing in one process)
         args.func(args)
@@ -396,7 +464,8 @@ def main(argv:list[str]|None=None, # the arguments (default: `sys.argv[1:]`)
         print(f"kdd-explore {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"kdd-explore {args.command}: interrupted; finished artifacts are kept, rerun to continue.", file=sys.stderr)
+        print(f"kdd-explore {args.command}: interrupted; finished artifacts are kept, rerun to continue.",
+              file=sys.stderr)
         return 130
     return 0
 

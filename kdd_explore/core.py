@@ -35,7 +35,8 @@ def get_device(device:str|torch.device|None=None, # `'cpu'`, `'cuda'`, `'cuda:1'
     device = torch.device(device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise KddError(f"Device {str(device)!r} was asked for but no CUDA GPU is visible to torch. "
-                       "Use device='cpu' (or unset KDD_DEVICE), or run on a machine with a GPU (e.g. a Colab GPU runtime).")
+                       "Use device='cpu' (or unset KDD_DEVICE), or run on a machine with a GPU (e.g. a Colab GPU "
+                       "runtime).")
     return device
 
 # %% ../nbs/00_core.ipynb #843aba41
@@ -44,7 +45,8 @@ def make_generator(seed:int|torch.Generator=0, # an int seed, or a generator to 
                   ) -> torch.Generator:
     "A `torch.Generator` seeded with `seed` (a generator passes through unchanged)."
     if isinstance(seed, torch.Generator): return seed
-    if not isinstance(seed, int): raise KddError(f"A seed must be an int or a torch.Generator, got {type(seed).__name__}.")
+    if not isinstance(seed, int):
+        raise KddError(f"A seed must be an int or a torch.Generator, got {type(seed).__name__}.")
     return torch.Generator(device=device).manual_seed(seed)
 
 def derive_seed(seed:int, # the root seed of a job
@@ -62,7 +64,8 @@ def new_file_mode() -> int:
             for line in f:
                 if line.startswith('Umask:'): return 0o666 & ~int(line.split()[1], 8)
     except (OSError, ValueError): pass
-    mask = os.umask(0o077); os.umask(mask)  # elsewhere the only way is to set it and put it back (0o077 meanwhile: never looser)
+    # elsewhere the only way is to set it and put it back (0o077 meanwhile: never looser)
+    mask = os.umask(0o077); os.umask(mask)
     return 0o666 & ~mask
 
 def atomic_write_bytes(path:str|Path, # the file to write
@@ -91,10 +94,12 @@ def load_json(path:str|Path, # the JSON file to read
              ):
     "Read a JSON file, with a clear error when it is missing or not valid JSON."
     path = Path(path)
-    if not path.exists(): raise ArtifactError(f"{path} does not exist. Check the path, or run the step that writes it first.")
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist. Check the path, or run the step that writes it first.")
     try: return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ArtifactError(f"{path} is not valid JSON ({e}). It may be truncated: delete it and rerun the step that writes it.") from None
+        raise ArtifactError(f"{path} is not valid JSON ({e}). It may be truncated: delete it and rerun the step that "
+                            "writes it.") from None
 
 # %% ../nbs/00_core.ipynb #0c5e1bcd
 def _paths(path):
@@ -125,7 +130,8 @@ def save_artifact(path:str|Path, # where to write: `path.safetensors` and `path.
     tensors = {k: v.detach().to('cpu').contiguous() for k, v in tensors.items()}
     bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
     if bad: raise ArtifactError(f"Artifact values must be tensors; not tensors: {bad}.")
-    st.parent.mkdir(parents=True, exist_ok=True)  # first, so the temporary file is in the same folder (a rename cannot cross disks)
+    # first, so the temporary file is in the same folder (a rename cannot cross disks)
+    st.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=st.parent, prefix=f'.{st.name}.', suffix='.tmp')
     os.close(fd)
     try:
@@ -148,8 +154,11 @@ def read_meta(path:str|Path, # an artifact path (with or without suffix)
     "The metadata of an artifact, without loading its tensors."
     st, js = _paths(path)
     if not js.exists():
-        if st.exists(): raise ArtifactError(f"{st} has no metadata file {js.name}: the write was interrupted. Delete {st} and rerun the step that writes it.")
-        raise ArtifactError(f"No artifact at {st.with_suffix('')} (looked for {js.name} and {st.name}). Check the path, or run the step that writes it first.")
+        if st.exists():
+            raise ArtifactError(f"{st} has no metadata file {js.name}: the write was interrupted. Delete {st} and "
+                                "rerun the step that writes it.")
+        raise ArtifactError(f"No artifact at {st.with_suffix('')} (looked for {js.name} and {st.name}). Check the "
+                            "path, or run the step that writes it first.")
     return load_json(js)
 
 def artifact_exists(path:str|Path, # an artifact path (with or without suffix)
@@ -178,14 +187,16 @@ def load_artifact(path:str|Path, # an artifact path (with or without suffix)
     "Load `(tensors, meta)` of an artifact, refusing one that is incomplete, corrupt, or not as `expect`ed."
     st, js = _paths(path)
     meta = read_meta(path)
-    if not st.exists(): raise ArtifactError(f"{js} exists but its tensor file {st.name} is missing. Rerun the step that writes it.")
+    if not st.exists():
+        raise ArtifactError(f"{js} exists but its tensor file {st.name} is missing. Rerun the step that writes it.")
     if expect: check_meta(meta, expect, where=f"artifact {st.with_suffix('')}")
     if meta.get('sha256') and _sha256(st) != meta['sha256']:
         raise ArtifactError(f"{st} does not match the hash in {js.name}: it is truncated, corrupt, or was replaced. "
                             "Delete both files and rerun the step that writes it.")
     try: tensors = load_file(st, device=str(device))
     except Exception as e:
-        raise ArtifactError(f"{st} could not be read as safetensors ({e}). Delete it and rerun the step that writes it.") from None
+        raise ArtifactError(f"{st} could not be read as safetensors ({e}). Delete it and rerun the step that "
+                            "writes it.") from None
     return tensors, meta
 
 # %% ../nbs/00_core.ipynb #c16057af
@@ -207,10 +218,13 @@ def check_folder(path:str|Path, # a folder to write into (it may not exist yet)
     "Refuse a folder path that is a file, or lies inside a file, before anything is written there."
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise KddError(f"{what} {path} is a file, not a folder: give a folder for the results (a new or an empty one), or move the file away.")
+        raise KddError(f"{what} {path} is a file, not a folder: give a folder for the results (a new or an empty one), "
+                       "or move the file away.")
     for p in path.parents:
         if p.exists():
-            if not p.is_dir(): raise KddError(f"{what} {path} cannot be a folder: {p} is a file. Give a folder elsewhere, or move the file away.")
+            if not p.is_dir():
+                raise KddError(f"{what} {path} cannot be a folder: {p} is a file. Give a folder elsewhere, or move the "
+                               "file away.")
             break
     return path
 
@@ -224,7 +238,8 @@ def _pid_alive(pid):
 def _ago(since):
     try: s = (datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(since)).total_seconds()
     except (TypeError, ValueError): return ''
-    return f" ({int(s // 3600)} h {int(s % 3600 // 60)} min ago)" if s >= 3600 else f" ({int(s // 60)} min {int(s % 60)} s ago)"
+    return (f" ({int(s // 3600)} h {int(s % 3600 // 60)} min ago)" if s >= 3600
+            else f" ({int(s // 60)} min {int(s % 60)} s ago)")
 
 class RunLock:
     "One run at a time in a folder: `FOLDER/.lock`, created atomically, names the process holding it (PID, host, since when)."
@@ -251,9 +266,11 @@ class RunLock:
         here = owner.get('host') == socket.gethostname()
         if owner:
             who = (f"process {owner['pid']}{' (this process)' if here and owner['pid'] == os.getpid() else ''} on "
-                   f"{'this machine' if here else 'host ' + str(owner.get('host'))} since {owner.get('since')}{_ago(owner.get('since'))}")
+                   f"{'this machine' if here else 'host ' + str(owner.get('host'))} since "
+                   f"{owner.get('since')}{_ago(owner.get('since'))}")
             if here and not _pid_alive(owner['pid']):
-                print(f"Note: taking over the stale lock {self.path}: {who}, and that process no longer exists.", flush=True)
+                print(f"Note: taking over the stale lock {self.path}: {who}, and that process no longer exists.",
+                      flush=True)
                 return self._clear()
         else:
             who = 'an unreadable lock file'
@@ -262,10 +279,11 @@ class RunLock:
             if old:
                 print(f"Note: taking over the unreadable lock {self.path} (a run died while creating it).", flush=True)
                 return self._clear()
-        hint = '' if here or not owner else f" Whether it still runs cannot be checked from this host ({socket.gethostname()})."
-        raise KddError(f"{self.folder} is in use by another run: {who} holds {self.path}. Two runs in one folder would overwrite "
-                       f"each other's files: wait for that run to finish (or stop it), or choose another folder (--out).{hint} "
-                       f"If you are sure no run uses this folder, delete {self.path}.")
+        hint = '' if here or not owner else (" Whether it still runs cannot be checked from this host "
+                                             f"({socket.gethostname()}).")
+        raise KddError(f"{self.folder} is in use by another run: {who} holds {self.path}. Two runs in one folder would "
+                       "overwrite each other's files: wait for that run to finish (or stop it), or choose another "
+                       f"folder (--out).{hint} If you are sure no run uses this folder, delete {self.path}.")
 
     def _clear(self):
         try: self.path.unlink()
@@ -276,7 +294,8 @@ class RunLock:
         if self.held: return self
         check_folder(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        me = dict(pid=os.getpid(), host=socket.gethostname(), since=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+        me = dict(pid=os.getpid(), host=socket.gethostname(),
+                  since=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
         for _ in range(5):
             try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
@@ -285,7 +304,8 @@ class RunLock:
                 f.write(json.dumps(me)); f.flush(); os.fsync(f.fileno())
             self.info = me
             return self
-        raise KddError(f"Could not take the lock {self.path}: other runs keep taking it. Start one run at a time in {self.folder}.")
+        raise KddError(f"Could not take the lock {self.path}: other runs keep taking it. Start one run at a time in "
+                       f"{self.folder}.")
 
     def release(self):
         "Give the lock back (when this object holds it and the file still names it)."

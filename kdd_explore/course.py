@@ -29,7 +29,8 @@ def solutions_on(env:dict|None=None, # the environment to read (default: `os.env
     v = env.get('KDD_SOLUTIONS')
     if v is not None and v.strip() != '':
         if v.strip().lower() not in ('0', '1', 'true', 'false', 'yes', 'no', 'on', 'off'):
-            raise KddError(f"KDD_SOLUTIONS={v!r} is not understood: set it to 1 (use the reference solutions) or 0 (check your own).")
+            raise KddError(f"KDD_SOLUTIONS={v!r} is not understood: set it to 1 (use the reference solutions) or 0 "
+                           "(check your own).")
         return v.strip().lower() in ('1', 'true', 'yes', 'on')
     return bool(env.get('IN_TEST'))
 
@@ -59,7 +60,8 @@ def _call(name, fn, *args, **kw):
     try: return fn(*args, **kw), None
     except NotImplementedError: return None, _not_done(name)
     except Exception as e:
-        return None, CheckResult(name, False, f"your function raised {type(e).__name__}: {e}. Read the message, fix the code and check again.")
+        return None, CheckResult(name, False, f"your function raised {type(e).__name__}: {e}. Read the message, fix "
+                                              "the code and check again.")
 
 def _close(a, b, rtol=1e-4, atol=1e-6):
     try:
@@ -73,7 +75,8 @@ def _diagnose(name, got, want, variants, generic):
         if _close(got, value, rtol=1e-3): return CheckResult(name, False, hint)
     g = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
     w = want.item() if isinstance(want, torch.Tensor) and want.numel() == 1 else want
-    return CheckResult(name, False, f"{generic} (expected {w:.6g}, got {g:.6g})." if isinstance(g, float) and isinstance(w, float)
+    return CheckResult(name, False, f"{generic} (expected {w:.6g}, got {g:.6g})."
+                       if isinstance(g, float) and isinstance(w, float)
                        else f"{generic}.")
 
 # %% ../nbs/course/00_checks.ipynb #6bc4f472
@@ -101,14 +104,18 @@ def _bt_variants(z1, z2, lambd, eps=1e-5):
     std_u = lambda z: (z - z.mean(0)) / z.std(0)
     s1, s2 = std(z1), std(z2)
     return [
-        (loss(z1.T @ z2 / n), "this is Barlow Twins **without standardisation**: before the cross-correlation, standardise each feature "
-                              "over the batch, z_hat = (z - z.mean(0)) / sqrt(z.var(0, unbiased=False) + eps)."),
+        (loss(z1.T @ z2 / n), "this is Barlow Twins **without standardisation**: before the cross-correlation, "
+                              "standardise each feature over the batch, z_hat = (z - z.mean(0)) / sqrt(z.var(0, "
+                              "unbiased=False) + eps)."),
         (loss(cen(z1).T @ cen(z2) / n), "you centred the features but did not **divide by their standard deviation**: "
                                         "C must be a correlation matrix (entries in [-1, 1]), not a covariance."),
-        (loss(std_u(z1).T @ std_u(z2) / n), "close, but you standardised with the **unbiased** std (N - 1) and no eps: use "
-                                            "z.var(0, unbiased=False) + eps under the square root, as BatchNorm does."),
-        (loss(s1.T @ s2), "you forgot to **divide the cross-correlation by N** (the batch size): C = z_hat_A.T @ z_hat_B / N."),
-        (loss(s1.T @ s2 / n, with_diag=True), "your redundancy term also counts the **diagonal**: sum C_ij^2 only over i != j."),
+        (loss(std_u(z1).T @ std_u(z2) / n), "close, but you standardised with the **unbiased** std (N - 1) and no "
+                                            "eps: use z.var(0, unbiased=False) + eps under the square root, as "
+                                            "BatchNorm does."),
+        (loss(s1.T @ s2), "you forgot to **divide the cross-correlation by N** (the batch size): C = z_hat_A.T @ "
+                          "z_hat_B / N."),
+        (loss(s1.T @ s2 / n, with_diag=True), "your redundancy term also counts the **diagonal**: sum C_ij^2 only "
+                                              "over i != j."),
         (loss(s1.T @ s2 / n, lam=1.0), "you did not weight the off-diagonal term by **lambd**."),
     ]
 
@@ -120,7 +127,8 @@ def check_barlow_twins_loss(fn:Callable, # the student's `barlow_twins_loss(z1, 
     got, err = _call(name, fn, za, zb, 5e-3)
     if err is not None: return err
     if not isinstance(got, torch.Tensor) or got.numel() != 1:
-        return CheckResult(name, False, f"return a scalar tensor (a 0-d loss), not {type(got).__name__} {getattr(got, 'shape', '')}.")
+        return CheckResult(name, False, f"return a scalar tensor (a 0-d loss), not {type(got).__name__} "
+                                        f"{getattr(got, 'shape', '')}.")
     g = make_generator(0)
     z1 = 3 * torch.randn(64, 8, generator=g, dtype=torch.float64) + 2
     z2 = z1 + 0.5 * torch.randn(64, 8, generator=g, dtype=torch.float64)
@@ -130,13 +138,17 @@ def check_barlow_twins_loss(fn:Callable, # the student's `barlow_twins_loss(z1, 
         want = reference_barlow_twins_loss(a, b, lam)
         if not _close(got, want, rtol=1e-3):
             return _diagnose(name, got, want, _bt_variants(a, b, lam),
-                             "the loss differs from Barlow Twins: standardise each feature, C = z_hat_A.T @ z_hat_B / N, "
+                             "the loss differs from Barlow Twins: standardise each feature, C = z_hat_A.T @ "
+                             "z_hat_B / N, "
                              "then sum (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2")
     zr = z1.clone().requires_grad_(True)
     out, err = _call(name, fn, zr, z2, 5e-3)
     if err is not None: return err
-    if not out.requires_grad: return CheckResult(name, False, "the loss is not differentiable: do not detach or convert to numpy/float inside.")
-    return CheckResult(name, True, "correct: matches the hand-computed case (4 + 2 lambd) and the reference on random embeddings.")
+    if not out.requires_grad:
+        return CheckResult(name, False, "the loss is not differentiable: do not detach or convert to "
+                                        "numpy/float inside.")
+    return CheckResult(name, True, "correct: matches the hand-computed case (4 + 2 lambd) and the reference on random "
+                                   "embeddings.")
 
 # %% ../nbs/course/00_checks.ipynb #e577bd20
 def reference_normalized_grad_variance(grads:torch.Tensor, # B x P: one flattened minibatch gradient per row
@@ -153,8 +165,9 @@ def check_normalized_grad_variance(fn:Callable, # the student's `normalized_grad
     got, err = _call(name, fn, same)
     if err is not None: return err
     if not _close(got, 0.):
-        if _close(got, 1.): return CheckResult(name, False, "identical gradients must have variance 0, you got 1: **subtract the mean gradient** "
-                                                           "g_bar = grads.mean(0) from each row before squaring.")
+        if _close(got, 1.):
+            return CheckResult(name, False, "identical gradients must have variance 0, you got 1: **subtract the mean "
+                                            "gradient** g_bar = grads.mean(0) from each row before squaring.")
         return CheckResult(name, False, f"identical gradients must give 0 (no spread at all), got {float(got):.4g}.")
     # two gradients (1, 0) and (1, 2): mean (1, 1), each deviates by 1 -> variance 1, ||mean||^2 = 2 -> 0.5
     got, err = _call(name, fn, torch.tensor([[1., 0.], [1., 2.]], dtype=torch.float64))
@@ -167,15 +180,26 @@ def check_normalized_grad_variance(fn:Callable, # the student's `normalized_grad
         want = reference_normalized_grad_variance(case)
         if not _close(got, want, rtol=1e-4):
             gbar = case.mean(0); dev = (case - gbar).pow(2).sum(1)
-            variants = [(case.pow(2).sum(1).mean() / gbar.pow(2).sum(), "you forgot to **subtract the mean gradient**: use ||g_b - g_bar||^2, not ||g_b||^2 "
-                                                                         "(without it the result is the variance plus 1)."),
-                        (dev.mean(), "you did not **normalise**: divide by ||g_bar||^2, the squared norm of the mean gradient, so that losses of different scales compare."),
-                        (dev.mean() / case.pow(2).sum(1).mean(), "normalise by ||g_bar||^2 (the mean gradient's squared norm), not by the mean of ||g_b||^2."),
-                        (dev.sum() / (len(case) - 1) / gbar.pow(2).sum(), "take the plain **mean** over the B minibatches (divide by B, not B - 1). (The toolkit's `norm_var_from_grads` adds bias corrections such as B - 1 on top of this definition; the exercise is the definition itself.)"),
-                        (dev.mean().sqrt() / gbar.pow(2).sum().sqrt(), "return the ratio of *squared* norms, not of norms (no square root)."),
-                        ((case - gbar).pow(2).mean() / gbar.pow(2).mean(), "sum the squares over the P gradient entries (a squared norm), and average only over the B minibatches.")]
-            return _diagnose(name, got, want, variants, "not the normalised variance: mean over rows of ||g_b - g_bar||^2, divided by ||g_bar||^2")
-    return CheckResult(name, True, "correct: 0 for identical gradients, 0.5 for the hand-computed pair, and the reference on random gradients.")
+            variants = [(case.pow(2).sum(1).mean() / gbar.pow(2).sum(),
+                         "you forgot to **subtract the mean gradient**: use ||g_b - g_bar||^2, not ||g_b||^2 "
+                         "(without it the result is the variance plus 1)."),
+                        (dev.mean(), "you did not **normalise**: divide by ||g_bar||^2, the squared norm of the mean "
+                                     "gradient, so that losses of different scales compare."),
+                        (dev.mean() / case.pow(2).sum(1).mean(),
+                         "normalise by ||g_bar||^2 (the mean gradient's squared norm), not by the mean of ||g_b||^2."),
+                        (dev.sum() / (len(case) - 1) / gbar.pow(2).sum(),
+                         "take the plain **mean** over the B minibatches (divide by B, not B - 1). (The toolkit's "
+                         "`norm_var_from_grads` adds bias corrections such as B - 1 on top of this definition; the "
+                         "exercise is the definition itself.)"),
+                         (dev.mean().sqrt() / gbar.pow(2).sum().sqrt(),
+                          "return the ratio of *squared* norms, not of norms (no square root)."),
+                         ((case - gbar).pow(2).mean() / gbar.pow(2).mean(),
+                          "sum the squares over the P gradient entries (a squared norm), and average only over the B "
+                          "minibatches.")]
+            return _diagnose(name, got, want, variants, "not the normalised variance: mean over rows of ||g_b - "
+                                                        "g_bar||^2, divided by ||g_bar||^2")
+    return CheckResult(name, True, "correct: 0 for identical gradients, 0.5 for the hand-computed pair, and the "
+                                   "reference on random gradients.")
 
 # %% ../nbs/course/00_checks.ipynb #31b190a9
 def reference_kd_loss(pred:torch.Tensor, # N x D student outputs
@@ -192,25 +216,31 @@ def check_kd_loss(fn:Callable, # the student's `kd_loss(pred, target)`
     p, t = torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(6, 5, generator=g, dtype=torch.float64)
     got, err = _call(name, fn, t, t)
     if err is not None: return err
-    if not _close(got, 0.): return CheckResult(name, False, "a student that outputs exactly the teacher's representation must have loss 0.")
+    if not _close(got, 0.):
+        return CheckResult(name, False, "a student that outputs exactly the teacher's representation must have loss 0.")
     got, err = _call(name, fn, p, t)
     if err is not None: return err
-    if not isinstance(got, torch.Tensor) or got.numel() != 1: return CheckResult(name, False, "return one scalar tensor, averaged over the batch.")
+    if not isinstance(got, torch.Tensor) or got.numel() != 1:
+        return CheckResult(name, False, "return one scalar tensor, averaged over the batch.")
     want = reference_kd_loss(p, t)
     if not _close(got, want):
         d = p - t
         return _diagnose(name, got, want, [
-            (d.pow(2).sum(1).mean(), "you **summed over the representation dimensions**: average over them too (mean over the batch and the D dims), "
-                                     "as F.mse_loss does; the sum is D times larger and changes the effective learning rate."),
+            (d.pow(2).sum(1).mean(), "you **summed over the representation dimensions**: average over them too (mean "
+                                     "over the batch and the D dims), as F.mse_loss does; the sum is D times larger "
+                                     "and changes the effective learning rate."),
             (d.pow(2).sum(), "average, do not sum: the loss must not grow with the batch size (use .mean())."),
             (d.abs().mean(), "that is an L1 loss: **square** the differences."),
             (d.pow(2).sum(1).sqrt().mean(), "that is the mean Euclidean distance: use squared errors, averaged."),
-            (1 - F.cosine_similarity(p, t).mean(), "that is a cosine loss: MKDT regresses the representations with plain squared error."),
+            (1 - F.cosine_similarity(p, t).mean(), "that is a cosine loss: MKDT regresses the representations with "
+                                                   "plain squared error."),
         ], "not the mean squared error")
     pr = p.clone().requires_grad_(True)
     out, err = _call(name, fn, pr, t)
     if err is not None: return err
-    if not out.requires_grad: return CheckResult(name, False, "the loss must be differentiable: keep it a torch expression (no .item(), no numpy).")
+    if not out.requires_grad:
+        return CheckResult(name, False, "the loss must be differentiable: keep it a torch expression (no .item(), "
+                                        "no numpy).")
     return CheckResult(name, True, "correct: the mean squared error, 0 for a perfect student.")
 
 # %% ../nbs/course/00_checks.ipynb #5f37b00b
@@ -232,7 +262,8 @@ def _tiny_setup(seed=0, dtype=torch.float64):
     x = torch.randn(10, 1, 8, 8, generator=g, dtype=dtype)
     y = torch.randn(10, 3, generator=g, dtype=dtype)
     # parameters that differ from the module's own, so that a step which ignores `params` is noticed
-    params = {k: (v + 0.1 * torch.randn(v.shape, generator=g, dtype=dtype)).requires_grad_(True) for k, v in param_dict(model).items()}
+    params = {k: (v + 0.1 * torch.randn(v.shape, generator=g, dtype=dtype)).requires_grad_(True)
+              for k, v in param_dict(model).items()}
     return model, params, x, y
 
 def check_sgd_step(fn:Callable, # the student's `sgd_step(model, params, x, y, lr)`
@@ -252,25 +283,34 @@ def check_sgd_step(fn:Callable, # the student's `sgd_step(model, params, x, y, l
         if all(_close(got[k], minus[k]) for k in params):
             return CheckResult(name, False, "you stepped **uphill**: gradient descent subtracts, theta - lr * grad.")
         if all(_close(got[k], params[k]) for k in params):
-            return CheckResult(name, False, "the parameters did not change: return theta - lr * grad for every parameter.")
-        return CheckResult(name, False, "the new parameters differ from theta - lr * grad of the KD loss at `params`: run the model with "
-                                        "fcall(model, params, x) (not model(x), which uses the module's own weights), and use the KD (MSE) loss.")
+            return CheckResult(name, False, "the parameters did not change: return theta - lr * grad for every "
+                                            "parameter.")
+        return CheckResult(name, False, "the new parameters differ from theta - lr * grad of the KD loss at `params`: "
+                                        "run the model with fcall(model, params, x) (not model(x), which uses the "
+                                        "module's own weights), and use the KD (MSE) loss.")
     if not all(v.requires_grad for v in got.values()):
-        return CheckResult(name, False, "the step is **not differentiable**: the new parameters have no graph. Do not detach, and compute the "
-                                        "gradients with torch.autograd.grad(..., create_graph=True).")
+        return CheckResult(name, False, "the step is **not differentiable**: the new parameters have no graph. Do not "
+                                        "detach, and compute the gradients with torch.autograd.grad(..., "
+                                        "create_graph=True).")
     out = sum(v.sum() for v in got.values())
     try: d_lr, d_x = torch.autograd.grad(out, [lr, xr], allow_unused=True)
-    except RuntimeError as e: return CheckResult(name, False, f"backpropagating through your step failed ({e}): keep the graph (create_graph=True).")
+    except RuntimeError as e:
+        return CheckResult(name, False, f"backpropagating through your step failed ({e}): keep the graph "
+                                        "(create_graph=True).")
     if d_lr is None or float(d_lr.abs()) == 0:
-        return CheckResult(name, False, "no gradient reaches the **learning rate**: use the `lr` tensor itself (not float(lr) or lr.item()).")
+        return CheckResult(name, False, "no gradient reaches the **learning rate**: use the `lr` tensor itself (not "
+                                        "float(lr) or lr.item()).")
     if d_x is None or float(d_x.abs().sum()) == 0:
-        return CheckResult(name, False, "no gradient reaches the **images**: compute the parameter gradients with create_graph=True so that the "
-                                        "step stays a differentiable function of x (that is what lets distillation learn the images).")
-    ref_lr, ref_x = torch.autograd.grad(sum(v.sum() for v in reference_sgd_step(model, params, xr, y, lr).values()), [lr, xr])
+        return CheckResult(name, False, "no gradient reaches the **images**: compute the parameter gradients with "
+                                        "create_graph=True so that the step stays a differentiable function of x (that "
+                                        "is what lets distillation learn the images).")
+    ref_lr, ref_x = torch.autograd.grad(sum(v.sum() for v in reference_sgd_step(model, params, xr, y, lr).values()),
+                                        [lr, xr])
     if not (_close(d_lr, ref_lr) and _close(d_x, ref_x)):
-        return CheckResult(name, False, "the values are right but the gradients through the step are not: use create_graph=True "
-                                        "(second-order terms), not a detached gradient.")
-    return CheckResult(name, True, "correct: theta - lr * grad, differentiable in the parameters, the images and the learning rate.")
+        return CheckResult(name, False, "the values are right but the gradients through the step are not: use "
+                                        "create_graph=True (second-order terms), not a detached gradient.")
+    return CheckResult(name, True, "correct: theta - lr * grad, differentiable in the parameters, the images and the "
+                                   "learning rate.")
 
 # %% ../nbs/course/00_checks.ipynb #1cdd745a
 def reference_feature_side(im_size:int, # the image side s
@@ -295,24 +335,30 @@ def check_feature_side(fn:Callable, # the student's `feature_side(im_size, first
             return CheckResult(name, False, f"return a whole number (an int): got {v!r} for {case}. Use // to halve.")
         got.append(v)
     want = [reference_feature_side(*c) for c in _SIDE_CASES]
-    if got == want: return CheckResult(name, True, f"correct: 28x28 images with padding 3 end on a {want[0]}x{want[0]} map after 3 blocks, "
-                                                   f"and without padding on a {want[1]}x{want[1]} map after 4.")
+    if got == want:
+        return CheckResult(name, True, f"correct: 28x28 images with padding 3 end on a {want[0]}x{want[0]} map after 3 "
+                                       f"blocks, and without padding on a {want[1]}x{want[1]} map after 4.")
     def halve(s, d, up=False):
         for _ in range(max(d, 0)): s = -(-s // 2) if up else s // 2
         return s
     slips = [
-        (lambda s, p, d: halve(s, d), "you ignored the **padding and the first convolution**: a 3x3 conv with padding p maps s to s + 2p - 2 before the first pool."),
-        (lambda s, p, d: halve(s + 2 * p, d), "a 3x3 convolution **removes 2** from the side (one pixel on each border) before the padding adds 2p back: start from s + 2p - 2."),
-        (lambda s, p, d: halve(s + 2 * p - 2, d, up=True), "the 2x2 pools **round down**: an odd side loses its last row and column (use //, not a ceiling)."),
-        (lambda s, p, d: halve(s + 2 * p - 2, d - 1), "one pool too few: **every** block ends with a 2x2 pool, the last one too (halve `depth` times)."),
+        (lambda s, p, d: halve(s, d), "you ignored the **padding and the first convolution**: a 3x3 conv with padding "
+                                      "p maps s to s + 2p - 2 before the first pool."),
+        (lambda s, p, d: halve(s + 2 * p, d), "a 3x3 convolution **removes 2** from the side (one pixel on each "
+                                              "border) before the padding adds 2p back: start from s + 2p - 2."),
+        (lambda s, p, d: halve(s + 2 * p - 2, d, up=True), "the 2x2 pools **round down**: an odd side loses its last "
+                                                           "row and column (use //, not a ceiling)."),
+        (lambda s, p, d: halve(s + 2 * p - 2, d - 1), "one pool too few: **every** block ends with a 2x2 pool, the "
+                                                      "last one too (halve `depth` times)."),
         (lambda s, p, d: halve(s + 2 * p - 2, d + 1), "one pool too many: halve exactly `depth` times."),
         (lambda s, p, d: halve(s + p - 2, d), "the padding is added on **both** sides: s + 2p - 2, not s + p - 2."),
     ]
     for f, hint in slips:
         if got == [f(*c) for c in _SIDE_CASES]: return CheckResult(name, False, hint)
     bad = next(c for c, g, w in zip(_SIDE_CASES, got, want) if g != w)
-    return CheckResult(name, False, f"not the side of the last map: for im_size, first_padding, depth = {bad} the answer is {reference_feature_side(*bad)}, "
-                                    f"you gave {got[_SIDE_CASES.index(bad)]}.")
+    return CheckResult(name, False, f"not the side of the last map: for im_size, first_padding, depth = {bad} the "
+                                    f"answer is {reference_feature_side(*bad)}, you gave "
+                                    f"{got[_SIDE_CASES.index(bad)]}.")
 
 # %% ../nbs/course/00_checks.ipynb #ed6a24ea
 def _sqdist(a, b): return sum((a[k] - b[k]).pow(2).sum() for k in a)
@@ -329,17 +375,21 @@ def check_matching_loss(fn:Callable, # the student's `matching_loss(theta_n, the
     "Self-check of exercise `matching_loss`."
     name = 'matching_loss'
     g = make_generator(3)
-    mk = lambda s: {'w': s * torch.randn(4, 3, generator=g, dtype=torch.float64), 'b': s * torch.randn(3, generator=g, dtype=torch.float64)}
+    mk = lambda s: {'w': s * torch.randn(4, 3, generator=g, dtype=torch.float64),
+                    'b': s * torch.randn(3, generator=g, dtype=torch.float64)}
     t0, ts = mk(1.0), mk(1.0)
     got, err = _call(name, fn, t0, t0, ts)
     if err is not None: return err
     if not _close(got, 1.):
         if _close(got, _sqdist(t0, ts)):
-            return CheckResult(name, False, "a student that did not move (theta_N = theta_0) must score exactly 1: **normalise** by ||theta_0 - theta*||^2.")
+            return CheckResult(name, False, "a student that did not move (theta_N = theta_0) must score exactly 1: "
+                                            "**normalise** by ||theta_0 - theta*||^2.")
         if _close(got, _sqdist(t0, ts) / sum(v.pow(2).sum() for v in t0.values())):
-            return CheckResult(name, False, "normalise by the distance from the *start to the target*, ||theta_0 - theta*||^2, not by ||theta_0||^2 "
-                                            "(a student that did not move must score exactly 1).")
-        return CheckResult(name, False, f"a student that did not move (theta_N = theta_0) must score exactly 1, got {float(got):.4g}.")
+            return CheckResult(name, False, "normalise by the distance from the *start to the target*, ||theta_0 - "
+                                            "theta*||^2, not by ||theta_0||^2 (a student that did not move must score "
+                                            "exactly 1).")
+        return CheckResult(name, False, "a student that did not move (theta_N = theta_0) must score exactly 1, got "
+                                        f"{float(got):.4g}.")
     got, err = _call(name, fn, ts, t0, ts)
     if err is not None: return err
     if not _close(got, 0.): return CheckResult(name, False, "a student that lands on theta* must score 0.")
@@ -351,12 +401,16 @@ def check_matching_loss(fn:Callable, # the student's `matching_loss(theta_n, the
     if not _close(got, want):
         num, den = _sqdist(tn, ts), _sqdist(t0, ts)
         return _diagnose(name, got, want, [
-            (num, "you did not **normalise**: divide by ||theta_0 - theta*||^2, so the loss does not depend on how far apart the expert's epochs are."),
-            (num / sum(v.pow(2).sum() for v in t0.values()), "normalise by the distance from the *start to the target*, ||theta_0 - theta*||^2, not by ||theta_0||^2."),
+            (num, "you did not **normalise**: divide by ||theta_0 - theta*||^2, so the loss does not depend on how far "
+                  "apart the expert's epochs are."),
+            (num / sum(v.pow(2).sum() for v in t0.values()),
+             "normalise by the distance from the *start to the target*, ||theta_0 - theta*||^2, not by ||theta_0||^2."),
             (num.sqrt() / den.sqrt(), "use **squared** distances (no square roots)."),
             (sum(_sqdist({k: tn[k]}, {k: ts[k]}) / _sqdist({k: t0[k]}, {k: ts[k]}) for k in tn) / len(tn),
-             "sum the squared distances over **all** parameters first, then divide once (not a mean of per-layer ratios)."),
-            (_sqdist({'w': tn['w']}, {'w': ts['w']}) / _sqdist({'w': t0['w']}, {'w': ts['w']}), "include **every** parameter in both norms, not only the first one."),
+             "sum the squared distances over **all** parameters first, then divide once (not a mean of per-layer "
+             "ratios)."),
+             (_sqdist({'w': tn['w']}, {'w': ts['w']}) / _sqdist({'w': t0['w']}, {'w': ts['w']}),
+              "include **every** parameter in both norms, not only the first one."),
         ], "not the normalised matching loss ||theta_N - theta*||^2 / ||theta_0 - theta*||^2")
     return CheckResult(name, True, "correct: 1 for a student that did not move, 0 on target, the reference elsewhere.")
 
@@ -367,7 +421,8 @@ def minibatches(n:int, # synthetic-set size
                 seed:int=0, # seed of the shuffles
                ) -> list[torch.Tensor]:
     "`steps` index tensors of `batch_size` (or fewer) drawn without replacement, reshuffling when the set is used up."
-    if batch_size < 1 or n < 1: raise KddError(f"minibatches needs n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}.")
+    if batch_size < 1 or n < 1:
+        raise KddError(f"minibatches needs n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}.")
     g, out, perm = make_generator(seed), [], torch.empty(0, dtype=torch.long)
     for _ in range(steps):
         if len(perm) == 0: perm = torch.randperm(n, generator=g)
@@ -404,26 +459,37 @@ def check_unroll(fn:Callable, # the student's `unroll(model, params, x, y, lr, s
     ref = reference_unroll(model, params, x, y, lr.detach(), n, 4, 0)
     if len(got) != n + 1:
         off = len(got) - (n + 1)
-        hint = ("you took one step too few or left out theta_0: loop over all `syn_steps` minibatches (e.g. `for idx in minibatches(...)`, "
-                "not `range(1, syn_steps)`), and start the list with theta_0." if off < 0 else
-                "you took one step too many or added a state twice: exactly syn_steps steps, starting the list with theta_0 once.")
-        return CheckResult(name, False, f"asked for syn_steps={n}, the trajectory must hold {n + 1} states (theta_0 to theta_{n}); got {len(got)}: {hint}")
+        hint = ("you took one step too few or left out theta_0: loop over all `syn_steps` minibatches (e.g. `for idx "
+                "in minibatches(...)`, not `range(1, syn_steps)`), and start the list with theta_0." if off < 0 else
+                "you took one step too many or added a state twice: exactly syn_steps steps, starting the list with "
+                "theta_0 once.")
+        return CheckResult(name, False, f"asked for syn_steps={n}, the trajectory must hold {n + 1} states (theta_0 to "
+                                        f"theta_{n}); got {len(got)}: {hint}")
     if not all(_close(got[0][k], params[k]) for k in params):
-        return CheckResult(name, False, "the first entry must be theta_0 itself (the starting parameters), before any step.")
+        return CheckResult(name, False, "the first entry must be theta_0 itself (the starting parameters), before "
+                                        "any step.")
     for i in range(1, n + 1):
         if not all(_close(got[i][k], ref[i][k]) for k in params):
             if i > 1 and all(_close(got[i][k], ref[i - 1][k]) for k in params):
-                return CheckResult(name, False, f"state {i} equals the reference's state {i - 1}: an **off-by-one**, a step was skipped or repeated.")
-            return CheckResult(name, False, f"state {i} differs from the reference: step i must use the i-th index tensor of "
-                                             f"minibatches(len(x), batch_size, syn_steps, seed), start from the previous state, and be an sgd_step.")
+                return CheckResult(name, False, f"state {i} equals the reference's state {i - 1}: an **off-by-one**, a "
+                                                "step was skipped or repeated.")
+            return CheckResult(name, False, f"state {i} differs from the reference: step i must use the i-th index "
+                                            "tensor of minibatches(len(x), batch_size, syn_steps, seed), start from "
+                                            "the previous state, and be an sgd_step.")
     try: (d_lr,) = torch.autograd.grad(sum(v.sum() for v in got[-1].values()), [lr], allow_unused=True)
-    except RuntimeError as e: return CheckResult(name, False, f"cannot backpropagate through your unroll ({e}): keep each step's graph.")
-    if d_lr is None: return CheckResult(name, False, "no gradient reaches the learning rate through the unroll: do not detach between steps.")
-    (ref_lr,) = torch.autograd.grad(sum(v.sum() for v in reference_unroll(model, params, x, y, lr, n, 4, 0)[-1].values()), [lr])
+    except RuntimeError as e:
+        return CheckResult(name, False, f"cannot backpropagate through your unroll ({e}): keep each step's graph.")
+    if d_lr is None:
+        return CheckResult(name, False, "no gradient reaches the learning rate through the unroll: do not detach "
+                                        "between steps.")
+    (ref_lr,) = torch.autograd.grad(sum(v.sum() for v in reference_unroll(model, params, x, y, lr, n,
+                                                                          4, 0)[-1].values()), [lr])
     if not _close(d_lr, ref_lr):
-        return CheckResult(name, False, "the end point is right but its gradient is not: differentiate through every step "
-                                        "(each step starts from the previous *graph-carrying* state, with create_graph=True).")
-    return CheckResult(name, True, f"correct: {n} steps, {n + 1} states, the same end point and learning-rate gradient as the reference.")
+        return CheckResult(name, False, "the end point is right but its gradient is not: differentiate through "
+                                        "every step (each step starts from the previous *graph-carrying* state, with "
+                                        "create_graph=True).")
+    return CheckResult(name, True, f"correct: {n} steps, {n + 1} states, the same end point and learning-rate gradient "
+                                   "as the reference.")
 
 # %% ../nbs/course/00_checks.ipynb #5c93eaba
 def reference_stratified_subset(y:torch.Tensor, # labels (int64)
@@ -448,28 +514,36 @@ def check_stratified_subset(fn:Callable, # the student's `stratified_subset(y, f
     got, err = _call(name, fn, y, 0.1, 0)
     if err is not None: return err
     got = torch.as_tensor(got)
-    if got.dtype not in (torch.int64, torch.int32): return CheckResult(name, False, f"return integer indices (a LongTensor), got dtype {got.dtype}.")
-    if len(got) and (got.min() < 0 or got.max() >= len(y)): return CheckResult(name, False, "some indices are out of range: return positions in y.")
-    if len(set(got.tolist())) != len(got): return CheckResult(name, False, "an index appears twice: draw **without replacement** (torch.randperm).")
+    if got.dtype not in (torch.int64, torch.int32):
+        return CheckResult(name, False, f"return integer indices (a LongTensor), got dtype {got.dtype}.")
+    if len(got) and (got.min() < 0 or got.max() >= len(y)):
+        return CheckResult(name, False, "some indices are out of range: return positions in y.")
+    if len(set(got.tolist())) != len(got):
+        return CheckResult(name, False, "an index appears twice: draw **without replacement** (torch.randperm).")
     want = [round(0.1 * s) for s in sizes]
     have = torch.bincount(y[got], minlength=len(sizes)).tolist()
     if have != want:
         if have == [math.floor(0.1 * s) for s in sizes]:
             return CheckResult(name, False, f"per-class counts {have} use floor: use round(fraction * n_c) -> {want}.")
         if sum(have) in (round(0.1 * len(y)), math.floor(0.1 * len(y))):
-            return CheckResult(name, False, f"the subset has the right size but class counts {have}, not {want}: this is a plain random "
-                                            "subset. **Stratify**: draw round(fraction * n_c) examples from each class c separately.")
-        return CheckResult(name, False, f"class counts {have}, expected {want} (round(fraction * n_c) of every class c).")
+            return CheckResult(name, False, f"the subset has the right size but class counts {have}, not {want}: this "
+                                            "is a plain random subset. **Stratify**: draw round(fraction * n_c) "
+                                            "examples from each class c separately.")
+        return CheckResult(name, False, f"class counts {have}, expected {want} (round(fraction * n_c) of every "
+                                        "class c).")
     other, err = _call(name, fn, y, 0.1, 1)
     if err is not None: return err
     if torch.equal(torch.as_tensor(other).sort().values, got.sort().values):
-        return CheckResult(name, False, "seeds 0 and 1 give the same subset: draw the examples at random with a generator made from `seed` "
-                                        "(make_generator(seed)), not the first ones of each class.")
+        return CheckResult(name, False, "seeds 0 and 1 give the same subset: draw the examples at random with a "
+                                        "generator made from `seed` (make_generator(seed)), not the first ones of "
+                                        "each class.")
     again, err = _call(name, fn, y, 0.1, 0)
     if err is not None: return err
     if not torch.equal(torch.as_tensor(again).sort().values, got.sort().values):
-        return CheckResult(name, False, "the same seed gave two different subsets: use only a generator made from `seed`, no global randomness.")
-    if not torch.equal(got, got.sort().values): return CheckResult(name, False, "right subset, but return the indices **sorted** (.sort().values).")
+        return CheckResult(name, False, "the same seed gave two different subsets: use only a generator made from "
+                                        "`seed`, no global randomness.")
+    if not torch.equal(got, got.sort().values):
+        return CheckResult(name, False, "right subset, but return the indices **sorted** (.sort().values).")
     return CheckResult(name, True, f"correct: class counts {have}, reproducible, and the seed matters.")
 
 # %% ../nbs/course/00_checks.ipynb #ba5252c0
@@ -496,14 +570,17 @@ def check_probe_accuracy(fn:Callable, # the student's `probe_accuracy(train_feat
     try: got = float(got)
     except Exception: return CheckResult(name, False, f"return the accuracy as a number, got {type(got).__name__}.")
     if got <= 1.0: return CheckResult(name, False, f"got {got:.3g}: return a **percentage** (0-100), not a fraction.")
-    if got < 95: return CheckResult(name, False, f"on linearly separable features the probe should be near 100%, got {got:.1f}%: fit on the "
-                                                 "training features and labels, predict the test features, compare with the test labels.")
+    if got < 95:
+        return CheckResult(name, False, "on linearly separable features the probe should be near 100%, got "
+                                        f"{got:.1f}%: fit on the training features and labels, predict the test "
+                                        "features, compare with the test labels.")
     shifted = (y[150:] + 1) % 3  # the test labels do not follow the training rule
     got2, err = _call(name, fn, feats[:150], y[:150], feats[150:], shifted)
     if err is not None: return err
     if float(got2) > 50:
-        return CheckResult(name, False, "your accuracy ignores the **test** labels (it stayed high when they were changed): "
-                                        "score the predictions on test_feats against test_y, not on the training set.")
+        return CheckResult(name, False, "your accuracy ignores the **test** labels (it stayed high when they were "
+                                        "changed): score the predictions on test_feats against test_y, not on the "
+                                        "training set.")
     return CheckResult(name, True, f"correct: {got:.1f}% on separable features, and it follows the test labels.")
 
 # %% ../nbs/course/00_checks.ipynb #15dab470
@@ -544,7 +621,9 @@ def exercise(name:str, # an exercise name
     res = check(name, fn)
     if show: print(repr(res))
     if res: return fn
-    if strict: raise ExerciseError(f"Exercise {name!r} failed its self-check with the solutions switch on: {res.message}")
-    if show: print(f"   -> the rest of this lesson uses the reference solution `kdd_explore.course.reference_{name}` for now; "
-                   f"come back to `{name}` and run its cell again.")
+    if strict:
+        raise ExerciseError(f"Exercise {name!r} failed its self-check with the solutions switch on: {res.message}")
+    if show:
+        print(f"   -> the rest of this lesson uses the reference solution `kdd_explore.course.reference_{name}` "
+              f"for now; come back to `{name}` and run its cell again.")
     return solution(name)

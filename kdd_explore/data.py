@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .core import DatasetError, artifact_exists, atomic_write_bytes, load_artifact, make_generator, read_meta, save_json
+from .core import (DatasetError, artifact_exists, atomic_write_bytes, load_artifact,
+                              make_generator, read_meta, save_json)
 
 # %% auto #0
 __all__ = ['DEBIAN_FASHION_MNIST', 'FASHION_MNIST_CLASSES', 'SLICES', 'DATASETS', 'ImageData', 'channel_stats', 'data_root',
@@ -51,7 +52,8 @@ class ImageData:
     def meta(self) -> dict:
         "The JSON-able facts that artifacts record about this dataset."
         return dict(name=self.name, shape=list(self.shape), n_train=len(self.y_train), n_test=len(self.y_test),
-                    n_classes=self.n_classes, mean=[round(v, 6) for v in self.mean], std=[round(v, 6) for v in self.std])
+                    n_classes=self.n_classes, mean=[round(v, 6) for v in self.mean],
+                    std=[round(v, 6) for v in self.std])
     def __repr__(self):
         return (f"ImageData({self.name!r}: train {tuple(self.x_train.shape)}, test {tuple(self.x_test.shape)}, "
                 f"{self.n_classes} classes, from {self.source or 'memory'})")
@@ -65,7 +67,8 @@ def channel_stats(x:torch.Tensor, # N x C x H x W images
 
 # %% ../nbs/01_data.ipynb #7f833ab2
 DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')
-FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
+FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
+                         'Sneaker', 'Bag', 'Ankle boot']
 
 def _system_copy() -> bool:
     "True when Debian's Fashion-MNIST files are installed (and `$KDD_IGNORE_SYSTEM_DATA` does not hide them)."
@@ -89,16 +92,17 @@ def _to_tensor(data):
     return x.contiguous().float().div_(255)
 
 def _offline_help(name, root, extra=''):
-    return (f"Dataset {name!r} was not found locally and could not be downloaded (no network?). Provide it one of these ways:\n"
-            f"  1. put torchvision's files for it under {root} (or pass root=... / set KDD_DATA to a folder that has them);\n"
-            f"{extra}"
+    return (f"Dataset {name!r} was not found locally and could not be downloaded (no network?). Provide it one of "
+            f"these ways:\n  1. put torchvision's files for it under {root} (or pass root=... / set KDD_DATA to a "
+            f"folder that has them);\n{extra}"
             f"  {'3' if extra else '2'}. run once on a machine with internet (download=True), then copy {root} here.")
 
 # %% ../nbs/01_data.ipynb #1ef37590
 def _load_fashion_mnist(root, download):
     from torchvision.datasets import FashionMNIST
     raw = root/'FashionMNIST'/'raw'
-    have = lambda: all((raw/f'{p}-ubyte').exists() for p in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3', 't10k-labels-idx1'))
+    have = lambda: all((raw/f'{p}-ubyte').exists() for p in ('train-images-idx3', 'train-labels-idx1',
+                                                             't10k-images-idx3', 't10k-labels-idx1'))
     source = str(root)
     if not have() and _system_copy():
         raw.mkdir(parents=True, exist_ok=True)  # gunzip Debian's files where torchvision reads them
@@ -110,13 +114,15 @@ def _load_fashion_mnist(root, download):
         if have() or any(raw.glob('*.gz')):
             raise DatasetError(f"The Fashion-MNIST files under {raw} are missing or corrupt ({type(e).__name__}: {e}). "
                                f"Delete {raw} and load again, or pass root= to a folder with good files.") from None
-        extra = ("  2. on Debian/Ubuntu: apt-get install dataset-fashion-mnist (files land in /usr/share/datasets/fashion-mnist);\n"
-                 "  (the package ships a slice of Fashion-MNIST, see `shipped_slice`, but this request is not inside it)\n")
+        extra = ("  2. on Debian/Ubuntu: apt-get install dataset-fashion-mnist (files land in "
+                 "/usr/share/datasets/fashion-mnist);\n  (the package ships a slice of Fashion-MNIST, see "
+                 "`shipped_slice`, but this request is not inside it)\n")
         raise DatasetError(_offline_help('fashion_mnist', root, extra)) from None
     return dict(x_train=_to_tensor(tr.data), y_train=torch.as_tensor(tr.targets).long(),
-                x_test=_to_tensor(te.data), y_test=torch.as_tensor(te.targets).long(), classes=list(FASHION_MNIST_CLASSES),
-                description='Fashion-MNIST (Xiao et al. 2017): 28x28 grayscale photos of clothing in 10 classes, MIT licence.',
-                source=source)
+                x_test=_to_tensor(te.data), y_test=torch.as_tensor(te.targets).long(),
+                classes=list(FASHION_MNIST_CLASSES),
+                description='Fashion-MNIST (Xiao et al. 2017): 28x28 grayscale photos of clothing in 10 classes, MIT '
+                            'licence.', source=source)
 
 def _load_cifar(which):
     def load(root, download):
@@ -127,12 +133,15 @@ def _load_cifar(which):
             if not download: raise DatasetError(_offline_help(f'cifar{which}', root)) from None
             try: tr, te = _tv_split(cls, root, download=True)
             except Exception as e:
-                raise DatasetError(_offline_help(f'cifar{which}', root) + f"\n(the download failed with {type(e).__name__}: {e})") from None
+                raise DatasetError(_offline_help(f'cifar{which}', root)
+                                   + f"\n(the download failed with {type(e).__name__}: {e})") from None
         except Exception as e:
-            raise DatasetError(f"The CIFAR-{which} files under {root} are corrupt ({type(e).__name__}: {e}). Delete them and load again.") from None
+            raise DatasetError(f"The CIFAR-{which} files under {root} are corrupt ({type(e).__name__}: {e}). Delete "
+                               "them and load again.") from None
         return dict(x_train=_to_tensor(tr.data), y_train=torch.as_tensor(tr.targets).long(),
                     x_test=_to_tensor(te.data), y_test=torch.as_tensor(te.targets).long(), classes=list(tr.classes),
-                    description=f'CIFAR-{which} (Krizhevsky 2009): 32x32 colour photos in {which} classes.', source=str(root))
+                    description=f'CIFAR-{which} (Krizhevsky 2009): 32x32 colour photos in {which} classes.',
+                    source=str(root))
     return load
 
 def _load_digits(root, download):
@@ -143,7 +152,8 @@ def _load_digits(root, download):
     y = torch.tensor(d.target, dtype=torch.long)
     itr, ite = train_test_split(range(len(y)), test_size=360, random_state=0, stratify=d.target)
     return dict(x_train=x[itr], y_train=y[itr], x_test=x[ite], y_test=y[ite], classes=[str(i) for i in range(10)],
-                description="scikit-learn's handwritten digits (UCI): 8x8 grayscale, 10 classes, 1,437 train / 360 test (fixed stratified split).",
+                description="scikit-learn's handwritten digits (UCI): 8x8 grayscale, 10 classes, 1,437 train / 360 "
+                            "test (fixed stratified split).",
                 source='scikit-learn (bundled)')
 
 # %% ../nbs/01_data.ipynb #e3f360e4
@@ -163,9 +173,10 @@ class PartialImages:
     def device(self): return torch.device('cpu')
     def __len__(self): return self.n
     def _missing(self, k):
-        return DatasetError(f"{k} of the requested {self.what} images are not in the slice that ships with kdd_explore (it holds {len(self.ids):,} "
-                            f"of {self.n:,}). Install the full dataset (apt-get install dataset-fashion-mnist, or load once with network), or ask "
-                            "for what the slice holds (e.g. the named configurations' pools).")
+        return DatasetError(f"{k} of the requested {self.what} images are not in the slice that ships with kdd_explore "
+                            f"(it holds {len(self.ids):,} of {self.n:,}). Install the full dataset (apt-get install "
+                            "dataset-fashion-mnist, or load once with network), or ask for what the slice holds (e.g. "
+                            "the named configurations' pools).")
     def __getitem__(self, idx):
         if isinstance(idx, int): return self[torch.tensor([idx])][0]
         idx = torch.arange(self.n)[idx] if isinstance(idx, slice) else torch.as_tensor(idx).long().reshape(-1)
@@ -175,7 +186,8 @@ class PartialImages:
         return self.images[pos].float().div_(255)
     def _refuse(self, *a, **k): raise self._missing(self.n - len(self.ids))
     __sub__ = __rsub__ = __add__ = __radd__ = __mul__ = __rmul__ = __truediv__ = __array__ = __iter__ = to = float = _refuse
-    def __repr__(self): return f"PartialImages({len(self.ids):,} of {self.n:,} {self.what} images, {tuple(self.images.shape[1:])})"
+    def __repr__(self):
+        return f"PartialImages({len(self.ids):,} of {self.n:,} {self.what} images, {tuple(self.images.shape[1:])})"
 
 def _assets_dir() -> Path:
     import kdd_explore
@@ -193,7 +205,8 @@ def shipped_slice(name:str='fashion_mnist', # a dataset with a slice in `SLICES`
     if not (npz.exists() and js.exists()): return None
     meta = json.loads(js.read_text())
     if hashlib.sha256(npz.read_bytes()).hexdigest() != meta['sha256']:
-        raise DatasetError(f"{npz} does not match the hash in {js.name}: the package's data slice is damaged. Reinstall kdd_explore.")
+        raise DatasetError(f"{npz} does not match the hash in {js.name}: the package's data slice is damaged. "
+                           "Reinstall kdd_explore.")
     import numpy as np
     with np.load(npz) as z: arrays = {k: torch.from_numpy(z[k].copy()) for k in z.files}
     return dict(meta=meta, **arrays)
@@ -208,21 +221,26 @@ def build_slice(name:str, # a dataset with full files on this machine
     import numpy as np
     if name not in SLICES: raise DatasetError(f"No slice is defined for {name!r}. Known: {', '.join(SLICES)}.")
     if not _system_copy() and not _local_copy(name, data_root()):
-        raise DatasetError(f"Building a slice of {name} needs its full files on this machine: " + _offline_help(name, data_root()))
+        raise DatasetError(f"Building a slice of {name} needs its full files on this machine: "
+                           + _offline_help(name, data_root()))
     d = DATASETS[name](data_root(), False)
     ids = torch.as_tensor(train_ids).long().unique().sort().values
     u8 = lambda x: (x * 255).round().to(torch.uint8)[:, 0].numpy()
     buf = io.BytesIO()
-    np.savez_compressed(buf, y_train=d['y_train'].to(torch.uint8).numpy(), train_ids=ids.to(torch.int32).numpy(), x_train=u8(d['x_train'][ids]),
-                        x_test=u8(d['x_test']), y_test=d['y_test'].to(torch.uint8).numpy())
+    np.savez_compressed(buf, y_train=d['y_train'].to(torch.uint8).numpy(), train_ids=ids.to(torch.int32).numpy(),
+                        x_train=u8(d['x_train'][ids]), x_test=u8(d['x_test']),
+                        y_test=d['y_test'].to(torch.uint8).numpy())
     folder = Path(folder); npz = atomic_write_bytes(folder/f'{SLICES[name]}.npz', buf.getvalue())
-    src = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(DEBIAN_FASHION_MNIST.glob('*-ubyte.gz'))} if _system_copy() else {}
+    src = ({f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(DEBIAN_FASHION_MNIST.glob('*-ubyte.gz'))}
+           if _system_copy() else {})
     mean, std = channel_stats(d['x_train'])
     save_json(folder/f'{SLICES[name]}.json', dict(
-        dataset=name, description=d['description'], classes=d['classes'], n_train=len(d['y_train']), n_test=len(d['y_test']),
-        train_rows=len(ids), rows=note, train_mean=list(mean), train_std=list(std), source_files_sha256=src,
+        dataset=name, description=d['description'], classes=d['classes'], n_train=len(d['y_train']),
+        n_test=len(d['y_test']), train_rows=len(ids), rows=note, train_mean=list(mean),
+        train_std=list(std), source_files_sha256=src,
         licence='MIT (Fashion-MNIST, Zalando Research, https://github.com/zalandoresearch/fashion-mnist)',
-        citation='Han Xiao, Kashif Rasul, Roland Vollgraf. Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms. arXiv:1708.07747, 2017.',
+        citation='Han Xiao, Kashif Rasul, Roland Vollgraf. Fashion-MNIST: a Novel Image Dataset for Benchmarking '
+                 'Machine Learning Algorithms. arXiv:1708.07747, 2017.',
         sha256=hashlib.sha256(npz.read_bytes()).hexdigest()))
     return npz
 
@@ -241,7 +259,8 @@ def _load_fake(root, download, shape=(3, 32, 32), n_classes=10, n_train=1000, n_
         return x.clamp(0, 1), y
     xtr, ytr = make(n_train); xte, yte = make(n_test)
     return dict(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, classes=[f'class{i}' for i in range(n_classes)],
-                description=f'Deterministic fake images {tuple(shape)}, {n_classes} classes (seed {seed}): for tests and shape checks.',
+                description=f'Deterministic fake images {tuple(shape)}, {n_classes} classes (seed {seed}): for tests '
+                            'and shape checks.',
                 source=f'generated (seed {seed})')
 
 # %% ../nbs/01_data.ipynb #c3a9b780
@@ -257,11 +276,13 @@ def registered_datasets(root:str|Path|None=None, # the data folder (see `data_ro
 def _load_registered(name, root):
     t, m = load_artifact(_registered_path(name, root), expect={'kind': 'own_dataset'})
     c, h, w = m['shape']
-    desc = (f"{m['description'] + ' ' if m['description'] else ''}Your images from {m['source']}: {len(m['classes'])} classes, {c}x{h}x{w}, "
-            f"{m['n_train']:,} train / {m['n_test']:,} test ({m['split']}), registered {m['created'][:10]}."
+    desc = (f"{m['description'] + ' ' if m['description'] else ''}Your images from {m['source']}: {len(m['classes'])} "
+            f"classes, {c}x{h}x{w}, {m['n_train']:,} train / {m['n_test']:,} test ({m['split']}), registered "
+            f"{m['created'][:10]}."
             + ''.join(f' {n}' for n in m['notes']))
-    return dict(x_train=t['x_train'].float().div_(255), y_train=t['y_train'].long(), x_test=t['x_test'].float().div_(255),
-                y_test=t['y_test'].long(), classes=list(m['classes']), description=desc, source=f"registered {name!r} ({m['source']})")
+    return dict(x_train=t['x_train'].float().div_(255), y_train=t['y_train'].long(),
+                x_test=t['x_test'].float().div_(255), y_test=t['y_test'].long(), classes=list(m['classes']),
+                description=desc, source=f"registered {name!r} ({m['source']})")
 
 # %% ../nbs/01_data.ipynb #91728252
 DATASETS = {'fashion_mnist': _load_fashion_mnist, 'cifar10': _load_cifar(10), 'cifar100': _load_cifar(100),
@@ -269,19 +290,26 @@ DATASETS = {'fashion_mnist': _load_fashion_mnist, 'cifar10': _load_cifar(10), 'c
 
 def _unknown(name, root):
     reg = list(registered_datasets(root))
-    hint = (f" {name} is a path: register it first, e.g. register_dataset('mine', {name!r}, size=32) (CLI: kdd-explore register mine {name} --size 32), "
-            "then use the name 'mine'." if os.path.exists(os.path.expanduser(str(name))) else
-            " Your own images: register them once with register_dataset(NAME, PATH) (CLI: kdd-explore register NAME PATH), then use NAME.")
-    return (f"Unknown dataset {name!r}. Known datasets: {', '.join(DATASETS)}; registered in {root}: {', '.join(reg) or 'none'}.{hint}")
+    hint = (f" {name} is a path: register it first, e.g. register_dataset('mine', {name!r}, size=32) (CLI: kdd-explore "
+            f"register mine {name} --size 32), then use the name 'mine'."
+            if os.path.exists(os.path.expanduser(str(name))) else
+            " Your own images: register them once with register_dataset(NAME, PATH) (CLI: kdd-explore register NAME "
+            "PATH), then use NAME.")
+    return (f"Unknown dataset {name!r}. Known datasets: {', '.join(DATASETS)}; registered in {root}: "
+            f"{', '.join(reg) or 'none'}.{hint}")
 
 def _raw(name, root, download, seed, kwargs):
     "The loader's dict of a built-in dataset, else of a registered one."
     if name in DATASETS:
         if name == 'fake': kwargs = dict(seed=seed, **kwargs)
-        elif kwargs: raise DatasetError(f"Dataset {name!r} takes no options {sorted(kwargs)}; only 'fake' does (shape, n_classes, n_train, n_test).")
+        elif kwargs:
+            raise DatasetError(f"Dataset {name!r} takes no options {sorted(kwargs)}; only 'fake' does (shape, "
+                               "n_classes, n_train, n_test).")
         return DATASETS[name](root, download, **kwargs)
     if not artifact_exists(_registered_path(name, root)): raise DatasetError(_unknown(name, root))
-    if kwargs: raise DatasetError(f"Dataset {name!r} takes no options {sorted(kwargs)}; only 'fake' does (shape, n_classes, n_train, n_test).")
+    if kwargs:
+        raise DatasetError(f"Dataset {name!r} takes no options {sorted(kwargs)}; only 'fake' does (shape, n_classes, "
+                           "n_train, n_test).")
     return _load_registered(name, root)
 
 def take_subsets(data:ImageData, # a loaded dataset
@@ -294,7 +322,8 @@ def take_subsets(data:ImageData, # a loaded dataset
     for split, n in (('train', n_train), ('test', n_test)):
         if n is None: continue
         y = d[f'y_{split}']
-        if not 0 < n <= len(y): raise DatasetError(f"n_{split}={n} is out of range: {data.name} has {len(y)} {split} images.")
+        if not 0 < n <= len(y):
+            raise DatasetError(f"n_{split}={n} is out of range: {data.name} has {len(y)} {split} images.")
         idx = stratified_indices(y, n / len(y), seed=seed)
         d[f'x_{split}'], d[f'y_{split}'] = d[f'x_{split}'][idx], y[idx]
     mean, std = channel_stats(d['x_train']) if n_train is not None or data.mean is None else (data.mean, data.std)
@@ -311,18 +340,21 @@ def load_dataset(name:str, # a built-in dataset ('fashion_mnist', 'cifar10', 'ci
                 ) -> ImageData:
     "Load a dataset by name as in-memory tensors, with labels, class names, normalisation statistics and a description."
     root = data_root(root)
-    d = _from_slice(name, root, n_train, n_test, seed, partial)  # no full copy here, and the shipped slice holds the request
+    # no full copy here, and the shipped slice holds the request
+    d = _from_slice(name, root, n_train, n_test, seed, partial)
     if d is not None:
         mean, std = d.pop('stats')
         return take_subsets(ImageData(name=name, mean=mean, std=std, **d), n_train, n_test, seed)
     d = _raw(name, root, download, seed, kwargs)
-    return take_subsets(ImageData(name=name, mean=None, std=None, **d), n_train, n_test, seed)  # statistics: of the training images kept
+    # statistics: of the training images kept
+    return take_subsets(ImageData(name=name, mean=None, std=None, **d), n_train, n_test, seed)
 
 def _local_copy(name, root):
     "True when the full files of `name` are on this machine (under `root`, or Debian's package)."
     if name != 'fashion_mnist': return True
     raw = root/'FashionMNIST'/'raw'
-    return all((raw/f'{p}-ubyte').exists() for p in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3', 't10k-labels-idx1')) or _system_copy()
+    return all((raw/f'{p}-ubyte').exists() for p in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3',
+                                                     't10k-labels-idx1')) or _system_copy()
 
 def _from_slice(name, root, n_train, n_test, seed, partial):
     "The loader's dict served from the shipped slice, when there is no full copy here and the slice holds every image the request needs."
@@ -337,8 +369,9 @@ def _from_slice(name, root, n_train, n_test, seed, partial):
         if not bool(torch.isin(need, ids).all()): return None
     x = PartialImages(ids, sl['x_train'][:, None], len(y))
     m = sl['meta']
-    return dict(x_train=x, y_train=y, x_test=sl['x_test'][:, None].float().div_(255), y_test=sl['y_test'].long(), classes=list(m['classes']),
-                description=m['description'], source=f"the slice that ships with kdd_explore ({len(ids):,} of {len(y):,} training images)",
+    return dict(x_train=x, y_train=y, x_test=sl['x_test'][:, None].float().div_(255), y_test=sl['y_test'].long(),
+                classes=list(m['classes']), description=m['description'], source="the slice that ships with "
+                f"kdd_explore ({len(ids):,} of {len(y):,} training images)",
                 stats=(tuple(m['train_mean']), tuple(m['train_std'])))
 
 # %% ../nbs/01_data.ipynb #23061bc7
@@ -375,7 +408,9 @@ def random_fraction_indices(n:int, # dataset size
     if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
         raise DatasetError(f"A label fraction must be in (0, 1], got {fraction!r} (e.g. 0.01 for 1%).")
     k = round(fraction * n)
-    if k < 1: raise DatasetError(f"A fraction of {fraction} of {n} examples keeps none: use a fraction of at least {0.5 / n:.4g}.")
+    if k < 1:
+        raise DatasetError(f"A fraction of {fraction} of {n} examples keeps none: use a fraction of at least "
+                           f"{0.5 / n:.4g}.")
     return torch.randperm(n, generator=make_generator(seed))[:k].sort().values
 
 # %% ../nbs/01_data.ipynb #548ce637
@@ -384,7 +419,8 @@ def equal_batches(n:int, # number of examples
                   g:torch.Generator, # the generator of the permutation
                  ) -> list[torch.Tensor]:
     "One epoch of index batches: a random permutation of `range(n)` in `ceil(n / batch_size)` batches whose sizes differ by at most one."
-    if n < 1 or batch_size < 1: raise DatasetError(f"Need at least one example and batch_size >= 1, got n={n}, batch_size={batch_size}.")
+    if n < 1 or batch_size < 1:
+        raise DatasetError(f"Need at least one example and batch_size >= 1, got n={n}, batch_size={batch_size}.")
     return list(torch.randperm(n, generator=g).tensor_split(-(-n // batch_size)))
 
 # %% ../nbs/01_data.ipynb #e8dfa797
@@ -404,7 +440,8 @@ class DatasetInfo:
     def n_classes(self) -> int: return len(self.classes)
     def describe(self) -> str:
         "One line: name, image shape, split sizes, classes."
-        return f"{self.name} ({'x'.join(map(str, self.shape))} images, {self.n_train:,} train / {self.n_test:,} test, {self.n_classes} classes)"
+        return (f"{self.name} ({'x'.join(map(str, self.shape))} images, {self.n_train:,} train / {self.n_test:,} test, "
+                f"{self.n_classes} classes)")
     @classmethod
     def of(cls, data:ImageData) -> DatasetInfo:
         "The facts of a loaded dataset."
@@ -422,7 +459,8 @@ def dataset_info(name:str, # a dataset name, as for `load_dataset`
     if name not in DATASETS and artifact_exists(_registered_path(name, root)) and not kwargs:
         m = read_meta(_registered_path(name, root))
         return DatasetInfo(name, tuple(m['shape']), list(m['classes']), list(m['train_counts']), list(m['test_counts']))
-    d = _from_slice(name, root, None, None, seed, True) or _raw(name, root, download, seed, kwargs)  # the shipped slice has every label
+    # the shipped slice has every label
+    d = _from_slice(name, root, None, None, seed, True) or _raw(name, root, download, seed, kwargs)
     count = lambda y: torch.bincount(y, minlength=len(d['classes'])).tolist()
     return DatasetInfo(name, tuple(d['x_train'].shape[1:]), list(d['classes']), count(d['y_train']), count(d['y_test']))
 
@@ -480,8 +518,8 @@ class SSLViews(torch.nn.Module):
         return self.view(x, g), self.view(x, g)
 
 # %% ../nbs/01_data.ipynb #95cea31e
-_all_ = ['GRAY_MODES', 'IMAGE_KEYS', 'LABEL_KEYS', 'read_image_folder', 'example_image_folder', 'read_array_file', 'register_dataset',
-         'next_commands']
+_all_ = ['GRAY_MODES', 'IMAGE_KEYS', 'LABEL_KEYS', 'read_image_folder', 'example_image_folder',
+         'read_array_file', 'register_dataset', 'next_commands']
 
 def __getattr__(name:str):
     "A name that moved to `kdd_explore.own_data`, looked up there when first asked for (PEP 562): older imports keep working."

@@ -10,17 +10,20 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_meta, check_finite, derive_seed,
-                              make_generator, save_artifact, load_artifact, artifact_exists, read_meta, get_device)
+from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_meta,
+                              check_finite, derive_seed, make_generator, save_artifact, load_artifact,
+                              artifact_exists, read_meta, get_device)
 from .models import build_model, fcall, param_dict
-from .metagrad import (META_MODES, DEFAULT_BUDGET_MB, check_mode, check_budget, model_forward, minibatch_schedule,
+from .metagrad import (META_MODES, DEFAULT_BUDGET_MB, check_mode, check_budget,
+                                  model_forward, minibatch_schedule,
                                    kd_step_loss, unroll_match, graph_step_mb, plan_unroll, distance_shares, _sqdist)
 from .data import equal_batches
-from .kd import (Experts, kd_loss, experts_objective, record_experts, high_loss_indices, random_indices, student_arch,
-                            load_dataset_for_job)
+from .kd import (Experts, kd_loss, experts_objective, record_experts, high_loss_indices,
+                            random_indices, student_arch, load_dataset_for_job)
 from .distributed import (DistributedError, all_gather, all_reduce_sum, barrier, broadcast, check_divides,
                                      init_distributed, is_main, rank0_first, running, shard)
-_all_ = ['minibatch_schedule', 'kd_step_loss', 'unroll_match', 'distance_shares']  # their home is kdd_explore.metagrad; imported from here too
+# their home is kdd_explore.metagrad; imported from here too
+_all_ = ['minibatch_schedule', 'kd_step_loss', 'unroll_match', 'distance_shares']
 
 
 # %% auto #0
@@ -40,7 +43,8 @@ class SyntheticSet:
     def __post_init__(self):
         self.lr = torch.as_tensor(self.lr, dtype=self.images.dtype).reshape(())
         if len(self.images) != len(self.targets):
-            raise KddError(f"A synthetic set needs one target per image: {len(self.images)} images, {len(self.targets)} targets.")
+            raise KddError(f"A synthetic set needs one target per image: {len(self.images)} images, "
+                           f"{len(self.targets)} targets.")
     def __len__(self): return len(self.images)
 
     @classmethod
@@ -53,7 +57,8 @@ class SyntheticSet:
         "A synthetic set initialised with the real images `x[indices]` and their targets."
         indices = torch.as_tensor(indices).long()
         if len(indices) > len(x):
-            raise DatasetError(f"A synthetic set of {len(indices)} images cannot start from a dataset of {len(x)}: choose a smaller size.")
+            raise DatasetError(f"A synthetic set of {len(indices)} images cannot start from a dataset of {len(x)}: "
+                               "choose a smaller size.")
         if len(indices) and (indices.min() < 0 or indices.max() >= len(x)):
             raise DatasetError(f"Initial indices must lie in 0..{len(x) - 1}.")
         return cls(x[indices].detach().clone(), targets[indices].detach().clone().to(x.dtype), torch.tensor(float(lr)),
@@ -74,7 +79,8 @@ class SyntheticSet:
         drop = ('kind', 'n', 'image_shape', 'target_dim', 'tensors', 'sha256', 'created', 'library_version')
         return cls(t['images'], t['targets'], t['lr'], {k: v for k, v in meta.items() if k not in drop})
     def __repr__(self):
-        return f"SyntheticSet({len(self)} images {tuple(self.images.shape[1:])}, targets {self.targets.shape[1]}-d, lr {float(self.lr):.4g})"
+        return (f"SyntheticSet({len(self)} images {tuple(self.images.shape[1:])}, targets {self.targets.shape[1]}-d, "
+                f"lr {float(self.lr):.4g})")
 
 # %% ../nbs/06_distill.ipynb #e7830d75
 @dataclass
@@ -100,8 +106,8 @@ class DistillConfig:
 
     def __post_init__(self):
         check_mode(self.mode); self.memory_budget_mb = check_budget(self.memory_budget_mb)
-        for k in ('iterations', 'syn_steps', 'expert_epochs', 'max_start_epoch', 'batch_syn', 'snapshot_every', 'checkpoint_every', 'max_failures',
-                  'experts_per_iteration'):
+        for k in ('iterations', 'syn_steps', 'expert_epochs', 'max_start_epoch', 'batch_syn', 'snapshot_every',
+                  'checkpoint_every', 'max_failures', 'experts_per_iteration'):
             if int(getattr(self, k)) < 1: raise KddError(f"DistillConfig.{k} must be >= 1, got {getattr(self, k)}.")
         for k in ('lr_img', 'lr_targets', 'lr_lr', 'lr_init'):
             if not getattr(self, k) >= 0: raise KddError(f"DistillConfig.{k} must be >= 0, got {getattr(self, k)}.")
@@ -123,7 +129,8 @@ DISTILL_PRESETS = {
     'cifar100_2pct': dict(iterations=5000, syn_steps=40, expert_epochs=2, max_start_epoch=2, batch_syn=256, lr_img=1e3),
     'cifar10_5pct': dict(iterations=5000, syn_steps=40, expert_epochs=2, max_start_epoch=5, batch_syn=256, lr_img=1e4),
     'cifar100_5pct': dict(iterations=5000, syn_steps=40, expert_epochs=2, max_start_epoch=5, batch_syn=256, lr_img=1e4),
-    'tinyimagenet_2pct': dict(iterations=10000, syn_steps=10, expert_epochs=2, max_start_epoch=2, batch_syn=256, lr_img=1e5),
+    'tinyimagenet_2pct': dict(iterations=10000, syn_steps=10, expert_epochs=2, max_start_epoch=2,
+                              batch_syn=256, lr_img=1e5),
     'cpu': dict(iterations=200, syn_steps=10, expert_epochs=2, max_start_epoch=2, batch_syn=20, lr_img=1000.0,
                 snapshot_every=10, checkpoint_every=25),
 }
@@ -141,13 +148,14 @@ class DistillHistory:
     def to_artifact(self) -> tuple[dict, dict]:
         "Tensors and JSON metadata that store this history."
         return ({f'snap.{k}': v for k, v in self.snapshots.items()},
-                {'records': self.records, 'distance_curves': {str(k): v for k, v in self.distance_curves.items()}, 'meta_grad': self.meta_grad})
+                {'records': self.records, 'distance_curves': {str(k): v for k, v in self.distance_curves.items()},
+                 'meta_grad': self.meta_grad})
     @classmethod
     def from_artifact(cls, tensors:dict, meta:dict) -> DistillHistory:
         "Rebuild a history from `to_artifact`'s tensors and metadata."
         snaps = {int(k[5:]): v for k, v in tensors.items() if k.startswith('snap.')}
-        return cls(list(meta['records']), dict(sorted(snaps.items())), {int(k): v for k, v in meta['distance_curves'].items()},
-                   dict(meta.get('meta_grad') or {}))
+        return cls(list(meta['records']), dict(sorted(snaps.items())),
+                   {int(k): v for k, v in meta['distance_curves'].items()}, dict(meta.get('meta_grad') or {}))
     def save(self, path:str|Path) -> Path:
         "Save as an artifact of kind 'distill_history'."
         t, m = self.to_artifact()
@@ -157,7 +165,8 @@ class DistillHistory:
         "Load a history saved by `save`."
         return cls.from_artifact(*load_artifact(path, expect={'kind': 'distill_history'}))
     def __repr__(self):
-        return f"DistillHistory({len(self.records)} iterations, {len(self.snapshots)} snapshots, {len(self.distance_curves)} distance curves)"
+        return (f"DistillHistory({len(self.records)} iterations, {len(self.snapshots)} snapshots, "
+                f"{len(self.distance_curves)} distance curves)")
 
 # %% ../nbs/06_distill.ipynb #5289d240
 def expert_schedule(iteration:int, # outer iteration (0-based)
@@ -168,29 +177,33 @@ def expert_schedule(iteration:int, # outer iteration (0-based)
     rnd, pos = divmod(iteration, n_experts)
     return int(torch.randperm(n_experts, generator=make_generator(derive_seed(seed, 'expert_round', rnd)))[pos])
 
-_OBJECTIVE_WORDS = {'kd': 'by KD (MSE to the teacher\'s representations)', 'ce': 'with cross-entropy on labels (supervised)', 'ssl': 'with an SSL loss'}
+_OBJECTIVE_WORDS = {'kd': 'by KD (MSE to the teacher\'s representations)', 'ce': 'with cross-entropy on labels '
+                    '(supervised)', 'ssl': 'with an SSL loss'}
 
 def _check_objective(experts, allowed, what, fix):
     "Refuse experts trained on another objective than the inner loss `what` matches (one line naming both)."
     got = experts_objective(experts.meta)
     if got not in allowed:
-        raise KddError(f"These experts were trained {_OBJECTIVE_WORDS[got]}, but {what} matches experts trained {_OBJECTIVE_WORDS[allowed[0]]}: {fix}")
+        raise KddError(f"These experts were trained {_OBJECTIVE_WORDS[got]}, but {what} matches experts trained "
+                       f"{_OBJECTIVE_WORDS[allowed[0]]}: {fix}")
 
 def _check_setting(experts, syn, config, model):
     experts.check_arch(model.arch)
     if syn.meta.get('arch') is not None: experts.check_arch(syn.meta['arch'], "synthetic set's student")
     last = config.max_start_epoch - 1 + config.expert_epochs
     if last > experts.n_epochs:
-        raise KddError(f"start_epoch + expert_epochs reaches epoch {last} (max_start_epoch {config.max_start_epoch} - 1 + expert_epochs "
-                       f"{config.expert_epochs}), but the experts recorded only epochs 0..{experts.n_epochs}. "
-                       "Lower max_start_epoch or expert_epochs, or record longer experts.")
+        raise KddError(f"start_epoch + expert_epochs reaches epoch {last} (max_start_epoch {config.max_start_epoch} - "
+                       f"1 + expert_epochs {config.expert_epochs}), but the experts recorded only epochs "
+                       f"0..{experts.n_epochs}. Lower max_start_epoch or expert_epochs, or record longer experts.")
     a = model.arch
-    if 'in_channels' in a and tuple(syn.images.shape[1:]) != (a['in_channels'], a.get('im_size', syn.images.shape[2]), a.get('im_size', syn.images.shape[3])):
+    if 'in_channels' in a and tuple(syn.images.shape[1:]) != (a['in_channels'], a.get('im_size', syn.images.shape[2]),
+                                                              a.get('im_size', syn.images.shape[3])):
         raise KddError(f"The synthetic images have shape {tuple(syn.images.shape[1:])}, but the student {a} expects "
                        f"{(a['in_channels'], a.get('im_size'), a.get('im_size'))}.")
 
-_CAUSES = ("Likely causes: lr_img too high (images blow up: try 10x lower), lr_lr too high (the learned learning rate runs away: "
-           "try 10x lower), lr_init too high for this student, or bad experts (diverged or too short: check their losses).")
+_CAUSES = ("Likely causes: lr_img too high (images blow up: try 10x lower), lr_lr too high (the learned learning rate "
+           "runs away: try 10x lower), lr_init too high for this student, or bad experts (diverged or too short: check "
+           "their losses).")
 
 def _stretch(experts, config, j):
     "Stretch `j` of a run (j = iteration x experts_per_iteration + b): its generator, expert and start epoch."
@@ -202,7 +215,8 @@ def _config_of(meta_config):
     "A checkpoint's config with the fields added since it was written at their defaults (older checkpoints resume)."
     return dict({'experts_per_iteration': 1, 'memory_budget_mb': DEFAULT_BUDGET_MB}, **meta_config)
 
-_SAME_RESULT = ('iterations', 'mode', 'memory_budget_mb')  # settings a resumed run may change: every mode computes the same exact gradient
+# settings a resumed run may change: every mode computes the same exact gradient
+_SAME_RESULT = ('iterations', 'mode', 'memory_budget_mb')
 
 def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, learn_targets, kind):
     model = model if model is not None else build_model(experts.arch)
@@ -210,17 +224,19 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
     B, spread = config.experts_per_iteration, running()
     if spread:  # before any work: every rank must get the same number of stretches
         check_divides(B, 'DistillConfig.experts_per_iteration (--experts-per-iteration)',
-                      'Launch a number of processes that divides it, or set it to a multiple of the number of processes.')
+                      'Launch a number of processes that divides it, or set it to a multiple of the number of '
+                      'processes.')
     dev = syn.images.device
     cfg = asdict(config)
-    state = dict(images=syn.images.detach().clone(), targets=syn.targets.detach().clone(), lr=syn.lr.detach().clone().to(dev))
+    state = dict(images=syn.images.detach().clone(), targets=syn.targets.detach().clone(),
+                 lr=syn.lr.detach().clone().to(dev))
     bufs = {k: torch.zeros_like(v) for k, v in state.items()}
     hist, it0, fails = DistillHistory(), 0, 0
     ckpt = Path(out)/'checkpoint' if out is not None else None
     if ckpt is not None and artifact_exists(ckpt):  # resume
         t, m = load_artifact(ckpt, expect={'kind': f'{kind}_checkpoint'}, device=dev)
-        check_meta({k: v for k, v in _config_of(m['config']).items() if k not in _SAME_RESULT}, {k: v for k, v in cfg.items() if k not in _SAME_RESULT},
-                   where=f'checkpoint {ckpt}')
+        check_meta({k: v for k, v in _config_of(m['config']).items() if k not in _SAME_RESULT},
+                   {k: v for k, v in cfg.items() if k not in _SAME_RESULT}, where=f'checkpoint {ckpt}')
         check_meta(m, {'init_indices': syn.meta.get('init_indices'), 'arch': experts.arch}, where=f'checkpoint {ckpt}')
         state = {k: t[k] for k in state}; bufs = {k: t['buf.' + k] for k in bufs}
         hist = DistillHistory.from_artifact({k: v.cpu() for k, v in t.items()}, m)
@@ -237,7 +253,8 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
     lrs = dict(images=config.lr_img, targets=config.lr_targets if learn_targets else 0., lr=config.lr_lr)
     mine = shard(range(B))  # this rank's stretches of every iteration (all B in one process)
     plan = None
-    bar = tqdm(range(it0, config.iterations), desc=f'distill ({kind})', disable=not (progress and main), initial=it0, total=config.iterations)
+    bar = tqdm(range(it0, config.iterations), desc=f'distill ({kind})', disable=not (progress and main),
+               initial=it0, total=config.iterations)
     for it in bar:
         want_curve = it % config.snapshot_every == 0
         stretches = [_stretch(experts, config, it * B + b) for b in range(B)]
@@ -249,13 +266,16 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
             X, Y, lr = (state[n].clone().requires_grad_(True) for n in ('images', 'targets', 'lr'))
             step_loss = make_step_loss(model, X, Y, it * B + b, g)
             if plan is None:  # once per run: how the meta-gradient will be computed (every stretch has the same shapes)
-                plan = plan_unroll(graph_step_mb(step_loss, start, lr) if config.mode == 'auto' else 0., config.syn_steps, config.mode, config.memory_budget_mb)
+                plan = plan_unroll(graph_step_mb(step_loss, start, lr) if config.mode == 'auto' else 0.,
+                                   config.syn_steps, config.mode, config.memory_budget_mb)
                 hist.meta_grad = plan
-                if main: print(f"meta-gradient ({kind}): mode {plan['mode']!r} -> {plan['chose']}, {plan['segment']} of {config.syn_steps} steps of graph at a time"
-                               + (f" ({plan['note']})" if plan['note'] else ''))
+                if main:
+                    print(f"meta-gradient ({kind}): mode {plan['mode']!r} -> {plan['chose']}, {plan['segment']} of "
+                          f"{config.syn_steps} steps of graph at a time"
+                          + (f" ({plan['note']})" if plan['note'] else ''))
             try:
-                loss, (gx, gy), glr, c = unroll_match(start, target, lr, [X, Y], step_loss, config.syn_steps, config.mode, want_curve and b == 0,
-                                                      segment=plan['segment'])
+                loss, (gx, gy), glr, c = unroll_match(start, target, lr, [X, Y], step_loss, config.syn_steps,
+                                                      config.mode, want_curve and b == 0, segment=plan['segment'])
                 grads = dict(images=gx, targets=gy, lr=glr)
             except (RuntimeError, KddError) as e:
                 if isinstance(e, KddError) and 'did not move' in str(e): raise
@@ -274,13 +294,17 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
             new_bufs = {n: config.momentum * bufs[n] + grads[n] for n in state}
             new = {n: (state[n] - lrs[n] * new_bufs[n]).detach() for n in state}
             new_lr = float(new['lr'])
-            ok = math.isfinite(new_lr) and 0 < new_lr <= 100 * config.lr_init and all(bool(torch.isfinite(v).all()) for v in new.values())
+            ok = (math.isfinite(new_lr) and 0 < new_lr <= 100 * config.lr_init
+                  and all(bool(torch.isfinite(v).all()) for v in new.values()))
         if ok: state, bufs, fails = new, new_bufs, 0
         else: fails += 1
         if B == 1: who = dict(start_epoch=stretches[0][2], expert=stretches[0][1])
-        else: who = dict(start_epoch=[s for _, _, s in stretches], expert=[k for _, k, _ in stretches], losses=[float(v) for v in flat])
+        else:
+            who = dict(start_epoch=[s for _, _, s in stretches], expert=[k for _, k, _ in stretches],
+                       losses=[float(v) for v in flat])
         hist.records.append(dict(iteration=it, loss=float(loss), **who, lr=float(state['lr']),
-                                 grad_norm_images=float(grads['images'].norm()), grad_norm_targets=float(grads['targets'].norm()),
+                                 grad_norm_images=float(grads['images'].norm()),
+                                 grad_norm_targets=float(grads['targets'].norm()),
                                  grad_norm_lr=float(grads['lr'].abs()), rolled_back=not ok))
         if want_curve and curve is not None: hist.distance_curves[it] = curve
         if (it + 1) % config.snapshot_every == 0: hist.snapshots[it + 1] = state['images'].detach().cpu().clone()
@@ -289,9 +313,11 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
             where = ''
             if ckpt is not None: save_ckpt(it + 1); where = f" The last good state is in {ckpt} (resumable)."
             if spread: barrier()  # the checkpoint is written before any rank stops
-            raise TrainingError(f"Distillation failed {fails} iterations in a row (last: iteration {it}, loss {float(loss)}, "
-                                f"lr {float(state['lr'])}): every step was rolled back. {_CAUSES}{where}")
-        if ckpt is not None and ((it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations): save_ckpt(it + 1)
+            raise TrainingError(f"Distillation failed {fails} iterations in a row (last: iteration {it}, loss "
+                                f"{float(loss)}, lr {float(state['lr'])}): every step was rolled back. "
+                                f"{_CAUSES}{where}")
+        if ckpt is not None and ((it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations):
+            save_ckpt(it + 1)
     res = SyntheticSet(state['images'], state['targets'], state['lr'], dict(syn.meta, config=cfg, distilled=kind))
     if out is not None and main:
         res.save(Path(out)/'synthetic_set'); hist.save(Path(out)/'history')
@@ -306,11 +332,13 @@ def distill(experts:Experts, # KD experts of the student architecture
             model:nn.Module|None=None, # the student module (default: `build_model(experts.arch)`)
            ) -> tuple[SyntheticSet, DistillHistory]:
     "MKDT: learn images, targets and the inner lr so that `syn_steps` KD steps on them match expert trajectories."
-    _check_objective(experts, ('kd',), 'distill (MKDT)', "distil supervised experts with kdd_explore.supervised.distill_supervised "
+    _check_objective(experts, ('kd',), 'distill (MKDT)',
+                     "distil supervised experts with kdd_explore.supervised.distill_supervised "
                      "(kdd-explore supervised), or record KD experts (record_experts with objective='kd').")
     if syn.targets.shape[1] != experts.arch.get('out_dim', syn.targets.shape[1]):
-        raise KddError(f"The synthetic targets are {syn.targets.shape[1]}-d but the experts' student outputs {experts.arch['out_dim']}-d: "
-                       "use targets from the teacher the experts were trained on.")
+        raise KddError(f"The synthetic targets are {syn.targets.shape[1]}-d but the "
+                       f"experts' student outputs {experts.arch['out_dim']}-d: use targets from the teacher the "
+                       "experts were trained on.")
     return _distill_loop(experts, syn, config, out, progress, model, _kd_maker(config), True, 'distill')
 
 def _kd_maker(config):
@@ -352,7 +380,9 @@ def step_budget(experts:Experts, # recorded KD experts (their metadata holds n_t
     "The expert's and the synthetic student's step budgets between start and target, and their ratio (synthetic / expert)."
     m = experts.meta
     missing = [k for k in ('n_train', 'batch_size', 'lr', 'momentum') if k not in m]
-    if missing: raise KddError(f"The experts' metadata lacks {missing}: the step budget needs how they were trained (record them with record_experts).")
+    if missing:
+        raise KddError(f"The experts' metadata lacks {missing}: the step budget needs how they were trained (record "
+                       "them with record_experts).")
     steps = config.expert_epochs * -(-int(m['n_train']) // int(m['batch_size']))
     expert = steps * float(m['lr']) / (1 - float(m['momentum']))
     lr = float(config.lr_init if lr is None else lr)
@@ -393,7 +423,8 @@ def record_ssl_experts(arch:dict, # the student architecture (its head output is
                 opt.zero_grad(); loss.backward(); opt.step(); tot += float(loss.detach()) * len(b)
             traj.append(param_dict(model)); losses.append(tot / len(x))
         trajs.append([{n: v.cpu() for n, v in t.items()} for t in traj]); all_losses.append(losses)
-    return Experts(arch, trajs, dict(method=method, lr=lr, batch_size=batch_size, seed=seed, losses=all_losses, inner='ssl'))
+    return Experts(arch, trajs, dict(method=method, lr=lr, batch_size=batch_size, seed=seed,
+                                     losses=all_losses, inner='ssl'))
 
 def distill_ssl(experts:Experts, # SSL experts (`record_ssl_experts`)
                 syn:SyntheticSet, # initial set (its targets are carried along unchanged)
@@ -406,9 +437,12 @@ def distill_ssl(experts:Experts, # SSL experts (`record_ssl_experts`)
                 model:nn.Module|None=None, # the student module
                ) -> tuple[SyntheticSet, DistillHistory]:
     "The naive MTT-SSL baseline: the same matching loop with an SSL inner loss on two views of synthetic minibatches."
-    _check_objective(experts, ('ssl', 'kd'), 'distill_ssl (naive MTT-SSL)', "record SSL experts with record_ssl_experts.")
-    if min(config.batch_syn, len(syn)) < 2: raise KddError("An SSL inner loss needs minibatches of at least 2 synthetic images.")
-    return _distill_loop(experts, syn, config, out, progress, model, _ssl_maker(config, method, mean, std), False, 'distill_ssl')
+    _check_objective(experts, ('ssl', 'kd'), 'distill_ssl (naive MTT-SSL)',
+                     "record SSL experts with record_ssl_experts.")
+    if min(config.batch_syn, len(syn)) < 2:
+        raise KddError("An SSL inner loss needs minibatches of at least 2 synthetic images.")
+    return _distill_loop(experts, syn, config, out, progress, model, _ssl_maker(config, method, mean, std), False,
+                         'distill_ssl')
 
 def _ssl_maker(config, method, mean, std):
     from kdd_explore.ssl import ssl_loss
@@ -420,7 +454,8 @@ def _ssl_maker(config, method, mean, std):
         batches = [b if len(b) >= 2 else torch.cat([b, batches[0][:1]]) for b in batches]
         seeds = [derive_seed(config.seed, 'ssl_views', it, i) for i in range(config.syn_steps)]
         def step_loss(params, i):
-            v1, v2 = views(X[batches[i]], make_generator(seeds[i]))  # the same views in the forward and the backward sweep
+            # the same views in the forward and the backward sweep
+            v1, v2 = views(X[batches[i]], make_generator(seeds[i]))
             return crit(forward(params, v1), forward(params, v2))
         return step_loss
     return make
@@ -434,8 +469,8 @@ def _reps_misfit(rmeta, meta, n):
     if meta.get('teacher') and rmeta.get('teacher') != meta['teacher']:
         bad.append(f"teacher {rmeta.get('teacher')}, the experts' teacher is {meta['teacher']}")
     if meta.get('dataset') and rmeta.get('dataset') and rmeta['dataset'] != meta['dataset']:
-        bad.append(f"dataset {rmeta['dataset'].get('name')!r} of {rmeta['dataset'].get('n_train')} images, not the experts' "
-                   f"{meta['dataset'].get('name')!r} of {meta['dataset'].get('n_train')}")
+        bad.append(f"dataset {rmeta['dataset'].get('name')!r} of {rmeta['dataset'].get('n_train')} images, not the "
+                   f"experts' {meta['dataset'].get('name')!r} of {meta['dataset'].get('n_train')}")
     if meta.get('target_dim') and rmeta.get('dim') and rmeta['dim'] != meta['target_dim']:
         bad.append(f"dimension {rmeta['dim']}, the experts regress {meta['target_dim']}")
     return bad
@@ -446,15 +481,17 @@ def find_representations(experts:str|Path, # the experts artifact (`DIR/experts`
                          given:str|Path|None=None, # a path passed by the user (`--representations`): used, and checked
                         ) -> Path:
     "The teacher representations the experts were trained on: `given`, else the ones their metadata names, else one beside them or one folder up."
-    fix = ("Pass --representations PATH (Python: representations=PATH): the 'representations' artifact recorded with these experts "
-           "(DIR/representations from kdd-explore experts, RUN/representations from a run).")
+    fix = ("Pass --representations PATH (Python: representations=PATH): the 'representations' artifact recorded with "
+           "these experts (DIR/representations from kdd-explore experts, RUN/representations from a run).")
     if given is not None:
         if not artifact_exists(given):
-            raise ArtifactError(f"No representations artifact at {given} (given as --representations / representations=): "
-                                f"looked for {Path(given).name}.json and {Path(given).name}.safetensors. Check the path.")
+            raise ArtifactError(f"No representations artifact at {given} (given as --representations / "
+                                f"representations=): looked for {Path(given).name}.json and "
+                                f"{Path(given).name}.safetensors. Check the path.")
         bad = _reps_misfit(read_meta(given), meta, n)
         if bad: raise ArtifactError(f"The representations {given} do not fit the experts {experts}: {'; '.join(bad)}. "
-                                    "Pass the representations of the teacher and data these experts were recorded with.")
+                                    "Pass the representations of the teacher and data these experts were "
+                                    "recorded with.")
         return Path(given)
     ex = Path(experts)
     if ex.suffix in ('.json', '.safetensors'): ex = ex.with_suffix('')
@@ -468,7 +505,8 @@ def find_representations(experts:str|Path, # the experts artifact (`DIR/experts`
         except ArtifactError as err: bad = [str(err)]
         if not bad: return c
         looked.append(f"{c} ({'; '.join(bad)})")
-    raise KddError(f"Where are the teacher representations of the experts {experts}? Looked at {', '.join(looked)}. {fix}")
+    raise KddError(f"Where are the teacher representations of the experts {experts}? Looked at "
+                   f"{', '.join(looked)}. {fix}")
 
 # %% ../nbs/06_distill.ipynb #88c9b15d
 def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` from `experts_job`)
@@ -492,18 +530,26 @@ def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` fro
     if size is None:
         try: ok = 0 < float(fraction) <= 1
         except (TypeError, ValueError): ok = False
-        if not ok: raise KddError(f"fraction must be a share in (0, 1] of the training set, e.g. 0.02 for 2% (--fraction), got {fraction!r}.")
+        if not ok:
+            raise KddError("fraction must be a share in (0, 1] of the training set, e.g. 0.02 for 2% (--fraction), "
+                           f"got {fraction!r}.")
     elif not (isinstance(size, int) and size >= 1): raise KddError(f"size must be a whole number >= 1, got {size!r}.")
-    changes = {k: v for k, v in dict(iterations=iterations, mode=mode, memory_budget_mb=memory_budget_mb, seed=seed, experts_per_iteration=experts_per_iteration).items() if v is not None}
+    changes = {k: v for k, v in dict(iterations=iterations, mode=mode, memory_budget_mb=memory_budget_mb, seed=seed,
+                                     experts_per_iteration=experts_per_iteration).items() if v is not None}
     config = DistillConfig.preset(preset, **changes)  # checks the preset and its settings before anything is loaded
     dev = init_distributed(device)  # one process: the device asked for; under torchrun: this rank's
     if running(): check_divides(config.experts_per_iteration, 'experts_per_iteration (--experts-per-iteration)',
-                                'Launch a number of processes that divides it, or set it to a multiple of the number of processes.')
+                                'Launch a number of processes that divides it, or set it to a multiple of the number '
+                                'of processes.')
     ex = Experts.load(experts)
     dmeta = ex.meta.get('dataset')
-    if not dmeta: raise KddError(f"The experts {experts} do not record their dataset; record them with experts_job (kdd-explore experts).")
-    data = rank0_first(load_dataset_for_job, dmeta['name'], root, dmeta['n_train'] if dmeta['n_train'] else None, ex.meta.get('seed', 0))
-    train = {k: v for k, v in dmeta.items() if k != 'n_test'}  # distillation never looks at the test split (a run may keep part of it)
+    if not dmeta:
+        raise KddError(f"The experts {experts} do not record their dataset; record them with experts_job (kdd-explore "
+                       "experts).")
+    data = rank0_first(load_dataset_for_job, dmeta['name'], root, dmeta['n_train'] if dmeta['n_train'] else None,
+                       ex.meta.get('seed', 0))
+    # distillation never looks at the test split (a run may keep part of it)
+    train = {k: v for k, v in dmeta.items() if k != 'n_test'}
     check_meta(data.meta(), train, where='dataset loaded for these experts')
     rpath = find_representations(experts, ex.meta, len(data.x_train), representations)
     t, rmeta = load_artifact(rpath, expect={'kind': 'representations', 'n': len(data.x_train)})
@@ -514,5 +560,6 @@ def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` fro
         idx = random_indices(len(x), _subset_size(len(x), fraction if size is None else None, size), seed=seed)
     idx = torch.as_tensor(all_gather(idx.cpu().tolist())[0])  # rank 0's choice on every rank (one process: its own)
     syn0 = SyntheticSet.from_real(x, reps, idx, lr=config.lr_init,
-                                  meta=dict(dataset=dmeta, teacher=ex.meta.get('teacher'), arch=ex.arch, init=init, experts=str(experts)))
+                                  meta=dict(dataset=dmeta, teacher=ex.meta.get('teacher'), arch=ex.arch,
+                                            init=init, experts=str(experts)))
     return distill(ex, syn0, config, out=out, progress=progress and is_main())[0]

@@ -36,7 +36,8 @@ def _env_int(name, default):
     if v in (None, ''): return default
     try: return int(v)
     except ValueError:
-        raise DistributedError(f"${name} is {v!r}, not a whole number. torchrun sets it: launch with torchrun, or unset it.") from None
+        raise DistributedError(f"${name} is {v!r}, not a whole number. torchrun sets it: launch with torchrun, or "
+                               "unset it.") from None
 
 def dist_info() -> DistInfo:
     "This process's rank, world size and local rank: from the running process group, else torchrun's environment, else rank 0 of 1; initialises nothing."
@@ -62,20 +63,28 @@ def init_distributed(device:str|torch.device|None=None, # 'cpu' or 'cuda' (a ran
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if info.local_rank >= n:
             raise DistributedError(
-                f"Rank {info.rank} (local rank {info.local_rank} on this machine) computes on cuda:{info.local_rank}, but torch sees "
-                f"{n} GPU(s) here. " + (f"Launch at most {n} processes per machine (torchrun --nproc_per_node {n}), or check CUDA_VISIBLE_DEVICES." if n else
-                "Run on the CPU instead (--device cpu, or KDD_DEVICE=cpu: the gloo backend), or on a machine with GPUs."))
+                f"Rank {info.rank} (local rank {info.local_rank} on this machine) computes on cuda:{info.local_rank}, "
+                f"but torch sees {n} GPU(s) here. " + (f"Launch at most {n} processes per machine (torchrun "
+                                                       f"--nproc_per_node {n}), or check CUDA_VISIBLE_DEVICES."
+                                                       if n else
+                "Run on the CPU instead (--device cpu, or KDD_DEVICE=cpu: the gloo backend), or on a machine "
+                "with GPUs."))
         dev = torch.device('cuda', info.local_rank)
         torch.cuda.set_device(dev)
     elif want.type == 'cpu': dev = torch.device('cpu')
-    else: raise DistributedError(f"Across processes a rank computes on 'cuda' (nccl) or 'cpu' (gloo), not on {str(want)!r}.")
+    else:
+        raise DistributedError("Across processes a rank computes on 'cuda' (nccl) or 'cpu' (gloo), not on "
+                               f"{str(want)!r}.")
     backend = 'nccl' if dev.type == 'cuda' else 'gloo'
     if dist.is_initialized():
         if dist.get_backend() != backend:
-            raise DistributedError(f"A {dist.get_backend()} process group is already running, but {dev} needs {backend}. Use one device type for the whole launch.")
+            raise DistributedError(f"A {dist.get_backend()} process group is already running, but {dev} needs "
+                                   f"{backend}. Use one device type for the whole launch.")
         return dev
     missing = [k for k in ('MASTER_ADDR', 'MASTER_PORT') if not os.environ.get(k)]
-    if missing: raise DistributedError(f"WORLD_SIZE is {info.world_size} but {' and '.join(missing)} is not set: launch the processes with torchrun, which sets them.")
+    if missing:
+        raise DistributedError(f"WORLD_SIZE is {info.world_size} but {' and '.join(missing)} is not set: launch the "
+                               "processes with torchrun, which sets them.")
     dist.init_process_group(backend, timeout=_timeout())
     atexit.register(_shutdown)
     return dev
@@ -89,9 +98,10 @@ def running() -> bool:
     if dist.is_available() and dist.is_initialized(): return dist.get_world_size() > 1
     n = _env_int('WORLD_SIZE', 1)
     if n > 1:
-        raise DistributedError(f"This process was launched as one of {n} (WORLD_SIZE={n}) but has not joined their process group: it would do all "
-                               "the work alone and collide with the others' files. Call kdd_explore.distributed.init_distributed(device) first "
-                               "(the kdd-explore command does), or start a single process.")
+        raise DistributedError(f"This process was launched as one of {n} (WORLD_SIZE={n}) but has not joined their "
+                               "process group: it would do all the work alone and collide with the "
+                               "others' files. Call kdd_explore.distributed.init_distributed(device) first (the "
+                               "kdd-explore command does), or start a single process.")
     return False
 
 def shard(items, # anything iterable: expert indices, (method, seed) jobs...
@@ -108,7 +118,9 @@ def check_divides(n:int, # a count to share, e.g. the stretches per iteration
                  ) -> int:
     "Each rank's share `n // world_size`, refusing an `n` that the number of processes does not divide."
     w = world_size if world_size is not None else (dist_info().world_size if running() else 1)
-    if n % w: raise DistributedError(f"{what} is {n}, which {w} processes cannot share evenly: it must be a multiple of {w}. {fix}".rstrip())
+    if n % w:
+        raise DistributedError(f"{what} is {n}, which {w} processes cannot share evenly: it must be a multiple of "
+                               f"{w}. {fix}".rstrip())
     return n // w
 
 # %% ../nbs/00b_distributed.ipynb #51b6ea56
@@ -174,7 +186,8 @@ def spread(jobs:dict, # name -> a zero-argument function that computes its resul
     names = list(jobs)
     if claims is None: mine = [names[i] for i in shard(range(len(names)))]
     else:
-        box = Path(claims)/all_gather(secrets.token_hex(6))[0]  # this call's claims (rank 0's token): a rerun never sees an old claim
+        # this call's claims (rank 0's token): a rerun never sees an old claim
+        box = Path(claims)/all_gather(secrets.token_hex(6))[0]
         box.mkdir(parents=True, exist_ok=True)
         def take(k):  # creating the claim file is atomic: exactly one rank gets each job
             try: os.close(os.open(box/k, os.O_CREAT | os.O_EXCL | os.O_WRONLY)); return True

@@ -26,8 +26,9 @@ def _config():
         cfg.lib_name, cfg.nbs_path
         return cfg
     except Exception:
-        raise DocsError(f"No nbdev project here ({os.getcwd()}): run this from the project's folder, the one with settings.ini "
-                        "(a clone of kdd_explore), e.g. cd kdd_explore && kdd-explore docs --out site.") from None
+        raise DocsError(f"No nbdev project here ({os.getcwd()}): run this from the project's folder, the one with "
+                        "settings.ini (a clone of kdd_explore), e.g. cd kdd_explore && kdd-explore docs "
+                        "--out site.") from None
 
 def skip_flags(flags:str='', # space-separated flags to run anyway, as `nbdev_test --flags` (e.g. `'slow'`)
               ) -> set:
@@ -49,7 +50,8 @@ def lesson_notebooks(path:str|Path|None=None, # a notebook, a folder, or a list 
     if isinstance(path, (list, tuple)): files = [Path(p) for p in path]
     else: files = [Path(p) for p in nbglob(path, as_path=True)]  # skips names starting with _ or . (nbdev_test's rule)
     missing = [str(f) for f in files if not f.exists()]
-    if missing: raise DocsError(f"No such notebook: {', '.join(missing)}. Give notebooks under {root}, e.g. nbs/00_core.ipynb.")
+    if missing:
+        raise DocsError(f"No such notebook: {', '.join(missing)}. Give notebooks under {root}, e.g. nbs/00_core.ipynb.")
     files = [f.resolve() for f in files if not (f.parent/'.notest').exists()]
     return sorted(dict.fromkeys(files), key=_order(root))
 
@@ -59,8 +61,10 @@ def _worker_init(threads):
 
 def _pool(n_workers, threads):
     "Worker processes started afresh (spawned: no threads or torch state forked from here), `threads` threads each."
-    from kdd_explore.docs import _worker_init as init  # by its module's name: a worker cannot import a function defined in a notebook
-    return ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context('spawn'), initializer=init, initargs=(threads,))
+    # by its module's name: a worker cannot import a function defined in a notebook
+    from kdd_explore.docs import _worker_init as init
+    return ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context('spawn'),
+                               initializer=init, initargs=(threads,))
 
 def in_fresh_process(f, # an importable function (one defined in a module, not in a notebook)
                      *args, # its arguments
@@ -125,7 +129,8 @@ def execute_notebook(src:str|Path, # the notebook to execute
             cell = raw.cells[n - 1] if n else None
             head = '\n'.join('    ' + l for l in (cell.source if cell else '').splitlines()[:4])
             err = ''.join(traceback.format_exception_only(type(e), e)).strip()
-            raise DocsError(f"{src.name} failed at cell {n} of {len(raw.cells)}:\n{head}\n{err}\n\n{shell.prettytb(fname=src)}") from None
+            raise DocsError(f"{src.name} failed at cell {n} of {len(raw.cells)}:\n{head}\n{err}\n\n"
+                            f"{shell.prettytb(fname=src)}") from None
         for cell in nb.cells:
             if cell.cell_type == 'code' and getattr(cell, 'outputs', None): raw.cells[cell.idx_].outputs = cell.outputs
     else: why.update({c.idx_: 'skip_exec' for c in raw.cells if c.cell_type == 'code'})
@@ -170,7 +175,8 @@ def notebook_key(nb:str|Path, # a source notebook
 def _execute_one(src, dest, skip, basepath):
     try: return execute_notebook(src, dest, skip, basepath)
     except DocsError as e: return dict(path=str(src), error=str(e))
-    except BaseException as e: return dict(path=str(src), error=f"{Path(src).name}: {''.join(traceback.format_exception(e))}")
+    except BaseException as e:
+        return dict(path=str(src), error=f"{Path(src).name}: {''.join(traceback.format_exception(e))}")
 
 def execute_notebooks(nbs:list|str|Path|None=None, # notebooks, a folder or a notebook (default: every lesson, as `lesson_notebooks`)
                       out:str|Path='_docs_build/executed', # where the executed copies go (mirrors `nbs/`)
@@ -199,7 +205,8 @@ def execute_notebooks(nbs:list|str|Path|None=None, # notebooks, a folder or a no
         rec.update(res)
         if 'error' in res: failed.append(rec)
         else: Path(rec['executed']).with_suffix('.key').write_text(rec['key'])
-        if progress: print(f"{'FAILED' if 'error' in res else 'ok'}  {rec['rel']}  {res.get('seconds', '')}s", flush=True)
+        if progress:
+            print(f"{'FAILED' if 'error' in res else 'ok'}  {rec['rel']}  {res.get('seconds', '')}s", flush=True)
     for rec in todo: Path(rec['executed']).with_suffix('.key').unlink(missing_ok=True)
     args = [(r['path'], r['executed'], skip, _config().config_path) for r in todo]
     if n_workers == 0 or not todo:
@@ -209,10 +216,12 @@ def execute_notebooks(nbs:list|str|Path|None=None, # notebooks, a folder or a no
         with _pool(n_workers, threads) as ex:
             futs = [(rec, ex.submit(docs._execute_one, *a)) for rec, a in zip(todo, args)]
             for rec, f in futs: _done(rec, f.result())
-    if progress: print(f"executed {len(todo)} notebook(s), {len(recs) - len(todo)} unchanged, in {time.time() - t0:.0f}s "
-                       f"({n_workers or 1} worker(s), {threads} thread(s) each)", flush=True)
+    if progress:
+        print(f"executed {len(todo)} notebook(s), {len(recs) - len(todo)} unchanged, in {time.time() - t0:.0f}s "
+              f"({n_workers or 1} worker(s), {threads} thread(s) each)", flush=True)
     if failed:
-        raise DocsError(f"{len(failed)} notebook(s) failed to execute; the site was not built.\n\n" + '\n\n'.join(r['error'] for r in failed))
+        raise DocsError(f"{len(failed)} notebook(s) failed to execute; the site was not built.\n\n"
+                        + '\n\n'.join(r['error'] for r in failed))
     return recs
 
 # %% ../nbs/11_docs.ipynb #5c04acb1
@@ -249,12 +258,15 @@ def run_links(rel:str, # the notebook's path under `nbs/`, e.g. `'00_core.ipynb'
 def _output_html(o, state, rel):
     t = o.get('output_type')
     if t == 'stream': return _pre(_text(o.get('text', '')), 'nb-stderr' if o.get('name') == 'stderr' else 'nb-stream')
-    if t == 'error': raise DocsError(f"{rel}: an error output on the page ({o.get('ename')}: {o.get('evalue')}); the build stops on errors.")
+    if t == 'error':
+        raise DocsError(f"{rel}: an error output on the page ({o.get('ename')}: {o.get('evalue')}); the build stops "
+                        "on errors.")
     d = o.get('data') or {}
     parts = []
     if WIDGET in d:
         parts.append('<p class="nb-widget">An interactive widget stands here. ' +
-                     ('Below, its current figure, as it was when this page was built; ' if PLOTLY in d else 'Below, a static rendering of it; ') +
+                     ('Below, its current figure, as it was when this page was built; ' if PLOTLY in d
+                      else 'Below, a static rendering of it; ') +
                      f'to move its controls, run the notebook live: <a href="{state["colab"]}">in Colab</a> '
                      f'or <code>jupyter lab {state["nbs"]}/{rel}</code>.</p>')
         if PLOTLY not in d: return '\n'.join(parts + [_pre(_text(d.get('text/plain', '')), 'nb-stream')])
@@ -320,7 +332,8 @@ def notebook_page(executed:str|Path, # an executed copy (as `execute_notebook` w
             fence = '````' if '```' in code else '```'
             block.append(f'{fence}python\n{code}\n{fence}')
         if meta.get('skipped') and code:
-            run = '' if meta['skipped'] in ('#| eval: false', 'nbdev_export', 'skip_exec') else f' (`kdd-explore docs --flags {meta["skipped"][3:]}` runs it)'
+            run = ('' if meta['skipped'] in ('#| eval: false', 'nbdev_export', 'skip_exec')
+                   else f' (`kdd-explore docs --flags {meta["skipped"][3:]}` runs it)')
             block.append(f'<p class="nb-skipped">Not run in this build: <code>{meta["skipped"]}</code>{run}.</p>')
         if d.get('output:', [''])[0] != 'false':
             block += [h for h in (_output_html(o, state, rel) for o in cell.get('outputs', [])) if h]
@@ -353,7 +366,8 @@ def _params_table(obj):
     rows = []
     for name, p in params.items():
         if name in ('self', 'cls', 'return') or (name in ('args', 'kwargs') and not p.get('docment')): continue
-        default = '' if p.get('default', inspect.Parameter.empty) is inspect.Parameter.empty else _code(repr(p['default']))
+        default = ('' if p.get('default', inspect.Parameter.empty) is inspect.Parameter.empty
+                   else _code(repr(p['default'])))
         anno = _anno(p.get('anno', inspect.Parameter.empty))
         rows.append(f"| `{name}` | {_code(anno)} | {default} | {_md_cell(p.get('docment') or '')} |")
     if not rows: return ''
@@ -381,8 +395,9 @@ def api_reference(pages:dict|None=None, # notebook (`'00_core.ipynb'`) -> True w
     mods = _module_notebooks(Path(pkg.__file__).parent)
     root = Path(cfg.nbs_path)
     order = sorted(mods, key=lambda m: _order(root.resolve())(root.resolve()/mods[m]))
-    out = [f'# API reference\n\nEvery function and class that `{lib_name}` exports, module by module, with the lesson that defines it '
-           'and shows it working. Parameters are documented beside each one in the code (nbdev\'s *docments*).']
+    out = [f'# API reference\n\nEvery function and class that `{lib_name}` exports, module by module, with the lesson '
+           'that defines it and shows it working. Parameters are documented beside each one in the code (nbdev\'s '
+           '*docments*).']
     for m in order:
         mod = importlib.import_module(f'{lib_name}.{m}')
         nbp = mods[m]
@@ -397,11 +412,13 @@ def api_reference(pages:dict|None=None, # notebook (`'00_core.ipynb'`) -> True w
             if not (inspect.isfunction(obj) or inspect.isclass(obj)):
                 others.append(f'`{name}`'); continue
             if getattr(obj, '__module__', None) != mod.__name__: continue  # re-exported: listed where it is defined
-            entry = [f'### `{name}`', f'```python\n{_signature(name, obj)}\n```', _first_line(obj) or '*(no docstring)*']
+            entry = [f'### `{name}`', f'```python\n{_signature(name, obj)}\n```',
+                     _first_line(obj) or '*(no docstring)*']
             table = _params_table(obj)
             if table: entry.append(table)
             if inspect.isclass(obj):
-                meths = [(k, v) for k, v in vars(obj).items() if not k.startswith('_') and callable(v) and _first_line(v)]
+                meths = [(k, v) for k, v in vars(obj).items() if not k.startswith('_')
+                         and callable(v) and _first_line(v)]
                 if meths: entry.append('Methods: ' + '; '.join(f'`{k}`: {_first_line(v)}' for k, v in meths))
             entry.append(f'Defined and shown working in {link(name)}.')
             out.append('\n\n'.join(entry))
@@ -492,7 +509,8 @@ def mathjax_js() -> Path:
         raise DocsError("The maths renderer is not installed (the package django-static-mathjax, which holds MathJax): "
                         "pip install -e '.[dev]' (or pip install django-static-mathjax).") from None
     p = Path(mathjax.__file__).parent/'static'/'mathjax'/'es5'/'tex-svg-full.js'
-    if not p.exists(): raise DocsError(f"{p} is missing: reinstall it, pip install --force-reinstall django-static-mathjax.")
+    if not p.exists():
+        raise DocsError(f"{p} is missing: reinstall it, pip install --force-reinstall django-static-mathjax.")
     return p
 
 def _site_config(nav, docs, site, cfg):
@@ -523,7 +541,8 @@ def study_pages(docs:str|Path, # the folder of the site's Markdown pages: the st
                ) -> list:
     "Write a page per registered study and their index under `docs/studies/`; return the site's *Studies* menu. A missing or older results file stops it (`StudyError`)."
     from kdd_explore.studies import STUDIES, study_page, studies_index
-    pages = {s.slug: study_page(s, root, asset_prefix='../') for s in STUDIES.values()}  # every file checked before any page is written
+    # every file checked before any page is written
+    pages = {s.slug: study_page(s, root, asset_prefix='../') for s in STUDIES.values()}
     d = Path(docs)/'studies'
     d.mkdir(parents=True, exist_ok=True)
     (d/'index.md').write_text(studies_index())
@@ -533,7 +552,9 @@ def study_pages(docs:str|Path, # the folder of the site's Markdown pages: the st
 def _file_search_index(site:Path):
     "The search index as a script (`search/search_index.js`), which a page opened from disk may load where it may not fetch the JSON."
     j = site/'search'/'search_index.json'
-    if j.exists(): (site/'search'/'search_index.js').write_text('var __index = ' + j.read_text().replace('</', '<\\/') + ';\nwindow.__kdd_search_index = __index;\n')
+    if j.exists():
+        (site/'search'/'search_index.js').write_text('var __index = ' + j.read_text().replace('</', '<\\/')
+                                                     + ';\nwindow.__kdd_search_index = __index;\n')
 
 def build_site(out:str|Path='site', # the folder the site is written to
                nbs:list|str|Path|None=None, # notebooks or a folder (default: every lesson)
@@ -559,7 +580,8 @@ def build_site(out:str|Path='site', # the folder the site is written to
     if studies:  # a missing or older results file stops the build before any notebook runs
         from kdd_explore.studies import STUDIES, load_study
         for s in STUDIES.values(): load_study(s, cfg.config_path)
-    recs = execute_notebooks(nbs, build_dir/'executed', flags=flags, n_workers=n_workers, force=force, progress=progress)
+    recs = execute_notebooks(nbs, build_dir/'executed', flags=flags, n_workers=n_workers,
+                             force=force, progress=progress)
     docs = build_dir/'docs'
     if docs.exists(): shutil.rmtree(docs)
     (docs/'assets').mkdir(parents=True)
@@ -577,7 +599,8 @@ def build_site(out:str|Path='site', # the folder the site is written to
         else: lessons.append(item)
     root = Path(cfg.nbs_path).resolve()
     for f in sorted(root.glob('*/*.md')):  # a sub-folder's README (the course's) opens its section
-        if f.parent.name.startswith(('_', '.')) or not any(r['rel'].startswith(f.parent.name + '/') for r in recs): continue
+        if f.parent.name.startswith(('_', '.')) or not any(r['rel'].startswith(f.parent.name + '/') for r in recs):
+            continue
         rel = f.relative_to(root).as_posix()
         (docs/rel).parent.mkdir(parents=True, exist_ok=True)
         (docs/rel).write_text(_link_notebooks(f.read_text()))
@@ -603,8 +626,10 @@ def build_site(out:str|Path='site', # the folder the site is written to
     logging.getLogger('mkdocs').setLevel(logging.WARNING if progress else logging.ERROR)
     mkdocs_build(load_config(str(yml)))
     _file_search_index(out)
-    if progress: print(f"site: {out} ({len(recs)} lesson pages{', the study pages' if studies else ''} + API reference) in {time.time() - t0:.0f}s; "
-                       f"open {out/'index.html'} (search works there too), or serve it: python -m http.server -d {out}", flush=True)
+    if progress:
+        print(f"site: {out} ({len(recs)} lesson pages{', the study pages' if studies else ''} + API reference) in "
+              f"{time.time() - t0:.0f}s; open {out/'index.html'} (search works there too), or serve it: python -m "
+              f"http.server -d {out}", flush=True)
     return out
 
 # %% ../nbs/11_docs.ipynb #831feecc
@@ -616,7 +641,8 @@ def serve_site(site:str|Path='site', # a built site (`build_site`'s `out`)
     import functools, threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
     site = Path(site)
-    if not (site/'index.html').exists(): raise DocsError(f"{site} holds no built site (no index.html): build it first, kdd-explore docs --out {site}.")
+    if not (site/'index.html').exists():
+        raise DocsError(f"{site} holds no built site (no index.html): build it first, kdd-explore docs --out {site}.")
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args): pass
     srv = ThreadingHTTPServer(('127.0.0.1', port), functools.partial(Quiet, directory=str(site)))

@@ -61,9 +61,11 @@ class PretrainSet:
 
     def __post_init__(self):
         if len(self.images) != len(self.targets):
-            raise KddError(f"A pre-training set needs one target per image: {len(self.images)} images, {len(self.targets)} targets.")
+            raise KddError(f"A pre-training set needs one target per image: {len(self.images)} images, "
+                           f"{len(self.targets)} targets.")
         self.lr = float(self.lr)
-        if not (self.lr > 0 and self.lr < 1e3): raise KddError(f"Pre-training learning rate {self.lr} is not usable: it must be positive and finite.")
+        if not (self.lr > 0 and self.lr < 1e3):
+            raise KddError(f"Pre-training learning rate {self.lr} is not usable: it must be positive and finite.")
 
 def pretrain_kd(arch:dict, # the student architecture
                 pset:PretrainSet, # what to pre-train on
@@ -125,10 +127,12 @@ def summarize(accs:dict[str, dict[float, list[float]]], # method -> label fracti
     for m, by_f in accs.items():
         for f, a in sorted(by_f.items()):
             mu, sd = _mean_std(a)
-            row = dict(method=m, label_fraction=f, acc_mean=round(mu, 3), acc_std=round(sd, 3), accs=[round(v, 3) for v in a])
+            row = dict(method=m, label_fraction=f, acc_mean=round(mu, 3), acc_std=round(sd, 3),
+                       accs=[round(v, 3) for v in a])
             if kd and kd.get(m):
                 kmu, ksd = _mean_std(kd[m])
-                row.update(kd_loss_mean=round(kmu, 6), kd_loss_std=round(ksd, 6), kd_losses=[round(v, 6) for v in kd[m]])
+                row.update(kd_loss_mean=round(kmu, 6), kd_loss_std=round(ksd, 6),
+                           kd_losses=[round(v, 6) for v in kd[m]])
             rows.append(row)
     return rows
 
@@ -141,8 +145,10 @@ def pool_kd_loss(model:nn.Module, # an encoder whose output has the teacher's si
     "The KD loss (MSE to the teacher's representations) of `model` over the whole pool: how well it mimics the teacher."
     was = model.training; model.eval()
     dev = next(model.parameters()).device
-    try: tot = sum(float(kd_loss(model(x[i:i + batch_size].to(dev)), targets[i:i + batch_size].to(dev))) * len(x[i:i + batch_size])
-                   for i in range(0, len(x), batch_size))
+    try:
+        tot = sum(float(kd_loss(model(x[i:i + batch_size].to(dev)),
+                                targets[i:i + batch_size].to(dev))) * len(x[i:i + batch_size])
+                  for i in range(0, len(x), batch_size))
     finally: model.train(was)
     return tot / len(x)
 
@@ -173,7 +179,8 @@ def keep_job(cache:str|Path|None, method:str, seed:int, settings:dict, # as for 
              values, # what the job found (JSON)
             ):
     "Keep a finished job's values in `cache`, atomically (nothing when `cache` is None)."
-    if cache is not None: save_json(job_file(cache, method, seed), dict(method=method, seed=seed, settings=settings, values=values))
+    if cache is not None:
+        save_json(job_file(cache, method, seed), dict(method=method, seed=seed, settings=settings, values=values))
 
 def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> encoder factory (seed -> frozen encoder)
             data:ImageData, # downstream data: probe on its train split, score on its test split
@@ -185,7 +192,8 @@ def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> enco
             cache:str|Path|None=None, # a folder: each finished (method, seed) job is kept there and read back on a rerun
            ) -> list[dict]:
     "Probe every method's encoder at every seed and label fraction; one summary row per method and fraction (under torchrun the jobs are shared out)."
-    if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
+    if protocol not in PROBE_PROTOCOLS:
+        raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
     jobs = [(m, s) for m in methods for s in seeds]
     mine = shard(range(len(jobs)))  # job i on rank i % N (every job in one process)
     done = {}
@@ -202,7 +210,8 @@ def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> enco
         done[i] = dict(zip(fractions, kept['accs'])), kept['kd']
         bar.update()
     bar.close()
-    if running(): done = {i: r for part in all_gather(done) for i, r in part.items()}  # every rank's results, on every rank
+    # every rank's results, on every rank
+    if running(): done = {i: r for part in all_gather(done) for i, r in part.items()}
     accs, kd = {m: {f: [] for f in fractions} for m in methods}, {m: [] for m in methods}
     for i, (m, s) in enumerate(jobs):  # in the order of one process: methods, then seeds
         a, k = done[i]
@@ -225,11 +234,12 @@ def ablation_sets(syn, # a distilled `kdd_explore.distill.SyntheticSet` started 
                        "start it with `SyntheticSet.from_real`, or compare it to its initial set by hand.")
     idx = torch.as_tensor(idx).long()
     if len(idx) != len(syn) or (len(idx) and int(idx.max()) >= len(x)) or len(x) != len(targets):
-        raise KddError(f"The set's {len(idx)} initial indices (largest {int(idx.max()) if len(idx) else None}) do not fit "
-                       f"{len(x)} images and {len(targets)} targets: pass the pool the set was distilled from.")
+        raise KddError(f"The set's {len(idx)} initial indices (largest {int(idx.max()) if len(idx) else None}) do "
+                       f"not fit {len(x)} images and {len(targets)} targets: pass the pool the set was distilled from.")
     x0, y0, lr = x[idx].to(syn.images), targets[idx].to(syn.targets), float(syn.lr)
     parts = dict(distilled=(syn.images, syn.targets, lr), initial_images=(x0, syn.targets, lr),
-                 initial_targets=(syn.images, y0, lr), initial_lr=(syn.images, syn.targets, lr_init), initial_set=(x0, y0, lr_init))
+                 initial_targets=(syn.images, y0, lr), initial_lr=(syn.images, syn.targets, lr_init),
+                 initial_set=(x0, y0, lr_init))
     return {k: PretrainSet(*parts[k]) for k in ABLATIONS}
 
 # %% ../nbs/07_evaluate.ipynb #227b33df
@@ -256,24 +266,28 @@ def horizon_check(arch:dict, # the student architecture
     for m, pset in sets.items():
         vals = {t: ([], []) for t in steps}
         for s in seeds:
-            settings = dict(steps=list(steps), fraction=fraction, epochs=epochs, batch_size=batch_size, protocol=protocol)
+            settings = dict(steps=list(steps), fraction=fraction, epochs=epochs,
+                            batch_size=batch_size, protocol=protocol)
             kept = read_job(cache, m, s, settings)
             if kept is None:
                 model, snaps = kd_student(arch, pset.targets.shape[1], s), {}
                 def keep(step, mdl):
                     if step in want: snaps[step] = copy.deepcopy(mdl.state_dict())
-                train_kd(model, pset.images, pset.targets, epochs=epochs, lr=pset.lr, batch_size=batch_size, seed=s, on_step=keep, progress=False)
+                train_kd(model, pset.images, pset.targets, epochs=epochs, lr=pset.lr, batch_size=batch_size, seed=s,
+                         on_step=keep, progress=False)
                 kept = []
                 for t in steps:
                     model.load_state_dict(snaps[t]); model.eval()
-                    kept.append([pool_kd_loss(model, *kd_data), probe_accuracies(model, data, (fraction,), seed=s, protocol=protocol)[fraction]])
+                    kept.append([pool_kd_loss(model, *kd_data), probe_accuracies(model, data, (fraction,), seed=s,
+                                                                                 protocol=protocol)[fraction]])
                 keep_job(cache, m, s, settings, kept)  # a stopped check resumes after its finished runs
             for t, (k, a) in zip(steps, kept): vals[t][0].append(k); vals[t][1].append(a)
             bar.update()
         for t in steps:
             (km, ks), (am, asd) = _mean_std(vals[t][0]), _mean_std(vals[t][1])
-            out.append(dict(method=m, step=t, label_fraction=fraction, kd_loss_mean=round(km, 6), kd_loss_std=round(ks, 6),
-                            acc_mean=round(am, 3), acc_std=round(asd, 3), kd_losses=[round(v, 6) for v in vals[t][0]], accs=[round(v, 3) for v in vals[t][1]]))
+            out.append(dict(method=m, step=t, label_fraction=fraction, kd_loss_mean=round(km, 6),
+                            kd_loss_std=round(ks, 6), acc_mean=round(am, 3), acc_std=round(asd, 3),
+                            kd_losses=[round(v, 6) for v in vals[t][0]], accs=[round(v, 3) for v in vals[t][1]]))
     bar.close()
     return out
 
@@ -284,14 +298,16 @@ def horizon_figure(rows:list[dict], # rows of `horizon_check`
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     frac = rows[0]['label_fraction'] if rows else 0.01
-    fig = make_subplots(rows=1, cols=2, subplot_titles=('KD loss on the whole pool', f'probe accuracy, {frac:.0%} labels (%)'))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=('KD loss on the whole pool',
+                                                        f'probe accuracy, {frac:.0%} labels (%)'))
     colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b']
     for i, m in enumerate(dict.fromkeys(r['method'] for r in rows)):
         rs = sorted((r for r in rows if r['method'] == m), key=lambda r: r['step'])
         st = [r['step'] for r in rs]
         for col, key in ((1, 'kd_loss'), (2, 'acc')):
-            fig.add_trace(go.Scatter(x=st, y=[r[f'{key}_mean'] for r in rs], error_y=dict(type='data', array=[r[f'{key}_std'] for r in rs]),
-                                     name=m, legendgroup=m, showlegend=col == 1, mode='lines+markers',
+            fig.add_trace(go.Scatter(x=st, y=[r[f'{key}_mean'] for r in rs],
+                                     error_y=dict(type='data', array=[r[f'{key}_std'] for r in rs]), name=m,
+                                     legendgroup=m, showlegend=col == 1, mode='lines+markers',
                                      line=dict(color=colors[i % len(colors)])), 1, col)
     if matched:
         for col in (1, 2): fig.add_vline(x=matched, line_dash='dot', line_color='gray', row=1, col=col)
@@ -312,7 +328,8 @@ def gap(rows:list[dict], # rows from `compare`
     for f in sorted({k[1] for k in by if k[0] == a} & {k[1] for k in by if k[0] == b}):
         ra, rb = by[a, f], by[b, f]
         d, sd = ra['acc_mean'] - rb['acc_mean'], max(ra['acc_std'], rb['acc_std'])
-        out[f] = dict(gap=round(d, 3), std=round(sd, 3), in_stds=round(d / sd, 2) if sd > 0 else None, beats=bool(d > sd))
+        out[f] = dict(gap=round(d, 3), std=round(sd, 3), in_stds=round(d / sd, 2) if sd > 0 else None,
+                      beats=bool(d > sd))
     return out
 
 # %% ../nbs/07_evaluate.ipynb #f58a87e8

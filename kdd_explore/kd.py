@@ -16,7 +16,8 @@ from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_f
 from .models import build_model, param_dict, fcall, count_params, canonical_arch
 from .data import equal_batches
 from .augment import augmenter
-from .distributed import DistributedError, barrier, dist_info, init_distributed, is_main, rank0_first, running, shard
+from .distributed import (DistributedError, barrier, dist_info, init_distributed, is_main,
+                                     rank0_first, running, shard)
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'teacher_representations', 'model_fingerprint', 'cached_representations', 'kd_loss', 'kd_losses',
@@ -38,7 +39,8 @@ def teacher_representations(teacher:nn.Module, # the frozen encoder g
     teacher.eval()
     try:
         out = [teacher(x[i:i + batch_size].to(dev)).float().cpu()
-               for i in tqdm(range(0, len(x), batch_size), desc='teacher representations', disable=not progress, leave=False)]
+               for i in tqdm(range(0, len(x), batch_size), desc='teacher representations',
+                             disable=not progress, leave=False)]
     finally: teacher.train(was_training)
     reps = torch.cat(out)
     check_finite(reps, 'teacher representations', 'check the teacher checkpoint and that the images are normalised')
@@ -62,7 +64,8 @@ def cached_representations(teacher:nn.Module, # the frozen encoder
                           ) -> torch.Tensor:
     "Teacher representations of `x`, computed once and cached at `path` (refusing a cache of another teacher or dataset)."
     arch = getattr(teacher, 'arch', {'name': type(teacher).__name__})
-    expect = dict(kind='representations', teacher_arch=arch, teacher=model_fingerprint(teacher), n=len(x), **(meta or {}))
+    expect = dict(kind='representations', teacher_arch=arch, teacher=model_fingerprint(teacher),
+                  n=len(x), **(meta or {}))
     if artifact_exists(path):
         t, _ = load_artifact(path, expect=expect)
         return t['representations']
@@ -89,7 +92,8 @@ def soft_cross_entropy(logits:torch.Tensor, # N x C class scores
     "Cross-entropy to target distributions, averaged over the batch: with one-hot targets, PyTorch's `cross_entropy` on the labels."
     return -(targets * F.log_softmax(logits, 1)).sum(1).mean()
 
-OBJECTIVES = {'kd': kd_loss, 'ce': soft_cross_entropy}  # what a student can be trained on: 'kd' regresses representations (MKDT), 'ce' classifies (supervised)
+# what a student can be trained on: 'kd' regresses representations (MKDT), 'ce' classifies (supervised)
+OBJECTIVES = {'kd': kd_loss, 'ce': soft_cross_entropy}
 
 def experts_objective(meta:dict, # an `Experts.meta`
                      ) -> str:
@@ -116,9 +120,12 @@ def train_kd(model:nn.Module, # the student, trained in place
             ) -> list[float]:
     "Train `model` on `targets` from `x` with SGD (the paper's defaults: KD regression) on equal minibatches; returns per-epoch mean losses."
     lr = float(lr.detach()) if isinstance(lr, torch.Tensor) else float(lr)
-    if objective not in OBJECTIVES: raise KddError(f"Unknown objective {objective!r}. Known: {', '.join(map(repr, OBJECTIVES))}.")
-    if len(x) != len(targets): raise KddError(f"x has {len(x)} images but targets has {len(targets)} rows: they must be aligned.")
-    if not (lr > 0 and math.isfinite(lr)): raise TrainingError(f"The learning rate must be positive and finite, got {lr}.")
+    if objective not in OBJECTIVES:
+        raise KddError(f"Unknown objective {objective!r}. Known: {', '.join(map(repr, OBJECTIVES))}.")
+    if len(x) != len(targets):
+        raise KddError(f"x has {len(x)} images but targets has {len(targets)} rows: they must be aligned.")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise TrainingError(f"The learning rate must be positive and finite, got {lr}.")
     if len(x) == 0: raise DatasetError("Cannot train on an empty set of images.")
     crit, aug, what = OBJECTIVES[objective], augmenter(augment), {'kd': 'KD', 'ce': 'cross-entropy'}[objective]
     dev = next(model.parameters()).device
@@ -135,7 +142,8 @@ def train_kd(model:nn.Module, # the student, trained in place
             xb = x[idx].to(dev)
             if aug is not None: xb = aug(xb, g)
             loss = crit(model(xb), targets[idx].to(dev))
-            check_finite(loss, f'the {what} loss (epoch {epoch}, step {step + 1})', 'lower the learning rate, or check the targets for NaNs')
+            check_finite(loss, f'the {what} loss (epoch {epoch}, step {step + 1})',
+                         'lower the learning rate, or check the targets for NaNs')
             opt.zero_grad(); loss.backward(); opt.step(); step += 1
             total += float(loss.detach()) * len(idx)
             if on_step is not None: on_step(step, model)
@@ -158,8 +166,8 @@ def student_arch(shape:tuple, # the images' (C, H, W)
     "The `arch` of MKDT's student ConvNet for images of `shape` and a teacher of `out_dim` dimensions."
     c, h, w = shape
     if first_padding == 'reference': first_padding = reference_padding(shape)
-    return dict(name='convnet', in_channels=c, im_size=h, width=width, depth=depth or (3 if h <= 32 else 4), out_dim=out_dim,
-                norm='instance', first_padding=int(first_padding))
+    return dict(name='convnet', in_channels=c, im_size=h, width=width, depth=depth or (3 if h <= 32 else 4),
+                out_dim=out_dim, norm='instance', first_padding=int(first_padding))
 
 # %% ../nbs/05_kd.ipynb #234d3f59
 @dataclass(repr=False)
@@ -172,7 +180,9 @@ class Experts:
     def __post_init__(self):
         if not self.trajectories: raise ArtifactError("An Experts object needs at least one trajectory.")
         lens = {len(t) for t in self.trajectories}
-        if len(lens) != 1: raise ArtifactError(f"All expert trajectories must have the same number of epochs; found lengths {sorted(lens)}.")
+        if len(lens) != 1:
+            raise ArtifactError("All expert trajectories must have the same number of epochs; found lengths "
+                                f"{sorted(lens)}.")
     @property
     def n_experts(self) -> int: return len(self.trajectories)
     @property
@@ -184,7 +194,8 @@ class Experts:
 
     def params(self, k:int, epoch:int) -> dict:
         "Expert `k`'s parameters after `epoch` epochs (0 = initialisation)."
-        if not 0 <= k < self.n_experts: raise KddError(f"Expert {k} does not exist: there are {self.n_experts} (0..{self.n_experts - 1}).")
+        if not 0 <= k < self.n_experts:
+            raise KddError(f"Expert {k} does not exist: there are {self.n_experts} (0..{self.n_experts - 1}).")
         if not 0 <= epoch <= self.n_epochs:
             raise KddError(f"Epoch {epoch} was not recorded: experts have epochs 0..{self.n_epochs}. "
                            "Lower start_epoch + expert_epochs, or record longer experts.")
@@ -194,11 +205,13 @@ class Experts:
         "Refuse experts recorded for another architecture than `arch`."
         if canonical_arch(arch) != canonical_arch(self.arch):
             raise ArtifactError(f"These experts were recorded for architecture {self.arch}, but the {what} is {arch}. "
-                                "Record experts for this architecture (kdd-explore experts), or use a matching student.")
+                                "Record experts for this architecture (kdd-explore experts), or use a matching "
+                                "student.")
 
     def save(self, path:str|Path) -> Path:
         "Save all trajectories as one artifact of kind 'experts' (keys `e{k}.t{epoch}.{name}`)."
-        tensors = {f'e{k}.t{t}.{n}': v for k, traj in enumerate(self.trajectories) for t, ps in enumerate(traj) for n, v in ps.items()}
+        tensors = {f'e{k}.t{t}.{n}': v for k, traj in enumerate(self.trajectories) for t, ps in enumerate(traj)
+                   for n, v in ps.items()}
         return save_artifact(path, tensors, dict(self.meta, kind='experts', arch=self.arch, n_experts=self.n_experts,
                                                  n_epochs=self.n_epochs, names=self.names))
 
@@ -212,22 +225,27 @@ class Experts:
         K, E, names = meta['n_experts'], meta['n_epochs'], meta['names']
         try: traj = [[{n: tensors[f'e{k}.t{t}.{n}'] for n in names} for t in range(E + 1)] for k in range(K)]
         except KeyError as e:
-            raise ArtifactError(f"The experts file {path} lacks tensor {e}: it is incomplete. Record the experts again.") from None
-        keep = {k: v for k, v in meta.items() if k not in ('kind', 'arch', 'n_experts', 'n_epochs', 'names', 'tensors', 'sha256', 'created', 'library_version')}
+            raise ArtifactError(f"The experts file {path} lacks tensor {e}: it is incomplete. Record the "
+                                "experts again.") from None
+        keep = {k: v for k, v in meta.items() if k not in ('kind', 'arch', 'n_experts', 'n_epochs', 'names', 'tensors',
+                                                           'sha256', 'created', 'library_version')}
         ex = cls(meta['arch'], traj, keep)
         if arch is not None: ex.check_arch(arch)
         return ex
 
     def __repr__(self):
-        return f"Experts({self.n_experts} experts x {self.n_epochs} epochs of {self.arch.get('name')} ({sum(v.numel() for v in self.trajectories[0][0].values()):,} parameters))"
+        return (f"Experts({self.n_experts} experts x {self.n_epochs} epochs of {self.arch.get('name')} "
+                f"({sum(v.numel() for v in self.trajectories[0][0].values()):,} parameters))")
 
 # %% ../nbs/05_kd.ipynb #8624c238
-def _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed, device, objective='kd', augment=None):
+def _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed, device,
+                objective='kd', augment=None):
     model = build_model(arch, seed=derive_seed(seed, 'expert', k)).to(device)
     traj = [param_dict(model)]
     snap = lambda e, m: traj.append({n: p.detach().cpu().clone() for n, p in m.named_parameters()})
     losses = train_kd(model, x, targets, epochs, lr, batch_size, momentum, weight_decay,
-                      seed=derive_seed(seed, 'expert_order', k), on_epoch=snap, progress=False, objective=objective, augment=augment)
+                      seed=derive_seed(seed, 'expert_order', k), on_epoch=snap, progress=False,
+                      objective=objective, augment=augment)
     return [{n: v.cpu() for n, v in traj[0].items()}] + traj[1:], losses
 
 def _load_part(part, arch, same):
@@ -254,19 +272,25 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
                    augment:str|None=None, # augment every minibatch (None, or 'dsa' as MTT's supervised experts)
                   ) -> Experts:
     "Train `n_experts` fresh students by KD (or on labels: `objective='ce'`) for `epochs` epochs each, recording their parameters after every epoch (under torchrun: each rank its share)."
-    if n_experts < 1 or epochs < 1: raise KddError(f"Need n_experts >= 1 and epochs >= 1, got {n_experts} and {epochs}.")
-    if objective not in OBJECTIVES: raise KddError(f"Unknown objective {objective!r}. Known: {', '.join(map(repr, OBJECTIVES))}.")
+    if n_experts < 1 or epochs < 1:
+        raise KddError(f"Need n_experts >= 1 and epochs >= 1, got {n_experts} and {epochs}.")
+    if objective not in OBJECTIVES:
+        raise KddError(f"Unknown objective {objective!r}. Known: {', '.join(map(repr, OBJECTIVES))}.")
     augmenter(augment)  # an unknown name stops here, before any work
     device = device or x.device
-    extra = dict(({'objective': objective} if objective != 'kd' else {}), **({'augment': augment} if augment is not None else {}))  # KD without augmentation: the metadata of older recordings
+    # KD without augmentation: the metadata of older recordings
+    extra = dict(({'objective': objective} if objective != 'kd' else {}),
+                 **({'augment': augment} if augment is not None else {}))
     cfg = dict(arch=arch, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                seed=seed, n_train=len(x), target_dim=targets.shape[1], **extra, **(meta or {}))
-    same = {k: v for k, v in cfg.items() if k != 'representations'}  # where the representations lie (a path) is recorded, not compared
+    # where the representations lie (a path) is recorded, not compared
+    same = {k: v for k, v in cfg.items() if k != 'representations'}
     out = Path(out) if out is not None else None
     spread = running()
     if spread and out is None:
-        raise DistributedError("Recording experts across processes needs out= (a folder every rank can reach): each rank saves its experts "
-                               "there as they finish, and rank 0 assembles them. Pass out=FOLDER (kdd-explore experts --out FOLDER).")
+        raise DistributedError("Recording experts across processes needs out= (a folder every rank can reach): each "
+                               "rank saves its experts there as they finish, and rank 0 assembles them. Pass "
+                               "out=FOLDER (kdd-explore experts --out FOLDER).")
     done, all_losses, reused = {}, {}, set()
     if out is not None and artifact_exists(out/'experts'):
         old = Experts.load(out/'experts', arch=arch)
@@ -283,7 +307,8 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
         part = out/f'expert_{k:03d}' if out is not None else None
         if part is not None and artifact_exists(part):
             done[k], all_losses[k] = _load_part(part, arch, same); continue
-        done[k], all_losses[k] = _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed, device, objective, augment)
+        done[k], all_losses[k] = _record_one(arch, x, targets, k, epochs, lr, batch_size, momentum, weight_decay, seed,
+                                             device, objective, augment)
         if part is not None: Experts(arch, [done[k]], dict(cfg, expert_index=k, losses=all_losses[k])).save(part)
     if spread:
         barrier()  # every rank's experts are on disk
@@ -293,12 +318,15 @@ def record_experts(arch:dict, # the student architecture (see `student_arch`)
         for k in range(n_experts):
             if k not in done:
                 if not artifact_exists(out/f'expert_{k:03d}'):
-                    raise ArtifactError(f"Expert {k} should have been recorded by rank {k % info.world_size} into {out}, but it is not there. Rerun the same command.")
+                    raise ArtifactError(f"Expert {k} should have been recorded by rank {k % info.world_size} into "
+                                        f"{out}, but it is not there. Rerun the same command.")
                 done[k], all_losses[k] = _load_part(out/f'expert_{k:03d}', arch, same)
     losses = {str(k): all_losses[k] for k in sorted(all_losses) if all_losses[k] is not None}
     experts = Experts(arch, [done[k] for k in range(n_experts)], dict(cfg, losses=losses))
-    plain = lambda m: json.dumps({k: v for k, v in m.items() if k != 'arch'}, sort_keys=True, default=str)  # the arch is checked above
-    unchanged = len(reused) == n_experts and len(old.trajectories) == n_experts and plain(experts.meta) == plain(old.meta)
+    # the arch is checked above
+    plain = lambda m: json.dumps({k: v for k, v in m.items() if k != 'arch'}, sort_keys=True, default=str)
+    unchanged = (len(reused) == n_experts and len(old.trajectories) == n_experts
+                 and plain(experts.meta) == plain(old.meta))
     if out is not None and not unchanged:  # all read back from the artifact, as it was: left untouched
         experts.save(out/'experts')
         for k in range(n_experts):
@@ -353,24 +381,28 @@ def import_replay_buffer(path:str|Path, # a `replay_buffer_*.pt` file of the MTT
     if not path.exists(): raise ArtifactError(f"{path} does not exist.")
     try: buf = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise ArtifactError(f"{path} could not be read as a replay buffer ({type(e).__name__}: {e}). It may be truncated: copy it again.") from None
+        raise ArtifactError(f"{path} could not be read as a replay buffer ({type(e).__name__}: {e}). It may be "
+                            "truncated: copy it again.") from None
     shapes = [(n, tuple(p.shape)) for n, p in build_model(arch).named_parameters()]
     fmt = "a list of experts, each a list of epochs, each a list of parameter tensors"
     if not isinstance(buf, (list, tuple)) or not buf: raise ArtifactError(f"{path} is not {fmt}.")
     traj = []
     for k, expert in enumerate(buf):
-        if not isinstance(expert, (list, tuple)) or not expert: raise ArtifactError(f"{path}: expert {k} is not a list of epochs ({fmt}).")
+        if not isinstance(expert, (list, tuple)) or not expert:
+            raise ArtifactError(f"{path}: expert {k} is not a list of epochs ({fmt}).")
         epochs = []
         for t, plist in enumerate(expert):
             if not isinstance(plist, (list, tuple)) or not all(isinstance(p, torch.Tensor) for p in plist):
                 raise ArtifactError(f"{path}: expert {k}, epoch {t} is not a list of tensors ({fmt}).")
             if len(plist) != len(shapes):
-                raise ArtifactError(f"{path}: expert {k}, epoch {t} has {len(plist)} parameter tensors, but architecture {arch} has "
-                                    f"{len(shapes)}. Pass the arch the buffer was recorded with (width, depth, out_dim...).")
+                raise ArtifactError(f"{path}: expert {k}, epoch {t} has {len(plist)} parameter tensors, but "
+                                    f"architecture {arch} has {len(shapes)}. Pass the arch the buffer was recorded "
+                                    "with (width, depth, out_dim...).")
             for (n, s), p in zip(shapes, plist):
                 if tuple(p.shape) != s:
                     raise ArtifactError(f"{path}: expert {k}, epoch {t}: parameter {n!r} has shape {tuple(p.shape)}, "
-                                        f"but architecture {arch} expects {s}. Pass the arch the buffer was recorded with.")
+                                        f"but architecture {arch} expects {s}. Pass the arch the buffer was "
+                                        "recorded with.")
             epochs.append({n: p.detach().float().clone() for (n, _), p in zip(shapes, plist)})
         traj.append(epochs)
     return Experts(arch, traj, dict(source=f'replay buffer {path.name}'))
@@ -390,13 +422,17 @@ def per_example_kd_loss(experts:Experts, # recorded experts
     for k in range(experts.n_experts):
         ps = {n: v.to(x.device) for n, v in experts.params(k, epoch).items()}
         for i in range(0, len(x), batch_size):
-            total[i:i + batch_size] += kd_losses(fcall(model, ps, x[i:i + batch_size]), targets[i:i + batch_size].to(x.device)).cpu()
+            total[i:i + batch_size] += kd_losses(fcall(model, ps, x[i:i + batch_size]),
+                                                 targets[i:i + batch_size].to(x.device)).cpu()
     return total / experts.n_experts
 
 def _subset_size(n, fraction=None, size=None):
     k = size if size is not None else round(fraction * n)
-    if fraction is not None and not 0 < fraction <= 1: raise DatasetError(f"fraction must be in (0, 1], got {fraction}.")
-    if not 1 <= k <= n: raise DatasetError(f"A subset of {k} images cannot be taken from a dataset of {n}: use a size between 1 and {n}.")
+    if fraction is not None and not 0 < fraction <= 1:
+        raise DatasetError(f"fraction must be in (0, 1], got {fraction}.")
+    if not 1 <= k <= n:
+        raise DatasetError(f"A subset of {k} images cannot be taken from a dataset of {n}: use a size between 1 "
+                           f"and {n}.")
     return k
 
 def high_loss_indices(experts:Experts, # recorded experts
@@ -422,9 +458,11 @@ def top_per_cluster(score:torch.Tensor, # N scores (e.g. per-example KD losses)
                    ) -> torch.Tensor:
     "The highest-scoring `k` examples taken cluster by cluster, each cluster in proportion to its size; highest score first."
     from sklearn.cluster import KMeans
-    if not 1 <= clusters <= k: raise KddError(f"clusters must be between 1 and the subset size {k}, got {clusters}: use fewer clusters.")
+    if not 1 <= clusters <= k:
+        raise KddError(f"clusters must be between 1 and the subset size {k}, got {clusters}: use fewer clusters.")
     if len(score) != len(feats): raise KddError(f"{len(score)} scores but {len(feats)} feature rows.")
-    lab = torch.as_tensor(KMeans(clusters, n_init=3, random_state=seed).fit_predict(feats.detach().cpu().double().numpy()))
+    lab = torch.as_tensor(KMeans(clusters, n_init=3,
+                                 random_state=seed).fit_predict(feats.detach().cpu().double().numpy()))
     share = torch.bincount(lab, minlength=clusters).double() * k / len(lab)
     quota = share.floor().long()  # largest remainders get the images left over
     quota[torch.argsort(share - quota, descending=True)[:k - int(quota.sum())]] += 1
@@ -446,7 +484,8 @@ def _resolve_teacher(teacher, dataset='fashion_mnist'):
     if isinstance(teacher, nn.Module): return teacher
     try: from kdd_explore import ssl
     except ImportError:
-        raise KddError("Loading a teacher by path needs kdd_explore.ssl (the SSL notebook); pass a torch module instead.") from None
+        raise KddError("Loading a teacher by path needs kdd_explore.ssl (the SSL notebook); pass a torch module "
+                       "instead.") from None
     if teacher is None: return ssl.default_teacher(dataset)
     return ssl.load_teacher(teacher)
 
@@ -466,12 +505,14 @@ def experts_job(out:str|Path, # folder for the representations and the experts
                 progress:bool=True, # progress bars
                ) -> Experts:
     "Load data and teacher, cache the teacher representations in `out`, record experts into `out` (resumable; under torchrun each rank its share)."
-    dev = init_distributed(device)  # one process: the device asked for; under torchrun: this rank's (cuda:LOCAL_RANK or the CPU)
+    # one process: the device asked for; under torchrun: this rank's (cuda:LOCAL_RANK or the CPU)
+    dev = init_distributed(device)
     data = rank0_first(load_dataset_for_job, dataset, root, n_train, seed)  # rank 0 first: a download happens once
     x = data.normalize(data.x_train)
     t = rank0_first(_resolve_teacher, teacher, dataset).to(dev)
     out = Path(out)
-    reps = rank0_first(cached_representations, t, x.to(dev), out/'representations', {'dataset': data.meta()}, progress=progress and is_main())
+    reps = rank0_first(cached_representations, t, x.to(dev), out/'representations', {'dataset': data.meta()},
+                       progress=progress and is_main())
     arch = student_arch(data.shape, reps.shape[1], width, depth, first_padding)
     meta = dict(dataset=data.meta(), teacher=model_fingerprint(t), teacher_arch=getattr(t, 'arch', None),
                 representations=str(out/'representations'))

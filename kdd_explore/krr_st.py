@@ -21,8 +21,9 @@ __all__ = ['KRR_PRESETS', 'krr_predict', 'krr_outer_loss', 'KRRSTConfig', 'crop_
 
 # %% ../nbs/06b_krr_st.ipynb #ffc4c827
 def _singular(n, p, ridge, why):
-    raise KddError(f"The synthetic kernel is singular and ridge={ridge:g} does not fix it: {n} synthetic images with {p - 1} features each "
-                   f"(and the constant column), and {why}. Set KRRSTConfig.ridge > 0 (the public code's 1e-6, times the kernel's trace).")
+    raise KddError(f"The synthetic kernel is singular and ridge={ridge:g} does not fix it: {n} synthetic images with "
+                   f"{p - 1} features each (and the constant column), and {why}. Set KRRSTConfig.ridge > 0 (the public "
+                   "code's 1e-6, times the kernel's trace).")
 
 def krr_predict(f_syn:torch.Tensor, # N x F features of the synthetic images
                 y_syn:torch.Tensor, # N x D their targets
@@ -85,17 +86,25 @@ class KRRSTConfig:
     max_failures:int=5 # consecutive rolled-back iterations before stopping with an error
 
     def __post_init__(self):
-        for k in ('iterations', 'n_models', 'quota', 'batch_real', 'snapshot_every', 'checkpoint_every', 'max_failures'):
+        for k in ('iterations', 'n_models', 'quota', 'batch_real', 'snapshot_every',
+                  'checkpoint_every', 'max_failures'):
             v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise KddError(f"KRRSTConfig.{k} must be a whole number >= 1, got {v!r}.")
-        for k, ok in (('pool_opt', ('sgd', 'adam')), ('outer_opt', ('adam', 'sgd')), ('augment', ('crop_flip', 'none'))):
-            if getattr(self, k) not in ok: raise KddError(f"KRRSTConfig.{k} must be one of {', '.join(map(repr, ok))}, got {getattr(self, k)!r}.")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise KddError(f"KRRSTConfig.{k} must be a whole number >= 1, got {v!r}.")
+        for k, ok in (('pool_opt', ('sgd', 'adam')), ('outer_opt', ('adam', 'sgd')),
+                      ('augment', ('crop_flip', 'none'))):
+            if getattr(self, k) not in ok:
+                raise KddError(f"KRRSTConfig.{k} must be one of {', '.join(map(repr, ok))}, got {getattr(self, k)!r}.")
         for k in ('pool_lr', 'lr_img', 'lr_targets', 'pretrain_lr'):
-            if not (isinstance(getattr(self, k), (int, float)) and getattr(self, k) > 0 and math.isfinite(getattr(self, k))):
+            if not (isinstance(getattr(self, k), (int, float)) and getattr(self, k) > 0
+                    and math.isfinite(getattr(self, k))):
                 raise KddError(f"KRRSTConfig.{k} must be a positive number, got {getattr(self, k)!r}.")
         for k in ('pool_momentum', 'pool_weight_decay', 'momentum', 'ridge'):
-            if not (isinstance(getattr(self, k), (int, float)) and getattr(self, k) >= 0): raise KddError(f"KRRSTConfig.{k} must be >= 0, got {getattr(self, k)!r}.")
-        if not 0 < self.lr_decay <= 1: raise KddError(f"KRRSTConfig.lr_decay must lie in (0, 1] (1: constant learning rates), got {self.lr_decay!r}.")
+            if not (isinstance(getattr(self, k), (int, float)) and getattr(self, k) >= 0):
+                raise KddError(f"KRRSTConfig.{k} must be >= 0, got {getattr(self, k)!r}.")
+        if not 0 < self.lr_decay <= 1:
+            raise KddError("KRRSTConfig.lr_decay must lie in (0, 1] (1: constant learning rates), got "
+                           f"{self.lr_decay!r}.")
 
     @classmethod
     def preset(cls, name:str, # one of `KRR_PRESETS`
@@ -139,7 +148,8 @@ def crop_flip(x:torch.Tensor, # N x C x H x W images (normalised)
 # %% ../nbs/06b_krr_st.ipynb #166218a1
 def _opt_state(opt, prefix):
     "An optimiser's per-parameter state as flat tensors `{prefix}{j}.{key}`."
-    return {f'{prefix}{j}.{k}': v for j, st in opt.state_dict()['state'].items() for k, v in st.items() if isinstance(v, torch.Tensor)}
+    return {f'{prefix}{j}.{k}': v for j, st in opt.state_dict()['state'].items() for k, v in st.items()
+            if isinstance(v, torch.Tensor)}
 
 def _load_opt_state(opt, tensors, prefix):
     "Put back what `_opt_state` wrote."
@@ -161,7 +171,8 @@ class ModelPool:
         self.arch, self.out_dim, self.config, self.device = arch, out_dim, config, torch.device(device)
         c = config
         g = make_generator(derive_seed(c.seed, 'krr_pool_ages'))
-        self.ages = torch.randint(0, c.quota, (c.n_models,), generator=g).tolist()  # steps each model is to have taken: every age of the quota
+        # steps each model is to have taken: every age of the quota
+        self.ages = torch.randint(0, c.quota, (c.n_models,), generator=g).tolist()
         self.generations = [0] * c.n_models  # how many times each model was re-initialised
         self.models, self.opts = [None] * c.n_models, [None] * c.n_models
         for i in range(c.n_models): self._fresh(i)
@@ -175,8 +186,10 @@ class ModelPool:
         c = self.config
         m = kd_student(self.arch, self.out_dim, self.model_seed(i, self.generations[i])).to(self.device).train()
         self.models[i] = m
-        self.opts[i] = (torch.optim.SGD(m.parameters(), lr=c.pool_lr, momentum=c.pool_momentum, weight_decay=c.pool_weight_decay)
-                        if c.pool_opt == 'sgd' else torch.optim.AdamW(m.parameters(), lr=c.pool_lr, weight_decay=c.pool_weight_decay))
+        self.opts[i] = (torch.optim.SGD(m.parameters(), lr=c.pool_lr, momentum=c.pool_momentum,
+                                        weight_decay=c.pool_weight_decay)
+                        if c.pool_opt == 'sgd' else torch.optim.AdamW(m.parameters(), lr=c.pool_lr,
+                                                                      weight_decay=c.pool_weight_decay))
 
     def _sgd(self, i, images, targets):
         m, opt = self.models[i], self.opts[i]
@@ -207,7 +220,8 @@ class ModelPool:
             return dict(age=age, reset=True, diverged=False, pool_loss=None)
         loss = self._sgd(i, images.detach(), targets.detach())
         if not (math.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in self.models[i].parameters())):
-            self.generations[i] += 1; self._fresh(i); self.ages[i] = 0  # a documented fallback: a diverged model starts again
+            # a documented fallback: a diverged model starts again
+            self.generations[i] += 1; self._fresh(i); self.ages[i] = 0
             return dict(age=age, reset=True, diverged=True, pool_loss=loss)
         self.ages[i] = age + 1
         return dict(age=age, reset=False, diverged=False, pool_loss=loss)
@@ -234,11 +248,13 @@ class ModelPool:
         return f"ModelPool({len(self.models)} models, quota {self.config.quota}, ages {self.ages})"
 
 # %% ../nbs/06b_krr_st.ipynb #59d52d99
-_CAUSES = ("Likely causes: lr_img or lr_targets too high (try 10x lower), pool_lr too high (the pool's models diverge), "
-           "or NaNs in the real images or their teacher representations.")
+_CAUSES = ("Likely causes: lr_img or lr_targets too high (try 10x lower), pool_lr too high (the pool's models "
+           "diverge), or NaNs in the real images or their teacher representations.")
 
 def _check_inputs(syn, x, reps, config, teacher):
-    if len(x) != len(reps): raise KddError(f"The real pool has {len(x)} images but {len(reps)} teacher representations: they must be aligned.")
+    if len(x) != len(reps):
+        raise KddError(f"The real pool has {len(x)} images but {len(reps)} teacher representations: they must be "
+                       "aligned.")
     if len(syn) > len(x):
         raise DatasetError(f"A synthetic set of {len(syn)} images is larger than its pool of {len(x)} real images: "
                            "choose a smaller set (syn_fraction / size) or a larger pool (n_train).")
@@ -246,13 +262,14 @@ def _check_inputs(syn, x, reps, config, teacher):
         raise KddError(f"KRRSTConfig.batch_real={config.batch_real} is larger than the pool of {len(x)} real images: "
                        f"set batch_real <= {len(x)}.")
     if tuple(syn.images.shape[1:]) != tuple(x.shape[1:]):
-        raise KddError(f"The synthetic images have shape {tuple(syn.images.shape[1:])} but the real images {tuple(x.shape[1:])}.")
+        raise KddError(f"The synthetic images have shape {tuple(syn.images.shape[1:])} but the real images "
+                       f"{tuple(x.shape[1:])}.")
     if syn.targets.shape[1] != reps.shape[1]:
-        raise KddError(f"The synthetic targets are {syn.targets.shape[1]}-d but the teacher's representations {reps.shape[1]}-d: "
-                       "use targets from the same teacher.")
+        raise KddError(f"The synthetic targets are {syn.targets.shape[1]}-d but the teacher's representations "
+                       f"{reps.shape[1]}-d: use targets from the same teacher.")
     if config.augment != 'none' and teacher is None:
-        raise KddError(f"KRRSTConfig.augment={config.augment!r} calls the teacher on every augmented real batch: pass teacher=, "
-                       "or set augment='none' (the cached representations).")
+        raise KddError(f"KRRSTConfig.augment={config.augment!r} calls the teacher on every augmented real batch: pass "
+                       "teacher=, or set augment='none' (the cached representations).")
 
 def _iteration_draw(config, it, n_real):
     "Iteration `it`'s generator, model of the pool and real batch: all its randomness, from the seed alone."
@@ -271,21 +288,24 @@ def krr_st(syn:SyntheticSet, # the initial set (e.g. `SyntheticSet.from_real` on
           ) -> tuple[SyntheticSet, DistillHistory]:
     "KRR-ST (Lee et al., ICLR 2024): learn images and targets whose kernel ridge regression, through the features of a pool of models, predicts the teacher's representations of real batches."
     arch = arch if arch is not None else syn.meta.get('arch')
-    if arch is None: raise KddError("Which architecture does the pool use? Pass arch=, or a set whose meta records 'arch'.")
+    if arch is None:
+        raise KddError("Which architecture does the pool use? Pass arch=, or a set whose meta records 'arch'.")
     _check_inputs(syn, x, reps, config, teacher)
     dev, cfg = syn.images.device, asdict(config)
     X = syn.images.detach().clone().requires_grad_(True)
     Y = syn.targets.detach().clone().requires_grad_(True)
     opt = (torch.optim.Adam([{'params': [X], 'lr': config.lr_img}, {'params': [Y], 'lr': config.lr_targets}])
            if config.outer_opt == 'adam' else
-           torch.optim.SGD([{'params': [X], 'lr': config.lr_img}, {'params': [Y], 'lr': config.lr_targets}], momentum=config.momentum))
+           torch.optim.SGD([{'params': [X], 'lr': config.lr_img}, {'params': [Y], 'lr': config.lr_targets}],
+                           momentum=config.momentum))
     base_lrs = [config.lr_img, config.lr_targets]
     pool = ModelPool(arch, Y.shape[1], config, dev)
     hist, it0, fails = DistillHistory(), 0, 0
     ckpt = Path(out)/'checkpoint' if out is not None else None
     if ckpt is not None and artifact_exists(ckpt):  # resume
         t, m = load_artifact(ckpt, expect={'kind': 'krr_st_checkpoint'}, device=dev)
-        same = (lambda d: {k: v for k, v in d.items() if k != 'iterations'}) if config.lr_decay == 1 else (lambda d: d)  # a decaying lr depends on iterations
+        # a decaying lr depends on iterations
+        same = (lambda d: {k: v for k, v in d.items() if k != 'iterations'}) if config.lr_decay == 1 else (lambda d: d)
         check_meta(same(m['config']), same(cfg), where=f'checkpoint {ckpt}')
         check_meta(m, {'init_indices': syn.meta.get('init_indices'), 'arch': arch}, where=f'checkpoint {ckpt}')
         with torch.no_grad(): X.copy_(t['images']); Y.copy_(t['targets'])
@@ -301,7 +321,8 @@ def krr_st(syn:SyntheticSet, # the initial set (e.g. `SyntheticSet.from_real` on
         save_artifact(ckpt, dict(ht, **pt, **_opt_state(opt, 'outer.'), images=X.detach(), targets=Y.detach()),
                       dict(hm, kind='krr_st_checkpoint', config=cfg, iteration=it, failures=fails, pool=pm,
                            init_indices=syn.meta.get('init_indices'), arch=arch, syn_meta=syn.meta))
-    bar = tqdm(range(it0, config.iterations), desc='distill (krr_st)', disable=not progress, initial=it0, total=config.iterations)
+    bar = tqdm(range(it0, config.iterations), desc='distill (krr_st)', disable=not progress,
+               initial=it0, total=config.iterations)
     for it in bar:
         g, i, b = _iteration_draw(config, it, len(x))
         xb = x[b].to(dev)
@@ -325,17 +346,20 @@ def krr_st(syn:SyntheticSet, # the initial set (e.g. `SyntheticSet.from_real` on
                 opt.load_state_dict(keep[2])
         fails = 0 if ok else fails + 1
         used = pool.use(i, X, Y)
-        hist.records.append(dict(iteration=it, loss=float(loss.detach()), model=i, **used, lr_img=config.lr_img * factor,
-                                 grad_norm_images=float(gx.norm()), grad_norm_targets=float(gy.norm()), rolled_back=not ok))
+        hist.records.append(dict(iteration=it, loss=float(loss.detach()), model=i, **used,
+                                 lr_img=config.lr_img * factor, grad_norm_images=float(gx.norm()),
+                                 grad_norm_targets=float(gy.norm()), rolled_back=not ok))
         if (it + 1) % config.snapshot_every == 0: hist.snapshots[it + 1] = X.detach().cpu().clone()
         if progress: bar.set_postfix(loss=f'{float(loss.detach()):.4f}', model=i)
         if fails >= config.max_failures:
             where = ''
             if ckpt is not None: save_ckpt(it + 1); where = f" The last good state is in {ckpt} (resumable)."
-            raise TrainingError(f"KRR-ST failed {fails} iterations in a row (last: iteration {it}, loss {float(loss.detach())}): "
-                                f"every update was rolled back. {_CAUSES}{where}")
-        if ckpt is not None and ((it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations): save_ckpt(it + 1)
-    res = SyntheticSet(X.detach().clone(), Y.detach().clone(), torch.tensor(config.pretrain_lr), dict(syn.meta, config=cfg, distilled='krr_st'))
+            raise TrainingError(f"KRR-ST failed {fails} iterations in a row (last: iteration {it}, loss "
+                                f"{float(loss.detach())}): every update was rolled back. {_CAUSES}{where}")
+        if ckpt is not None and ((it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations):
+            save_ckpt(it + 1)
+    res = SyntheticSet(X.detach().clone(), Y.detach().clone(), torch.tensor(config.pretrain_lr),
+                       dict(syn.meta, config=cfg, distilled='krr_st'))
     if out is not None:
         res.save(Path(out)/'synthetic_set'); hist.save(Path(out)/'history')
     return res, hist

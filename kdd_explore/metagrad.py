@@ -23,7 +23,8 @@ DEFAULT_BUDGET_MB = 1024.  # memory the 'auto' mode lets the unrolled graph keep
 def check_mode(mode:str, # a meta-gradient mode
               ) -> str:
     "`mode` if it is one of `META_MODES`, else a `KddError` that lists them."
-    if mode not in META_MODES: raise KddError(f"Unknown meta-gradient mode {mode!r}. Known modes: {', '.join(map(repr, META_MODES))}.")
+    if mode not in META_MODES:
+        raise KddError(f"Unknown meta-gradient mode {mode!r}. Known modes: {', '.join(map(repr, META_MODES))}.")
     return mode
 
 def check_budget(budget_mb:float|None, # MB the unrolled graph may keep (None: `DEFAULT_BUDGET_MB`)
@@ -31,7 +32,9 @@ def check_budget(budget_mb:float|None, # MB the unrolled graph may keep (None: `
     "The memory budget in MB as a float: a number > 0 (infinity allowed), else a `KddError` saying what was given."
     if budget_mb is None: return DEFAULT_BUDGET_MB
     ok = isinstance(budget_mb, (int, float)) and not isinstance(budget_mb, bool)
-    if not ok: raise KddError(f"memory_budget_mb must be a number of megabytes > 0 (e.g. 1024), got {budget_mb!r} of type {type(budget_mb).__name__}.")
+    if not ok:
+        raise KddError(f"memory_budget_mb must be a number of megabytes > 0 (e.g. 1024), got {budget_mb!r} of type "
+                       f"{type(budget_mb).__name__}.")
     if not budget_mb > 0: raise KddError(f"memory_budget_mb must be > 0 megabytes (e.g. 1024), got {budget_mb!r}.")
     return float(budget_mb)
 
@@ -114,11 +117,17 @@ def plan_unroll(step_mb:float, # MB one inner step's graph keeps (`graph_step_mb
     chose = 'full' if k == n_steps else 'bounded' if k == 1 else 'checkpoint'
     note = ''
     if mode == 'auto':
-        if chose == 'full': note = f"the whole graph of {n_steps} steps (~{step_mb * n_steps:.0f} MB) fits the budget of {budget:.0f} MB"
-        elif step_mb > budget: note = f"one step's graph (~{step_mb:.0f} MB) is already over the budget of {budget:.0f} MB: recomputing one step at a time"
-        else: note = f"{n_steps} steps (~{step_mb * n_steps:.0f} MB) exceed the budget of {budget:.0f} MB: a checkpoint every {k} steps, recomputing the rest"
-    return dict(mode=mode, chose=chose, segment=k, step_mb=round(float(step_mb), 1), graph_mb=round(float(step_mb) * k, 1),
-                budget_mb=budget if mode == 'auto' else None, note=note)
+        if chose == 'full':
+            note = (f"the whole graph of {n_steps} steps (~{step_mb * n_steps:.0f} MB) fits the budget of "
+                    f"{budget:.0f} MB")
+        elif step_mb > budget:
+            note = (f"one step's graph (~{step_mb:.0f} MB) is already over the budget of {budget:.0f} MB: recomputing "
+                    "one step at a time")
+        else:
+            note = (f"{n_steps} steps (~{step_mb * n_steps:.0f} MB) exceed the budget of {budget:.0f} MB: a checkpoint "
+                    f"every {k} steps, recomputing the rest")
+    return dict(mode=mode, chose=chose, segment=k, step_mb=round(float(step_mb), 1),
+                graph_mb=round(float(step_mb) * k, 1), budget_mb=budget if mode == 'auto' else None, note=note)
 
 # %% ../nbs/05b_metagrad.ipynb #7f89daa6
 def unroll_match(start:dict, # theta_0: expert parameters at the start epoch (name -> tensor)
@@ -137,11 +146,15 @@ def unroll_match(start:dict, # theta_0: expert parameters at the start epoch (na
     names = list(start)
     start = {k: v.detach() for k, v in start.items()}; target = {k: target[k].detach() for k in names}
     denom = _sqdist(start, target)
-    if not denom > 0: raise KddError("The expert did not move between the start and target epochs (zero distance): check the experts.")
+    if not denom > 0:
+        raise KddError("The expert did not move between the start and target epochs (zero distance): check the "
+                       "experts.")
     if segment is None:
-        segment = plan_unroll(graph_step_mb(step_loss, start, lr) if mode == 'auto' else 0., n_steps, mode, memory_budget_mb)['segment']
+        segment = plan_unroll(graph_step_mb(step_loss, start, lr) if mode == 'auto' else 0., n_steps, mode,
+                              memory_budget_mb)['segment']
     k = max(1, min(int(segment), n_steps))
-    bounds = [0] + list(range(n_steps % k or k, n_steps + 1, k))  # segment j: steps bounds[j]..bounds[j+1]-1; the last one k steps long, the first the remainder
+    # segment j: steps bounds[j]..bounds[j+1]-1; the last one k steps long, the first the remainder
+    bounds = [0] + list(range(n_steps % k or k, n_steps + 1, k))
     curve = [1.0] if distances else None
     a_lr = lr.detach()
     learn = [t for t in list(leaves) + [lr] if t.requires_grad]
@@ -161,12 +174,14 @@ def unroll_match(start:dict, # theta_0: expert parameters at the start epoch (na
             g = torch.autograd.grad(step_loss(dict(zip(names, th)), i), th)
             theta = {n: t.detach() - a_lr * gk for n, t, gk in zip(names, th, g)}
             if distances: curve.append(float(_sqdist(theta, target) / denom))
-    th0, theta = graph(theta, bounds[-2], bounds[-1], distances)  # the last segment keeps its graph from the forward sweep
+    # the last segment keeps its graph from the forward sweep
+    th0, theta = graph(theta, bounds[-2], bounds[-1], distances)
     loss = _sqdist(theta, target) / denom
     outs, adj = [loss], None
     acc = [torch.zeros_like(t) for t in learn]
     for j in reversed(range(len(bounds) - 1)):  # backward: one pass through each segment's graph, last to first
-        if j < len(bounds) - 2: th0, theta = graph(kept.pop(), bounds[j], bounds[j + 1], False); outs = list(theta.values())
+        if j < len(bounds) - 2:
+            th0, theta = graph(kept.pop(), bounds[j], bounds[j + 1], False); outs = list(theta.values())
         wrt = (list(th0.values()) if j > 0 else []) + learn
         got = torch.autograd.grad(outs, wrt, grad_outputs=adj, allow_unused=True)
         n0 = len(names) if j > 0 else 0
@@ -186,7 +201,8 @@ def distance_shares(experts:Experts, # recorded experts
     "Each layer's share of the squared parameter distance between two epochs of expert `k` (the matching loss's denominator)."
     end = experts.n_epochs if end is None else end
     if not 0 <= start < end <= experts.n_epochs:
-        raise KddError(f"Need 0 <= start < end <= {experts.n_epochs} (the recorded epochs), got start={start}, end={end}.")
+        raise KddError(f"Need 0 <= start < end <= {experts.n_epochs} (the recorded epochs), got start={start}, "
+                       f"end={end}.")
     a, b, out = experts.params(k, start), experts.params(k, end), {}
     for n in a: out[n.rsplit('.', 1)[0]] = out.get(n.rsplit('.', 1)[0], 0.) + float((b[n] - a[n]).double().pow(2).sum())
     tot = sum(out.values())

@@ -31,10 +31,11 @@ class ConvNet(nn.Module):
         if first_padding < 0: raise KddError(f"first_padding must be >= 0, got {first_padding}.")
         side = im_size + 2 * first_padding - 2  # the first conv's output size
         if side // 2**depth < 1:
-            raise KddError(f"A ConvNet of depth {depth} pools {im_size}x{im_size} images (first padding {first_padding}) to nothing: "
-                           f"use depth <= {max(side, 1).bit_length() - 1}, or a larger first_padding.")
-        self.arch = dict(name='convnet', in_channels=in_channels, im_size=im_size, width=width, depth=depth, out_dim=out_dim, norm=norm,
-                         first_padding=first_padding)
+            raise KddError(f"A ConvNet of depth {depth} pools {im_size}x{im_size} images (first padding "
+                           f"{first_padding}) to nothing: use depth <= {max(side, 1).bit_length() - 1}, or a larger "
+                           "first_padding.")
+        self.arch = dict(name='convnet', in_channels=in_channels, im_size=im_size, width=width, depth=depth,
+                         out_dim=out_dim, norm=norm, first_padding=first_padding)
         layers, c = [], in_channels
         for d in range(depth):
             layers += [nn.Conv2d(c, width, 3, padding=first_padding if d == 0 else 1),
@@ -97,11 +98,13 @@ class SmallResNet(nn.Module):
                 ):
         super().__init__()
         self.arch = dict(name='small_resnet', in_channels=in_channels, widths=list(widths), blocks=list(blocks))
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU())
         stages, c = [], widths[0]
         for i, (w, b) in enumerate(zip(widths, blocks)):
             stride = 1 if i == 0 else 2
-            down = None if stride == 1 and c == w else nn.Sequential(nn.Conv2d(c, w, 1, stride, bias=False), nn.BatchNorm2d(w))
+            down = None if stride == 1 and c == w else nn.Sequential(nn.Conv2d(c, w, 1, stride, bias=False),
+                                                                     nn.BatchNorm2d(w))
             layer = [BasicBlock(c, w, stride, down)] + [BasicBlock(w, w) for _ in range(b - 1)]
             stages.append(nn.Sequential(*layer)); c = w
         self.stages = nn.Sequential(*stages)
@@ -119,7 +122,8 @@ def resnet10_cifar(in_channels:int=3) -> nn.Module:
     m.arch = dict(name='resnet10_cifar', in_channels=in_channels)
     return m
 
-ARCHS = {'convnet': ConvNet, 'resnet18_cifar': resnet18_cifar, 'small_resnet': SmallResNet, 'resnet10_cifar': resnet10_cifar}
+ARCHS = {'convnet': ConvNet, 'resnet18_cifar': resnet18_cifar, 'small_resnet': SmallResNet,
+         'resnet10_cifar': resnet10_cifar}
 
 def build_model(arch:dict, # e.g. `{'name': 'convnet', 'in_channels': 1, 'im_size': 28, 'width': 64}`
                 seed:int|None=None, # seed of the random initialisation (None: torch's global generator)

@@ -23,7 +23,8 @@ def _peek(path):
     try:
         with Image.open(path) as im: return im.mode, im.size
     except (UnidentifiedImageError, OSError) as e:
-        raise DatasetError(f"{path} could not be read as an image ({type(e).__name__}: {e}). Delete or replace it, then register again.") from None
+        raise DatasetError(f"{path} could not be read as an image ({type(e).__name__}: {e}). Delete or replace it, "
+                           "then register again.") from None
 
 def _open_image(path):
     "An image decoded as PIL reads it, in its own mode (torchvision's default loader would turn every image into RGB unsaid)."
@@ -42,18 +43,23 @@ def _image_folder(path:Path):
             classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith('.'))
             if not classes:
                 loose = sorted(p.name for p in path.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)[:3]
-                raise DatasetError(f"{path} has no class folders{' (it holds images directly: ' + ', '.join(loose) + ' ...)' if loose else ''}. "
-                                   f"Put the images of each class in a sub-folder named after it: {path}/CLASS/image.png (torchvision's ImageFolder layout).")
+                raise DatasetError(f"{path} has no class "
+                                   f"folders{' (it holds images directly: ' + ', '.join(loose) + ' ...)' if loose else ''}. Put the images of each class in a sub-folder named after it: {path}/CLASS/image.png (torchvision's ImageFolder layout).")
             return classes, {c: i for i, c in enumerate(classes)}
     ds = Folder(str(path), loader=_open_image, allow_empty=True)
     exts = ', '.join(IMG_EXTENSIONS)
     counts = torch.bincount(torch.tensor(ds.targets, dtype=torch.long), minlength=len(ds.classes)).tolist()
-    if sum(counts) == 0: raise DatasetError(f"{path} holds no images in its class folders ({', '.join(ds.classes[:5])}). Supported file types: {exts}.")
+    if sum(counts) == 0:
+        raise DatasetError(f"{path} holds no images in its class folders ({', '.join(ds.classes[:5])}). Supported file "
+                           f"types: {exts}.")
     empty = [c for c, n in zip(ds.classes, counts) if n == 0]
-    if empty: raise DatasetError(f"The class folders {empty} in {path} hold no images (supported file types: {exts}). Add images to them, or remove them.")
+    if empty:
+        raise DatasetError(f"The class folders {empty} in {path} hold no images (supported file types: {exts}). Add "
+                           "images to them, or remove them.")
     return ds
 
-def _pil_to_uint8(paths:list, size:int|None, channels:int|None, where:str, progress:bool=True) -> tuple[torch.Tensor, list]:
+def _pil_to_uint8(paths:list, size:int|None, channels:int|None, where:str,
+                  progress:bool=True) -> tuple[torch.Tensor, list]:
     "Image files -> one uint8 N x C x S x S tensor (S = `size`, else the most common side), with a note for every conversion made."
     from collections import Counter
     from torchvision import transforms
@@ -62,13 +68,15 @@ def _pil_to_uint8(paths:list, size:int|None, channels:int|None, where:str, progr
     modes, sizes = Counter(m for m, _ in heads), Counter(s for _, s in heads)
     mode = {1: 'L', 3: 'RGB', None: 'L' if set(modes) <= set(GRAY_MODES) else 'RGB'}[channels]
     side = size or min(sizes.most_common(1)[0][0])
-    notes, other, off = [], {m: n for m, n in modes.items() if m != mode}, {s: n for s, n in sizes.items() if s != (side, side)}
+    notes, other, off = ([], {m: n for m, n in modes.items() if m != mode},
+                         {s: n for s, n in sizes.items() if s != (side, side)})
     if other: notes.append(f"{sum(other.values())} of the {len(paths)} images {where} were converted to {mode} "
                            f"(from {', '.join(f'{m} x{n}' for m, n in sorted(other.items()))}).")
     if off: notes.append(f"{sum(off.values())} of the {len(paths)} images {where} were not {side}x{side} "
                          f"({', '.join(f'{w}x{h} x{n}' for (w, h), n in sorted(off.items())[:4])}{' ...' if len(off) > 4 else ''}): "
                          f"their shorter side was resized to {side} and they were centre-cropped to {side}x{side}.")
-    fit, to_tensor = transforms.Compose([transforms.Resize(side), transforms.CenterCrop(side)]), transforms.PILToTensor()
+    fit, to_tensor = (transforms.Compose([transforms.Resize(side), transforms.CenterCrop(side)]),
+                      transforms.PILToTensor())
     x = torch.empty(len(paths), 1 if mode == 'L' else 3, side, side, dtype=torch.uint8)
     for i, p in enumerate(tqdm(paths, desc=f'reading {where}', disable=not progress or len(paths) < 500, leave=False)):
         im = _open_image(p).convert(mode)
@@ -77,11 +85,14 @@ def _pil_to_uint8(paths:list, size:int|None, channels:int|None, where:str, progr
 
 def _split_per_class(y:torch.Tensor, test_fraction:float, seed:int, classes:list) -> tuple[torch.Tensor, torch.Tensor]:
     "Seeded train and test indices: `test_fraction` of each class (at least one image each side) goes to the test split."
-    if not 0 < test_fraction < 1: raise DatasetError(f"test_fraction must be in (0, 1), e.g. 0.2, got {test_fraction!r}.")
+    if not 0 < test_fraction < 1:
+        raise DatasetError(f"test_fraction must be in (0, 1), e.g. 0.2, got {test_fraction!r}.")
     g, tr, te = make_generator(seed), [], []
     for c in range(len(classes)):
         idx = (y == c).nonzero().flatten()
-        if len(idx) < 2: raise DatasetError(f"Class {classes[c]!r} has {len(idx)} image(s): a split per class needs at least 2 (one for each split). Add images, or give a test split.")
+        if len(idx) < 2:
+            raise DatasetError(f"Class {classes[c]!r} has {len(idx)} image(s): a split per class needs at least 2 (one "
+                               "for each split). Add images, or give a test split.")
         idx = idx[torch.randperm(len(idx), generator=g)]
         k = min(max(round(test_fraction * len(idx)), 1), len(idx) - 1)
         te.append(idx[:k]); tr.append(idx[k:])
@@ -89,8 +100,9 @@ def _split_per_class(y:torch.Tensor, test_fraction:float, seed:int, classes:list
 
 def _two_classes(classes, where):
     if len(classes) < 2:
-        raise DatasetError(f"{where} has {len(classes)} class{'' if len(classes) == 1 else 'es'} ({', '.join(map(str, classes))}): distillation is "
-                           "measured by how well a linear probe separates classes, so it needs at least 2. Add a folder (or labels) for another class.")
+        raise DatasetError(f"{where} has {len(classes)} class{'' if len(classes) == 1 else 'es'} "
+                           f"({', '.join(map(str, classes))}): distillation is measured by how well a linear probe "
+                           "separates classes, so it needs at least 2. Add a folder (or labels) for another class.")
 
 def read_image_folder(path:str|Path, # a folder: `train/` and `test/` with one sub-folder per class each, or just the class folders
                       size:int|None=None, # side of the square images kept (None: the most common image's shorter side)
@@ -101,16 +113,24 @@ def read_image_folder(path:str|Path, # a folder: `train/` and `test/` with one s
                      ) -> dict:
     "Read an `ImageFolder`-layout folder into uint8 tensors: its `train/` and `test/` splits, or one tree split per class."
     path = Path(path).expanduser()
-    if not path.is_dir(): raise DatasetError(f"{path} is not a folder. Give a folder with one sub-folder of images per class (or train/ and test/ folders of them).")
+    if not path.is_dir():
+        raise DatasetError(f"{path} is not a folder. Give a folder with one sub-folder of images per class (or train/ "
+                           "and test/ folders of them).")
     tr_dir, te_dir = path/'train', path/'test'
-    if te_dir.is_dir() and not tr_dir.is_dir(): raise DatasetError(f"{path} has a test/ folder but no train/ folder: put the training images in {tr_dir}/CLASS/.")
+    if te_dir.is_dir() and not tr_dir.is_dir():
+        raise DatasetError(f"{path} has a test/ folder but no train/ folder: put the training images in "
+                           f"{tr_dir}/CLASS/.")
     if tr_dir.is_dir() and te_dir.is_dir():
         tr, te = _image_folder(tr_dir), _image_folder(te_dir)
         _two_classes(tr.classes, tr_dir)
         missing, extra = [c for c in tr.classes if c not in te.classes], [c for c in te.classes if c not in tr.classes]
-        if extra: raise DatasetError(f"{te_dir} has classes that {tr_dir} lacks: {extra}. Every test class needs training images: add them, or remove those folders.")
-        if missing: raise DatasetError(f"Classes {missing} are missing from the test split {te_dir}: they would never be scored. Add test images for them, "
-                                       f"or move {te_dir} away so that {tr_dir} is split per class (test_fraction).")
+        if extra:
+            raise DatasetError(f"{te_dir} has classes that {tr_dir} lacks: {extra}. Every test class needs training "
+                               "images: add them, or remove those folders.")
+        if missing:
+            raise DatasetError(f"Classes {missing} are missing from the test split {te_dir}: they would never be "
+                               f"scored. Add test images for them, or move {te_dir} away so that {tr_dir} is split per "
+                               "class (test_fraction).")
         paths = [p for p, _ in tr.samples] + [p for p, _ in te.samples]
         y = torch.tensor([c for _, c in tr.samples] + [c for _, c in te.samples])
         itr, ite = torch.arange(len(tr.samples)), torch.arange(len(tr.samples), len(paths))
@@ -123,7 +143,8 @@ def read_image_folder(path:str|Path, # a folder: `train/` and `test/` with one s
         itr, ite = _split_per_class(y, test_fraction, seed, classes)
         split = f'split per class: {test_fraction:g} of each class for testing (seed {seed})'
     x, notes = _pil_to_uint8(paths, size, channels, f'in {path}', progress)
-    return dict(x_train=x[itr], y_train=y[itr], x_test=x[ite], y_test=y[ite], classes=list(classes), notes=notes, split=split)
+    return dict(x_train=x[itr], y_train=y[itr], x_test=x[ite], y_test=y[ite], classes=list(classes),
+                notes=notes, split=split)
 
 # %% ../nbs/01b_own_data.ipynb #6520a986
 def example_image_folder(path:str|Path, # the folder to write (`train/` and `test/` are made in it)
@@ -136,7 +157,8 @@ def example_image_folder(path:str|Path, # the folder to write (`train/` and `tes
                         ) -> Path:
     "Write a small labelled image folder in the `ImageFolder` layout (`train/CLASS/*.png`, `test/CLASS/*.png`) from the `fake` images."
     from PIL import Image
-    d = _load_fake(None, False, shape=(channels, size, size), n_classes=n_classes, n_train=n_train * n_classes, n_test=n_test * n_classes, seed=seed)
+    d = _load_fake(None, False, shape=(channels, size, size), n_classes=n_classes, n_train=n_train * n_classes,
+                   n_test=n_test * n_classes, seed=seed)
     for split in ('train', 'test'):
         x = d[f'x_{split}'].mul(255).round().to(torch.uint8)
         for i, (img, y) in enumerate(zip(x, d[f'y_{split}'].tolist())):
@@ -156,15 +178,18 @@ def _read_arrays(path:Path) -> tuple[dict, list|None]:
         try:
             with np.load(path, allow_pickle=False) as f: arrays = {k: f[k] for k in f.files}
         except ValueError as e:
-            raise DatasetError(f"{path} holds an array of Python objects ({e}); store images and labels as numeric arrays and class names as strings.") from None
-        except Exception as e: raise DatasetError(f"{path} could not be read as a .npz file ({type(e).__name__}: {e}).") from None
+            raise DatasetError(f"{path} holds an array of Python objects ({e}); store images and labels as numeric "
+                               "arrays and class names as strings.") from None
+        except Exception as e:
+            raise DatasetError(f"{path} could not be read as a .npz file ({type(e).__name__}: {e}).") from None
         classes = [str(c) for c in arrays.pop('classes').tolist()] if 'classes' in arrays else None
         return {k: torch.from_numpy(v.copy()) for k, v in arrays.items() if v.dtype.kind in 'biuf'}, classes
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework='pt') as f:
             meta, arrays = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e: raise DatasetError(f"{path} could not be read as a .safetensors file ({type(e).__name__}: {e}).") from None
+    except Exception as e:
+        raise DatasetError(f"{path} could not be read as a .safetensors file ({type(e).__name__}: {e}).") from None
     return arrays, (json.loads(meta['classes']) if 'classes' in meta else None)
 
 def _as_images(a:torch.Tensor, where:str) -> tuple[torch.Tensor, list]:
@@ -173,16 +198,22 @@ def _as_images(a:torch.Tensor, where:str) -> tuple[torch.Tensor, list]:
     if x.ndim == 3: x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3, 4): x = x.permute(0, 3, 1, 2)  # channels last, the numpy / PIL habit
     elif not (x.ndim == 4 and x.shape[1] in (1, 3, 4)):
-        raise DatasetError(f"The images {where} have shape {tuple(a.shape)}: expected N x H x W, N x H x W x C or N x C x H x W with C = 1, 3 or 4.")
+        raise DatasetError(f"The images {where} have shape {tuple(a.shape)}: expected N x H x W, N x H x W x C or N x "
+                           "C x H x W with C = 1, 3 or 4.")
     if x.dtype == torch.uint8: x = x.float() / 255
     elif x.dtype == torch.bool or not x.is_floating_point():
-        if x.min() < 0 or x.max() > 255: raise DatasetError(f"The integer images {where} range over {int(x.min())}..{int(x.max())}: expected 0..255.")
+        if x.min() < 0 or x.max() > 255:
+            raise DatasetError(f"The integer images {where} range over {int(x.min())}..{int(x.max())}: "
+                               "expected 0..255.")
         x = x.float() / 255
     else:
         x = x.float()
         lo, hi = float(x.min()), float(x.max())
-        if lo < 0 or hi > 255: raise DatasetError(f"The float images {where} range over {lo:.3g}..{hi:.3g}: expected [0, 1] (or 0..255).")
-        if hi > 1: x = x / 255; notes.append(f"The float images {where} range up to {hi:.3g}: read as 0..255 and divided by 255.")
+        if lo < 0 or hi > 255:
+            raise DatasetError(f"The float images {where} range over {lo:.3g}..{hi:.3g}: expected [0, 1] (or 0..255).")
+        if hi > 1:
+            x = x / 255
+            notes.append(f"The float images {where} range up to {hi:.3g}: read as 0..255 and divided by 255.")
     if x.shape[1] == 4: x = x[:, :3]; notes.append(f"The images {where} have 4 channels: the 4th (alpha) was dropped.")
     return x.contiguous(), notes
 
@@ -190,13 +221,16 @@ def _fit_arrays(x:torch.Tensor, size:int|None, channels:int|None, where:str) -> 
     "Float images -> uint8 N x C x S x S: channels converted, shorter side resized to `size` and centre-cropped, each change noted."
     from torchvision.transforms import functional as TF
     notes = []
-    if channels == 1 and x.shape[1] == 3: x = TF.rgb_to_grayscale(x); notes.append(f"The RGB images {where} were converted to grayscale.")
-    if channels == 3 and x.shape[1] == 1: x = x.expand(-1, 3, -1, -1); notes.append(f"The grayscale images {where} were converted to RGB.")
+    if channels == 1 and x.shape[1] == 3:
+        x = TF.rgb_to_grayscale(x); notes.append(f"The RGB images {where} were converted to grayscale.")
+    if channels == 3 and x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1); notes.append(f"The grayscale images {where} were converted to RGB.")
     h, w = x.shape[-2:]
     side = size or min(h, w)
     if (h, w) != (side, side):
         x = TF.center_crop(TF.resize(x, side, antialias=True), [side, side])
-        notes.append(f"The {h}x{w} images {where} had their shorter side resized to {side} and were centre-cropped to {side}x{side}.")
+        notes.append(f"The {h}x{w} images {where} had their shorter side resized to {side} and were centre-cropped to "
+                     f"{side}x{side}.")
     return x.clamp(0, 1).mul(255).round().to(torch.uint8), notes
 
 def read_array_file(path:str|Path, # a `.npz` or `.safetensors` file of images and labels
@@ -211,32 +245,47 @@ def read_array_file(path:str|Path, # a `.npz` or `.safetensors` file of images a
     arrays, classes = _read_arrays(path)
     xk, yk = next((k for k in IMAGE_KEYS if k in arrays), None), next((k for k in LABEL_KEYS if k in arrays), None)
     found = ', '.join(f'{k} {tuple(v.shape)}' for k, v in arrays.items()) or 'no numeric arrays'
-    if xk is None: raise DatasetError(f"{path} has no images: expected an array named one of {', '.join(IMAGE_KEYS)}; found {found}.")
-    if yk is None: raise DatasetError(f"{path} has no labels: expected an array of class indices named one of {', '.join(LABEL_KEYS)} "
-                                      f"(one per image, beside the images {xk!r}); found {found}. Save them with np.savez(path, x=images, y=labels).")
-    if ('x_test' in arrays) != ('y_test' in arrays): raise DatasetError(f"{path} has only one of x_test and y_test: store both, or neither (then the training arrays are split).")
+    if xk is None:
+        raise DatasetError(f"{path} has no images: expected an array named one of {', '.join(IMAGE_KEYS)}; found "
+                           f"{found}.")
+    if yk is None:
+        raise DatasetError(f"{path} has no labels: expected an array of class indices named one of "
+                           f"{', '.join(LABEL_KEYS)} (one per image, beside the images {xk!r}); found {found}. Save "
+                           "them with np.savez(path, x=images, y=labels).")
+    if ('x_test' in arrays) != ('y_test' in arrays):
+        raise DatasetError(f"{path} has only one of x_test and y_test: store both, or neither (then the training "
+                           "arrays are split).")
     splits = [(xk, yk)] + ([('x_test', 'y_test')] if 'x_test' in arrays else [])
     xs, ys, notes = [], [], []
     for a, b in splits:
         x, n = _as_images(arrays[a], f'{a!r} of {path.name}'); notes += n
         y = arrays[b]
         if y.ndim != 1 or y.is_floating_point() and not torch.equal(y, y.round()) or len(y) != len(x):
-            raise DatasetError(f"The labels {b!r} of {path.name} must be one whole number per image: got shape {tuple(y.shape)} ({y.dtype}) for {len(x)} images.")
+            raise DatasetError(f"The labels {b!r} of {path.name} must be one whole number per image: got shape "
+                               f"{tuple(y.shape)} ({y.dtype}) for {len(x)} images.")
         xs.append(x); ys.append(y.long())
     if len(xs) == 2 and xs[0].shape[1:] != xs[1].shape[1:]:
-        raise DatasetError(f"The train and test images of {path.name} differ in shape: {tuple(xs[0].shape[1:])} and {tuple(xs[1].shape[1:])}.")
+        raise DatasetError(f"The train and test images of {path.name} differ in shape: {tuple(xs[0].shape[1:])} and "
+                           f"{tuple(xs[1].shape[1:])}.")
     values = torch.unique(torch.cat(ys))
-    if classes is None: classes = [str(v) for v in values.tolist()]; remap = {v: i for i, v in enumerate(values.tolist())}
+    if classes is None:
+        classes = [str(v) for v in values.tolist()]; remap = {v: i for i, v in enumerate(values.tolist())}
     else:
-        if values.min() < 0 or values.max() >= len(classes): raise DatasetError(f"{path.name} names {len(classes)} classes but its labels range over {int(values.min())}..{int(values.max())}.")
+        if values.min() < 0 or values.max() >= len(classes):
+            raise DatasetError(f"{path.name} names {len(classes)} classes but its labels range over "
+                               f"{int(values.min())}..{int(values.max())}.")
         remap = None
     if remap: ys = [torch.tensor([remap[v] for v in y.tolist()]) for y in ys]
     _two_classes(classes, path)
     x, n = _fit_arrays(torch.cat(xs), size, channels, f'of {path.name}'); notes += n
-    if len(xs) == 2: itr, ite, split = torch.arange(len(ys[0])), torch.arange(len(ys[0]), len(x)), 'x_test / y_test as given'
-    else: (itr, ite), split = _split_per_class(ys[0], test_fraction, seed, classes), f'split per class: {test_fraction:g} of each class for testing (seed {seed})'
+    if len(xs) == 2:
+        itr, ite, split = torch.arange(len(ys[0])), torch.arange(len(ys[0]), len(x)), 'x_test / y_test as given'
+    else:
+        (itr, ite), split = (_split_per_class(ys[0], test_fraction, seed, classes),
+                             f'split per class: {test_fraction:g} of each class for testing (seed {seed})')
     y = torch.cat(ys)
-    return dict(x_train=x[itr], y_train=y[itr], x_test=x[ite], y_test=y[ite], classes=list(classes), notes=notes, split=split)
+    return dict(x_train=x[itr], y_train=y[itr], x_test=x[ite], y_test=y[ite], classes=list(classes),
+                notes=notes, split=split)
 
 # %% ../nbs/01b_own_data.ipynb #3952263c
 def register_dataset(name:str, # the name to use it by: lowercase letters, digits, '_' or '-'; not a built-in dataset's name
@@ -251,20 +300,28 @@ def register_dataset(name:str, # the name to use it by: lowercase letters, digit
                     ) -> ImageData:
     "Read your images once, record every conversion, and store them (with their mean and std) under `name` for `load_dataset` and the CLI."
     if not re.fullmatch(r'[a-z0-9][a-z0-9_-]{0,63}', str(name)):
-        raise DatasetError(f"A dataset name must be lowercase letters, digits, '_' or '-' (at most 64), starting with a letter or digit; got {name!r}.")
+        raise DatasetError("A dataset name must be lowercase letters, digits, '_' or '-' (at most 64), starting with "
+                           f"a letter or digit; got {name!r}.")
     if name in DATASETS: raise DatasetError(f"{name!r} is a built-in dataset: choose another name for your images.")
-    if size is not None and not (isinstance(size, int) and size >= 1): raise DatasetError(f"size must be a whole number of pixels >= 1, got {size!r}.")
-    if channels not in (None, 1, 3): raise DatasetError(f"channels must be 1 (grayscale), 3 (RGB) or None (as the images are), got {channels!r}.")
+    if size is not None and not (isinstance(size, int) and size >= 1):
+        raise DatasetError(f"size must be a whole number of pixels >= 1, got {size!r}.")
+    if channels not in (None, 1, 3):
+        raise DatasetError(f"channels must be 1 (grayscale), 3 (RGB) or None (as the images are), got {channels!r}.")
     path = Path(path).expanduser()
-    if not path.exists(): raise DatasetError(f"{path} does not exist. Give a folder of class folders of images, or a .npz / .safetensors file.")
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist. Give a folder of class folders of images, or a .npz / "
+                           ".safetensors file.")
     if path.is_dir(): d = read_image_folder(path, size, channels, test_fraction, seed, progress)
     elif path.suffix in ('.npz', '.safetensors'): d = read_array_file(path, size, channels, test_fraction, seed)
-    else: raise DatasetError(f"{path} is neither a folder nor a .npz / .safetensors file: give a folder with one sub-folder of images per class, or such a file.")
+    else:
+        raise DatasetError(f"{path} is neither a folder nor a .npz / .safetensors file: give a folder with one "
+                           "sub-folder of images per class, or such a file.")
     mean, std = channel_stats(d['x_train'].float().div_(255))
     count = lambda y: torch.bincount(y, minlength=len(d['classes'])).tolist()
-    meta = dict(kind='own_dataset', name=name, source=str(path.resolve()), classes=d['classes'], shape=list(d['x_train'].shape[1:]),
-                n_train=len(d['y_train']), n_test=len(d['y_test']), train_counts=count(d['y_train']), test_counts=count(d['y_test']),
-                mean=list(mean), std=list(std), split=d['split'], notes=d['notes'], description=description,
+    meta = dict(kind='own_dataset', name=name, source=str(path.resolve()), classes=d['classes'],
+                shape=list(d['x_train'].shape[1:]), n_train=len(d['y_train']), n_test=len(d['y_test']),
+                train_counts=count(d['y_train']), test_counts=count(d['y_test']), mean=list(mean), std=list(std),
+                split=d['split'], notes=d['notes'], description=description,
                 options=dict(size=size, channels=channels, test_fraction=test_fraction, seed=seed))
     if progress:
         for n in d['notes']: print(f"Note: {n}")
@@ -277,11 +334,13 @@ def next_commands(info, # the registered dataset's `DatasetInfo` (see `01_data`)
                  ) -> list[str]:
     "What to run on a newly registered dataset, as command lines with a comment each: the recipe that fits its image shape and classes."
     from kdd_explore.data import _assets_dir
-    name, out = info.name, [f"{env}kdd-explore run --config quick --dataset {info.name} --out runs/{info.name}-quick   # every stage at toy size, minutes"]
+    name, out = info.name, [f"{env}kdd-explore run --config quick --dataset {info.name} --out runs/{info.name}-quick   "
+                            "# every stage at toy size, minutes"]
     teacher = _assets_dir()/'teacher_cifar10'
     if tuple(info.shape) == (3, 32, 32) and info.n_classes == 10 and teacher.with_suffix('.json').exists():
-        out.append(f"{env}kdd-explore run --config cifar10_cpu --dataset {name} --teacher {teacher} --out runs/{name}   "
-                   "# the CIFAR-10 recipe with the shipped CIFAR-10 teacher (no teacher to train)")
+        out.append(f"{env}kdd-explore run --config cifar10_cpu --dataset {name} --teacher {teacher} --out "
+                   f"runs/{name}   # the CIFAR-10 recipe with the shipped CIFAR-10 teacher (no teacher to train)")
     else:
-        out.append(f"{env}kdd-explore run --config quickstart --dataset {name} --out runs/{name}   # the CPU recipe (trains a teacher first)")
+        out.append(f"{env}kdd-explore run --config quickstart --dataset {name} --out runs/{name}   # the CPU recipe "
+                   "(trains a teacher first)")
     return out

@@ -14,10 +14,12 @@ from .core import KddError, RunLock, artifact_exists, check_folder, get_device, 
 from .data import ImageData, dataset_info, load_dataset, stratified_indices
 from .ssl import default_teacher, load_teacher, teacher_job
 from .kd import cached_representations, record_experts, high_loss_indices, random_indices, Experts
-from .distill import DistillConfig, DistillHistory, SyntheticSet, distill, distill_ssl, record_ssl_experts, matching_loss, step_budget
+from .distill import (DistillConfig, DistillHistory, SyntheticSet, distill, distill_ssl, record_ssl_experts,
+                                 matching_loss, step_budget)
 from .krr_st import KRRSTConfig, krr_st
 from .probe import labelled_indices
-from .distributed import all_gather, barrier, dist_info, init_distributed, is_main, rank0_first, running, spread
+from .distributed import (all_gather, barrier, dist_info, init_distributed, is_main,
+                                     rank0_first, running, spread)
 from .evaluate import PretrainSet, compare, kd_method, kd_student, horizon_check
 
 # %% auto #0
@@ -31,14 +33,19 @@ __all__ = ['METHODS', 'STAGES', 'open_run', 'Stages', 'get_teacher', 'get_expert
            'BUDGET_RULE', 'choose_iteration', 'budget_table', 'budget_figure', 'shipped_budget_study']
 
 # %% ../nbs/09c_pipeline.ipynb #fa90c79a
-from .recipes import RECORDS, SUB_SETTINGS, CONFIGS, CHECKS, PipelineConfig, ConfigError, known_settings, setting_problem
+from .recipes import (RECORDS, SUB_SETTINGS, CONFIGS, CHECKS, PipelineConfig, ConfigError,
+                                 known_settings, setting_problem)
 from .recipes import parse_settings, get_config, variance_fit, check_config, adapted_lines, _put
-from .report import image_grid_uri, curves_figure, write_report, findings, findings_html, budget_html, krr_curve_html, build_report
-from .report import BUDGET_PER_SET, BUDGET_FIXED, BUDGET_RULE, choose_iteration, budget_table, budget_figure, shipped_budget_study  # the budget study's readers
-_all_ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'ConfigError', 'known_settings', 'setting_problem',
-         'parse_settings', 'get_config', 'variance_fit', 'check_config', 'adapted_lines',
-         'image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html', 'budget_html', 'krr_curve_html', 'build_report',
-         'BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'choose_iteration', 'budget_table', 'budget_figure', 'shipped_budget_study']
+from .report import (image_grid_uri, curves_figure, write_report, findings, findings_html, budget_html,
+                                krr_curve_html, build_report)
+# the budget study's readers
+from .report import (BUDGET_PER_SET, BUDGET_FIXED, BUDGET_RULE, choose_iteration, budget_table,
+                                budget_figure, shipped_budget_study)
+_all_ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'ConfigError',
+         'known_settings', 'setting_problem', 'parse_settings', 'get_config', 'variance_fit',
+         'check_config', 'adapted_lines', 'image_grid_uri', 'curves_figure', 'write_report', 'findings',
+         'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'BUDGET_PER_SET', 'BUDGET_FIXED',
+         'BUDGET_RULE', 'choose_iteration', 'budget_table', 'budget_figure', 'shipped_budget_study']
 
 # %% ../nbs/09c_pipeline.ipynb #45d235c9
 def _entries(out): return [p for p in out.iterdir() if p.name != '.lock']  # the run's own lock is not content
@@ -47,7 +54,8 @@ def _with_new_fields(old:dict) -> dict:
     "A saved configuration with the `DistillConfig` fields added since it was written at their defaults (older runs reopen)."
     if isinstance(old.get('distill'), dict):
         old = dict(old, distill={**{f.name: f.default for f in dataclasses.fields(DistillConfig)}, **old['distill']})
-    old = dict(old, krr_st={**dict(KRRSTConfig.cpu_default().__dict__), **(old.get('krr_st') or {})})  # runs from before KRR-ST
+    # runs from before KRR-ST
+    old = dict(old, krr_st={**dict(KRRSTConfig.cpu_default().__dict__), **(old.get('krr_st') or {})})
     return {**PipelineConfig().to_dict(), **old}  # any other setting added since (e.g. teacher_arch), at its default
 
 def _clear(out):
@@ -58,12 +66,14 @@ def _clear(out):
 
 def _recipe(d:dict) -> dict:
     "A configuration's settings as its recipe gave them (what the data changed put back, the records left out): what run folders are compared by."
-    # how the exact meta-gradient is computed (mode, memory budget) changes seconds and megabytes, never a result: not compared
+    # how the exact meta-gradient is computed (mode, memory budget)
+    # changes seconds and megabytes, never a result: not compared
     d = json.loads(json.dumps(d))
     for key, a in (d.get('adapted') or {}).items():
         top, _, sub = key.partition('.')
         if top in d and (not sub or isinstance(d[top], dict)): _put(d, key, a['recipe'])
-    if isinstance(d.get('distill'), dict): d['distill'] = {k: v for k, v in d['distill'].items() if k not in ('mode', 'memory_budget_mb')}
+    if isinstance(d.get('distill'), dict):
+        d['distill'] = {k: v for k, v in d['distill'].items() if k not in ('mode', 'memory_budget_mb')}
     return {k: v for k, v in d.items() if k not in RECORDS}
 
 def open_run(out:str|Path, # the run folder
@@ -76,12 +86,14 @@ def open_run(out:str|Path, # the run folder
         old, new = _recipe(_with_new_fields(load_json(cfg_path))), _recipe(config.to_dict())
         if old != new:
             if not overwrite:
-                diff = sorted(k for k in set(old) | set(new) if old.get(k, KeyError) != new.get(k, KeyError))  # a setting only one of them has counts
+                # a setting only one of them has counts
+                diff = sorted(k for k in set(old) | set(new) if old.get(k, KeyError) != new.get(k, KeyError))
                 raise KddError(f"{out} holds a run with another configuration (different: {', '.join(diff)}). "
                                "Choose another --out folder, or pass overwrite=True (--overwrite) to replace that run.")
             _clear(out)
     elif out.exists() and _entries(out) and not overwrite:
-        raise KddError(f"{out} is not empty and holds no kdd_explore run (no config.json). Choose an empty or new folder, or pass overwrite=True.")
+        raise KddError(f"{out} is not empty and holds no kdd_explore run (no config.json). Choose an empty or new "
+                       "folder, or pass overwrite=True.")
     elif out.exists() and overwrite: _clear(out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(cfg_path, config.to_dict())
@@ -118,17 +130,22 @@ def get_teacher(cfg:PipelineConfig, # the run's configuration
     except KddError:
         path = out/'teacher'/'teacher'
         if not artifact_exists(path):
-            print(f"No teacher is shipped for {cfg.dataset!r} and none was given (--teacher PATH, or teacher=PATH): training one first.", flush=True)
+            print(f"No teacher is shipped for {cfg.dataset!r} and none was given (--teacher PATH, or teacher=PATH): "
+                  "training one first.", flush=True)
             teacher_job(cfg.dataset, cfg.teacher_method, out/'teacher', epochs=cfg.teacher_epochs, n_train=cfg.n_train,
-                        seed=cfg.seed, progress=progress, device=device, dataset_options=cfg.dataset_options, arch=cfg.teacher_arch)
+                        seed=cfg.seed, progress=progress, device=device, dataset_options=cfg.dataset_options,
+                        arch=cfg.teacher_arch)
         return load_teacher(path, device=device)
 
 def get_experts(cfg, arch, x, reps, out, device, progress, meta):
     "KD experts of the run (recorded once into `out/experts`, resumable), naming the run's representations (`kdd-explore distill` reads them)."
     meta = {k: v for k, v in meta.items() if k != 'arch'}  # the experts record their arch themselves
-    meta['representations'] = str(out/'representations')  # recorded, not compared on resume: older runs and moved folders still resume
-    return record_experts(arch, x, reps, cfg.n_experts, cfg.expert_epochs, lr=cfg.expert_lr, batch_size=cfg.expert_batch_size, momentum=cfg.expert_momentum,
-                          weight_decay=cfg.expert_weight_decay, seed=cfg.seed, out=out/'experts', progress=progress, meta=meta, device=device)
+    # recorded, not compared on resume: older runs and moved folders still resume
+    meta['representations'] = str(out/'representations')
+    return record_experts(arch, x, reps, cfg.n_experts, cfg.expert_epochs, lr=cfg.expert_lr,
+                          batch_size=cfg.expert_batch_size, momentum=cfg.expert_momentum,
+                          weight_decay=cfg.expert_weight_decay, seed=cfg.seed, out=out/'experts', progress=progress,
+                          meta=meta, device=device)
 
 def get_subsets(cfg, experts, x, reps, out):
     "Indices of the high-loss and the random real subsets (the same size), saved as `out/subsets.json`."
@@ -161,7 +178,8 @@ def distill_summary(cfg:PipelineConfig, # the run's configuration
     path = folder/'summary.json'
     if path.exists(): return load_json(path)
     dc = cfg.distill_config()
-    syn0 = SyntheticSet.from_real(x, reps, torch.tensor(syn.meta['init_indices']), lr=dc.lr_init, meta={'arch': experts.arch})
+    syn0 = SyntheticSet.from_real(x, reps, torch.tensor(syn.meta['init_indices']), lr=dc.lr_init,
+                                  meta={'arch': experts.arch})
     dev = lambda s: SyntheticSet(s.images.to(x.device), s.targets.to(x.device), s.lr.to(x.device), s.meta)
     res = dict(n=len(syn), lr=float(syn.lr), matching_loss_start=round(matching_loss(experts, syn0, dc), 4),
                matching_loss_end=round(matching_loss(experts, dev(syn), dc), 4),
@@ -206,8 +224,9 @@ def get_krr_st(cfg:PipelineConfig, # the run's configuration (`krr_st` holds the
 # %% ../nbs/09c_pipeline.ipynb #292dcd58
 from .evaluate import ssl_method, expert_encoder, ablation_sets, ABLATIONS
 
-METHODS = ['no_pretrain', 'random_subset', 'random_subset_at_learned_lr', 'high_loss_subset', 'mkdt_random_init', 'mkdt_high_loss',
-           'mkdt_initial_at_learned_lr', 'krr_st', 'krr_st_at_learned_lr', 'mtt_ssl', 'full_data_kd']
+METHODS = ['no_pretrain', 'random_subset', 'random_subset_at_learned_lr', 'high_loss_subset',
+           'mkdt_random_init', 'mkdt_high_loss', 'mkdt_initial_at_learned_lr', 'krr_st', 'krr_st_at_learned_lr',
+           'mtt_ssl', 'full_data_kd']
 
 def kd_methods(cfg, arch, x, reps, subsets, sets) -> dict:
     "Encoder factories of the methods that pre-train `arch` by KD (plus its random initialisation), by name."
@@ -219,10 +238,13 @@ def kd_methods(cfg, arch, x, reps, subsets, sets) -> dict:
            'random_subset': kd_method(arch, PretrainSet(x[r], reps[r]), **kw),
            'random_subset_at_learned_lr': kd_method(arch, PretrainSet(x[r], reps[r], lr), **kw),
            'high_loss_subset': kd_method(arch, PretrainSet(x[h], reps[h]), **kw)}
-    if 'mkdt_random' in sets: out['mkdt_random_init'] = kd_method(arch, PretrainSet(sets['mkdt_random'].images, sets['mkdt_random'].targets, float(sets['mkdt_random'].lr)), **kw)
+    if 'mkdt_random' in sets:
+        out['mkdt_random_init'] = kd_method(arch, PretrainSet(sets['mkdt_random'].images, sets['mkdt_random'].targets,
+                                                              float(sets['mkdt_random'].lr)), **kw)
     out['mkdt_high_loss'] = kd_method(arch, PretrainSet(mk.images, mk.targets, lr), **kw)
     out['mkdt_initial_at_learned_lr'] = kd_method(arch, PretrainSet(x[init], reps[init], lr), **kw)
-    if 'krr_st' in sets:  # KRR-ST learns no lr: at its fixed pre-training lr (0.1, as the real subsets), and at MKDT's learned lr
+    # KRR-ST learns no lr: at its fixed pre-training lr (0.1, as the real subsets), and at MKDT's learned lr
+    if 'krr_st' in sets:
         k = sets['krr_st']
         out['krr_st'] = kd_method(arch, PretrainSet(k.images, k.targets, float(k.lr)), **kw)
         out['krr_st_at_learned_lr'] = kd_method(arch, PretrainSet(k.images, k.targets, lr), **kw)
@@ -233,14 +255,16 @@ def evaluation_methods(cfg, arch, data, x, reps, subsets, sets, experts) -> dict
     ms = kd_methods(cfg, arch, x, reps, subsets, sets)
     if 'mtt_ssl' in sets:
         mtt = sets['mtt_ssl']
-        ms['mtt_ssl'] = ssl_method(arch, mtt.images, data.mean, data.std, cfg.ssl_method, float(mtt.lr), epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
+        ms['mtt_ssl'] = ssl_method(arch, mtt.images, data.mean, data.std, cfg.ssl_method, float(mtt.lr),
+                                   epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
     ms['full_data_kd'] = lambda s: expert_encoder(experts, s % experts.n_experts)
     return {m: ms[m] for m in METHODS if m in ms}
 
 def transfer_methods(cfg, data, x, reps, subsets, sets) -> dict:
     "Encoder factories of the transfer study: the same sets pre-train `cfg.transfer` (another architecture)."
     ms = kd_methods(cfg, dict(cfg.transfer, in_channels=data.shape[0]), x, reps, subsets, sets)
-    return {m: ms[m] for m in ('no_pretrain', 'random_subset', 'high_loss_subset', 'mkdt_high_loss', 'krr_st') if m in ms}
+    return {m: ms[m] for m in ('no_pretrain', 'random_subset', 'high_loss_subset', 'mkdt_high_loss', 'krr_st')
+            if m in ms}
 
 def ablation_methods(cfg, arch, x, reps, syn) -> dict:
     "Encoder factories of the ablation of the distilled set `syn` (every `ABLATIONS` entry but the distilled set itself)."
@@ -266,8 +290,8 @@ def evaluate_all(methods:dict, # name -> encoder factory
     "Rows of `compare` for every method, reading the methods (and the (method, seed) jobs in `folder/jobs`) already evaluated from `folder` (under torchrun the jobs are shared out)."
     todo = [m for m in methods if not (folder/f'{m}.json').exists()]
     if todo and running():  # every (method, seed) job of the missing methods, shared out at once; rank 0 writes them
-        got = compare({m: methods[m] for m in todo}, data, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol, kd_data=kd_data,
-                      cache=folder/'jobs')
+        got = compare({m: methods[m] for m in todo}, data, cfg.fractions, cfg.seeds, progress=progress,
+                      protocol=cfg.probe_protocol, kd_data=kd_data, cache=folder/'jobs')
         if is_main():
             for m in todo: save_json(folder/f'{m}.json', [r for r in got if r['method'] == m])
         barrier()
@@ -275,14 +299,16 @@ def evaluate_all(methods:dict, # name -> encoder factory
     for m, make in methods.items():
         path = folder/f'{m}.json'
         if not path.exists():
-            save_json(path, compare({m: make}, data, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol, kd_data=kd_data,
-                                    cache=folder/'jobs'))  # each (method, seed) kept as it finishes: a stopped evaluation resumes
+            save_json(path, compare({m: make}, data, cfg.fractions, cfg.seeds, progress=progress,
+                                    protocol=cfg.probe_protocol, kd_data=kd_data,
+                                    # each (method, seed) kept as it finishes: a stopped evaluation resumes
+                                    cache=folder/'jobs'))
         rows += load_json(path)
     return rows
 
 # %% ../nbs/09c_pipeline.ipynb #88b1ea6f
-STAGES = ['data', 'teacher', 'representations', 'experts', 'subsets', 'mkdt_high_loss', 'mkdt_random_init', 'mtt_ssl', 'krr_st',
-          'variance', 'evaluation', 'horizon', 'transfer', 'ablation', 'report']
+STAGES = ['data', 'teacher', 'representations', 'experts', 'subsets', 'mkdt_high_loss', 'mkdt_random_init', 'mtt_ssl',
+          'krr_st', 'variance', 'evaluation', 'horizon', 'transfer', 'ablation', 'report']
 
 @dataclass
 class Run:
@@ -293,19 +319,23 @@ class Run:
     def cpu_sets(self) -> dict:
         "The distilled sets on the CPU, under the names `kd_methods` reads (`mkdt_high_loss`, `mkdt_random`, `mtt_ssl`)."
         cpu = lambda s: SyntheticSet(s.images.cpu(), s.targets.cpu(), s.lr.cpu(), s.meta)
-        names = {'mkdt_high_loss': 'mkdt_high_loss', 'mkdt_random_init': 'mkdt_random', 'mtt_ssl': 'mtt_ssl', 'krr_st': 'krr_st'}
+        names = {'mkdt_high_loss': 'mkdt_high_loss', 'mkdt_random_init': 'mkdt_random',
+                 'mtt_ssl': 'mtt_ssl', 'krr_st': 'krr_st'}
         return {names[k]: cpu(s) for k, s in self.sets.items()}
     def methods(self) -> dict:
         "Encoder factories of every method of this run (on the CPU)."
-        return evaluation_methods(self.cfg, self.arch, self.data, self.x.cpu(), self.reps.cpu(), self.subsets, self.cpu_sets(), self.experts)
+        return evaluation_methods(self.cfg, self.arch, self.data, self.x.cpu(), self.reps.cpu(), self.subsets,
+                                  self.cpu_sets(), self.experts)
 
 def load_probe_data(cfg:PipelineConfig, # dataset, probe_labels, n_test, seed
                     data:ImageData, # the pool's data
                    ) -> ImageData:
     "The probe's labelled data: the pool itself, or the full training split (same test split, the pool's normalisation) when `probe_labels='full'`."
     if cfg.probe_labels == 'pool' or cfg.n_train is None: return data
-    full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, partial=True, **cfg.dataset_options)  # the shipped slice will do
-    return dataclasses.replace(full, mean=data.mean, std=data.std)  # the encoders were trained on images normalised with the pool's statistics
+    # the shipped slice will do
+    full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, partial=True, **cfg.dataset_options)
+    # the encoders were trained on images normalised with the pool's statistics
+    return dataclasses.replace(full, mean=data.mean, std=data.std)
 
 def slice_rows(names:tuple=('quickstart', 'quick'), # `CONFIGS` names whose data the slice must hold
                dataset:str='fashion_mnist', # the dataset
@@ -316,11 +346,13 @@ def slice_rows(names:tuple=('quickstart', 'quick'), # `CONFIGS` names whose data
     for name in names:
         cfg = get_config(name)
         if cfg.dataset != dataset: continue
-        if cfg.n_train is None: raise KddError(f"Configuration {name!r} reads the whole training split: no slice can hold it.")
+        if cfg.n_train is None:
+            raise KddError(f"Configuration {name!r} reads the whole training split: no slice can hold it.")
         rows.append(stratified_indices(y, cfg.n_train / len(y), seed=cfg.seed))
         if cfg.probe_labels == 'full':
             rows += [labelled_indices(y, max(cfg.fractions), s, cfg.probe_protocol) for s in cfg.seeds]
-            if cfg.horizon_steps: rows += [labelled_indices(y, cfg.horizon_fraction, s, cfg.probe_protocol) for s in cfg.seeds]
+            if cfg.horizon_steps:
+                rows += [labelled_indices(y, cfg.horizon_fraction, s, cfg.probe_protocol) for s in cfg.seeds]
     return torch.cat(rows).unique()
 
 def _open_run(out, cfg, overwrite):
@@ -334,9 +366,11 @@ def spread_stages(st:Stages, # the run's stages (each job is timed as its stage,
                  ) -> dict:
     "Independent stages spread over the processes, each taken by the next free one (`distributed.spread`) and timed where it ran; every rank gets every result and timing."
     if not running(): return spread(jobs, run=st.run)  # one process: in order
-    order = [k for k in first if k in jobs] + [k for k in jobs if k not in first]  # longest first: the others fill in beside it
+    # longest first: the others fill in beside it
+    order = [k for k in first if k in jobs] + [k for k in jobs if k not in first]
     res = spread({k: jobs[k] for k in order}, run=st.run, claims=out/'.claims')
-    for t in all_gather({k: v for k, v in st.timings.items() if k in jobs}): st.timings.update(t)  # each stage's seconds, from the rank that ran it
+    # each stage's seconds, from the rank that ran it
+    for t in all_gather({k: v for k, v in st.timings.items() if k in jobs}): st.timings.update(t)
     return {k: res[k] for k in jobs}
 
 def _distill_shared(cfg:PipelineConfig) -> bool:
@@ -345,8 +379,9 @@ def _distill_shared(cfg:PipelineConfig) -> bool:
     n, b = dist_info().world_size, cfg.distill_config().experts_per_iteration
     if b % n == 0: return True
     if is_main():
-        print(f"Note: each distillation runs whole on one of the {n} processes, the distillations side by side: {n} processes cannot share "
-              f"experts_per_iteration={b} expert stretches per iteration (set it to a multiple of {n}, --experts-per-iteration {n}, to share each one's).", flush=True)
+        print(f"Note: each distillation runs whole on one of the {n} processes, the distillations side by side: {n} "
+              f"processes cannot share experts_per_iteration={b} expert stretches per iteration (set it to a multiple "
+              f"of {n}, --experts-per-iteration {n}, to share each one's).", flush=True)
     return False
 
 def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or a `CONFIGS` name
@@ -356,32 +391,46 @@ def prepare_run(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or 
                 progress:bool=True, # progress lines and bars
                ) -> Run:
     "Every stage up to the distilled sets (reusing finished ones in `out`): data, teacher, representations, experts, subsets, distillation."
-    # not locked here: `run_pipeline` holds `RunLock(out)` around it; hold one yourself when several processes may share `out`
+    # not locked here: `run_pipeline` holds `RunLock(out)` around
+    # it; hold one yourself when several processes may share `out`
     cfg = get_config(config) if isinstance(config, str) else config
     check_folder(out)
-    dev = init_distributed(device)  # one process: the device asked for; under torchrun: this rank's (and the group is joined)
+    # one process: the device asked for; under torchrun: this rank's (and the group is joined)
+    dev = init_distributed(device)
     progress = progress and is_main()  # one rank prints
-    cfg = cfg.check(dataset_info(cfg.dataset, seed=cfg.seed, **cfg.dataset_options))  # every setting against the data and the teacher: one error, before any work
-    if progress and cfg.adapted: print('Settings that follow the data (recorded in config.json):\n' + '\n'.join(f'  {s}' for s in adapted_lines(cfg)), flush=True)
+    # every setting against the data and the teacher: one error, before any work
+    cfg = cfg.check(dataset_info(cfg.dataset, seed=cfg.seed, **cfg.dataset_options))
+    if progress and cfg.adapted:
+        print('Settings that follow the data (recorded in config.json):\n'
+              + '\n'.join(f'  {s}' for s in adapted_lines(cfg)), flush=True)
     out = rank0_first(_open_run, out, cfg, overwrite)
     st = Stages(STAGES, progress)
-    data = st.run('data', rank0_first, load_dataset, cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+    data = st.run('data', rank0_first, load_dataset, cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test,
+                  seed=cfg.seed, **cfg.dataset_options)
     probe = rank0_first(load_probe_data, cfg, data)
     x = data.normalize(data.x_train)
     teacher = st.run('teacher', rank0_first, get_teacher, cfg, out, dev, progress)
-    reps = st.run('representations', rank0_first, cached_representations, teacher, x.to(dev), out/'representations', {'dataset': data.meta()}, progress=progress)
+    reps = st.run('representations', rank0_first, cached_representations, teacher, x.to(dev), out/'representations',
+                  {'dataset': data.meta()}, progress=progress)
     x, reps = x.to(dev), reps.to(dev)
     arch = cfg.student(data.shape, reps.shape[1])
     meta = dict(dataset=data.meta(), arch=arch, teacher_arch=getattr(teacher, 'arch', None))
-    experts = st.run('experts', get_experts, cfg, arch, x, reps, out, dev, progress, meta)  # under torchrun: each rank its share
+    # under torchrun: each rank its share
+    experts = st.run('experts', get_experts, cfg, arch, x, reps, out, dev, progress, meta)
     subsets = st.run('subsets', rank0_first, get_subsets, cfg, experts, x, reps, out)
-    jobs = {'mkdt_high_loss': partial(get_distilled, cfg, experts, x, reps, subsets['high_loss'], 'high_loss', out, progress, meta)}
-    if 'mkdt_random_init' in cfg.distilled_baselines: jobs['mkdt_random_init'] = partial(get_distilled, cfg, experts, x, reps, subsets['random'], 'random', out, progress, meta)
-    if 'mtt_ssl' in cfg.distilled_baselines: jobs['mtt_ssl'] = partial(get_mtt_ssl, cfg, arch, data, x, reps, subsets['random'], out, dev, progress, meta)
-    if 'krr_st' in cfg.distilled_baselines: jobs['krr_st'] = partial(get_krr_st, cfg, arch, x, reps, subsets['random'], out, teacher, progress, meta)
+    jobs = {'mkdt_high_loss': partial(get_distilled, cfg, experts, x, reps, subsets['high_loss'],
+                                      'high_loss', out, progress, meta)}
+    if 'mkdt_random_init' in cfg.distilled_baselines:
+        jobs['mkdt_random_init'] = partial(get_distilled, cfg, experts, x, reps, subsets['random'],
+                                           'random', out, progress, meta)
+    if 'mtt_ssl' in cfg.distilled_baselines:
+        jobs['mtt_ssl'] = partial(get_mtt_ssl, cfg, arch, data, x, reps, subsets['random'], out, dev, progress, meta)
+    if 'krr_st' in cfg.distilled_baselines:
+        jobs['krr_st'] = partial(get_krr_st, cfg, arch, x, reps, subsets['random'], out, teacher, progress, meta)
     if _distill_shared(cfg):  # every rank works on each MKDT distillation's stretches in turn; KRR-ST on rank 0 alone
         done = {k: st.run(k, rank0_first if k == 'krr_st' else (lambda fn: fn()), fn) for k, fn in jobs.items()}
-    else: done = spread_stages(st, jobs, out, first=('mtt_ssl',))  # one process: in turn; under torchrun: side by side, MTT-SSL (the longest) first
+    # one process: in turn; under torchrun: side by side, MTT-SSL (the longest) first
+    else: done = spread_stages(st, jobs, out, first=('mtt_ssl',))
     sets, hists = {k: v[0] for k, v in done.items()}, {k: v[1] for k, v in done.items()}
     return Run(cfg, out, dev, st, data, probe, teacher, x, reps, arch, experts, subsets, sets, hists)
 
@@ -394,7 +443,8 @@ def run_pipeline(config:PipelineConfig|str='quickstart', # a `PipelineConfig` or
     "Run MKDT end to end (reusing finished stages in `out`, which it locks); returns what `out/results.json` holds. Under torchrun every rank calls it."
     cfg = get_config(config) if isinstance(config, str) else config
     init_distributed(device)  # under torchrun: join the group before anything is shared
-    with (RunLock(out) if is_main() else contextlib.nullcontext()):  # one run at a time in `out` (rank 0 holds it for the launch)
+    # one run at a time in `out` (rank 0 holds it for the launch)
+    with (RunLock(out) if is_main() else contextlib.nullcontext()):
         return _finish(prepare_run(cfg, out, overwrite, device, progress), progress and is_main())
 
 def _finish(run:Run, progress:bool) -> dict:
@@ -404,13 +454,19 @@ def _finish(run:Run, progress:bool) -> dict:
     if cfg.variance:
         from kdd_explore.variance import variance_job
         vpath = out/'variance'/'variance.json'
-        fit = {k.split('.')[1]: a['used'] for k, a in cfg.adapted.items() if k.startswith('variance_study.')}  # the study's sizes, fitted to the data
-        variance = rank0_first(lambda: load_json(vpath) if vpath.exists() else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher, quick=True, seed=cfg.seed, progress=progress,
-                                                                                                  dataset_options=cfg.dataset_options, **fit))
-    summaries = rank0_first(lambda: {k: distill_summary(cfg, run.experts, run.x, run.reps, s, run.histories[k], out/k) for k, s in run.sets.items() if k not in ('mtt_ssl', 'krr_st')})
+        # the study's sizes, fitted to the data
+        fit = {k.split('.')[1]: a['used'] for k, a in cfg.adapted.items() if k.startswith('variance_study.')}
+        variance = rank0_first(lambda: load_json(vpath) if vpath.exists()
+                               else st.run('variance', variance_job, cfg.dataset, out/'variance', teacher=run.teacher,
+                                           quick=True, seed=cfg.seed, progress=progress,
+                                                       dataset_options=cfg.dataset_options, **fit))
+    summaries = rank0_first(lambda: {k: distill_summary(cfg, run.experts, run.x, run.reps, s, run.histories[k],
+                                                        out/k) for k, s in run.sets.items()
+                                     if k not in ('mtt_ssl', 'krr_st')})
     eval_sets, xc, rc = run.cpu_sets(), run.x.cpu(), run.reps.cpu()
     kd_data = kd_eval_data(cfg, xc, rc)
-    rows = st.run('evaluation', evaluate_all, run.methods(), cfg, probe, out/'evaluation', progress, kd_data)  # under torchrun: the jobs shared out
+    # under torchrun: the jobs shared out
+    rows = st.run('evaluation', evaluate_all, run.methods(), cfg, probe, out/'evaluation', progress, kd_data)
     def horizon_stage():
         hpath = out/'evaluation'/'horizon.json'
         if hpath.exists(): return load_json(hpath)
@@ -418,26 +474,34 @@ def _finish(run:Run, progress:bool) -> dict:
         hsets = {'mkdt_high_loss': PretrainSet(mk.images, mk.targets, float(mk.lr)),
                  'mkdt_initial_at_learned_lr': PretrainSet(xc[init], rc[init], float(mk.lr))}
         horizon = horizon_check(arch, hsets, probe, kd_data, cfg.horizon_steps, cfg.horizon_fraction, cfg.seeds,
-                                cfg.eval_epochs, cfg.eval_batch_size, cfg.probe_protocol, progress, cache=out/'evaluation'/'horizon_jobs')
+                                cfg.eval_epochs, cfg.eval_batch_size, cfg.probe_protocol, progress,
+                                cache=out/'evaluation'/'horizon_jobs')
         save_json(hpath, horizon)
         return horizon
-    later = {}  # the studies after the evaluation: independent of each other, each cached (under torchrun: side by side, one per process)
+    # the studies after the evaluation: independent of each other,
+    # each cached (under torchrun: side by side, one per process)
+    later = {}
     if cfg.horizon_steps: later['horizon'] = horizon_stage
     if cfg.transfer:
-        later['transfer'] = partial(evaluate_all, transfer_methods(cfg, data, xc, rc, run.subsets, eval_sets), cfg, probe, out/'evaluation'/'transfer', progress)
+        later['transfer'] = partial(evaluate_all, transfer_methods(cfg, data, xc, rc, run.subsets, eval_sets), cfg,
+                                    probe, out/'evaluation'/'transfer', progress)
     if cfg.ablation:
-        later['ablation'] = partial(evaluate_all, ablation_methods(cfg, arch, xc, rc, eval_sets['mkdt_high_loss']), cfg, probe, out/'evaluation'/'ablation', progress)
+        later['ablation'] = partial(evaluate_all, ablation_methods(cfg, arch, xc, rc, eval_sets['mkdt_high_loss']), cfg,
+                                    probe, out/'evaluation'/'ablation', progress)
     done = spread_stages(st, later, out, first=('transfer', 'horizon'))
     horizon, transfer = done.get('horizon', []), done.get('transfer', [])
-    ablation = [dict(r, method='distilled') for r in rows if r['method'] == 'mkdt_high_loss'] + done['ablation'] if cfg.ablation else []
+    ablation = ([dict(r, method='distilled') for r in rows if r['method'] == 'mkdt_high_loss'] + done['ablation']
+                if cfg.ablation else [])
     sets_info = {k: dict(summaries.get(k, {}), n=len(s), lr=float(s.lr),
-                         final_iteration_loss=run.histories[k].records[-1]['loss'] if run.histories[k].records else None)
+                         final_iteration_loss=run.histories[k].records[-1]['loss'] if run.histories[k].records
+                         else None)
                  for k, s in run.sets.items()}
     result = dict(dataset=cfg.dataset, config=cfg.to_dict(), results=rows, findings=findings(rows), horizon=horizon,
                   transfer=transfer, ablation=ablation, synthetic_sets=sets_info, timings=dict(st.timings))
     if is_main():  # rank 0 writes the results and the report
         save_json(out/'results.json', result)
-        st.run('report', build_report, out, cfg, data, rows, transfer, run.sets, run.histories, variance, st.timings, ablation, summaries, horizon)
+        st.run('report', build_report, out, cfg, data, rows, transfer, run.sets, run.histories, variance, st.timings,
+               ablation, summaries, horizon)
         result['timings'] = dict(st.timings)
         save_json(out/'results.json', result)
     barrier()  # every rank returns once the run is on disk

@@ -25,7 +25,8 @@ def encode(model:nn.Module, # an encoder; its `features` method is used when it 
     model.eval()
     dev = next(model.parameters()).device
     f = getattr(model, 'features', model)
-    try: out = torch.cat([f(x[i:i + batch_size].to(dev)).flatten(1).float().cpu() for i in range(0, len(x), batch_size)])
+    try:
+        out = torch.cat([f(x[i:i + batch_size].to(dev)).flatten(1).float().cpu() for i in range(0, len(x), batch_size)])
     finally: model.train(was_training)
     return out
 
@@ -51,8 +52,9 @@ def _reference_probe(xtr, ytr, xte, yte, l2, n_classes, seed, steps=20):
         last = float(F.cross_entropy(lin(xtr), ytr) + l2 * lin.weight.pow(2).sum())
         pred = lin(xte).argmax(1)
     if not (math.isfinite(last) and last <= first) or len(pred.unique()) == 1:
-        warnings.warn(f"The reference probe diverged (loss {first:.3g} -> {last:.3g}; it predicts {len(pred.unique())} class(es)): "
-                      "its score measures L-BFGS without a line search, not the features. Use protocol='standard'.", ProbeWarning)
+        warnings.warn(f"The reference probe diverged (loss {first:.3g} -> {last:.3g}; it predicts {len(pred.unique())} "
+                      "class(es)): its score measures L-BFGS without a line search, not the features. Use "
+                      "protocol='standard'.", ProbeWarning)
     return float((pred == yte).double().mean() * 100)
 
 def linear_probe(train_feats:torch.Tensor, # N x F features of the labelled examples
@@ -66,14 +68,16 @@ def linear_probe(train_feats:torch.Tensor, # N x F features of the labelled exam
                  seed:int=0, # initialisation of the reference protocol's linear layer
                 ) -> float:
     "Top-1 test accuracy (%) of a linear classifier fit by full-batch L-BFGS on frozen features."
-    if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
+    if protocol not in PROBE_PROTOCOLS:
+        raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
     if len(train_feats) != len(train_y): raise KddError(f"{len(train_feats)} feature rows but {len(train_y)} labels.")
     for name, f in (('labelled', train_feats), ('test', test_feats)):
         if not torch.isfinite(f).all():
-            raise KddError(f"The {name} features hold NaN or infinite values: the encoder diverged. Check its training (a lower learning rate) before probing it.")
+            raise KddError(f"The {name} features hold NaN or infinite values: the encoder diverged. Check its training "
+                           "(a lower learning rate) before probing it.")
     if len(train_feats) > 1 and bool((train_feats == train_feats[:1]).all()):
-        raise KddError("Every feature is constant over the labelled examples (a collapsed encoder): a probe would score chance. "
-                       "Check the encoder's training, or that the images are not all the same.")
+        raise KddError("Every feature is constant over the labelled examples (a collapsed encoder): a probe would "
+                       "score chance. Check the encoder's training, or that the images are not all the same.")
     n_classes = n_classes or int(max(train_y.max(), test_y.max())) + 1
     if protocol == 'reference': return _reference_probe(train_feats, train_y, test_feats, test_y, l2, n_classes, seed)
     xtr, xte = train_feats.double(), test_feats.double()
@@ -96,8 +100,10 @@ def labelled_indices(y:torch.Tensor, # labels of the split the probe draws from
                      protocol:str='standard', # 'standard': stratified; 'reference': a plain random sample, as the reference code
                     ) -> torch.Tensor:
     "The labelled examples a probe of `protocol` uses (sorted indices, nested across fractions for a seed)."
-    if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
-    return stratified_indices(y, fraction, seed=seed) if protocol == 'standard' else random_fraction_indices(len(y), fraction, seed=seed)
+    if protocol not in PROBE_PROTOCOLS:
+        raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
+    return (stratified_indices(y, fraction, seed=seed) if protocol == 'standard'
+            else random_fraction_indices(len(y), fraction, seed=seed))
 
 def probe_accuracies(model:nn.Module, # the frozen encoder
                      data:ImageData, # labelled data: train split for the probe, full test split for the score
@@ -108,14 +114,16 @@ def probe_accuracies(model:nn.Module, # the frozen encoder
                      protocol:str='standard', # 'standard': stratified labels, standardised probe; 'reference': random labels, the reference's probe
                     ) -> dict[float, float]:
     "Linear-probe top-1 accuracy (%) on the test set for each labelled fraction of the training set."
-    if protocol not in PROBE_PROTOCOLS: raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
+    if protocol not in PROBE_PROTOCOLS:
+        raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
     fractions = sorted(fractions)
     idx = {f: labelled_indices(data.y_train, f, seed, protocol) for f in fractions}
     top = idx[fractions[-1]]
     pos = torch.full((len(data.y_train),), -1, dtype=torch.long); pos[top] = torch.arange(len(top))
     ftr = encode(model, data.normalize(data.x_train[top]), batch_size)
     fte = encode(model, data.normalize(data.x_test), batch_size)
-    return {f: linear_probe(ftr[pos[i]], data.y_train[i], fte, data.y_test, l2=l2, n_classes=data.n_classes, protocol=protocol, seed=seed)
+    return {f: linear_probe(ftr[pos[i]], data.y_train[i], fte, data.y_test, l2=l2, n_classes=data.n_classes,
+                            protocol=protocol, seed=seed)
             for f, i in idx.items()}
 
 def probe_accuracy(model:nn.Module, # the frozen encoder

@@ -71,7 +71,8 @@ class PipelineConfig:
         self.explicit = tuple(self.explicit)
         if self.probe_protocol not in PROBE_PROTOCOLS:
             raise KddError(f"Unknown probe_protocol {self.probe_protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
-        if self.probe_labels not in ('pool', 'full'): raise KddError(f"probe_labels must be 'pool' or 'full', got {self.probe_labels!r}.")
+        if self.probe_labels not in ('pool', 'full'):
+            raise KddError(f"probe_labels must be 'pool' or 'full', got {self.probe_labels!r}.")
         bad = set(self.distilled_baselines) - {'mkdt_random_init', 'mtt_ssl', 'krr_st'}
         if bad: raise KddError(f"Unknown distilled baselines {sorted(bad)}. Known: mkdt_random_init, mtt_ssl, krr_st.")
         if self.first_padding != 'reference' and not (isinstance(self.first_padding, int) and self.first_padding >= 0):
@@ -83,7 +84,9 @@ class PipelineConfig:
     def from_dict(cls, d:dict) -> PipelineConfig:
         "Rebuild from `to_dict` output, refusing unknown fields."
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown: raise KddError(f"Unknown pipeline settings {sorted(unknown)}. Known: {[f.name for f in dataclasses.fields(cls)]}.")
+        if unknown:
+            raise KddError(f"Unknown pipeline settings {sorted(unknown)}. Known: "
+                           f"{[f.name for f in dataclasses.fields(cls)]}.")
         d = dict(d)
         for k in ('fractions', 'seeds', 'horizon_steps', 'distilled_baselines', 'explicit'):
             if d.get(k) is not None: d[k] = tuple(d[k])
@@ -112,14 +115,18 @@ class ConfigError(KddError):
     "A setting is unknown, of the wrong type, or does not fit the data or the teacher; the message lists every such setting and what fixes it."
 
 RECORDS = ('explicit', 'adapted')  # fields that record how a configuration came about; they are not settings
-SUB_SETTINGS = {'distill': DistillConfig, 'krr_st': KRRSTConfig, 'dataset_options': None, 'transfer': None}  # dict settings whose entries can be set one by one (None: any entry)
-_WORDS = {'int': 'a whole number', 'float': 'a number', 'str': 'text', 'bool': 'true or false', 'tuple': 'a list', 'list': 'a list',
-          'dict': 'an object {...}', 'None': 'null', 'NoneType': 'null'}
-_FITS = {'int': lambda v: isinstance(v, int) and not isinstance(v, bool), 'float': lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-         'str': lambda v: isinstance(v, str), 'bool': lambda v: isinstance(v, bool), 'tuple': lambda v: isinstance(v, (list, tuple)),
-         'dict': lambda v: isinstance(v, dict), 'None': lambda v: v is None}
+# dict settings whose entries can be set one by one (None: any entry)
+SUB_SETTINGS = {'distill': DistillConfig, 'krr_st': KRRSTConfig, 'dataset_options': None, 'transfer': None}
+_WORDS = {'int': 'a whole number', 'float': 'a number', 'str': 'text', 'bool': 'true or false',
+          'tuple': 'a list', 'list': 'a list', 'dict': 'an object {...}', 'None': 'null', 'NoneType': 'null'}
+_FITS = {'int': lambda v: isinstance(v, int) and not isinstance(v, bool), 'float': lambda v: isinstance(v, (int, float))
+         and not isinstance(v, bool),
+         'str': lambda v: isinstance(v, str), 'bool': lambda v: isinstance(v, bool),
+         'tuple': lambda v: isinstance(v, (list, tuple)), 'dict': lambda v: isinstance(v, dict),
+         'None': lambda v: v is None}
 
-def _kinds(cls, name): return [t.strip() for t in str({f.name: f.type for f in dataclasses.fields(cls)}[name]).split('|')]
+def _kinds(cls, name):
+    return [t.strip() for t in str({f.name: f.type for f in dataclasses.fields(cls)}[name]).split('|')]
 def _show(v):
     try: return json.dumps(v)
     except (TypeError, ValueError): return repr(v)
@@ -129,14 +136,16 @@ def known_settings() -> str:
     top = [f.name for f in dataclasses.fields(PipelineConfig) if f.name not in RECORDS]
     return (f"Known settings: {', '.join(top)}; one entry of a dict setting: "
             f"{', '.join('distill.' + f.name for f in dataclasses.fields(DistillConfig))}, "
-            f"{', '.join('krr_st.' + f.name for f in dataclasses.fields(KRRSTConfig))}, dataset_options.KEY, transfer.KEY.")
+            f"{', '.join('krr_st.' + f.name for f in dataclasses.fields(KRRSTConfig))}, dataset_options.KEY, "
+            "transfer.KEY.")
 
 def setting_problem(key:str, # a setting's name: 'n_train', or dotted for one entry of a dict setting, 'distill.iterations'
                     value, # the value it is to take
                    ) -> str|None:
     "What is wrong with setting `key` to `value` (an unknown setting, a value of the wrong type), or None when nothing is."
     top, _, sub = key.partition('.')
-    if top not in {f.name for f in dataclasses.fields(PipelineConfig)} - set(RECORDS) or (sub and top not in SUB_SETTINGS):
+    if top not in {f.name for f in dataclasses.fields(PipelineConfig)} - set(RECORDS) or (sub
+                                                                                          and top not in SUB_SETTINGS):
         return f"unknown setting {key!r}"
     cls = SUB_SETTINGS.get(top)
     if sub:
@@ -145,7 +154,8 @@ def setting_problem(key:str, # a setting's name: 'n_train', or dotted for one en
         kinds = _kinds(cls, sub)
     else: kinds = _kinds(PipelineConfig, key)
     if not any(_FITS[k](value) for k in kinds):
-        return f"{key} takes {' or '.join(_WORDS.get(k, k) for k in kinds)}, got {_show(value)} ({_WORDS.get(type(value).__name__, type(value).__name__)})"
+        return (f"{key} takes {' or '.join(_WORDS.get(k, k) for k in kinds)}, got {_show(value)} "
+                f"({_WORDS.get(type(value).__name__, type(value).__name__)})")
     if not sub and cls is not None and isinstance(value, dict):  # a whole DistillConfig dict: each entry too
         return '; '.join(filter(None, (setting_problem(f'{key}.{k}', v) for k, v in value.items()))) or None
     return None
@@ -168,25 +178,34 @@ def parse_settings(items:list[str], # 'KEY=VALUE' strings, as typed after `--set
 
 # %% ../nbs/09a_recipes.ipynb #ffe05a84
 def _gpu(dataset, preset, frac, depth=None, **kw):
-    return dict(dataset=dataset, n_train=None, width=128, depth=depth, eval_batch_size=256, n_experts=100, expert_epochs=20, expert_batch_size=256, high_loss_clusters=None, syn_fraction=frac,
+    return dict(dataset=dataset, n_train=None, width=128, depth=depth, eval_batch_size=256, n_experts=100,
+                expert_epochs=20, expert_batch_size=256, high_loss_clusters=None, syn_fraction=frac,
                 distill=dict(DistillConfig.preset(preset).__dict__), n_ssl_experts=20, ssl_expert_epochs=20, ssl_lr=0.1,
                 transfer=dict(name='resnet10_cifar'), **kw)
 
 CONFIGS = {
     'quickstart': dict(),
-    'quick': dict(n_train=600, n_test=500, n_experts=2, expert_epochs=3, syn_fraction=0.05, high_loss_clusters=10, n_ssl_experts=2, ssl_expert_epochs=3,
-                  teacher_arch='small_resnet',  # a teacher it must train (no shipped one, e.g. 3x32x32 images): the CPU-sized one, not ResNet-18
-                  transfer=dict(name='small_resnet', widths=[8, 16, 32, 64], blocks=[1, 1, 1, 1]),  # half the widths: the transfer study was 28% of a toy run
-                  distill=dict(DistillConfig.cpu_default(iterations=6, syn_steps=4, snapshot_every=3, checkpoint_every=3).__dict__),
-                  eval_epochs=3, fractions=(0.01, 0.05), seeds=(0, 1), variance=True, teacher_epochs=1, horizon_steps=(0, 1, 3), ablation=True,
-                  distilled_baselines=('mkdt_random_init', 'mtt_ssl', 'krr_st'),
-                  krr_st=dict(KRRSTConfig.cpu_default(iterations=6, n_models=2, quota=3, batch_real=64, snapshot_every=3, checkpoint_every=3).__dict__)),
-    'fashion_mnist_2pct': dict(n_train=None, width=32, depth=3, first_padding='reference', n_experts=4, expert_epochs=3, expert_batch_size=256,
-                               distill=dict(DistillConfig.cpu_default(iterations=100, syn_steps=20, batch_syn=256, expert_epochs=2, max_start_epoch=2,
-                                                                      lr_lr=1e-3, snapshot_every=10, checkpoint_every=10).__dict__),
+    'quick': dict(n_train=600, n_test=500, n_experts=2, expert_epochs=3, syn_fraction=0.05, high_loss_clusters=10,
+                  n_ssl_experts=2, ssl_expert_epochs=3,
+                  # a teacher it must train (no shipped one, e.g. 3x32x32 images): the CPU-sized one, not ResNet-18
+                  teacher_arch='small_resnet',
+                  # half the widths: the transfer study was 28% of a toy run
+                  transfer=dict(name='small_resnet', widths=[8, 16, 32, 64], blocks=[1, 1, 1, 1]),
+                  distill=dict(DistillConfig.cpu_default(iterations=6, syn_steps=4, snapshot_every=3,
+                                                         checkpoint_every=3).__dict__),
+                  eval_epochs=3, fractions=(0.01, 0.05), seeds=(0, 1), variance=True, teacher_epochs=1,
+                  horizon_steps=(0, 1, 3), ablation=True, distilled_baselines=('mkdt_random_init', 'mtt_ssl', 'krr_st'),
+                  krr_st=dict(KRRSTConfig.cpu_default(iterations=6, n_models=2, quota=3, batch_real=64,
+                                                      snapshot_every=3, checkpoint_every=3).__dict__)),
+    'fashion_mnist_2pct': dict(n_train=None, width=32, depth=3, first_padding='reference', n_experts=4,
+                               expert_epochs=3, expert_batch_size=256,
+                               distill=dict(DistillConfig.cpu_default(iterations=100, syn_steps=20, batch_syn=256,
+                                                                      expert_epochs=2, max_start_epoch=2, lr_lr=1e-3,
+                                                                      snapshot_every=10, checkpoint_every=10).__dict__),
                                eval_batch_size=256, fractions=(0.01, 0.05), horizon_steps=(0, 10, 20, 40, 80, 100),
                                distilled_baselines=(), transfer=None, ablation=False),
-    'cifar10_cpu': dict(dataset='cifar10', depth=3, teacher_arch='small_resnet', teacher_epochs=30),  # the quickstart's sizes on CIFAR-10 (32x32 RGB)
+    # the quickstart's sizes on CIFAR-10 (32x32 RGB)
+    'cifar10_cpu': dict(dataset='cifar10', depth=3, teacher_arch='small_resnet', teacher_epochs=30),
     'cifar10_2pct': _gpu('cifar10', 'cifar10_2pct', 0.02),
     'cifar10_5pct': _gpu('cifar10', 'cifar10_5pct', 0.05),
     'cifar100_2pct': _gpu('cifar100', 'cifar100_2pct', 0.02),
@@ -205,7 +224,8 @@ def get_config(name:str='quickstart', # a `CONFIGS` name
     for k, v in sorted(changes.items(), key=lambda kv: '.' in kv[0]):  # whole settings first, then single entries
         top, _, sub = k.partition('.')
         if sub: d[top] = dict(d[top] or {}, **{sub: v}); explicit.add(k)
-        elif isinstance(v, dict) and isinstance(d.get(k), dict):  # a dict setting given whole: its changed entries are what was asked for
+        # a dict setting given whole: its changed entries are what was asked for
+        elif isinstance(v, dict) and isinstance(d.get(k), dict):
             explicit |= {f'{k}.{s}' for s, x in v.items() if d[k].get(s, object()) != x}; d[k] = dict(v)
         else: d[k] = v; explicit.add(k)
     return PipelineConfig.from_dict({**d, 'explicit': sorted(explicit)})
@@ -232,9 +252,11 @@ def _teacher_meta(path):
     if p.is_dir() and artifact_exists(p/'teacher'): p = p/'teacher'
     if p.suffix in ('.pth', '.pt', '.ckpt', '.tar') or (p.is_file() and p.suffix not in ('.json', '.safetensors')):
         return (None, None) if p.exists() else (None, f"{p} does not exist")
-    if not artifact_exists(p): return None, f"there is no teacher artifact at {p} (neither {p}.json with {p}.safetensors, nor {p}/teacher)"
+    if not artifact_exists(p):
+        return None, f"there is no teacher artifact at {p} (neither {p}.json with {p}.safetensors, nor {p}/teacher)"
     meta = read_meta(p)
-    return (meta, None) if meta.get('kind') == 'teacher' else (None, f"{p} is a {meta.get('kind')!r} artifact, not a teacher")
+    return (meta, None) if meta.get('kind') == 'teacher' else (None,
+                                                               f"{p} is a {meta.get('kind')!r} artifact, not a teacher")
 
 def variance_fit(info:DatasetInfo, # the dataset's facts
                  quick:bool=True, # the quick study (the pipeline's) or the full one
@@ -245,11 +267,13 @@ def variance_fit(info:DatasetInfo, # the dataset's facts
     n = min(vc['n_train'], info.n_train)
     sizes = [b for b in vc['batch_sizes'] if b <= n]
     if len(sizes) < 2:
-        return {}, f"the gradient-variance study needs two of its batch sizes {vc['batch_sizes']}, and {info.name} has {info.n_train:,} training images"
+        return {}, (f"the gradient-variance study needs two of its batch sizes {vc['batch_sizes']}, and {info.name} "
+                    f"has {info.n_train:,} training images")
     fit = {}
     if n < vc['n_train']: fit['n_train'] = (vc['n_train'], n, f"{info.name} has {info.n_train:,} training images")
     if sizes != vc['batch_sizes']: fit['batch_sizes'] = (vc['batch_sizes'], sizes, f"larger than the {n:,} images")
-    if vc.get('along_batch_size', 0) > n: fit['along_batch_size'] = (vc['along_batch_size'], n, f"larger than the {n:,} images")
+    if vc.get('along_batch_size', 0) > n:
+        fit['along_batch_size'] = (vc['along_batch_size'], n, f"larger than the {n:,} images")
     return fit, None
 
 def check_config(cfg:PipelineConfig, # the configuration to check
@@ -261,9 +285,13 @@ def check_config(cfg:PipelineConfig, # the configuration to check
     "Check every setting against the data and the teacher at once: return the configuration fitted to the data, or raise one `ConfigError` listing every conflict."
     opts, d = options or {}, cfg.to_dict()
     adapted, conflicts, explicit = dict(d['adapted']), [], set(cfg.explicit)
-    said = lambda key, v: (f"leave out {opts[key]}" if v is None else f"{opts[key]} {v}") if key in opts else f"set {key}={_show(v)}"
-    def conflict(key, why, *fixes): conflicts.append(f"{key}={_show(_get(d, key)) if key in d or '.' in key else '...'}: {why}. Fix: {' or '.join(fixes)}.")
-    def record(key, recipe, used, why): adapted[key] = dict(recipe=adapted.get(key, {}).get('recipe', recipe), used=used, why=why)
+    said = lambda key, v: (f"leave out {opts[key]}" if v is None
+                           else f"{opts[key]} {v}") if key in opts else f"set {key}={_show(v)}"
+    def conflict(key, why, *fixes):
+        conflicts.append(f"{key}={_show(_get(d, key)) if key in d or '.' in key else '...'}: {why}. Fix: "
+                         f"{' or '.join(fixes)}.")
+    def record(key, recipe, used, why):
+        adapted[key] = dict(recipe=adapted.get(key, {}).get('recipe', recipe), used=used, why=why)
     def follow(key, used, why, *fixes):
         "A setting that does not fit the data: a recipe value follows it (recorded); an explicit one is a conflict."
         if key in explicit or key.split('.')[0] in explicit: conflict(key, why, *fixes)
@@ -273,34 +301,49 @@ def check_config(cfg:PipelineConfig, # the configuration to check
     for key, counts in (('n_train', info.train_counts), ('n_test', info.test_counts)):
         n, total, split = d[key], sum(counts), key[2:]
         if 'data' not in checks or n is None: continue
-        if not (isinstance(n, int) and n >= 1): conflict(key, 'must be a whole number >= 1', said(key, total), said(key, None) + ' (the whole split)'); continue
-        if n > total: follow(key, None, f"{name} has {total:,} {split} images", said(key, total), said(key, None) + ' (the whole split)'); continue
+        if not (isinstance(n, int) and n >= 1):
+            conflict(key, 'must be a whole number >= 1', said(key, total), said(key, None) + ' (the whole split)')
+            continue
+        if n > total:
+            follow(key, None, f"{name} has {total:,} {split} images", said(key, total),
+                   said(key, None) + ' (the whole split)'); continue
         if min(stratified_counts(counts, n / total)) < 1:
             least = next(m for m in range(n, total + 1) if min(stratified_counts(counts, m / total)) >= 1)
             small = info.classes[min(range(len(counts)), key=lambda i: counts[i])]
-            follow(key, least, f"a stratified subset of {n} {split} images leaves class {small!r} ({min(counts)} images) without any", said(key, least), said(key, None))
-    pool_counts = info.train_counts if not isinstance(d['n_train'], int) or d['n_train'] >= info.n_train else stratified_counts(info.train_counts, d['n_train'] / info.n_train)
+            follow(key, least, f"a stratified subset of {n} {split} images leaves class {small!r} ({min(counts)} "
+                               "images) without any", said(key, least), said(key, None))
+    pool_counts = (info.train_counts if not isinstance(d['n_train'], int) or d['n_train'] >= info.n_train
+                   else stratified_counts(info.train_counts, d['n_train'] / info.n_train))
     pool = sum(pool_counts)
     # --- teacher
     if 'teacher' in checks:
-        if d['teacher_method'] not in SSL_LOSSES: conflict('teacher_method', f"not an SSL method ({', '.join(SSL_LOSSES)})", said('teacher_method', 'barlow_twins'))
+        if d['teacher_method'] not in SSL_LOSSES:
+            conflict('teacher_method', f"not an SSL method ({', '.join(SSL_LOSSES)})",
+                     said('teacher_method', 'barlow_twins'))
         if d['teacher']:
             meta, wrong = _teacher_meta(d['teacher'])
             if wrong: conflict('teacher', wrong, 'check the path', 'leave the teacher out to train one for this data')
             elif meta is None and c != 3:
-                conflict('teacher', f"a plain state dict is read as a 3-channel ResNet-18 (CIFAR stem), but {name} has {c}-channel images",
-                         f"train a teacher on this data (kdd-explore teacher --dataset {name} --out DIR) and pass DIR/teacher", 'leave the teacher out to train one')
+                conflict('teacher', f"a plain state dict is read as a 3-channel ResNet-18 (CIFAR stem), but {name} has "
+                                    f"{c}-channel images",
+                         f"train a teacher on this data (kdd-explore teacher --dataset {name} --out DIR) and pass "
+                         "DIR/teacher", 'leave the teacher out to train one')
         else:
             p = shipped_teacher(d['dataset'])
             meta = read_meta(p) if p else None
             if p is None and missing_teacher == 'error':
-                conflict('teacher', f"no teacher is shipped for {name!r}", f"train one (kdd-explore teacher --dataset {name} --out DIR) and pass {said('teacher', 'DIR/teacher')}")
+                conflict('teacher', f"no teacher is shipped for {name!r}",
+                         f"train one (kdd-explore teacher --dataset {name} --out DIR) and pass "
+                         f"{said('teacher', 'DIR/teacher')}")
         if d.get('teacher_arch') is not None and d['teacher_arch'] not in TEACHER_ARCHS:
-            conflict('teacher_arch', f"not a teacher architecture ({', '.join(TEACHER_ARCHS)})", said('teacher_arch', 'small_resnet'))
+            conflict('teacher_arch', f"not a teacher architecture ({', '.join(TEACHER_ARCHS)})",
+                     said('teacher_arch', 'small_resnet'))
         if meta is not None and meta.get('arch', {}).get('in_channels', c) != c:
             seen = meta.get('dataset') or {}
-            trained = f" (trained on {'x'.join(map(str, seen['shape']))} images of {seen.get('name', '?')})" if seen.get('shape') else ''
-            conflict('teacher', f"the teacher takes {meta['arch']['in_channels']}-channel images{trained}, but {name} has {c}x{h}x{w} images",
+            trained = (f" (trained on {'x'.join(map(str, seen['shape']))} images of {seen.get('name', '?')})"
+                       if seen.get('shape') else '')
+            conflict('teacher', f"the teacher takes {meta['arch']['in_channels']}-channel images{trained}, but {name} "
+                                f"has {c}x{h}x{w} images",
                      'pass a teacher trained on this data', 'leave the teacher out to train one')
     # --- the student and the experts
     if 'student' in checks:
@@ -308,57 +351,86 @@ def check_config(cfg:PipelineConfig, # the configuration to check
             if not (isinstance(d[key], int) and d[key] >= 1): conflict(key, 'must be a whole number >= 1', said(key, 1))
         pad = reference_padding(info.shape) if d['first_padding'] == 'reference' else d['first_padding']
         deepest, rule, depth = max(h + 2 * pad - 2, 1).bit_length() - 1, (3 if h <= 32 else 4), d['depth']
-        if h != w: conflict('dataset', f"the student ConvNet needs square images, and {name}'s are {h}x{w}", 'register the images with a size (register_dataset(..., size=S))')
-        elif deepest < 1: conflict('dataset', f"{h}x{w} images are too small for a ConvNet block", 'register the images at a larger size')
+        if h != w:
+            conflict('dataset', f"the student ConvNet needs square images, and {name}'s are {h}x{w}",
+                     'register the images with a size (register_dataset(..., size=S))')
+        elif deepest < 1:
+            conflict('dataset', f"{h}x{w} images are too small for a ConvNet block",
+                     'register the images at a larger size')
         elif depth is None:
-            record('depth', None, min(rule, deepest), f"the reference's rule: 3 up to 32x32 images, 4 above" + (f"; at most {deepest} for {h}x{w} images" if deepest < rule else ''))
+            record('depth', None, min(rule, deepest), f"the reference's rule: 3 up to 32x32 images, 4 above"
+                   + (f"; at most {deepest} for {h}x{w} images" if deepest < rule else ''))
             d['depth'] = min(rule, deepest)
-        elif not (isinstance(depth, int) and depth >= 1): conflict('depth', 'must be a whole number >= 1, or null', said('depth', None) + ' (follow the image size)')
+        elif not (isinstance(depth, int) and depth >= 1):
+            conflict('depth', 'must be a whole number >= 1, or null', said('depth', None) + ' (follow the image size)')
         elif depth > deepest:
-            follow('depth', deepest, f"a ConvNet of depth {depth} pools {h}x{w} images (first padding {pad}) to nothing",
+            follow('depth', deepest, f"a ConvNet of depth {depth} pools {h}x{w} images (first padding {pad}) "
+                                     "to nothing",
                    said('depth', deepest), said('depth', None) + ' (follow the image size)')
         if isinstance(d['expert_batch_size'], int) and d['expert_batch_size'] > pool:
-            follow('expert_batch_size', pool, f"larger than the pool of {pool:,} images", said('expert_batch_size', pool))
-        elif not (isinstance(d['expert_batch_size'], int) and d['expert_batch_size'] >= 1): conflict('expert_batch_size', 'must be a whole number >= 1', said('expert_batch_size', 64))
-        if not (isinstance(d['expert_lr'], (int, float)) and 0 < d['expert_lr'] < math.inf): conflict('expert_lr', 'must be a number > 0', said('expert_lr', 0.1))
-        if not (isinstance(d['expert_momentum'], (int, float)) and 0 <= d['expert_momentum'] < 1): conflict('expert_momentum', 'must be in [0, 1)', said('expert_momentum', 0.9))
-        if not (isinstance(d['expert_weight_decay'], (int, float)) and d['expert_weight_decay'] >= 0): conflict('expert_weight_decay', 'must be >= 0', said('expert_weight_decay', 1e-4))
+            follow('expert_batch_size', pool, f"larger than the pool of {pool:,} images",
+                   said('expert_batch_size', pool))
+        elif not (isinstance(d['expert_batch_size'], int) and d['expert_batch_size'] >= 1):
+            conflict('expert_batch_size', 'must be a whole number >= 1', said('expert_batch_size', 64))
+        if not (isinstance(d['expert_lr'], (int, float)) and 0 < d['expert_lr'] < math.inf):
+            conflict('expert_lr', 'must be a number > 0', said('expert_lr', 0.1))
+        if not (isinstance(d['expert_momentum'], (int, float)) and 0 <= d['expert_momentum'] < 1):
+            conflict('expert_momentum', 'must be in [0, 1)', said('expert_momentum', 0.9))
+        if not (isinstance(d['expert_weight_decay'], (int, float)) and d['expert_weight_decay'] >= 0):
+            conflict('expert_weight_decay', 'must be >= 0', said('expert_weight_decay', 1e-4))
     # --- distillation: the synthetic set
     k = round(d['syn_fraction'] * pool) if isinstance(d['syn_fraction'], (int, float)) else 0
     if 'distill' in checks:
         need = 2 if 'mtt_ssl' in d['distilled_baselines'] else 1
-        if not 0 < d['syn_fraction'] <= 1: conflict('syn_fraction', 'must be a share in (0, 1], e.g. 0.02', said('syn_fraction', 0.02))
+        if not 0 < d['syn_fraction'] <= 1:
+            conflict('syn_fraction', 'must be a share in (0, 1], e.g. 0.02', said('syn_fraction', 0.02))
         elif k < need:
             least = math.ceil((need - 0.5) / pool * 1e4) / 1e4 + 1e-4
-            conflict('syn_fraction', f"keeps {k} of the {pool:,} pool images, and the synthetic set needs at least {need}"
-                     + (" (the MTT-SSL baseline's SSL loss compares images)" if need == 2 else ''), said('syn_fraction', round(least, 4)))
+            conflict('syn_fraction', f"keeps {k} of the {pool:,} pool images, and the synthetic set needs at "
+                                     f"least {need}"
+                     + (" (the MTT-SSL baseline's SSL loss compares images)" if need == 2 else ''),
+                     said('syn_fraction', round(least, 4)))
         hc = d['high_loss_clusters']
-        if hc is not None and not (isinstance(hc, int) and hc >= 1): conflict('high_loss_clusters', 'must be a whole number >= 1, or null', said('high_loss_clusters', None) + ' (the plain top-k)')
+        if hc is not None and not (isinstance(hc, int) and hc >= 1):
+            conflict('high_loss_clusters', 'must be a whole number >= 1, or null',
+                     said('high_loss_clusters', None) + ' (the plain top-k)')
         elif hc is not None and k >= 1 and hc > k:
-            follow('high_loss_clusters', k, f"more clusters than the {k} images of the synthetic set ({d['syn_fraction']:g} of {pool:,})",
+            follow('high_loss_clusters', k, f"more clusters than the {k} images of the synthetic set "
+                                            f"({d['syn_fraction']:g} of {pool:,})",
                    said('high_loss_clusters', k), said('high_loss_clusters', None) + ' (the plain top-k)')
         try: dc = DistillConfig(**d['distill'])
         except (KddError, TypeError) as e: conflict('distill', str(e), 'fix that entry (distill.KEY)'); dc = None
         if dc is not None:
             if k >= 1 and dc.batch_syn > k:
-                follow('distill.batch_syn', k, f"larger than the synthetic set of {k} images", said('distill.batch_syn', k))
+                follow('distill.batch_syn', k, f"larger than the synthetic set of {k} images",
+                       said('distill.batch_syn', k))
             last = dc.max_start_epoch - 1 + dc.expert_epochs
-            for key, ep, what in (('expert_epochs', d['expert_epochs'], 'KD experts'), ('ssl_expert_epochs', d['ssl_expert_epochs'], 'SSL experts')):
+            for key, ep, what in (('expert_epochs', d['expert_epochs'], 'KD experts'),
+                                  ('ssl_expert_epochs', d['ssl_expert_epochs'], 'SSL experts')):
                 if key == 'ssl_expert_epochs' and 'mtt_ssl' not in d['distilled_baselines']: continue
                 if isinstance(ep, int) and last > ep:
-                    conflict('distill.max_start_epoch', f"start epochs up to {dc.max_start_epoch - 1} plus distill.expert_epochs={dc.expert_epochs} reach epoch {last}, "
-                             f"but the {what} train {key}={ep}", said('distill.max_start_epoch', max(ep - dc.expert_epochs + 1, 1)), said(key, last))
-        if 'krr_st' in d['distilled_baselines']:  # the KRR-ST baseline: its settings, and a real batch the pool can fill
+                    conflict('distill.max_start_epoch', f"start epochs up to {dc.max_start_epoch - 1} plus "
+                                                        f"distill.expert_epochs={dc.expert_epochs} reach epoch {last}, "
+                             f"but the {what} train {key}={ep}", said('distill.max_start_epoch',
+                                                                      max(ep - dc.expert_epochs + 1, 1)),
+                             said(key, last))
+        # the KRR-ST baseline: its settings, and a real batch the pool can fill
+        if 'krr_st' in d['distilled_baselines']:
             try: kc = KRRSTConfig(**d['krr_st'])
             except (KddError, TypeError) as e: conflict('krr_st', str(e), 'fix that entry (krr_st.KEY)'); kc = None
             if kc is not None and kc.batch_real > pool:
-                follow('krr_st.batch_real', pool, f"larger than the pool of {pool:,} real images", said('krr_st.batch_real', pool))
+                follow('krr_st.batch_real', pool, f"larger than the pool of {pool:,} real images",
+                       said('krr_st.batch_real', pool))
     # --- evaluation
     if 'evaluation' in checks:
         eb = d['eval_batch_size']
-        if not (isinstance(eb, int) and eb >= 1): conflict('eval_batch_size', 'must be a whole number >= 1', said('eval_batch_size', 32))
-        elif k >= 1 and eb > k: follow('eval_batch_size', k, f"larger than the synthetic set of {k} images every method pre-trains on", said('eval_batch_size', k))
-        if not (isinstance(d['eval_epochs'], int) and d['eval_epochs'] >= 1): conflict('eval_epochs', 'must be a whole number >= 1', said('eval_epochs', 20))
+        if not (isinstance(eb, int) and eb >= 1):
+            conflict('eval_batch_size', 'must be a whole number >= 1', said('eval_batch_size', 32))
+        elif k >= 1 and eb > k:
+            follow('eval_batch_size', k, f"larger than the synthetic set of {k} images every method pre-trains on",
+                   said('eval_batch_size', k))
+        if not (isinstance(d['eval_epochs'], int) and d['eval_epochs'] >= 1):
+            conflict('eval_epochs', 'must be a whole number >= 1', said('eval_epochs', 20))
         if not d['seeds']: conflict('seeds', 'needs at least one seed', said('seeds', [0, 1, 2]))
         standard = d['probe_protocol'] == 'standard'
         counts = pool_counts if d['probe_labels'] == 'pool' else info.train_counts
@@ -370,19 +442,24 @@ def check_config(cfg:PipelineConfig, # the configuration to check
             conflict('fractions', 'must be a non-empty list of shares in (0, 1]', said('fractions', [0.01, 0.1]))
         elif any(not keeps(f) for f in fr):
             bad, kept = [f for f in fr if not keeps(f)], [f for f in fr if keeps(f)] or [least]
-            follow('fractions', kept, f"label fraction{'s' if len(bad) > 1 else ''} {', '.join(f'{f:g}' for f in bad)} of the {where}'s {sum(counts):,} images "
-                   + (f"would leave a class ({min(counts)} images) without a labelled example" if standard else 'would give the probe no example'),
+            follow('fractions', kept, f"label fraction{'s' if len(bad) > 1 else ''} {', '.join(f'{f:g}' for f in bad)} "
+                                      f"of the {where}'s {sum(counts):,} images "
+                   + (f"would leave a class ({min(counts)} images) without a labelled example" if standard
+                      else 'would give the probe no example'),
                    said('fractions', kept), f"fractions of at least {least:g}")
         hf = d['horizon_fraction']
         if d['horizon_steps'] and isinstance(hf, (int, float)) and 0 < hf <= 1 and not keeps(hf):
-            follow('horizon_fraction', least, f"{hf:g} of the {where}'s images would leave a class without a labelled example", said('horizon_fraction', least))
+            follow('horizon_fraction', least, f"{hf:g} of the {where}'s images would leave a class without a "
+                                              "labelled example", said('horizon_fraction', least))
         steps = d['horizon_steps']
         if steps and isinstance(d['eval_batch_size'], int) and k >= 1 and isinstance(d['eval_epochs'], int):
             per = -(-k // d['eval_batch_size']); total = d['eval_epochs'] * per
-            if any(not isinstance(t, int) or t < 0 for t in steps): conflict('horizon_steps', 'must be whole numbers >= 0', said('horizon_steps', [0, total]))
+            if any(not isinstance(t, int) or t < 0 for t in steps):
+                conflict('horizon_steps', 'must be whole numbers >= 0', said('horizon_steps', [0, total]))
             elif max(steps) > total:
                 kept = [t for t in steps if t <= total]
-                follow('horizon_steps', kept, f"steps {[t for t in steps if t > total]} are past the end of pre-training "
+                follow('horizon_steps', kept, f"steps {[t for t in steps if t > total]} are past the end of "
+                                              "pre-training "
                        f"({d['eval_epochs']} epochs of {per} step{'s' if per > 1 else ''} on the {k} images = {total})",
                        said('horizon_steps', kept), said('eval_epochs', -(-max(steps) // per)))
         if d['variance']:
@@ -391,8 +468,9 @@ def check_config(cfg:PipelineConfig, # the configuration to check
             for key, (recipe, used, why) in fit.items(): record(f'variance_study.{key}', recipe, used, why)
     if conflicts:
         how = '' if opts else ' (command line: --set KEY=VALUE; Python: get_config(NAME, KEY=VALUE))'
-        raise ConfigError(f"The configuration does not fit {info.describe()}: {len(conflicts)} setting{'s' if len(conflicts) > 1 else ''} to change{how}. "
-                          "Nothing was run.\n" + '\n'.join(f'  - {x}' for x in conflicts))
+        raise ConfigError(f"The configuration does not fit {info.describe()}: {len(conflicts)} "
+                          f"setting{'s' if len(conflicts) > 1 else ''} to change{how}. Nothing was run.\n"
+                          + '\n'.join(f'  - {x}' for x in conflicts))
     return PipelineConfig.from_dict({**d, 'adapted': adapted})
 
 def adapted_lines(cfg:PipelineConfig, # a configuration `check_config` fitted to the data

@@ -39,12 +39,15 @@ def curves_figure(histories:dict[str, DistillHistory], # name -> distillation hi
     "Plotly figure: matching loss and learned learning rate per iteration, one line per distillation."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
-    fig = make_subplots(rows=1, cols=2, subplot_titles=('matching loss ||θ_N − θ*||² / ||θ_0 − θ*||²', 'learned learning rate'))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=('matching loss ||θ_N − θ*||² / ||θ_0 − θ*||²',
+                                                        'learned learning rate'))
     for i, (name, h) in enumerate(histories.items()):
         it = [r['iteration'] for r in h.records]
         color = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728'][i % 4]
-        fig.add_trace(go.Scatter(x=it, y=[r['loss'] for r in h.records], name=name, line=dict(color=color), legendgroup=name), 1, 1)
-        fig.add_trace(go.Scatter(x=it, y=[r['lr'] for r in h.records], name=name, line=dict(color=color), legendgroup=name, showlegend=False), 1, 2)
+        fig.add_trace(go.Scatter(x=it, y=[r['loss'] for r in h.records], name=name,
+                                 line=dict(color=color), legendgroup=name), 1, 1)
+        fig.add_trace(go.Scatter(x=it, y=[r['lr'] for r in h.records], name=name, line=dict(color=color),
+                                 legendgroup=name, showlegend=False), 1, 2)
     fig.update_xaxes(title_text='iteration')
     fig.update_layout(height=380, legend=dict(orientation='h', y=-0.25))
     return fig
@@ -86,40 +89,50 @@ figcaption {{ font-size: 0.9em; color: #555; }} img {{ image-rendering: pixelate
 
 # %% ../nbs/09b_report.ipynb #b62702e3
 def _gap_text(g:dict, a:str, b:str) -> str:
-    return '; '.join(f"{f:.0%} labels {v['gap']:+.1f} points ({'beyond' if abs(v['gap']) > v['std'] else 'within'} the larger std, {v['std']:.1f})"
+    return '; '.join(f"{f:.0%} labels {v['gap']:+.1f} points ({'beyond' if abs(v['gap']) > v['std'] else 'within'} the "
+                     f"larger std, {v['std']:.1f})"
                      for f, v in g.items())
 
 def findings(rows:list[dict], # the evaluation's rows
             ) -> dict:
     "The comparisons a run is read by: headroom, the quality bar, what the set adds beyond the learned lr, what the lr alone does."
     pairs = dict(headroom=('full_data_kd', 'random_subset'), mkdt_vs_random=('mkdt_high_loss', 'random_subset'),
-                 images_and_targets=('mkdt_high_loss', 'mkdt_initial_at_learned_lr'), learned_lr=('random_subset_at_learned_lr', 'random_subset'),
-                 krr_st_vs_random=('krr_st', 'random_subset'), mkdt_vs_krr_st=('mkdt_high_loss', 'krr_st_at_learned_lr'))
+                 images_and_targets=('mkdt_high_loss', 'mkdt_initial_at_learned_lr'),
+                 learned_lr=('random_subset_at_learned_lr', 'random_subset'),
+                 krr_st_vs_random=('krr_st', 'random_subset'),
+                 mkdt_vs_krr_st=('mkdt_high_loss', 'krr_st_at_learned_lr'))
     have = {r['method'] for r in rows}
-    return {k: dict(a=a, b=b, by_fraction={str(f): v for f, v in gap(rows, a, b).items()}) for k, (a, b) in pairs.items() if {a, b} <= have}
+    return {k: dict(a=a, b=b, by_fraction={str(f): v for f, v in gap(rows, a, b).items()})
+            for k, (a, b) in pairs.items() if {a, b} <= have}
 
 def findings_html(found:dict) -> str:
     "The findings in sentences, for the report."
     say = dict(headroom="<b>Headroom</b> (full-data KD minus the random subset: the most a small set could recover)",
                mkdt_vs_random="<b>MKDT from high-loss images against the random real subset</b>",
-               images_and_targets="<b>What the distilled images and targets add beyond the learned lr</b> (MKDT against its own initial images and targets pre-trained at the same learned lr)",
-               learned_lr="<b>What the learned lr alone does to real images</b> (the random subset at MKDT's learned lr against the same subset at lr 0.1)",
+               images_and_targets="<b>What the distilled images and targets add beyond the learned lr</b> (MKDT "
+                                  "against its own initial images and targets pre-trained at the same learned lr)",
+               learned_lr="<b>What the learned lr alone does to real images</b> (the random subset at MKDT's learned "
+                          "lr against the same subset at lr 0.1)",
                krr_st_vs_random="<b>KRR-ST against the random subset it started from</b> (both pre-trained at lr 0.1)",
-               mkdt_vs_krr_st="<b>MKDT from high-loss images against KRR-ST at the same lr</b> (the KRR-ST set pre-trained at MKDT's learned lr)")
-    items = ''.join(f"<li>{say[k]}: {_gap_text({float(f): v for f, v in d['by_fraction'].items()}, d['a'], d['b'])}.</li>" for k, d in found.items())
+               mkdt_vs_krr_st="<b>MKDT from high-loss images against KRR-ST at the same lr</b> (the KRR-ST set "
+                              "pre-trained at MKDT's learned lr)")
+    items = ''.join(f"<li>{say[k]}: "
+                    f"{_gap_text({float(f): v for f, v in d['by_fraction'].items()}, d['a'], d['b'])}.</li>"
+                    for k, d in found.items())
     return f"<ul>{items}</ul>"
 
 def budget_html(summaries:dict) -> str:
     "A table of each distilled set's matching loss before and after distillation and its step budget ratio."
-    head = ('<tr><th>set</th><th>matching loss, start</th><th>matching loss, end</th><th>expert steps</th><th>synthetic steps</th>'
-            '<th>budget ratio at lr_init</th><th>budget ratio at the learned lr</th></tr>')
+    head = ('<tr><th>set</th><th>matching loss, start</th><th>matching loss, end</th><th>expert steps</th>'
+            '<th>synthetic steps</th><th>budget ratio at lr_init</th><th>budget ratio at the learned lr</th></tr>')
     body = ''.join(f"<tr><td>{k}</td><td>{s['matching_loss_start']:.3f}</td><td>{s['matching_loss_end']:.3f}</td>"
-                   f"<td>{s['step_budget_learned']['expert_steps']}</td><td>{s['step_budget_learned']['syn_steps']}</td>"
-                   f"<td>{s['step_budget_initial']['ratio']:.2%}</td><td>{s['step_budget_learned']['ratio']:.2%}</td></tr>" for k, s in summaries.items())
-    note = ("<p>The matching loss is ||θ_N − θ*||² / ||θ_0 − θ*||², averaged over every expert and start epoch with fixed minibatches: near 1, "
-            "the synthetic steps cover almost none of the expert's distance. The step budget ratio compares the synthetic student's budget "
-            "(syn_steps × lr) with the expert's between start and target (its SGD steps × lr / (1 − momentum)); in the paper's CIFAR-10 2% "
-            "setting it is about 1%.</p>")
+                   f"<td>{s['step_budget_learned']['expert_steps']}</td>"
+                   f"<td>{s['step_budget_learned']['syn_steps']}</td><td>{s['step_budget_initial']['ratio']:.2%}</td>"
+                   f"<td>{s['step_budget_learned']['ratio']:.2%}</td></tr>" for k, s in summaries.items())
+    note = ("<p>The matching loss is ||θ_N − θ*||² / ||θ_0 − θ*||², averaged over every expert and start epoch with "
+            "fixed minibatches: near 1, the synthetic steps cover almost none of the expert's distance. The step "
+            "budget ratio compares the synthetic student's budget (syn_steps × lr) with the expert's between start and "
+            "target (its SGD steps × lr / (1 − momentum)); in the paper's CIFAR-10 2% setting it is about 1%.</p>")
     return note + f'<table>{head}{body}</table>'
 
 def krr_curve_html(hist:DistillHistory, # the KRR-ST history
@@ -130,69 +143,95 @@ def krr_curve_html(hist:DistillHistory, # the KRR-ST history
     y = [r['loss'] for r in hist.records]
     w = max(1, min(config.n_models, len(y)))
     mean = [sum(y[max(0, i - w + 1):i + 1]) / len(y[max(0, i - w + 1):i + 1]) for i in range(len(y))]
-    fig = go.Figure([go.Scatter(y=y, name='outer loss', line=dict(color='#ccc')), go.Scatter(y=mean, name=f'mean of {w}', line=dict(color='#9467bd'))])
-    fig.update_layout(xaxis_title='iteration', yaxis_title='MSE of the KRR prediction', height=320, legend=dict(orientation='h', y=-0.3))
-    note = (f"<p>The MSE between the teacher's representations of a real batch ({config.batch_real} images) and their kernel ridge regression "
-            f"from the synthetic set, through the features of one model of the pool ({config.n_models} models, re-initialised after {config.quota} "
-            f"steps); each iteration draws another model, so the loss jumps. {len(y)} iterations.</p>")
+    fig = go.Figure([go.Scatter(y=y, name='outer loss', line=dict(color='#ccc')),
+                     go.Scatter(y=mean, name=f'mean of {w}', line=dict(color='#9467bd'))])
+    fig.update_layout(xaxis_title='iteration', yaxis_title='MSE of the KRR prediction', height=320,
+                      legend=dict(orientation='h', y=-0.3))
+    note = (f"<p>The MSE between the teacher's representations of a real batch ({config.batch_real} images) and their "
+            "kernel ridge regression from the synthetic set, through the features of one model of the pool "
+            f"({config.n_models} models, re-initialised after {config.quota} steps); each iteration draws another "
+            f"model, so the loss jumps. {len(y)} iterations.</p>")
     return note + fig.to_html(full_html=False, include_plotlyjs=False)
 
 def build_report(out:Path, cfg:PipelineConfig, data:ImageData, rows:list, transfer:list, sets:dict, histories:dict,
-                 variance:dict|None, timings:dict, ablation:list|None=None, summaries:dict|None=None, horizon:list|None=None) -> Path:
+                 variance:dict|None, timings:dict, ablation:list|None=None, summaries:dict|None=None,
+                 horizon:list|None=None) -> Path:
     "Assemble `out/report.html` from a finished run's results."
     from kdd_explore.evaluate import results_figure, results_table
-    init = {'mkdt_high_loss': 'high-loss real images', 'mkdt_random_init': 'random real images', 'mtt_ssl': 'random real images', 'krr_st': 'random real images'}
+    init = {'mkdt_high_loss': 'high-loss real images', 'mkdt_random_init': 'random real images',
+            'mtt_ssl': 'random real images', 'krr_st': 'random real images'}
     imgs = []
     for name, s in sets.items():
         n = min(20, len(s))
         idx = torch.tensor(s.meta['init_indices'][:n])
-        imgs.append(f'<figure><img alt="{name} initial" src="{image_grid_uri(data.x_train[idx])}"><figcaption>{name}: the initial {init[name]}</figcaption></figure>'
-                    f'<figure><img alt="{name} synthetic" src="{image_grid_uri(data.denormalize(s.images[:n]))}"><figcaption>{name}: after distillation ({"fixed" if name == "krr_st" else "learned"} lr {float(s.lr):.4g})</figcaption></figure><br>')
+        imgs.append(f'<figure><img alt="{name} initial" src="{image_grid_uri(data.x_train[idx])}">'
+                    f'<figcaption>{name}: the initial {init[name]}</figcaption></figure><figure>'
+                    f'<img alt="{name} synthetic" src="{image_grid_uri(data.denormalize(s.images[:n]))}">'
+                    f'<figcaption>{name}: after distillation ({"fixed" if name == "krr_st" else "learned"} lr '
+                    f'{float(s.lr):.4g})</figcaption></figure><br>')
     krr_note = f", {cfg.krr_st['iterations']} KRR-ST iterations" if 'krr_st' in sets else ''
     timing_rows = ''.join(f'<tr><td>{k}</td><td>{v:.1f}</td></tr>' for k, v in timings.items())
     labels = 'the pool' if cfg.probe_labels == 'pool' else 'the full training split'
-    intro = (f"<p>Dataset <b>{cfg.dataset}</b> ({len(data.y_train):,} training images in the pool, {len(data.y_test):,} test images), "
-             f"student ConvNet width {cfg.width}, depth {cfg.depth}, first padding {cfg.first_padding}; {cfg.n_experts} experts x {cfg.expert_epochs} epochs, synthetic sets of "
-             f"{len(next(iter(sets.values())))} images ({cfg.syn_fraction:.0%} of the pool), {cfg.distill['iterations']} distillation iterations "
-             f"of {cfg.distill['syn_steps']} inner steps{krr_note}. Linear-probe ({cfg.probe_protocol} protocol) top-1 accuracy (%) on the test set with the labels of "
-             f"a fraction of {labels}, mean ± std over seeds {list(cfg.seeds)}; the last column is each encoder's KD loss on the pool "
-             f"(how well it mimics the teacher).</p>")
-    sections = [('Results', intro + results_table(rows, fmt='html')), ('What the results say', findings_html(findings(rows))),
+    intro = (f"<p>Dataset <b>{cfg.dataset}</b> ({len(data.y_train):,} training images in the pool, "
+             f"{len(data.y_test):,} test images), student ConvNet width {cfg.width}, depth {cfg.depth}, first padding "
+             f"{cfg.first_padding}; {cfg.n_experts} experts x {cfg.expert_epochs} epochs, synthetic sets of "
+             f"{len(next(iter(sets.values())))} images ({cfg.syn_fraction:.0%} of the pool), "
+             f"{cfg.distill['iterations']} distillation iterations of {cfg.distill['syn_steps']} inner "
+             f"steps{krr_note}. Linear-probe ({cfg.probe_protocol} protocol) top-1 accuracy (%) on the test set with "
+             f"the labels of a fraction of {labels}, mean ± std over seeds {list(cfg.seeds)}; the last column is each "
+             "encoder's KD loss on the pool (how well it mimics the teacher).</p>")
+    sections = [('Results', intro + results_table(rows, fmt='html')), ('What the results say',
+                                                                       findings_html(findings(rows))),
                 ('Accuracy against labels', results_figure(rows)),
                 ('Synthetic images beside their initial images', ''.join(imgs)),
-                ('Distillation: matching loss and learned learning rate', curves_figure({k: h for k, h in histories.items() if k != 'krr_st'}))]
-    if 'krr_st' in histories: sections.append(('KRR-ST: its outer loss', krr_curve_html(histories['krr_st'], cfg.krr_config())))
+                ('Distillation: matching loss and learned learning rate',
+                 curves_figure({k: h for k, h in histories.items() if k != 'krr_st'}))]
+    if 'krr_st' in histories:
+        sections.append(('KRR-ST: its outer loss', krr_curve_html(histories['krr_st'], cfg.krr_config())))
     if summaries: sections.append(('Can the synthetic steps reach the target?', budget_html(summaries)))
     if horizon:
-        note = (f"<p>One pre-training run per seed, measured at steps {list(cfg.horizon_steps)}: the pool KD loss and the probe with "
-                f"{cfg.horizon_fraction:.0%} of the labels. The dotted line marks the {cfg.distill['syn_steps']} inner steps distillation matched. "
-                "A distilled set that leads its own initial images (at the same lr) there and not at the end had a lead and lost it.</p>")
-        sections.append(('The horizon check', note + horizon_figure(horizon, matched=cfg.distill['syn_steps']).to_html(full_html=False, include_plotlyjs=False)))
-    if transfer: sections += [(f"Transfer: pre-training a {cfg.transfer['name']} on the same sets", results_table(transfer, fmt='html'))]
+        note = (f"<p>One pre-training run per seed, measured at steps {list(cfg.horizon_steps)}: the pool KD loss and "
+                f"the probe with {cfg.horizon_fraction:.0%} of the labels. The dotted line marks the "
+                f"{cfg.distill['syn_steps']} inner steps distillation matched. A distilled set that leads its own "
+                "initial images (at the same lr) there and not at the end had a lead and lost it.</p>")
+        sections.append(('The horizon check',
+                         note + horizon_figure(horizon,
+                                               matched=cfg.distill['syn_steps']).to_html(full_html=False,
+                                                                                         include_plotlyjs=False)))
+    if transfer:
+        sections += [(f"Transfer: pre-training a {cfg.transfer['name']} on the same sets",
+                      results_table(transfer, fmt='html'))]
     if ablation:
-        note = ("<p>The MKDT set from high-loss images, pre-trained and probed like the methods above, with one learned part at a time "
-                "put back to its initial value: <code>initial_images</code> keeps the learned targets and lr, <code>initial_targets</code> "
-                "the learned images and lr, <code>initial_lr</code> the learned images and targets; <code>initial_set</code> is the real "
-                "high-loss subset at the initial lr. Where a row matches <code>distilled</code>, that part did not matter.</p>")
-        sections += [('What did distillation learn? An ablation of the MKDT high-loss set', note + results_table(ablation, fmt='html'))]
+        note = ("<p>The MKDT set from high-loss images, pre-trained and probed like the methods above, with one "
+                "learned part at a time put back to its initial value: <code>initial_images</code> keeps the learned "
+                "targets and lr, <code>initial_targets</code> the learned images and lr, <code>initial_lr</code> the "
+                "learned images and targets; <code>initial_set</code> is the real high-loss subset at the initial lr. "
+                "Where a row matches <code>distilled</code>, that part did not matter.</p>")
+        sections += [('What did distillation learn? An ablation of the MKDT high-loss set',
+                      note + results_table(ablation, fmt='html'))]
     if variance:
         from kdd_explore.variance import variance_figure
-        sections.append(('Why naive distillation fails for SSL: minibatch gradient variance', variance_figure(variance)))
+        sections.append(('Why naive distillation fails for SSL: minibatch gradient variance',
+                         variance_figure(variance)))
     sections.append(('Stage timings (seconds)', f'<table><tr><th>stage</th><th>seconds</th></tr>{timing_rows}</table>'))
     return write_report(out/'report.html', f'kdd_explore: MKDT on {cfg.dataset}', sections)
 
 # %% ../nbs/09b_report.ipynb #c4b1a002
-BUDGET_PER_SET = ('mkdt_high_loss', 'mkdt_initial_at_learned_lr', 'random_subset_at_learned_lr')  # methods that use a saved set (or its lr)
-BUDGET_FIXED = ('no_pretrain', 'random_subset', 'high_loss_subset', 'full_data_kd')  # methods that do not change with the iterations
-BUDGET_RULE = ("the saved iteration whose mkdt_high_loss has the highest validation accuracy, averaged over the label fractions "
-               "and seeds; a tie goes to the fewer iterations")
+# methods that use a saved set (or its lr)
+BUDGET_PER_SET = ('mkdt_high_loss', 'mkdt_initial_at_learned_lr', 'random_subset_at_learned_lr')
+# methods that do not change with the iterations
+BUDGET_FIXED = ('no_pretrain', 'random_subset', 'high_loss_subset', 'full_data_kd')
+BUDGET_RULE = ("the saved iteration whose mkdt_high_loss has the highest validation accuracy, averaged over the label "
+               "fractions and seeds; a tie goes to the fewer iterations")
 
 def choose_iteration(per_iteration:dict, # {iteration: validation rows of `compare`}
                     ) -> int:
     "The iteration `BUDGET_RULE` picks: the best mean validation accuracy of mkdt_high_loss, the fewest iterations on a tie."
     import statistics
-    if not per_iteration: raise KddError("No evaluated iteration to choose from: the budget study has not evaluated any saved set yet.")
-    score = {t: statistics.fmean(r['acc_mean'] for r in rows if r['method'] == 'mkdt_high_loss') for t, rows in per_iteration.items()}
+    if not per_iteration:
+        raise KddError("No evaluated iteration to choose from: the budget study has not evaluated any saved set yet.")
+    score = {t: statistics.fmean(r['acc_mean'] for r in rows if r['method'] == 'mkdt_high_loss')
+             for t, rows in per_iteration.items()}
     best = max(score.values())
     return min(t for t, v in score.items() if v == best)
 
@@ -209,13 +248,15 @@ def budget_table(study:dict, # a `budget_study.json`
         f"**Partial**: {len(study['evaluated'])} of the {len(study['saves'])} saved iterations evaluated so far "
         f"({', '.join(map(str, study['evaluated']))}); the choice below is among these only.", '']
     head = ['iterations', 'lr', 'matching loss'] + [f'{m} {f * 100:g}%' for m in methods for f in fr]
-    out += ['Test accuracy (%) of every saved set (the fixed methods repeat):', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    out += ['Test accuracy (%) of every saved set (the fixed methods repeat):', '', '| ' + ' | '.join(head) + ' |',
+            '|' + '---|' * len(head)]
     for t in _done(study):
         e = study['iterations'][str(t)]
         by = {(r['method'], r['label_fraction']): r for r in e['test'] + study['fixed']['test']}
         out.append('| ' + ' | '.join([str(t), f"{e['summary']['lr']:.4g}", f"{e['summary']['matching_loss']:.4f}"]
                                       + [_fmt(by[m, f]) for m in methods for f in fr]) + ' |')
-    out += ['', f"Validation accuracy (%) of mkdt_high_loss ({study['n_val']} validation images; rule: {study.get('rule', BUDGET_RULE)}):", '',
+    out += ['', f"Validation accuracy (%) of mkdt_high_loss ({study['n_val']} validation images; rule: "
+                f"{study.get('rule', BUDGET_RULE)}):", '',
             '| iterations | ' + ' | '.join(f'{f * 100:g}%' for f in fr) + ' | mean |', '|---|' + '---|' * (len(fr) + 1)]
     for t in _done(study):
         v = [r for r in study['iterations'][str(t)]['val'] if r['method'] == 'mkdt_high_loss']
@@ -223,9 +264,12 @@ def budget_table(study:dict, # a `budget_study.json`
                    + f" | {sum(r['acc_mean'] for r in v) / len(v):.2f} |")
     h = study['headline']
     out += ['', f"Headline (test, at the chosen {study['chosen']} iterations): mkdt_high_loss against random_subset "
-            + ', '.join(f"{f * 100:g}%: {g['gap']:+.1f} ({g['in_stds']} stds)" for f, g in zip(fr, h['vs_random_subset'].values()))
-            + '; against mkdt_initial_at_learned_lr ' + ', '.join(f"{f * 100:g}%: {g['gap']:+.1f} ({g['in_stds']} stds)" for f, g in zip(fr, h['vs_initial'].values()))
-            + f". Quality bar (beats both by more than the larger std at every fraction): {'met' if h['bar_met'] else 'not met'}."]
+            + ', '.join(f"{f * 100:g}%: {g['gap']:+.1f} ({g['in_stds']} stds)"
+                        for f, g in zip(fr, h['vs_random_subset'].values()))
+            + '; against mkdt_initial_at_learned_lr ' + ', '.join(f"{f * 100:g}%: {g['gap']:+.1f} ({g['in_stds']} stds)"
+                                                                  for f, g in zip(fr, h['vs_initial'].values()))
+            + ". Quality bar (beats both by more than the larger std at every fraction): "
+              f"{'met' if h['bar_met'] else 'not met'}."]
     return '\n'.join(out)
 
 def budget_figure(study:dict, # a `budget_study.json`
@@ -234,23 +278,28 @@ def budget_figure(study:dict, # a `budget_study.json`
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     fr, ts = study['fractions'], _done(study)
-    fig = make_subplots(rows=1, cols=len(fr) + 1, subplot_titles=[f'probe top-1 (%), {f * 100:g}% labels' for f in fr] + ['matching loss'])
-    colors = dict(zip(list(BUDGET_PER_SET) + list(BUDGET_FIXED), ['#d62728', '#ff7f0e', '#9467bd', '#1f77b4', '#17becf', '#7f7f7f', '#2ca02c']))
+    fig = make_subplots(rows=1, cols=len(fr) + 1, subplot_titles=[f'probe top-1 (%), {f * 100:g}% labels'
+                                                                  for f in fr] + ['matching loss'])
+    colors = dict(zip(list(BUDGET_PER_SET) + list(BUDGET_FIXED), ['#d62728', '#ff7f0e', '#9467bd', '#1f77b4',
+                                                                  '#17becf', '#7f7f7f', '#2ca02c']))
     for j, f in enumerate(fr, 1):
         for m in BUDGET_PER_SET:
-            rows = [next(r for r in study['iterations'][str(t)]['test'] if r['method'] == m and r['label_fraction'] == f) for t in ts]
-            fig.add_trace(go.Scatter(x=ts, y=[r['acc_mean'] for r in rows], error_y=dict(array=[r['acc_std'] for r in rows]), name=m,
-                                     legendgroup=m, showlegend=j == 1, line=dict(color=colors[m]), mode='lines+markers'), 1, j)
+            rows = [next(r for r in study['iterations'][str(t)]['test'] if r['method'] == m
+                         and r['label_fraction'] == f) for t in ts]
+            fig.add_trace(go.Scatter(x=ts, y=[r['acc_mean'] for r in rows],
+                                     error_y=dict(array=[r['acc_std'] for r in rows]), name=m, legendgroup=m,
+                                     showlegend=j == 1, line=dict(color=colors[m]), mode='lines+markers'), 1, j)
         for m in BUDGET_FIXED:
             r = next(r for r in study['fixed']['test'] if r['method'] == m and r['label_fraction'] == f)
             fig.add_trace(go.Scatter(x=[ts[0], ts[-1]], y=[r['acc_mean']] * 2, name=m, legendgroup=m, showlegend=j == 1,
                                      line=dict(color=colors[m], dash='dash'), mode='lines'), 1, j)
         fig.add_vline(x=study['chosen'], line=dict(color='black', dash='dot'), row=1, col=j)
-    fig.add_trace(go.Scatter(x=ts, y=[study['iterations'][str(t)]['summary']['matching_loss'] for t in ts], name='matching loss',
-                             line=dict(color='black'), mode='lines+markers'), 1, len(fr) + 1)
+    fig.add_trace(go.Scatter(x=ts, y=[study['iterations'][str(t)]['summary']['matching_loss'] for t in ts],
+                             name='matching loss', line=dict(color='black'), mode='lines+markers'), 1, len(fr) + 1)
     for j in range(1, len(fr) + 2): fig.update_xaxes(type='log', title_text='distillation iterations', row=1, col=j)
     part = '' if study.get('complete', True) else f" (partial: {len(ts)} of {len(study['saves'])} saves)"
-    fig.update_layout(title=f"{study['dataset']}, recipe {study['config']}: MKDT against the distillation budget{part} (dotted: the iteration chosen on validation)",
+    fig.update_layout(title=f"{study['dataset']}, recipe {study['config']}: MKDT against the distillation budget{part} "
+                            "(dotted: the iteration chosen on validation)",
                       height=420, width=420 * (len(fr) + 1))
     return fig
 
@@ -264,5 +313,6 @@ def shipped_budget_study(name:str, # the dataset the study ran on ('cifar10_jpeg
     if not p.exists():
         have = sorted(q.stem[len('budget_study_'):] for q in assets.glob('budget_study_*.json'))
         raise KddError(f"No budget study ships as {name!r} (shipped: {', '.join(have) or 'none'}). "
-                       "Run one: python benchmarks/studies/budget_study.py --dataset DATASET --out DIR, then read DIR/budget_study.json.")
+                       "Run one: python benchmarks/studies/budget_study.py --dataset DATASET --out DIR, then read "
+                       "DIR/budget_study.json.")
     return json.loads(p.read_text())

@@ -31,10 +31,15 @@ class BarlowTwinsLoss(nn.Module):
                 z2:torch.Tensor, # N x D embeddings of view B
                ) -> torch.Tensor:
         "The scalar loss."
-        if z1.shape != z2.shape or z1.ndim != 2: raise KddError(f"Barlow Twins wants two N x D embeddings of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
+        if z1.shape != z2.shape or z1.ndim != 2:
+            raise KddError(f"Barlow Twins wants two N x D embeddings of the same shape, got {tuple(z1.shape)} and "
+                           f"{tuple(z2.shape)}.")
         n = z1.shape[0]
-        if n < 2: raise KddError("Barlow Twins standardises each feature over the batch: it needs a batch of at least 2 images.")
-        std = lambda z: (z - z.mean(0)) / (z.var(0, unbiased=False) + self.eps).sqrt()  # N x D, per-feature standardised
+        if n < 2:
+            raise KddError("Barlow Twins standardises each feature over the batch: it needs a batch of at least "
+                           "2 images.")
+        # N x D, per-feature standardised
+        std = lambda z: (z - z.mean(0)) / (z.var(0, unbiased=False) + self.eps).sqrt()
         c = std(z1).T @ std(z2) / n  # D x D cross-correlation
         on_diag = (1 - torch.diagonal(c)).pow(2).sum()
         off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
@@ -53,11 +58,14 @@ class NTXentLoss(nn.Module):
                 z2:torch.Tensor, # N x D embeddings of view B
                ) -> torch.Tensor:
         "The scalar loss, averaged over the 2N anchors."
-        if z1.shape != z2.shape or z1.ndim != 2: raise KddError(f"NT-Xent wants two N x D embeddings of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
+        if z1.shape != z2.shape or z1.ndim != 2:
+            raise KddError(f"NT-Xent wants two N x D embeddings of the same shape, got {tuple(z1.shape)} and "
+                           f"{tuple(z2.shape)}.")
         n = z1.shape[0]
         u = F.normalize(torch.cat([z1, z2]), dim=1)  # 2N x D, unit vectors
         sim = u @ u.T / self.temperature  # 2N x 2N
-        sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float('-inf'))  # an anchor is not its own candidate
+        # an anchor is not its own candidate
+        sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float('-inf'))
         partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(u.device)  # 2N
         return F.cross_entropy(sim, partner)
 
@@ -91,7 +99,8 @@ def ssl_loss(name:str, # 'barlow_twins' or 'simclr'
 def duration(seconds:float, # a time span
             ) -> str:
     "A time span as people say it: '40 s', '12 min', '3.5 h'."
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    return (f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400
+            else f"{seconds / 3600:.1f} h")
 
 def _init_projector(proj, seed):
     "Initialise the projector's linear layers from `seed` (torch's default Linear init, drawn from our own generator)."
@@ -139,7 +148,8 @@ def train_teacher(backbone:nn.Module, # the encoder to train in place (needs `.a
     device = get_device(device)
     loss_fn = ssl_loss(method, **({'lambd': lambd} if method == 'barlow_twins' else {'temperature': temperature}))
     n = len(data.x_train)
-    if batch_size > n: raise KddError(f"batch_size={batch_size} is larger than the {n} training images: use batch_size <= {n}.")
+    if batch_size > n:
+        raise KddError(f"batch_size={batch_size} is larger than the {n} training images: use batch_size <= {n}.")
     if batch_size < 2: raise KddError("SSL losses compare the images of a batch: use batch_size >= 2.")
     proj = _init_projector(Projector(out_dim(backbone), proj_hidden, proj_dim), seed)
     backbone.to(device).train(); proj.to(device).train()
@@ -152,7 +162,8 @@ def train_teacher(backbone:nn.Module, # the encoder to train in place (needs `.a
     ckpt = Path(out)/'checkpoint' if out is not None else None
     if ckpt is not None and artifact_exists(ckpt):
         tensors, meta = load_artifact(ckpt, expect={'kind': 'teacher_checkpoint'})
-        check_meta(meta['config'], config, where=f"checkpoint {ckpt} (it was made with other settings; use another --out folder or the same settings)")
+        check_meta(meta['config'], config, where=f"checkpoint {ckpt} (it was made with other settings; use another "
+                                                 "--out folder or the same settings)")
         backbone.load_state_dict(_strip('backbone', tensors)); proj.load_state_dict(_strip('projector', tensors))
         backbone.to(device); proj.to(device)
         _load_opt(opt, {k: v.to(device) for k, v in tensors.items()})
@@ -174,28 +185,37 @@ def train_teacher(backbone:nn.Module, # the encoder to train in place (needs `.a
             v1, v2 = v1.to(device), v2.to(device)
             loss = loss_fn(proj(backbone(v1)), proj(backbone(v2)))
             where = f"the {method} loss at epoch {epoch}, step {s + 1}"
-            last = f"the last good checkpoint is {ckpt} (epoch {start})" if ckpt is not None and artifact_exists(ckpt) else "no checkpoint was written"
-            check_finite(loss, where, hint=f"lower the learning rate (lr={lr}) and rerun; {last}, and a rerun with the same out= resumes from it")
+            last = (f"the last good checkpoint is {ckpt} (epoch {start})" if ckpt is not None and artifact_exists(ckpt)
+                    else "no checkpoint was written")
+            check_finite(loss, where, hint=f"lower the learning rate (lr={lr}) and rerun; {last}, and a rerun with the "
+                                           "same out= resumes from it")
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             losses.append(loss.item())
             if progress and epoch == first and s == min(1, steps - 1):  # the 2nd step is timed: the 1st warms caches up
                 sec = time.time() - ts
-                tqdm.write(f"teacher: {sec:.2f} s a step, {steps} step{'s' * (steps != 1)} an epoch (batch {batch_size}): expect about "
-                           f"{duration(sec * steps * todo)} for {todo} epoch{'s' if todo > 1 else ''} on {device}.")
+                tqdm.write(f"teacher: {sec:.2f} s a step, {steps} step{'s' * (steps != 1)} an epoch (batch "
+                           f"{batch_size}): expect about {duration(sec * steps * todo)} for {todo} "
+                           f"epoch{'s' if todo > 1 else ''} on {device}.")
             if progress: bar.set_postfix(loss=f'{losses[-1]:.3f}')
         for k, p in [*backbone.named_parameters(), *proj.named_parameters()]:
-            check_finite(p, f"parameter {k} after epoch {epoch}", hint=f"lower the learning rate (lr={lr}); the last checkpoint was kept")
+            check_finite(p, f"parameter {k} after epoch {epoch}",
+                         hint=f"lower the learning rate (lr={lr}); the last checkpoint was kept")
         lt = torch.tensor(losses)
-        history['epoch'].append(epoch); history['loss'].append(float(lt.mean())); history['loss_std'].append(float(lt.std()) if len(lt) > 1 else 0.)
+        history['epoch'].append(epoch); history['loss'].append(float(lt.mean()))
+        history['loss_std'].append(float(lt.std()) if len(lt) > 1 else 0.)
         history['lr'].append(lr); history['time_s'].append(round(time.time() - t0, 2))
-        if progress: print(f"epoch {epoch}/{epochs}: {method} loss {history['loss'][-1]:.4f} ({history['time_s'][-1]:.0f} s)")
+        if progress:
+            print(f"epoch {epoch}/{epochs}: {method} loss {history['loss'][-1]:.4f} ({history['time_s'][-1]:.0f} s)")
         if ckpt is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
-            tensors = {**_prefixed('backbone', backbone.state_dict()), **_prefixed('projector', proj.state_dict()), **_opt_tensors(opt)}
-            save_artifact(ckpt, tensors, dict(kind='teacher_checkpoint', epoch=epoch, epochs=epochs, lr=lr, config=config, history=history))
+            tensors = {**_prefixed('backbone', backbone.state_dict()), **_prefixed('projector', proj.state_dict()),
+                       **_opt_tensors(opt)}
+            save_artifact(ckpt, tensors, dict(kind='teacher_checkpoint', epoch=epoch, epochs=epochs, lr=lr,
+                                              config=config, history=history))
             start = epoch
     backbone.eval(); proj.eval()
-    return dict(history=history, epoch=history['epoch'][-1] if history['epoch'] else 0, method=method, config=dict(config, lr=lr),
-                checkpoint=str(ckpt) if ckpt is not None and artifact_exists(ckpt) else None, projector=proj)
+    return dict(history=history, epoch=history['epoch'][-1] if history['epoch'] else 0, method=method,
+                config=dict(config, lr=lr), checkpoint=str(ckpt) if ckpt is not None and artifact_exists(ckpt)
+                else None, projector=proj)
 
 # %% ../nbs/03_ssl.ipynb #d8ce1ac6
 def save_teacher(path:str|Path, # where to write the artifact (`path.safetensors` + `path.json`)
@@ -206,7 +226,9 @@ def save_teacher(path:str|Path, # where to write the artifact (`path.safetensors
     m = dict(meta or {}); m.update(kind='teacher', arch=backbone.arch, out_dim=out_dim(backbone))
     return save_artifact(path, backbone.state_dict(), m)
 
-def _few(items, k=4): items = list(items); return ', '.join(map(str, items[:k])) + (f' ... ({len(items)} in all)' if len(items) > k else '')
+def _few(items, k=4):
+    items = list(items)
+    return ', '.join(map(str, items[:k])) + (f' ... ({len(items)} in all)' if len(items) > k else '')
 
 def _clean_state_dict(sd):
     "Unwrap a checkpoint dict, strip `module.`/`backbone.` prefixes and drop `fc.*` keys."
@@ -226,14 +248,16 @@ def _load_into(model, sd, where):
     want = model.state_dict()
     missing = [k for k in want if k not in sd]
     extra = [k for k in sd if k not in want]
-    shapes = [f"{k}: expected {tuple(want[k].shape)}, found {tuple(sd[k].shape)}" for k in want if k in sd and want[k].shape != sd[k].shape]
+    shapes = [f"{k}: expected {tuple(want[k].shape)}, found {tuple(sd[k].shape)}" for k in want if k in sd
+              and want[k].shape != sd[k].shape]
     if missing or extra or shapes:
         parts = []
         if shapes: parts.append(f"shapes differ: {_few(shapes, 3)}")
         if missing: parts.append(f"missing keys: {_few(missing)}")
         if extra: parts.append(f"unexpected keys: {_few(extra)}")
         raise ArtifactError(f"{where} does not fit the architecture {model.arch} ({'; '.join(parts)}). "
-                            "Pass the arch the checkpoint was made for (e.g. arch={'name': 'resnet18_cifar', 'in_channels': 1}), "
+                            "Pass the arch the checkpoint was made for (e.g. arch={'name': 'resnet18_cifar', "
+                            "'in_channels': 1}), "
                             "or use a checkpoint of torchvision's ResNet-18 with the CIFAR stem.")
     model.load_state_dict(sd)
     return model
@@ -252,14 +276,17 @@ def load_teacher(src, # a teacher artifact path, a `.pth`/`.pt` state-dict file,
         if p.suffix in ('.pth', '.pt', '.ckpt', '.tar') or (p.is_file() and p.suffix not in ('.json', '.safetensors')):
             if not p.exists(): raise ArtifactError(f"{p} does not exist. Check the path.")
             try: raw = torch.load(p, map_location='cpu', weights_only=True)
-            except Exception as e: raise ArtifactError(f"{p} could not be read as a PyTorch state dict ({type(e).__name__}: {e}).") from None
+            except Exception as e:
+                raise ArtifactError(f"{p} could not be read as a PyTorch state dict "
+                                    f"({type(e).__name__}: {e}).") from None
             if not isinstance(raw, dict): raise ArtifactError(f"{p} holds a {type(raw).__name__}, not a state dict.")
             sd, where, meta = _clean_state_dict(raw), f"The checkpoint {p}", {}
         else:
             sd, meta = load_artifact(p, expect={'kind': 'teacher'})
             where = f"The teacher artifact {p}"
             if arch is not None and dict(arch) != meta['arch']:
-                raise ArtifactError(f"{where} holds arch {meta['arch']}, not the {dict(arch)} asked for. Pass arch=None to use the artifact's.")
+                raise ArtifactError(f"{where} holds arch {meta['arch']}, not the {dict(arch)} asked for. Pass "
+                                    "arch=None to use the artifact's.")
             arch = meta['arch']
     arch = dict(arch or {'name': 'resnet18_cifar', 'in_channels': 3})
     model = _load_into(build_model(arch), sd, where)
@@ -267,7 +294,8 @@ def load_teacher(src, # a teacher artifact path, a `.pth`/`.pt` state-dict file,
     return _freeze(model.to(device))
 
 # %% ../nbs/03_ssl.ipynb #4245e4b2
-TEACHER_DEFAULTS = {  # dataset -> default training settings of its teacher (the CPU-sized ones are what the shipped teacher used)
+# dataset -> default training settings of its teacher (the CPU-sized ones are what the shipped teacher used)
+TEACHER_DEFAULTS = {
     'fashion_mnist': dict(epochs=14, batch_size=256, lr=1e-3),
     'digits': dict(epochs=30, batch_size=128, lr=1e-3),
     'fake': dict(epochs=5, batch_size=64, lr=1e-3),  # 3x32x32 by default: a ResNet-18, slow on a CPU
@@ -275,7 +303,8 @@ TEACHER_DEFAULTS = {  # dataset -> default training settings of its teacher (the
     'cifar100': dict(epochs=200, batch_size=256, lr=1e-3),
 }
 
-TEACHER_ARCHS = ('resnet18_cifar', 'small_resnet')  # the teacher architectures known by name (`kdd-explore teacher --arch`)
+# the teacher architectures known by name (`kdd-explore teacher --arch`)
+TEACHER_ARCHS = ('resnet18_cifar', 'small_resnet')
 
 def teacher_arch(data, # the dataset (`ImageData` or anything with `.shape`)
                  name:str|None=None, # 'resnet18_cifar' (the paper's), 'small_resnet' (CPU-sized) or None: the dataset's default
@@ -284,9 +313,10 @@ def teacher_arch(data, # the dataset (`ImageData` or anything with `.shape`)
     c = data.shape[0]
     if name is None: return default_teacher_arch(data)
     if name == 'resnet18_cifar': return {'name': 'resnet18_cifar', 'in_channels': c}
-    if name == 'small_resnet': return {'name': 'small_resnet', 'in_channels': c, 'widths': [16, 32, 64, 128], 'blocks': [1, 1, 1, 1]}
-    raise KddError(f"Unknown teacher architecture {name!r}. Known: {', '.join(TEACHER_ARCHS)} (small_resnet trains on a CPU in hours, "
-                   "resnet18_cifar is the paper's and wants a GPU).")
+    if name == 'small_resnet':
+        return {'name': 'small_resnet', 'in_channels': c, 'widths': [16, 32, 64, 128], 'blocks': [1, 1, 1, 1]}
+    raise KddError(f"Unknown teacher architecture {name!r}. Known: {', '.join(TEACHER_ARCHS)} (small_resnet trains on "
+                   "a CPU in hours, resnet18_cifar is the paper's and wants a GPU).")
 
 def default_teacher_arch(data) -> dict:
     "The teacher architecture for a dataset: ResNet-18 (CIFAR stem) for 3-channel 32x32 images, else the CPU-sized SmallResNet."
@@ -321,16 +351,22 @@ def teacher_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
     cfg['batch_size'] = min(cfg['batch_size'], len(data.x_train))
     backbone = init_model(teacher_arch(data, arch), seed)
     if progress:
-        print(f"Training a {backbone.arch['name']} teacher on {dataset!r} with {method}: {cfg['epochs']} epoch{'s' * (cfg['epochs'] != 1)} of {len(data.x_train) // cfg['batch_size']} "
-              f"step{'s' * (len(data.x_train) // cfg['batch_size'] != 1)} (batch {cfg['batch_size']}) on {len(data.x_train):,} images of {'x'.join(map(str, data.shape))}, checkpointed in {out} "
-              "(an interrupted run resumes there). The expected time follows after its first steps.", flush=True)
+        print(f"Training a {backbone.arch['name']} teacher on {dataset!r} with {method}: {cfg['epochs']} "
+              f"epoch{'s' * (cfg['epochs'] != 1)} of {len(data.x_train) // cfg['batch_size']} "
+              f"step{'s' * (len(data.x_train) // cfg['batch_size'] != 1)} (batch {cfg['batch_size']}) on "
+              f"{len(data.x_train):,} images of {'x'.join(map(str, data.shape))}, checkpointed in {out} (an "
+              "interrupted run resumes there). The expected time follows after its first steps.", flush=True)
     t0 = time.time()
     res = train_teacher(backbone, data, method, seed=seed, out=out, progress=progress, device=device, **cfg)
     meta = dict(dataset=data.meta(), method=method, seed=seed, epochs=res['epoch'], hyperparameters=res['config'],
-                history=res['history'], train_time_s=round(sum(res['history']['time_s']), 1), wall_time_this_call_s=round(time.time() - t0, 1),
-                command=f"kdd-explore teacher --dataset {dataset} --method {method} --out {out}" + (f" --epochs {epochs}" if epochs else "")
-                        + (f" --n-train {n_train}" if n_train else "") + (f" --seed {seed}" if seed else "") + (f" --arch {arch}" if arch else ""),
-                python=f"kdd_explore.ssl.teacher_job({dataset!r}, {method!r}, out={str(out)!r}, epochs={epochs}, n_train={n_train}, seed={seed}, arch={arch!r})")
+                history=res['history'], train_time_s=round(sum(res['history']['time_s']), 1),
+                wall_time_this_call_s=round(time.time() - t0, 1),
+                command=f"kdd-explore teacher --dataset {dataset} --method {method} --out {out}"
+                + (f" --epochs {epochs}" if epochs else "")
+                        + (f" --n-train {n_train}" if n_train else "") + (f" --seed {seed}" if seed else "")
+                + (f" --arch {arch}" if arch else ""),
+                python=f"kdd_explore.ssl.teacher_job({dataset!r}, {method!r}, out={str(out)!r}, epochs={epochs}, "
+                       f"n_train={n_train}, seed={seed}, arch={arch!r})")
     save_teacher(Path(out)/'teacher', backbone.cpu(), meta)
     return Path(out)/'teacher'
 

@@ -17,8 +17,8 @@ from .models import build_model
 from .augment import augmenter, ZCA
 from .kd import Experts, record_experts, soft_cross_entropy, train_kd, experts_objective
 from .metagrad import model_forward, minibatch_schedule, unroll_match
-from .distill import (SyntheticSet, DistillConfig, DistillHistory, _distill_loop, _check_objective, matching_loss,
-                                 distill)
+from .distill import (SyntheticSet, DistillConfig, DistillHistory, _distill_loop,
+                                 _check_objective, matching_loss, distill)
 
 # %% auto #0
 __all__ = ['SUPERVISED_PRESETS', 'SUPERVISED_RECIPES', 'PUBLISHED', 'one_hot_targets', 'per_class_indices', 'set_labels',
@@ -32,10 +32,12 @@ def one_hot_targets(y:torch.Tensor, # N integer labels
                    ) -> torch.Tensor:
     "Float one-hot rows (N x C) of integer labels, refusing labels outside 0..C-1."
     y = torch.as_tensor(y)
-    if y.is_floating_point() or y.ndim != 1: raise DatasetError(f"Labels must be a 1-d tensor of whole numbers, got {y.dtype} of shape {tuple(y.shape)}.")
+    if y.is_floating_point() or y.ndim != 1:
+        raise DatasetError(f"Labels must be a 1-d tensor of whole numbers, got {y.dtype} of shape {tuple(y.shape)}.")
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         bad = sorted({int(v) for v in y[(y < 0) | (y >= n_classes)]})[:5]
-        raise DatasetError(f"Labels {bad} are out of range for {n_classes} classes (0..{n_classes - 1}): check the labels and n_classes.")
+        raise DatasetError(f"Labels {bad} are out of range for {n_classes} classes (0..{n_classes - 1}): check the "
+                           "labels and n_classes.")
     return F.one_hot(y.long(), n_classes).float()
 
 def per_class_indices(y:torch.Tensor, # N integer labels of the pool
@@ -44,13 +46,15 @@ def per_class_indices(y:torch.Tensor, # N integer labels of the pool
                       seed:int=0, # which images
                      ) -> torch.Tensor:
     "`ipc` random indices of each class, class 0's first (C * ipc indices): the random real images a supervised set starts from."
-    if not (isinstance(ipc, int) and ipc >= 1): raise KddError(f"ipc (images per class) must be a whole number >= 1, got {ipc!r}.")
+    if not (isinstance(ipc, int) and ipc >= 1):
+        raise KddError(f"ipc (images per class) must be a whole number >= 1, got {ipc!r}.")
     one_hot_targets(y, n_classes)  # labels in range
     g, out = make_generator(seed), []
     for c in range(n_classes):
         members = (y == c).nonzero().flatten()
         if len(members) < ipc:
-            raise DatasetError(f"Class {c} has {len(members)} image(s) in the pool, fewer than ipc={ipc}: use a larger pool (n_train) or a smaller ipc.")
+            raise DatasetError(f"Class {c} has {len(members)} image(s) in the pool, fewer than ipc={ipc}: use a larger "
+                               "pool (n_train) or a smaller ipc.")
         out.append(members[torch.randperm(len(members), generator=g)[:ipc]])
     return torch.cat(out)
 
@@ -87,10 +91,12 @@ def record_supervised_experts(arch:dict, # the student (`supervised_arch`): its 
                              ) -> Experts:
     "Record `n_experts` classifier trajectories trained with cross-entropy on the labels (MTT's experts), one snapshot per epoch."
     n_classes = arch.get('out_dim')
-    if n_classes is None: raise KddError(f"The student {arch} has no out_dim: build it with supervised_arch(shape, n_classes).")
+    if n_classes is None:
+        raise KddError(f"The student {arch} has no out_dim: build it with supervised_arch(shape, n_classes).")
     targets = one_hot_targets(y, n_classes)
-    return record_experts(arch, x, targets.to(x.device), n_experts, epochs, lr, batch_size, momentum, weight_decay, seed, out=out, progress=progress,
-                          meta=dict(meta or {}, zca=bool(zca), n_classes=n_classes), objective='ce', augment=augment)
+    return record_experts(arch, x, targets.to(x.device), n_experts, epochs, lr, batch_size, momentum, weight_decay,
+                          seed, out=out, progress=progress, meta=dict(meta or {}, zca=bool(zca), n_classes=n_classes),
+                          objective='ce', augment=augment)
 
 # %% ../nbs/06a_supervised.ipynb #25189090
 @torch.no_grad()
@@ -102,7 +108,9 @@ def accuracy(model:nn.Module, # a classifier
     "Top-1 accuracy (%) of `model` on `(x, y)`, in eval mode."
     was = model.training; model.eval()
     dev = next(model.parameters()).device
-    try: hits = sum(int((model(x[i:i + batch_size].to(dev)).argmax(1).cpu() == y[i:i + batch_size]).sum()) for i in range(0, len(x), batch_size))
+    try:
+        hits = sum(int((model(x[i:i + batch_size].to(dev)).argmax(1).cpu() == y[i:i + batch_size]).sum())
+                   for i in range(0, len(x), batch_size))
     finally: model.train(was)
     return 100. * hits / len(x)
 
@@ -116,7 +124,8 @@ def ce_step_loss(model:nn.Module, # the student (its own parameters are not used
                 ):
     "Supervised trajectory matching's inner loss: step i is the cross-entropy of the model with parameters `params` on minibatch `batches[i]`."
     forward, aug = model_forward(model), augmenter(augment)
-    if aug is not None and (seeds is None or len(seeds) < len(batches)): raise KddError("An augmented inner loss needs one seed per inner step.")
+    if aug is not None and (seeds is None or len(seeds) < len(batches)):
+        raise KddError("An augmented inner loss needs one seed per inner step.")
     def step_loss(params, i):
         xb = images[batches[i]]
         if aug is not None: xb = aug(xb, seeds[i])  # the same augmentation whenever step i is (re)computed
@@ -157,20 +166,24 @@ class SupervisedConfig(DistillConfig):
         super().__post_init__()
         augmenter(self.augment)  # an unknown name stops here
         if self.learn_labels and not self.lr_targets > 0:
-            raise KddError("learn_labels=True needs lr_targets > 0 (e.g. 1.0): with lr_targets=0 the labels would not move.")
+            raise KddError("learn_labels=True needs lr_targets > 0 (e.g. 1.0): with lr_targets=0 the labels would "
+                           "not move.")
 
     @classmethod
     def preset(cls, name:str, # one of `SUPERVISED_PRESETS`
                **changes, # fields to override
               ) -> SupervisedConfig:
         "A named preset ('cpu', 'mtt_cifar10_1ipc', 'mtt_cifar10_10ipc'), optionally changed."
-        if name not in SUPERVISED_PRESETS: raise KddError(f"Unknown supervised preset {name!r}. Known: {', '.join(SUPERVISED_PRESETS)}.")
+        if name not in SUPERVISED_PRESETS:
+            raise KddError(f"Unknown supervised preset {name!r}. Known: {', '.join(SUPERVISED_PRESETS)}.")
         return cls(**dict(SUPERVISED_PRESETS[name], **changes))
 
 SUPERVISED_PRESETS = {
     'cpu': dict(),
-    'mtt_cifar10_1ipc': dict(iterations=5000, syn_steps=50, expert_epochs=2, max_start_epoch=2, lr_img=1000., lr_lr=1e-7, lr_init=0.01, zca=True),
-    'mtt_cifar10_10ipc': dict(iterations=5000, syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_img=1e5, lr_lr=1e-5, lr_init=0.01, zca=True),
+    'mtt_cifar10_1ipc': dict(iterations=5000, syn_steps=50, expert_epochs=2, max_start_epoch=2, lr_img=1000.,
+                             lr_lr=1e-7, lr_init=0.01, zca=True),
+    'mtt_cifar10_10ipc': dict(iterations=5000, syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_img=1e5,
+                              lr_lr=1e-5, lr_init=0.01, zca=True),
 }
 
 # %% ../nbs/06a_supervised.ipynb #d76c3617
@@ -179,21 +192,26 @@ def check_supervised(experts:Experts, # supervised experts
                      config:SupervisedConfig, # the settings
                     ):
     "Refuse, before any work, experts, a set or settings that do not fit together (one message saying what was mixed)."
-    _check_objective(experts, ('ce',), 'distill_supervised', "record supervised experts with record_supervised_experts (objective='ce'), "
+    _check_objective(experts, ('ce',), 'distill_supervised',
+                     "record supervised experts with record_supervised_experts (objective='ce'), "
                      "or distil KD experts with kdd_explore.distill.distill (MKDT).")
     ex_aug, ex_zca = experts.meta.get('augment'), bool(experts.meta.get('zca', False))
     if ex_aug != config.augment:
-        raise KddError(f"The experts were recorded with augment={ex_aug!r} but the distillation asks for augment={config.augment!r}: "
-                       f"set SupervisedConfig.augment={ex_aug!r}, or record experts with augment={config.augment!r}.")
+        raise KddError(f"The experts were recorded with augment={ex_aug!r} but the distillation asks for "
+                       f"augment={config.augment!r}: set SupervisedConfig.augment={ex_aug!r}, or record experts with "
+                       f"augment={config.augment!r}.")
     if ex_zca != bool(config.zca):
-        raise KddError(f"The experts were recorded on {'ZCA-whitened' if ex_zca else 'plain (not whitened)'} images but the distillation asks for zca={config.zca}: "
-                       f"set SupervisedConfig.zca={ex_zca}, or record experts on {'plain' if ex_zca else 'ZCA-whitened'} images.")
+        raise KddError(f"The experts were recorded on {'ZCA-whitened' if ex_zca else 'plain (not whitened)'} images "
+                       f"but the distillation asks for zca={config.zca}: set SupervisedConfig.zca={ex_zca}, or record "
+                       f"experts on {'plain' if ex_zca else 'ZCA-whitened'} images.")
     k = experts.arch.get('out_dim')
     if syn.targets.ndim != 2 or syn.targets.shape[1] != k:
-        raise KddError(f"The set's label rows are {tuple(syn.targets.shape)}, but the experts classify into {k} classes: "
-                       f"use one_hot_targets(labels, {k}) as the targets.")
+        raise KddError(f"The set's label rows are {tuple(syn.targets.shape)}, but the experts classify into {k} "
+                       f"classes: use one_hot_targets(labels, {k}) as the targets.")
     missing = sorted(set(range(k)) - set(set_labels(syn).tolist()))
-    if missing: raise DatasetError(f"Classes {missing[:10]} have no image in the synthetic set: start it with per_class_indices (every class gets ipc images).")
+    if missing:
+        raise DatasetError(f"Classes {missing[:10]} have no image in the synthetic set: start it with "
+                           "per_class_indices (every class gets ipc images).")
 
 def distill_supervised(experts:Experts, # supervised experts (`record_supervised_experts`)
                        syn:SyntheticSet, # the initial set: real images with one-hot label rows (`SyntheticSet.from_real`)
@@ -213,7 +231,8 @@ def supervised_matching_loss(experts:Experts, # supervised experts
                             ) -> float:
     "Mean matching loss of `syn` over every expert and start epoch, with the supervised inner loss (no update)."
     check_supervised(experts, syn, config)
-    return matching_loss(experts, syn, config, make_step_loss=ce_maker(config.syn_steps, config.batch_syn, config.augment, config.seed))
+    return matching_loss(experts, syn, config, make_step_loss=ce_maker(config.syn_steps, config.batch_syn,
+                                                                       config.augment, config.seed))
 
 # %% ../nbs/06a_supervised.ipynb #098b4d14
 def evaluate_set(images:torch.Tensor, # N x C x H x W training images of the classifier (a synthetic set, or real images)
@@ -237,12 +256,15 @@ def evaluate_set(images:torch.Tensor, # N x C x H x W training images of the cla
     accs, vaccs = [], []
     for s in tqdm(seeds, desc='evaluate', disable=not progress, leave=False):
         model = build_model(arch, seed=derive_seed(s, 'classifier')).to(dev)
-        train_kd(model, images.detach().to(dev), targets.detach().to(dev), epochs, lr, batch_size, momentum, weight_decay,
-                 seed=derive_seed(s, 'classifier_order'), progress=False, objective='ce', augment=augment, decay_at=epochs // 2)
+        train_kd(model, images.detach().to(dev), targets.detach().to(dev), epochs, lr,
+                 batch_size, momentum, weight_decay, seed=derive_seed(s, 'classifier_order'), progress=False,
+                 objective='ce', augment=augment, decay_at=epochs // 2)
         accs.append(round(accuracy(model, x_test, y_test), 2))
         if val is not None: vaccs.append(round(accuracy(model, *val), 2))
-    summary = lambda a: dict(accuracies=a, mean=round(statistics.fmean(a), 2), std=round(statistics.stdev(a) if len(a) > 1 else 0., 2))
-    return dict(summary(accs), lr=round(float(lr), 5), epochs=epochs, augment=augment, **({'val': summary(vaccs)} if val is not None else {}))
+    summary = lambda a: dict(accuracies=a, mean=round(statistics.fmean(a), 2),
+                             std=round(statistics.stdev(a) if len(a) > 1 else 0., 2))
+    return dict(summary(accs), lr=round(float(lr), 5), epochs=epochs, augment=augment,
+                **({'val': summary(vaccs)} if val is not None else {}))
 
 # %% ../nbs/06a_supervised.ipynb #2b1d7a18
 @dataclass
@@ -273,31 +295,39 @@ class SupervisedRecipe:
 
     def config(self) -> SupervisedConfig:
         "The distillation's settings: `distill` over the defaults, with this recipe's augmentation, ZCA and last save."
-        return SupervisedConfig(**dict(self.distill, augment=self.augment, zca=self.zca, iterations=max(self.saves), seed=self.seed))
+        return SupervisedConfig(**dict(self.distill, augment=self.augment, zca=self.zca, iterations=max(self.saves),
+                                       seed=self.seed))
     def check(self):
         "Refuse inconsistent settings before any work."
         cfg = self.config()
         if not self.saves or min(self.saves) < 1: raise KddError(f"saves must be iterations >= 1, got {self.saves}.")
         if cfg.max_start_epoch - 1 + cfg.expert_epochs > self.expert_epochs:
-            raise KddError(f"The distillation reads expert epoch {cfg.max_start_epoch - 1 + cfg.expert_epochs} (max_start_epoch - 1 + expert_epochs), "
-                           f"but the experts record {self.expert_epochs}: raise expert_epochs or lower the distillation's.")
+            raise KddError(f"The distillation reads expert epoch {cfg.max_start_epoch - 1 + cfg.expert_epochs} "
+                           f"(max_start_epoch - 1 + expert_epochs), but the experts record {self.expert_epochs}: raise "
+                           "expert_epochs or lower the distillation's.")
         return self
 
 SUPERVISED_RECIPES = {
     'fashion_mnist_1ipc': SupervisedRecipe(),
-    'fashion_mnist_10ipc': SupervisedRecipe(ipc=10, expert_epochs=12, distill=dict(max_start_epoch=10, syn_steps=20, batch_syn=100, lr_img=1e4)),
-    'cifar10_1ipc': SupervisedRecipe(dataset='cifar10', n_train=None, zca=True, expert_epochs=4, distill=dict(syn_steps=50, lr_lr=1e-7)),
-    'cifar10_1ipc_mtt': SupervisedRecipe(dataset='cifar10', n_train=None, zca=True, width=128, n_experts=100, expert_epochs=4, saves=(1000, 5000),
-                                         eval_epochs=1000, distill=dict(SUPERVISED_PRESETS['mtt_cifar10_1ipc'], zca=True)),
+    'fashion_mnist_10ipc': SupervisedRecipe(ipc=10, expert_epochs=12, distill=dict(max_start_epoch=10, syn_steps=20,
+                                                                                   batch_syn=100, lr_img=1e4)),
+    'cifar10_1ipc': SupervisedRecipe(dataset='cifar10', n_train=None, zca=True, expert_epochs=4,
+                                     distill=dict(syn_steps=50, lr_lr=1e-7)),
+    'cifar10_1ipc_mtt': SupervisedRecipe(dataset='cifar10', n_train=None, zca=True, width=128, n_experts=100,
+                                         expert_epochs=4, saves=(1000, 5000), eval_epochs=1000,
+                                         distill=dict(SUPERVISED_PRESETS['mtt_cifar10_1ipc'], zca=True)),
 }
 
 def supervised_recipe(name:str, # a `SUPERVISED_RECIPES` name
                       **changes, # fields to change, e.g. `ipc=10` or `distill={'syn_steps': 10}`
                      ) -> SupervisedRecipe:
     "A named recipe, changed and checked."
-    if name not in SUPERVISED_RECIPES: raise KddError(f"Unknown supervised recipe {name!r}. Known: {', '.join(SUPERVISED_RECIPES)}.")
+    if name not in SUPERVISED_RECIPES:
+        raise KddError(f"Unknown supervised recipe {name!r}. Known: {', '.join(SUPERVISED_RECIPES)}.")
     bad = set(changes) - {f.name for f in dataclasses.fields(SupervisedRecipe)}
-    if bad: raise KddError(f"Unknown recipe settings {sorted(bad)}. Known: {', '.join(f.name for f in dataclasses.fields(SupervisedRecipe))}.")
+    if bad:
+        raise KddError(f"Unknown recipe settings {sorted(bad)}. Known: "
+                       f"{', '.join(f.name for f in dataclasses.fields(SupervisedRecipe))}.")
     base = SUPERVISED_RECIPES[name]
     if 'distill' in changes: changes['distill'] = dict(base.distill, **changes['distill'])
     return dataclasses.replace(base, **changes).check()
@@ -319,8 +349,13 @@ def supervised_settings(items:list, # 'KEY=VALUE' strings, as typed after `--set
         if isinstance(value, list): value = tuple(value)
         if key.startswith('distill.') and key[8:] in dfields: out.setdefault('distill', {})[key[8:]] = value
         elif key in fields: out[key] = value
-        else: bad.append(f"Unknown setting {key}" + (f" ({key[8:]} is set by the recipe: use {'saves' if key[8:] == 'iterations' else key[8:]}=...)" if key[8:] in _FROM_RECIPE else ''))
-    if bad: raise KddError(f"{'; '.join(bad)}. Recipe settings: {', '.join(fields)}; distillation settings: {', '.join('distill.' + f for f in dfields)}.")
+        else:
+            bad.append(f"Unknown setting {key}" + (f" ({key[8:]} is set by the recipe: use "
+                                                   f"{'saves' if key[8:] == 'iterations' else key[8:]}=...)"
+                                                   if key[8:] in _FROM_RECIPE else ''))
+    if bad:
+        raise KddError(f"{'; '.join(bad)}. Recipe settings: {', '.join(fields)}; distillation settings: "
+                       f"{', '.join('distill.' + f for f in dfields)}.")
     return out
 
 # %% ../nbs/06a_supervised.ipynb #7044d371
@@ -332,13 +367,18 @@ def _split(recipe, progress):
     if recipe.n_val:
         try: full = load_dataset(recipe.dataset, seed=recipe.seed)
         except KddError as e:
-            raise DatasetError(f"n_val={recipe.n_val} needs the whole training split of {recipe.dataset} (the validation images lie outside the pool): {e}") from None
+            raise DatasetError(f"n_val={recipe.n_val} needs the whole training split of {recipe.dataset} (the "
+                               f"validation images lie outside the pool): {e}") from None
         n = len(full.y_train)
-        inside = stratified_indices(full.y_train, recipe.n_train / n, seed=recipe.seed) if recipe.n_train else torch.arange(n)
+        inside = (stratified_indices(full.y_train, recipe.n_train / n, seed=recipe.seed)
+                  if recipe.n_train else torch.arange(n))
         free = torch.ones(n, dtype=torch.bool); free[inside] = False
         free = free.nonzero().flatten()
-        if len(free) < recipe.n_val: raise DatasetError(f"Only {len(free)} training images lie outside the pool; n_val={recipe.n_val} is too many.")
-        pick = free[torch.randperm(len(free), generator=make_generator(derive_seed(recipe.seed, 'validation')))[:recipe.n_val]]
+        if len(free) < recipe.n_val:
+            raise DatasetError(f"Only {len(free)} training images lie outside the pool; n_val={recipe.n_val} is "
+                               "too many.")
+        pick = free[torch.randperm(len(free),
+                                   generator=make_generator(derive_seed(recipe.seed, 'validation')))[:recipe.n_val]]
         xv, yv = pool.normalize(full.x_train[pick.sort().values]), full.y_train[pick.sort().values]
     x, xt = pool.normalize(pool.x_train[:]), pool.normalize(pool.x_test)
     zca = None
@@ -360,19 +400,25 @@ def supervised_job(recipe:SupervisedRecipe|str, # a recipe or its name
     data, k = info['data'], info['data'].n_classes
     arch = supervised_arch(data.shape, k, recipe.width, recipe.depth, recipe.first_padding)
     cfg = recipe.config()
-    res = dict(kind='supervised_results', recipe=asdict(recipe), arch=arch, dataset=data.meta(), n_pool=len(y), n_val=recipe.n_val, n_test=len(yt),
-               published=PUBLISHED.get((recipe.dataset.removesuffix('_jpeg'), recipe.ipc)), saves={}, seconds={})
-    if (out/'results.json').exists(): res['seconds'] = dict(load_json(out/'results.json').get('seconds', {}), total=0.)  # a resumed run adds to the times
+    res = dict(kind='supervised_results', recipe=asdict(recipe), arch=arch, dataset=data.meta(), n_pool=len(y),
+               n_val=recipe.n_val, n_test=len(yt), published=PUBLISHED.get((recipe.dataset.removesuffix('_jpeg'),
+                                                                            recipe.ipc)), saves={}, seconds={})
+    # a resumed run adds to the times
+    if (out/'results.json').exists(): res['seconds'] = dict(load_json(out/'results.json').get('seconds', {}), total=0.)
     t_before = res['seconds'].pop('total', 0.)
-    write = lambda: save_json(out/'results.json', dict(res, seconds=dict(res['seconds'], total=round(t_before + time.time() - t_start, 1))))
+    write = lambda: save_json(out/'results.json', dict(res,
+                                                       seconds=dict(res['seconds'],
+                                                                    total=round(t_before + time.time() - t_start, 1))))
     t = time.time()
-    experts = record_supervised_experts(arch, x.to(dev), y.to(dev), recipe.n_experts, recipe.expert_epochs, recipe.expert_lr, recipe.expert_batch_size,
-                                        recipe.expert_momentum, recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed, out=out/'experts',
-                                        progress=progress, meta={'dataset': data.meta()})
+    experts = record_supervised_experts(arch, x.to(dev), y.to(dev), recipe.n_experts, recipe.expert_epochs,
+                                        recipe.expert_lr, recipe.expert_batch_size, recipe.expert_momentum,
+                                        recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed,
+                                        out=out/'experts', progress=progress, meta={'dataset': data.meta()})
     res['seconds']['experts'] = round(res['seconds'].get('experts', 0.) + time.time() - t, 1)
     idx = per_class_indices(y, recipe.ipc, k, seed=recipe.seed)
     syn0 = SyntheticSet.from_real(x.to(dev), one_hot_targets(y, k).to(dev), idx.to(dev), lr=cfg.lr_init,
-                                  meta=dict(dataset=data.meta(), arch=arch, init='random_per_class', ipc=recipe.ipc, zca=recipe.zca))
+                                  meta=dict(dataset=data.meta(), arch=arch, init='random_per_class',
+                                            ipc=recipe.ipc, zca=recipe.zca))
     def test(s, lr, name):
         "Test (and validation) accuracies of a set at `lr`, cached in the folder."
         f = out/f'eval_{name}.json'
@@ -380,19 +426,22 @@ def supervised_job(recipe:SupervisedRecipe|str, # a recipe or its name
             got = load_json(f)
             if got.get('lr') == round(float(lr), 5): return got
         t = time.time()
-        ev = evaluate_set(s.images, s.targets, lr, arch, xt.to(dev), yt, recipe.eval_seeds, recipe.eval_epochs, augment=recipe.augment,
+        ev = evaluate_set(s.images, s.targets, lr, arch, xt.to(dev), yt, recipe.eval_seeds,
+                          recipe.eval_epochs, augment=recipe.augment,
                           val=(val[0].to(dev), val[1]) if val is not None else None)
-        got = dict(test={k: v for k, v in ev.items() if k != 'val'}, **({'val': ev['val']} if val is not None else {}), lr=round(float(lr), 5),
-                   seconds=round(time.time() - t, 1))
+        got = dict(test={k: v for k, v in ev.items() if k != 'val'}, **({'val': ev['val']} if val is not None else {}),
+                   lr=round(float(lr), 5), seconds=round(time.time() - t, 1))
         save_json(f, got); return got
     res['random_real'] = test(syn0, recipe.real_lr, 'random_real'); write()
     res['matching_loss_start'] = round(supervised_matching_loss(experts, syn0, cfg), 4)
     syn, t_distill = syn0, 0.
     for s in sorted(recipe.saves):
-        if artifact_exists(out/f'set_{s}'): syn = SyntheticSet.load(out/f'set_{s}', device=dev)  # saved by an earlier call: the distillation is past it
+        # saved by an earlier call: the distillation is past it
+        if artifact_exists(out/f'set_{s}'): syn = SyntheticSet.load(out/f'set_{s}', device=dev)
         else:
             t = time.time()
-            syn, _ = distill_supervised(experts, syn0, dataclasses.replace(cfg, iterations=s), out=out/'distill', progress=progress)
+            syn, _ = distill_supervised(experts, syn0, dataclasses.replace(cfg, iterations=s),
+                                        out=out/'distill', progress=progress)
             t_distill += time.time() - t
             syn.save(out/f'set_{s}')
         res['saves'][str(s)] = dict(test(syn, syn.lr, f'set_{s}'), learned_lr=round(float(syn.lr), 5),
@@ -400,7 +449,8 @@ def supervised_job(recipe:SupervisedRecipe|str, # a recipe or its name
         res['seconds']['distill'] = round(res['seconds'].get('distill', 0.) + t_distill, 1); t_distill = 0.; write()
     res['random_real_at_learned_lr'] = test(syn0, syn.lr, 'random_real_at_learned_lr')
     hist = DistillHistory.load(out/'distill'/'history')
-    res['history'] = dict(loss=[round(r['loss'], 4) for r in hist.records], lr=[round(r['lr'], 6) for r in hist.records])
+    res['history'] = dict(loss=[round(r['loss'], 4) for r in hist.records],
+                          lr=[round(r['lr'], 6) for r in hist.records])
     val_mean = lambda r: r['val']['mean'] if 'val' in r else None
     if val is not None:  # the save with the best validation accuracy; a tie goes to fewer iterations
         res['chosen'] = str(max(sorted(recipe.saves), key=lambda s: (val_mean(res['saves'][str(s)]), -s)))
@@ -409,11 +459,16 @@ def supervised_job(recipe:SupervisedRecipe|str, # a recipe or its name
     write()
     return res
 
-PUBLISHED = {  # top-1 % (mean ± std) of a ConvNet trained on random real images and on distilled ones, as the papers print them
-    ('fashion_mnist', 1): {'random': (51.4, 3.8), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (70.5, 0.6), 'DSA (Zhao & Bilen, ICML 2021)': (70.6, 0.6)},
-    ('fashion_mnist', 10): {'random': (73.8, 0.7), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (82.3, 0.4), 'DSA (Zhao & Bilen, ICML 2021)': (84.6, 0.3)},
-    ('cifar10', 1): {'random': (14.4, 2.0), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (28.3, 0.5), 'MTT (Cazenavette et al., CVPR 2022)': (46.3, 0.8)},
-    ('cifar10', 10): {'random': (26.0, 1.2), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (44.9, 0.5), 'MTT (Cazenavette et al., CVPR 2022)': (65.3, 0.7)},
+# top-1 % (mean ± std) of a ConvNet trained on random real images and on distilled ones, as the papers print them
+PUBLISHED = {
+    ('fashion_mnist', 1): {'random': (51.4, 3.8), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (70.5, 0.6),
+                           'DSA (Zhao & Bilen, ICML 2021)': (70.6, 0.6)},
+    ('fashion_mnist', 10): {'random': (73.8, 0.7), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (82.3, 0.4),
+                            'DSA (Zhao & Bilen, ICML 2021)': (84.6, 0.3)},
+    ('cifar10', 1): {'random': (14.4, 2.0), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (28.3, 0.5),
+                     'MTT (Cazenavette et al., CVPR 2022)': (46.3, 0.8)},
+    ('cifar10', 10): {'random': (26.0, 1.2), 'DC (Zhao, Mopuri & Bilen, ICLR 2021)': (44.9, 0.5),
+                      'MTT (Cazenavette et al., CVPR 2022)': (65.3, 0.7)},
 }
 
 # %% ../nbs/06a_supervised.ipynb #66721292
@@ -427,12 +482,17 @@ def supervised_table(res:dict, # a `supervised_job` result (`results.json`)
     head = '| set | lr | test top-1 (%) |' + (' validation top-1 (%) |' if val else '') + ' matching loss |'
     rows = [head, '|' + '---|' * (head.count('|') - 1)]
     def row(name, ev, lr, ml=''):
-        rows.append(f"| {name} | {lr:.4g} | {_pm(ev['test']['mean'], ev['test']['std'])} |" + (f" {_pm(ev['val']['mean'], ev['val']['std'])} |" if val else '') + f" {ml} |")
-    row(f"{r['ipc']} random real image(s) per class", res['random_real'], r['real_lr'], res.get('matching_loss_start', ''))
-    if 'random_real_at_learned_lr' in res: row('the same, at the learned lr', res['random_real_at_learned_lr'], res['random_real_at_learned_lr']['lr'])
+        rows.append(f"| {name} | {lr:.4g} | {_pm(ev['test']['mean'], ev['test']['std'])} |"
+                    + (f" {_pm(ev['val']['mean'], ev['val']['std'])} |" if val else '') + f" {ml} |")
+    row(f"{r['ipc']} random real image(s) per class", res['random_real'], r['real_lr'],
+        res.get('matching_loss_start', ''))
+    if 'random_real_at_learned_lr' in res: row('the same, at the learned lr', res['random_real_at_learned_lr'],
+                                               res['random_real_at_learned_lr']['lr'])
     for s, ev in res['saves'].items():
-        row(f"distilled, {int(s):,} iterations" + (' (chosen on validation)' if res.get('chosen') == s and val else ''), ev, ev['learned_lr'], ev['matching_loss'])
-    for name, (m, sd) in (res.get('published') or {}).items(): rows.append(f"| published: {name} | | {_pm(m, sd)} |" + (' |' if val else '') + ' |')
+        row(f"distilled, {int(s):,} iterations" + (' (chosen on validation)' if res.get('chosen') == s and val else ''),
+            ev, ev['learned_lr'], ev['matching_loss'])
+    for name, (m, sd) in (res.get('published') or {}).items():
+        rows.append(f"| published: {name} | | {_pm(m, sd)} |" + (' |' if val else '') + ' |')
     return '\n'.join(rows)
 
 def supervised_figure(res:dict, # a `supervised_job` result
@@ -441,20 +501,25 @@ def supervised_figure(res:dict, # a `supervised_job` result
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     its = [int(s) for s in res['saves']]
-    mean = [res['saves'][s]['test']['mean'] for s in res['saves']]; std = [res['saves'][s]['test']['std'] for s in res['saves']]
+    mean = [res['saves'][s]['test']['mean'] for s in res['saves']]
+    std = [res['saves'][s]['test']['std'] for s in res['saves']]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=('test top-1 (%) of a classifier trained on the set', 'matching loss'))
-    fig.add_trace(go.Scatter(x=[0] + its, y=[res['random_real']['test']['mean']] + mean, error_y=dict(array=[res['random_real']['test']['std']] + std),
-                             mode='lines+markers', name='the set (iteration 0: its random real images at the experts\' lr)'), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0] + its, y=[res['random_real']['test']['mean']] + mean,
+                             error_y=dict(array=[res['random_real']['test']['std']] + std), mode='lines+markers',
+                             name='the set (iteration 0: its random real images at the experts\' lr)'), row=1, col=1)
     fig.add_hline(y=res['random_real']['test']['mean'], line_dash='dot', annotation_text='random real', row=1, col=1)
     for name, (m, _) in (res.get('published') or {}).items():
-        if name != 'random': fig.add_hline(y=m, line_dash='dash', line_color='gray', annotation_text=name.split(' (')[0], row=1, col=1)
+        if name != 'random':
+            fig.add_hline(y=m, line_dash='dash', line_color='gray', annotation_text=name.split(' (')[0], row=1, col=1)
     h = res.get('history') or {}
     if h.get('loss'):
         w = max(1, len(h['loss']) // 50)
         sm = [statistics.fmean(h['loss'][max(0, i - w + 1):i + 1]) for i in range(len(h['loss']))]
-        fig.add_trace(go.Scatter(x=list(range(1, len(sm) + 1)), y=sm, mode='lines', name=f'per iteration (mean of {w})', line=dict(color='lightgray')), row=2, col=1)
-    fig.add_trace(go.Scatter(x=[0] + its, y=[res['matching_loss_start']] + [res['saves'][s]['matching_loss'] for s in res['saves']],
+        fig.add_trace(go.Scatter(x=list(range(1, len(sm) + 1)), y=sm, mode='lines', name=f'per iteration (mean of {w})',
+                                 line=dict(color='lightgray')), row=2, col=1)
+    fig.add_trace(go.Scatter(x=[0] + its, y=[res['matching_loss_start']]
+                             + [res['saves'][s]['matching_loss'] for s in res['saves']],
                              mode='lines+markers', name='over every expert and start'), row=2, col=1)
     fig.update_xaxes(title_text='distillation iterations', row=2, col=1)
     fig.update_layout(height=560, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation='h', y=-0.15))

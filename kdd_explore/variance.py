@@ -34,11 +34,14 @@ def norm_var_from_grads(grads:torch.Tensor, # K x P: one flattened minibatch gra
     V, M, msq = est(torch.arange(k))
     ratio = lambda V, M: V / M if M > 0 else math.inf
     nu = ratio(V, M)
-    loo = torch.tensor([ratio(*est(torch.cat([torch.arange(i), torch.arange(i + 1, k)]))[:2]) for i in range(k)], dtype=torch.float64)
+    loo = torch.tensor([ratio(*est(torch.cat([torch.arange(i), torch.arange(i + 1, k)]))[:2]) for i in range(k)],
+                       dtype=torch.float64)
     se = float(((k - 1) / k * (loo - loo.mean()).pow(2).sum()).sqrt()) if torch.isfinite(loo).all() else math.inf
-    if not math.isfinite(nu): warnings.warn(f"The mean gradient is not resolved from the noise with {k} batches (||mu||^2 estimate {M:.3g} <= 0): "
-                                            "the normalised variance is reported as inf; raise n_batches.")
-    return dict(norm_var=nu, stderr=se, var=V, mean_sq_norm=M, naive_norm_var=V / msq if msq > 0 else math.inf, n_batches=k)
+    if not math.isfinite(nu):
+        warnings.warn(f"The mean gradient is not resolved from the noise with {k} batches (||mu||^2 estimate "
+                      f"{M:.3g} <= 0): the normalised variance is reported as inf; raise n_batches.")
+    return dict(norm_var=nu, stderr=se, var=V, mean_sq_norm=M, naive_norm_var=V / msq if msq > 0 else math.inf,
+                n_batches=k)
 
 # %% ../nbs/04_variance.ipynb #9b23c264
 LOSSES = ('barlow_twins', 'simclr', 'kd_mse', 'supervised_ce')
@@ -56,18 +59,25 @@ def minibatch_loss(model:nn.Module, # the student
     "The loss `loss_name` of `model` on one minibatch."
     f = (lambda x: fcall(model, params, x)) if params is not None else model
     if loss_name in ('barlow_twins', 'simclr'):
-        if views is None: raise KddError(f"{loss_name} needs views=SSLViews(data.mean, data.std) to make two augmented views of each image.")
+        if views is None:
+            raise KddError(f"{loss_name} needs views=SSLViews(data.mean, data.std) to make two augmented views of "
+                           "each image.")
         v1, v2 = views(xb, generator)
         return (loss_fn or ssl_loss(loss_name))(f(v1.to(xb.device)), f(v2.to(xb.device)))
     if loss_name == 'kd_mse':
-        if targets is None: raise KddError("kd_mse needs targets=<the teacher's representations of the images> (N x D).")
+        if targets is None:
+            raise KddError("kd_mse needs targets=<the teacher's representations of the images> (N x D).")
         out = f(xb)
-        if out.shape != targets.shape: raise KddError(f"The student outputs {tuple(out.shape[1:])} but the targets are {tuple(targets.shape[1:])}: build the student with out_dim={targets.shape[1]}.")
+        if out.shape != targets.shape:
+            raise KddError(f"The student outputs {tuple(out.shape[1:])} but the targets are "
+                           f"{tuple(targets.shape[1:])}: build the student with out_dim={targets.shape[1]}.")
         return F.mse_loss(out, targets)
     if loss_name == 'supervised_ce':
         if labels is None: raise KddError("supervised_ce needs labels=<the images' labels>.")
         out = f(xb)
-        if out.shape[1] <= int(labels.max()): raise KddError(f"The model has {out.shape[1]} outputs but the labels go up to {int(labels.max())}: use a head with n_classes outputs.")
+        if out.shape[1] <= int(labels.max()):
+            raise KddError(f"The model has {out.shape[1]} outputs but the labels go up to {int(labels.max())}: use a "
+                           "head with n_classes outputs.")
         return F.cross_entropy(out, labels)
     raise KddError(f"Unknown loss {loss_name!r}. Known: {', '.join(LOSSES)}.")
 
@@ -86,8 +96,11 @@ def gradient_variance(model:nn.Module, # the student, at the parameters to study
     "Normalised variance E||g_B - mu||^2/||mu||^2 of minibatch gradients of `loss_name` over `n_batches` random batches, with its standard error."
     from tqdm.auto import tqdm
     n = len(x)
-    if not isinstance(batch_size, int) or batch_size < 2: raise KddError(f"batch_size must be an int >= 2, got {batch_size!r}.")
-    if batch_size > n: raise KddError(f"batch_size={batch_size} is larger than the {n} images given: use batch_size <= {n}, or pass more images.")
+    if not isinstance(batch_size, int) or batch_size < 2:
+        raise KddError(f"batch_size must be an int >= 2, got {batch_size!r}.")
+    if batch_size > n:
+        raise KddError(f"batch_size={batch_size} is larger than the {n} images given: use batch_size <= {n}, or pass "
+                       "more images.")
     if loss_name not in LOSSES: raise KddError(f"Unknown loss {loss_name!r}. Known: {', '.join(LOSSES)}.")
     for name, t in (('targets', targets), ('labels', labels)):
         if t is not None and len(t) != n: raise KddError(f"{name} has {len(t)} rows but x has {n} images.")
@@ -121,19 +134,23 @@ def variance_curves(model:nn.Module, # the student (output = representation)
     "Normalised gradient variance per loss and batch size: `{loss: {'batch_sizes', 'norm_var', 'stderr', 'mean_loss'}}`."
     from tqdm.auto import tqdm
     too_big = [b for b in batch_sizes if b > len(x)]
-    if too_big: raise KddError(f"Batch sizes {too_big} are larger than the {len(x)} images given: drop them or pass more images.")
+    if too_big:
+        raise KddError(f"Batch sizes {too_big} are larger than the {len(x)} images given: drop them or pass "
+                       "more images.")
     out = {L: dict(batch_sizes=[], norm_var=[], stderr=[], mean_loss=[]) for L in losses}
     jobs = [(L, b) for L in losses for b in batch_sizes]
     for L, b in tqdm(jobs, desc='gradient variance', disable=not progress):
         m = ce_model if (L == 'supervised_ce' and ce_model is not None) else model
-        r = gradient_variance(m, L, x, b, n_batches, targets=targets, labels=labels, views=views, seed=derive_seed(seed, L, b))
+        r = gradient_variance(m, L, x, b, n_batches, targets=targets, labels=labels, views=views,
+                              seed=derive_seed(seed, L, b))
         for k in ('norm_var', 'stderr', 'mean_loss'): out[L][k].append(r[k])
         out[L]['batch_sizes'].append(b)
     return out
 
 # %% ../nbs/04_variance.ipynb #d801a9db
 LOSS_COLORS = {'barlow_twins': '#d62728', 'simclr': '#ff7f0e', 'kd_mse': '#1f77b4', 'supervised_ce': '#2ca02c'}
-LOSS_LABELS = {'barlow_twins': 'Barlow Twins', 'simclr': 'SimCLR (NT-Xent)', 'kd_mse': 'KD (MSE to teacher)', 'supervised_ce': 'supervised CE'}
+LOSS_LABELS = {'barlow_twins': 'Barlow Twins', 'simclr': 'SimCLR (NT-Xent)', 'kd_mse': 'KD (MSE to teacher)',
+               'supervised_ce': 'supervised CE'}
 
 def variance_figure(result:dict, # a `variance_job` result, or just its `losses` part
                     title:str|None=None, # figure title
@@ -144,16 +161,19 @@ def variance_figure(result:dict, # a `variance_job` result, or just its `losses`
     fig = go.Figure()
     for L, r in losses.items():
         fig.add_trace(go.Scatter(x=r['batch_sizes'], y=r['norm_var'], name=LOSS_LABELS.get(L, L), mode='lines+markers',
-                                 line=dict(color=LOSS_COLORS.get(L)), error_y=dict(type='data', array=r['stderr'], visible=True)))
+                                 line=dict(color=LOSS_COLORS.get(L)),
+                                 error_y=dict(type='data', array=r['stderr'], visible=True)))
     ds, bss = result.get('dataset', ''), sorted({int(b) for r in losses.values() for b in r['batch_sizes']})
-    fig.update_xaxes(tickvals=bss, ticktext=[str(b) for b in bss])  # a log axis labels only powers of ten: name every batch size measured
+    # a log axis labels only powers of ten: name every batch size measured
+    fig.update_xaxes(tickvals=bss, ticktext=[str(b) for b in bss])
     fig.update_layout(title=title or f"Minibatch gradient noise{' on ' + ds if ds else ''}: E||g_B - μ||² / ||μ||²",
                       xaxis_title='batch size b', yaxis_title='normalised variance', xaxis_type='log', yaxis_type='log',
                       height=420, legend=dict(x=0.99, xanchor='right', y=0.99))
     return fig
 
 # %% ../nbs/04_variance.ipynb #9b0e3ee4
-DEFAULT_LR = {'kd_mse': 0.1, 'barlow_twins': 0.01, 'simclr': 0.1, 'supervised_ce': 0.05}  # SGD step sizes that train the width-32 student stably
+# SGD step sizes that train the width-32 student stably
+DEFAULT_LR = {'kd_mse': 0.1, 'barlow_twins': 0.01, 'simclr': 0.1, 'supervised_ce': 0.05}
 
 def train_student(model:nn.Module, # the starting point (copied, not changed)
                   loss_name:str, # one of `LOSSES`
@@ -174,9 +194,11 @@ def train_student(model:nn.Module, # the starting point (copied, not changed)
     import copy
     from tqdm.auto import tqdm
     n = len(x)
-    if batch_size > n: raise KddError(f"batch_size={batch_size} is larger than the {n} images given: use batch_size <= {n}.")
+    if batch_size > n:
+        raise KddError(f"batch_size={batch_size} is larger than the {n} images given: use batch_size <= {n}.")
     m = copy.deepcopy(model).train()
-    opt = torch.optim.SGD(m.parameters(), lr=DEFAULT_LR[loss_name] if lr is None else lr, momentum=momentum, weight_decay=weight_decay)
+    opt = torch.optim.SGD(m.parameters(), lr=DEFAULT_LR[loss_name] if lr is None else lr, momentum=momentum,
+                          weight_decay=weight_decay)
     loss_fn = ssl_loss(loss_name) if loss_name in ('barlow_twins', 'simclr') else None
     gv = make_generator(derive_seed(seed, 'views'))
     snaps, step, steps = [param_dict(m)], 0, n // batch_size
@@ -222,9 +244,11 @@ def variance_along(model:nn.Module, # the architecture (its own parameters are n
         for L in losses:
             mm = m
             if L == 'supervised_ce':
-                if ce_head is None: raise KddError("supervised_ce along a trajectory needs ce_head=nn.Linear(feat_dim, n_classes).")
+                if ce_head is None:
+                    raise KddError("supervised_ce along a trajectory needs ce_head=nn.Linear(feat_dim, n_classes).")
                 mm = copy.deepcopy(m); mm.head = copy.deepcopy(ce_head)
-            r = gradient_variance(mm, L, x, batch_size, n_batches, targets=targets, labels=labels, views=views, seed=derive_seed(seed, L, i))
+            r = gradient_variance(mm, L, x, batch_size, n_batches, targets=targets, labels=labels, views=views,
+                                  seed=derive_seed(seed, L, i))
             out[L]['snapshot'].append(i); out[L]['norm_var'].append(r['norm_var']); out[L]['stderr'].append(r['stderr'])
     return out
 
@@ -237,7 +261,8 @@ def along_figure(along:dict, # a `variance_along` result
     fig = go.Figure()
     for L, r in along.items():
         fig.add_trace(go.Scatter(x=r['snapshot'], y=r['norm_var'], name=LOSS_LABELS.get(L, L), mode='lines+markers',
-                                 line=dict(color=LOSS_COLORS.get(L)), error_y=dict(type='data', array=r['stderr'], visible=True)))
+                                 line=dict(color=LOSS_COLORS.get(L)),
+                                 error_y=dict(type='data', array=r['stderr'], visible=True)))
     fig.update_layout(title=f"Gradient noise along a KD trajectory{f' (batch {batch_size})' if batch_size else ''}",
                       xaxis_title=xlabel, yaxis_title='normalised variance', yaxis_type='log', height=400)
     return fig
@@ -251,12 +276,14 @@ def trajectory_spread(runs:list[list[dict]], # R runs, each a list of T snapshot
     if len(runs) < 2: raise KddError("A spread needs at least 2 runs from the same initialisation.")
     T = min(len(r) for r in runs)
     th0 = _flat(runs[0][0])
-    if any(not torch.equal(_flat(r[0]), th0) for r in runs): raise KddError("The runs do not start from the same parameters: give every run the same initial model.")
+    if any(not torch.equal(_flat(r[0]), th0) for r in runs):
+        raise KddError("The runs do not start from the same parameters: give every run the same initial model.")
     out = dict(snapshot=list(range(T)), spread=[], travel=[], rel_spread=[])
     for t in range(T):
         th = torch.stack([_flat(r[t]) for r in runs])  # R x P
         spread = float((th - th.mean(0)).pow(2).sum(1).mean()); travel = float((th - th0).pow(2).sum(1).mean())
-        out['spread'].append(spread); out['travel'].append(travel); out['rel_spread'].append(spread / travel if travel > 0 else 0.)
+        out['spread'].append(spread); out['travel'].append(travel)
+        out['rel_spread'].append(spread / travel if travel > 0 else 0.)
     return out
 
 def spread_figure(spreads:dict, # loss name -> a `trajectory_spread` result
@@ -266,7 +293,8 @@ def spread_figure(spreads:dict, # loss name -> a `trajectory_spread` result
     import plotly.graph_objects as go
     fig = go.Figure()
     for L, s in spreads.items():
-        fig.add_trace(go.Scatter(x=s['snapshot'], y=s['rel_spread'], name=LOSS_LABELS.get(L, L), mode='lines+markers', line=dict(color=LOSS_COLORS.get(L))))
+        fig.add_trace(go.Scatter(x=s['snapshot'], y=s['rel_spread'], name=LOSS_LABELS.get(L, L), mode='lines+markers',
+                                 line=dict(color=LOSS_COLORS.get(L))))
     fig.update_layout(title='How far runs from the same initialisation drift apart', xaxis_title=xlabel,
                       yaxis_title='spread / distance travelled', yaxis_range=[0, 1.05], height=400)
     return fig
@@ -277,15 +305,19 @@ class VarianceExplorer:
     def __init__(self, results:dict, # setting name -> a `variance_job` result or its `losses` part
                 ):
         import ipywidgets as W, plotly.graph_objects as go
-        if not results: raise KddError("VarianceExplorer needs at least one result, e.g. {'fashion_mnist @ init': variance_job(...)}.")
+        if not results:
+            raise KddError("VarianceExplorer needs at least one result, e.g. {'fashion_mnist @ init': "
+                           "variance_job(...)}.")
         self.results = {k: v.get('losses', v) for k, v in results.items()}
         first = next(iter(self.results.values()))
         bs = sorted({b for r in self.results.values() for c in r.values() for b in c['batch_sizes']})
         self.setting = W.Dropdown(options=list(self.results), description='setting')
-        self.loss = W.Dropdown(options=list(first), value='kd_mse' if 'kd_mse' in first else list(first)[0], description='loss')
+        self.loss = W.Dropdown(options=list(first), value='kd_mse' if 'kd_mse' in first else list(first)[0],
+                               description='loss')
         self.batch_size = W.Dropdown(options=bs, value=bs[len(bs) // 2], description='batch size')
         self.fig = go.FigureWidget()
-        self.fig.update_layout(xaxis_type='log', yaxis_type='log', xaxis_title='batch size', yaxis_title='normalised variance', height=420)
+        self.fig.update_layout(xaxis_type='log', yaxis_type='log', xaxis_title='batch size',
+                               yaxis_title='normalised variance', height=420)
         self.fig.update_xaxes(tickvals=bs, ticktext=[str(b) for b in bs])  # every batch size labelled on the log axis
         for w in (self.setting, self.loss, self.batch_size): w.observe(lambda change: self.update(), names='value')
         self.widget = W.VBox([W.HBox([self.setting, self.loss, self.batch_size]), self.fig])
@@ -303,13 +335,16 @@ class VarianceExplorer:
         res, sel, b = self.results[self.setting.value], self.loss.value, self.batch_size.value
         if sel not in res: self.loss.options = list(res); return
         traces = [go.Scatter(x=c['batch_sizes'], y=c['norm_var'], name=LOSS_LABELS.get(L, L), mode='lines+markers',
-                             line=dict(color=LOSS_COLORS.get(L), width=4 if L == sel else 1.5), opacity=1. if L == sel else 0.35,
-                             error_y=dict(type='data', array=c['stderr'], visible=L == sel)) for L, c in res.items()]
+                             line=dict(color=LOSS_COLORS.get(L), width=4 if L == sel else 1.5),
+                             opacity=1. if L == sel else 0.35, error_y=dict(type='data', array=c['stderr'],
+                                                                            visible=L == sel)) for L, c in res.items()]
         with self.fig.batch_update():
             self.fig.data = []
             self.fig.add_traces(traces)
-            self.fig.layout.shapes = [dict(type='line', x0=b, x1=b, yref='paper', y0=0, y1=1, line=dict(dash='dot', color='gray'))]
-            self.fig.layout.title = f"{self.setting.value}: {LOSS_LABELS.get(sel, sel)} at batch {b}: ν = {self.value():.4g}"
+            self.fig.layout.shapes = [dict(type='line', x0=b, x1=b, yref='paper', y0=0, y1=1,
+                                           line=dict(dash='dot', color='gray'))]
+            self.fig.layout.title = (f"{self.setting.value}: {LOSS_LABELS.get(sel, sel)} at batch {b}: ν = "
+                                     f"{self.value():.4g}")
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -318,7 +353,8 @@ class VarianceExplorer:
 # %% ../nbs/04_variance.ipynb #b492c8a8
 VARIANCE_CONFIGS = {
     'quick': dict(n_train=1000, batch_sizes=[16, 32, 64, 128], n_batches=8, width=16, along_epochs=0),
-    'full': dict(n_train=10000, batch_sizes=[32, 64, 128, 256, 512], n_batches=32, width=32, along_epochs=3, along_batch_size=128),
+    'full': dict(n_train=10000, batch_sizes=[32, 64, 128, 256, 512], n_batches=32, width=32,
+                 along_epochs=3, along_batch_size=128),
 }
 
 def variance_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
@@ -343,14 +379,17 @@ def variance_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
     t0 = time.time()
     data = load_dataset(dataset, root=root, n_train=cfg['n_train'] or None, seed=seed, **(dataset_options or {}))
     too_big = [b for b in cfg['batch_sizes'] if b > len(data.x_train)]
-    if too_big: raise KddError(f"Batch sizes {too_big} are larger than the {len(data.x_train)} images of {dataset}: use smaller batch_sizes or a larger n_train.")
+    if too_big:
+        raise KddError(f"Batch sizes {too_big} are larger than the {len(data.x_train)} images of {dataset}: use "
+                       "smaller batch_sizes or a larger n_train.")
     teacher_desc = None
     if teacher is None:
         try: teacher, teacher_desc = default_teacher(dataset), f'shipped teacher_{dataset}'
         except KddError:
             if not quick: raise
-            print(f"warning: no teacher is shipped for {dataset!r}; using a randomly initialised teacher (quick mode only). "
-                  f"Train one with `kdd-explore teacher --dataset {dataset} --out DIR` and pass it for meaningful KD numbers.")
+            print(f"warning: no teacher is shipped for {dataset!r}; using a randomly initialised teacher (quick "
+                  f"mode only). Train one with `kdd-explore teacher --dataset {dataset} --out DIR` and pass it for "
+                  "meaningful KD numbers.")
             teacher, teacher_desc = init_model(default_teacher_arch(data), seed).eval(), 'random (untrained) teacher'
     elif isinstance(teacher, (str, Path)): teacher, teacher_desc = load_teacher(teacher), str(teacher)
     teacher_desc = teacher_desc or f"given model {getattr(teacher, 'arch', type(teacher).__name__)}"
@@ -364,25 +403,32 @@ def variance_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
         clf = ConvNet(c, h, width=cfg['width'], depth=depth, out_dim=data.n_classes)
     clf.body.load_state_dict(student.body.state_dict())
     views = SSLViews(data.mean, data.std)
-    losses = variance_curves(student, x, cfg['batch_sizes'], targets=targets, labels=data.y_train, views=views, ce_model=clf,
-                             n_batches=cfg['n_batches'], seed=seed, progress=progress)
-    result = dict(dataset=dataset, config=dict(cfg, seed=seed, student=student.arch, teacher=teacher_desc, n_train=len(x),
-                                               estimator='bias-corrected E||g_B-mu||^2/||mu||^2 over n_batches independent minibatches; jackknife stderr'),
+    losses = variance_curves(student, x, cfg['batch_sizes'], targets=targets, labels=data.y_train,
+                             views=views, ce_model=clf, n_batches=cfg['n_batches'], seed=seed, progress=progress)
+    result = dict(dataset=dataset, config=dict(cfg, seed=seed, student=student.arch,
+                                               teacher=teacher_desc, n_train=len(x),
+                                               estimator='bias-corrected E||g_B-mu||^2/||mu||^2 over n_batches '
+                                                         'independent minibatches; jackknife stderr'),
                   losses=losses)
     if cfg.get('along_epochs'):
         bsz = cfg.get('along_batch_size', 128)
-        traj = train_student(student, 'kd_mse', x, epochs=cfg['along_epochs'], batch_size=bsz, targets=targets, seed=seed, progress=progress)
+        traj = train_student(student, 'kd_mse', x, epochs=cfg['along_epochs'], batch_size=bsz, targets=targets,
+                             seed=seed, progress=progress)
         result['along'] = dict(batch_size=bsz, what='KD (kd_mse) trajectory of the student, snapshot = epochs trained',
-                               losses=variance_along(student, traj, x, bsz, targets=targets, labels=data.y_train, views=views,
-                                                     ce_head=clf.head, n_batches=cfg['n_batches'], seed=seed, progress=progress))
+                               losses=variance_along(student, traj, x, bsz, targets=targets,
+                                                     labels=data.y_train, views=views, ce_head=clf.head,
+                                                     n_batches=cfg['n_batches'], seed=seed, progress=progress))
     result['time_s'] = round(time.time() - t0, 1)
     if out is not None:
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
         save_json(out/'variance.json', result)
-        figs = [variance_figure(result)] + ([along_figure(result['along']['losses'], result['along']['batch_size'])] if 'along' in result else [])
+        figs = [variance_figure(result)] + ([along_figure(result['along']['losses'], result['along']['batch_size'])]
+                                            if 'along' in result else [])
         html = ''.join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
         from kdd_explore.core import atomic_write_bytes
-        atomic_write_bytes(out/'variance.html', (f"<html><head><meta charset='utf-8'><title>Gradient variance: {dataset}</title></head><body>"
-                                                 f"<h2>Minibatch gradient noise on {dataset}</h2><p>Teacher: {teacher_desc}. Settings: {json.dumps(cfg)}.</p>"
+        atomic_write_bytes(out/'variance.html', ("<html><head><meta charset='utf-8'><title>Gradient variance: "
+                                                 f"{dataset}</title></head><body><h2>Minibatch gradient noise on "
+                                                 f"{dataset}</h2><p>Teacher: {teacher_desc}. Settings: "
+                                                 f"{json.dumps(cfg)}.</p>"
                                                  + html + "</body></html>").encode())
     return result

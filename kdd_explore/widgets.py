@@ -33,7 +33,8 @@ class Explorer:
         self.controls, self.fig, self.out = controls, fig, widgets.Output()
         for c in controls.values(): c.observe(lambda change: self.refresh(), names='value')
         rows = [widgets.HTML(f'<b>{title}</b>')] if title else []
-        self.widget = widgets.VBox(rows + [widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow='row wrap')), self.out])
+        self.widget = widgets.VBox(rows + [widgets.HBox(list(controls.values()),
+                                                        layout=widgets.Layout(flex_flow='row wrap')), self.out])
         self.refresh()
 
     def _update(self): raise NotImplementedError
@@ -64,7 +65,9 @@ def change_magnitude(images:torch.Tensor, # N x C x H x W images at some iterati
                      initial:torch.Tensor, # N x C x H x W the images they started from
                     ) -> torch.Tensor:
     "Relative change of each image from its initial image: ||x - x0|| / ||x0|| (N)."
-    if images.shape != initial.shape: raise KddError(f"images {tuple(images.shape)} and initial images {tuple(initial.shape)} must have the same shape.")
+    if images.shape != initial.shape:
+        raise KddError(f"images {tuple(images.shape)} and initial images {tuple(initial.shape)} must have the "
+                       "same shape.")
     a, b = images.detach().float().flatten(1), initial.detach().float().flatten(1)
     return (a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-8)
 
@@ -76,7 +79,8 @@ def nearest_real_class(images:torch.Tensor, # N x C x H x W images (normalised)
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     "Label and index of each image's nearest real image (Euclidean distance): `(labels, indices)`, each N."
     r = real_x.detach().float().flatten(1)
-    idx = torch.cat([torch.cdist(images[i:i + chunk].detach().float().flatten(1), r).argmin(1) for i in range(0, len(images), chunk)])
+    idx = torch.cat([torch.cdist(images[i:i + chunk].detach().float().flatten(1), r).argmin(1)
+                     for i in range(0, len(images), chunk)])
     return real_y[idx], idx
 
 # %% ../nbs/08_widgets.ipynb #626a01ef
@@ -91,36 +95,46 @@ class SnapshotBrowser(Explorer):
                  n_show:int=8, # images shown side by side
                 ):
         snaps = getattr(snapshots, 'snapshots', snapshots)
-        if not snaps: raise KddError("No snapshots to browse: run the distillation with snapshots saved (e.g. snapshot_every=10).")
+        if not snaps:
+            raise KddError("No snapshots to browse: run the distillation with snapshots saved (e.g. "
+                           "snapshot_every=10).")
         self.iterations = sorted(int(k) for k in snaps)
         self.snaps = {int(k): v.detach().float().cpu() for k, v in snaps.items()}
         first = self.snaps[self.iterations[0]]
         self.initial = (first if initial is None else initial.detach().float().cpu())
         if self.initial.shape != first.shape:
-            raise KddError(f"initial images {tuple(self.initial.shape)} do not match the snapshots {tuple(first.shape)}.")
+            raise KddError(f"initial images {tuple(self.initial.shape)} do not match the snapshots "
+                           f"{tuple(first.shape)}.")
         self.n, self.n_show = len(first), min(n_show, len(first))
         self.denormalize, self.classes = denormalize, classes
         self.change = {it: change_magnitude(s, self.initial) for it, s in self.snaps.items()}
-        self.nn_class = ({it: nearest_real_class(s, real_x, real_y)[0] for it, s in self.snaps.items()} if real_x is not None and real_y is not None else None)
+        self.nn_class = ({it: nearest_real_class(s, real_x, real_y)[0] for it, s in self.snaps.items()}
+                         if real_x is not None and real_y is not None else None)
         k = self.n_show
-        fig = make_subplots(rows=3, cols=k, row_heights=[0.32, 0.32, 0.36], vertical_spacing=0.06, horizontal_spacing=0.01,
+        fig = make_subplots(rows=3, cols=k, row_heights=[0.32, 0.32, 0.36],
+                            vertical_spacing=0.06, horizontal_spacing=0.01,
                             specs=[[{}] * k, [{}] * k, [{'colspan': k}] + [None] * (k - 1)])
         blank = to_rgb(first[0], denormalize)
         for row in (1, 2):
             for c in range(k): fig.add_trace(go.Image(z=blank, hoverinfo='skip'), row=row, col=c + 1)
-        fig.add_trace(go.Bar(x=list(range(self.n)), y=[0.] * self.n, marker_color='#636efa', name='change'), row=3, col=1)
+        fig.add_trace(go.Bar(x=list(range(self.n)), y=[0.] * self.n, marker_color='#636efa', name='change'), row=3,
+                      col=1)
         fig.update_xaxes(showticklabels=False, row=1); fig.update_yaxes(showticklabels=False, row=1)
         fig.update_xaxes(showticklabels=False, row=2); fig.update_yaxes(showticklabels=False, row=2)
         fig.update_xaxes(title_text='synthetic image', showticklabels=True, row=3, col=1)
         fig.update_yaxes(title_text='||x - x0|| / ||x0||', row=3, col=1)
         fig.update_layout(height=560, margin=dict(l=40, r=10, t=60, b=40), showlegend=False,
-                          annotations=[dict(text='', x=0, y=1, showarrow=False, font=dict(size=10)) for _ in range(k + 2)])
-        self._axes = [tuple(a.plotly_name.replace('axis', '') for a in (sp.xaxis, sp.yaxis)) for sp in (fig.get_subplot(1, c + 1) for c in range(k))]
-        self._bar_axes = tuple(a.plotly_name.replace('axis', '') for a in (fig.get_subplot(3, 1).xaxis, fig.get_subplot(3, 1).yaxis))
-        controls = {'iteration': widgets.SelectionSlider(options=self.iterations, value=self.iterations[-1], description='iteration',
-                                                         continuous_update=False, layout=widgets.Layout(width='420px')),
-                    'first': widgets.IntSlider(value=0, min=0, max=max(self.n - k, 0), step=1, description='first image',
-                                               continuous_update=False)}
+                          annotations=[dict(text='', x=0, y=1, showarrow=False,
+                                            font=dict(size=10)) for _ in range(k + 2)])
+        self._axes = [tuple(a.plotly_name.replace('axis', '') for a in (sp.xaxis, sp.yaxis))
+                      for sp in (fig.get_subplot(1, c + 1) for c in range(k))]
+        self._bar_axes = tuple(a.plotly_name.replace('axis', '') for a in (fig.get_subplot(3, 1).xaxis,
+                                                                           fig.get_subplot(3, 1).yaxis))
+        controls = {'iteration': widgets.SelectionSlider(options=self.iterations, value=self.iterations[-1],
+                                                         description='iteration', continuous_update=False,
+                                                         layout=widgets.Layout(width='420px')),
+                    'first': widgets.IntSlider(value=0, min=0, max=max(self.n - k, 0), step=1,
+                                               description='first image', continuous_update=False)}
         self._setup(controls, fig, 'Synthetic images (top) and the real images they started from (bottom)')
 
     def _label(self, y): return self.classes[int(y)] if self.classes else str(int(y))
@@ -135,48 +149,62 @@ class SnapshotBrowser(Explorer):
             self.fig.data[k + c].z = to_rgb(self.initial[i], self.denormalize)
             nn = f"<br>nn: {self._label(self.nn_class[it][i])}" if self.nn_class is not None else ''
             xa, ya = self._axes[c]
-            anns.append(dict(text=f"#{i} Δ {float(ch[i]):.2f}{nn}", xref=f'{xa} domain', yref=f'{ya} domain', x=0.5, y=1.0,
-                             yanchor='bottom', showarrow=False, font=dict(size=10)))
-        anns.append(dict(text=f'iteration {it}: synthetic', xref='paper', yref='paper', x=0, y=1.09, showarrow=False, xanchor='left'))
-        anns.append(dict(text='initial real images', xref='paper', yref='paper', x=0, y=0.69, showarrow=False, xanchor='left'))
+            anns.append(dict(text=f"#{i} Δ {float(ch[i]):.2f}{nn}", xref=f'{xa} domain', yref=f'{ya} domain', x=0.5,
+                             y=1.0, yanchor='bottom', showarrow=False, font=dict(size=10)))
+        anns.append(dict(text=f'iteration {it}: synthetic', xref='paper', yref='paper', x=0, y=1.09,
+                         showarrow=False, xanchor='left'))
+        anns.append(dict(text='initial real images', xref='paper', yref='paper', x=0, y=0.69,
+                         showarrow=False, xanchor='left'))
         if float(ch.abs().max()) == 0:  # iteration 0 (or a set that never moved): say so where the bars would be
             xa, ya = self._bar_axes
-            anns.append(dict(text=f'no change yet at iteration {it}: the synthetic images are still the real images they started from',
-                             xref=f'{xa} domain', yref=f'{ya} domain', x=0.5, y=0.5, showarrow=False, font=dict(size=12, color='gray')))
-        self.fig.layout[self._bar_axes[1].replace('y', 'yaxis', 1)].range = [0, 1] if float(ch.abs().max()) == 0 else None
+            anns.append(dict(text=f'no change yet at iteration {it}: the synthetic images are still the real images '
+                                  'they started from',
+                             xref=f'{xa} domain', yref=f'{ya} domain', x=0.5, y=0.5, showarrow=False,
+                             font=dict(size=12, color='gray')))
+        self.fig.layout[self._bar_axes[1].replace('y', 'yaxis', 1)].range = ([0, 1] if float(ch.abs().max()) == 0
+                                                                             else None)
         bar = self.fig.data[2 * k]
         bar.y = ch.tolist()
         bar.marker.color = ['#ef553b' if f <= i < f + k else '#636efa' for i in range(self.n)]
         self.fig.layout.annotations = anns
 
 # %% ../nbs/08_widgets.ipynb #892bdefd
-def _is_losses(d): return isinstance(d, dict) and bool(d) and all(isinstance(c, dict) and 'norm_var' in c for c in d.values())
+def _is_losses(d):
+    return isinstance(d, dict) and bool(d) and all(isinstance(c, dict) and 'norm_var' in c for c in d.values())
 
 def _variance_checkpoints(results:dict) -> dict:
     "checkpoint label -> {loss: {'batch_sizes', 'norm_var', 'stderr'}} from a variance result (or several, by name)."
     out = {}
     if not any(k in results for k in ('losses', 'checkpoints', 'along')):
-        # several settings by name, as `kdd_explore.variance.VarianceExplorer` takes them: name -> result or its `losses`
+        # several settings by name, as `kdd_explore.variance.VarianceExplorer`
+        # takes them: name -> result or its `losses`
         if results and all(isinstance(v, dict) and ('losses' in v or _is_losses(v)) for v in results.values()):
             out = {str(k): v.get('losses', v) for k, v in results.items()}
-        else: raise KddError("Not a gradient-variance result: expected a dict with 'losses' (as written by kdd_explore.variance.variance_job "
-                             "/ variance.json), or a dict of such results by name.")
+        else:
+            raise KddError("Not a gradient-variance result: expected a dict with 'losses' (as written by "
+                           "kdd_explore.variance.variance_job / variance.json), or a dict of such results by name.")
     if 'losses' in results: out[str(results.get('checkpoint', 'initialisation'))] = results['losses']
     cps = results.get('checkpoints') or {}
     if isinstance(cps, list): cps = {str(c.get('label', c.get('epoch', i))): c for i, c in enumerate(cps)}
     for label, r in cps.items(): out[str(label)] = r.get('losses', r)
     along = results.get('along')
-    if along:  # variance along a KD trajectory at one batch size: {'batch_size', 'losses': {loss: {'snapshot', 'norm_var', 'stderr'}}}
+    # variance along a KD trajectory at one batch size: {'batch_size',
+    # 'losses': {loss: {'snapshot', 'norm_var', 'stderr'}}}
+    if along:
         b, al = int(along['batch_size']), along['losses']
         snaps = sorted({int(s_) for r in al.values() for s_ in r['snapshot']})
         for sn in snaps:
-            out[f'KD epoch {sn} (batch {b})'] = {L: dict(batch_sizes=[b], norm_var=[r['norm_var'][r['snapshot'].index(sn)]],
-                                                         stderr=[r.get('stderr', [0.] * len(r['norm_var']))[r['snapshot'].index(sn)]])
+            out[f'KD epoch {sn} (batch {b})'] = {L: dict(batch_sizes=[b],
+                                                         norm_var=[r['norm_var'][r['snapshot'].index(sn)]],
+                                                         stderr=[
+                                                             r.get('stderr',
+                                                                   [0.] * len(r['norm_var']))[r['snapshot'].index(sn)]])
                                                   for L, r in al.items() if sn in r['snapshot']}
     for label, losses in out.items():
         for name, r in losses.items():
             if not {'batch_sizes', 'norm_var'} <= set(r):
-                raise KddError(f"Variance result for loss {name!r} at checkpoint {label!r} lacks 'batch_sizes'/'norm_var' (found {sorted(r)}).")
+                raise KddError(f"Variance result for loss {name!r} at checkpoint {label!r} lacks "
+                               f"'batch_sizes'/'norm_var' (found {sorted(r)}).")
     return out
 
 class VarianceExplorer(Explorer):
@@ -190,20 +218,25 @@ class VarianceExplorer(Explorer):
         self.dataset = results.get('dataset', '')
         self.losses = list(dict.fromkeys(l for c in self.data.values() for l in c))
         bss = sorted({int(b) for c in self.data.values() for r in c.values() for b in r['batch_sizes']})
-        fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], subplot_titles=('over batch sizes', 'at the chosen batch size'))
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38],
+                            subplot_titles=('over batch sizes', 'at the chosen batch size'))
         for l in self.losses:
-            fig.add_trace(go.Scatter(x=[], y=[], name=l, mode='lines+markers', line_color=self.COLORS.get(l), legendgroup=l,
-                                     error_y=dict(type='data', array=[])), row=1, col=1)
+            fig.add_trace(go.Scatter(x=[], y=[], name=l, mode='lines+markers', line_color=self.COLORS.get(l),
+                                     legendgroup=l, error_y=dict(type='data', array=[])), row=1, col=1)
         fig.add_trace(go.Scatter(x=[], y=[], mode='markers', marker=dict(size=14, symbol='circle-open', color='black'),
                                  name='chosen batch size', showlegend=False), row=1, col=1)
-        fig.add_trace(go.Bar(x=[], y=[], marker_color=[], showlegend=False, error_y=dict(type='data', array=[])), row=1, col=2)
-        fig.update_xaxes(type='log', title_text='batch size', tickvals=bss, ticktext=[str(b) for b in bss], row=1, col=1)  # 16, 32, 64... labelled
+        fig.add_trace(go.Bar(x=[], y=[], marker_color=[], showlegend=False, error_y=dict(type='data', array=[])), row=1,
+                      col=2)
+        # 16, 32, 64... labelled
+        fig.update_xaxes(type='log', title_text='batch size', tickvals=bss, ticktext=[str(b) for b in bss], row=1,
+                         col=1)
         fig.update_yaxes(type='log', title_text='E||g_b - g||² / ||g||²', row=1, col=1)
         fig.update_yaxes(type='log', row=1, col=2)
         fig.update_layout(height=420, margin=dict(l=60, r=10, t=60, b=40), legend=dict(orientation='h', y=-0.2))
         cps = list(self.data)
         controls = {'loss': widgets.Dropdown(options=['all'] + self.losses, value='all', description='loss'),
-                    'batch_size': widgets.SelectionSlider(options=bss, value=bss[len(bss) // 2], description='batch size', continuous_update=False),
+                    'batch_size': widgets.SelectionSlider(options=bss, value=bss[len(bss) // 2],
+                                                          description='batch size', continuous_update=False),
                     'checkpoint': widgets.Dropdown(options=cps, value=cps[-1], description='checkpoint')}
         self._setup(controls, fig, f'Gradient variance{" on " + self.dataset if self.dataset else ""}')
 
@@ -231,7 +264,8 @@ class VarianceExplorer(Explorer):
         bar.x, bar.y = here, [self.at(l, bs, cp) for l in here]
         bar.marker.color = [self.COLORS.get(l, '#888') if l in shown else '#dddddd' for l in here]
         def se(l):
-            r = losses[l]; return float(r.get('stderr', [0] * len(r['norm_var']))[[int(b) for b in r['batch_sizes']].index(bs)])
+            r = losses[l]
+            return float(r.get('stderr', [0] * len(r['norm_var']))[[int(b) for b in r['batch_sizes']].index(bs)])
         bar.error_y.array = [se(l) for l in here]
         measured = sorted({int(b) for r in losses.values() for b in r['batch_sizes']})
         self.fig.layout.annotations[1].text = (f'at batch size {bs} ({cp})' if here else
@@ -241,7 +275,9 @@ class VarianceExplorer(Explorer):
 def _records(h) -> list:
     recs = getattr(h, 'records', None)
     if recs is None and isinstance(h, dict): recs = h.get('records')
-    if recs is None: raise KddError("A distillation history needs `records` (a list of per-iteration dicts with 'iteration', 'loss', 'lr').")
+    if recs is None:
+        raise KddError("A distillation history needs `records` (a list of per-iteration dicts with 'iteration', "
+                       "'loss', 'lr').")
     return recs
 
 def _curves(h) -> dict:
@@ -266,20 +302,28 @@ class TrajectoryExplorer(Explorer):
         self.records = {n: [r for r in _records(h) if r.get('loss') is not None] for n, h in histories.items()}
         self.curves = {n: _curves(h) for n, h in histories.items()}
         its = sorted({i for c in self.curves.values() for i in c})
-        if not its: raise KddError("The histories have no distance curves: run the distillation with distance curves recorded (e.g. snapshot_every=10).")
-        fig = make_subplots(rows=1, cols=3, subplot_titles=('matching loss', 'learned learning rate', 'distance to the expert target'))
+        if not its:
+            raise KddError("The histories have no distance curves: run the distillation with distance curves recorded "
+                           "(e.g. snapshot_every=10).")
+        fig = make_subplots(rows=1, cols=3, subplot_titles=('matching loss', 'learned learning rate',
+                                                            'distance to the expert target'))
         for j, n in enumerate(self.names):
             col = self.COLORS[j % len(self.COLORS)]
             fig.add_trace(go.Scatter(x=[], y=[], name=n, mode='lines', line_color=col, legendgroup=n), row=1, col=1)
-            fig.add_trace(go.Scatter(x=[], y=[], name=n, mode='lines', line_color=col, legendgroup=n, showlegend=False), row=1, col=2)
-            fig.add_trace(go.Scatter(x=[], y=[], name=n, mode='lines+markers', line_color=col, legendgroup=n, showlegend=False), row=1, col=3)
-        fig.add_trace(go.Scatter(x=[], y=[], mode='lines', line=dict(color='gray', dash='dot'), showlegend=False, name='chosen iteration'), row=1, col=1)
-        fig.add_trace(go.Scatter(x=[], y=[], mode='lines', line=dict(color='gray', dash='dot'), showlegend=False, name='chosen iteration'), row=1, col=2)
+            fig.add_trace(go.Scatter(x=[], y=[], name=n, mode='lines', line_color=col, legendgroup=n, showlegend=False),
+                          row=1, col=2)
+            fig.add_trace(go.Scatter(x=[], y=[], name=n, mode='lines+markers', line_color=col, legendgroup=n,
+                                     showlegend=False), row=1, col=3)
+        fig.add_trace(go.Scatter(x=[], y=[], mode='lines', line=dict(color='gray', dash='dot'), showlegend=False,
+                                 name='chosen iteration'), row=1, col=1)
+        fig.add_trace(go.Scatter(x=[], y=[], mode='lines', line=dict(color='gray', dash='dot'), showlegend=False,
+                                 name='chosen iteration'), row=1, col=2)
         fig.update_xaxes(title_text='iteration', row=1, col=1); fig.update_xaxes(title_text='iteration', row=1, col=2)
         fig.update_xaxes(title_text='inner step i', row=1, col=3)
         fig.update_yaxes(title_text='||θ_i − θ*||² / ||θ_0 − θ*||²', row=1, col=3)
         fig.update_layout(height=400, margin=dict(l=50, r=10, t=60, b=40), legend=dict(orientation='h', y=-0.2))
-        controls = {'iteration': widgets.SelectionSlider(options=its, value=its[-1], description='iteration', continuous_update=False,
+        controls = {'iteration': widgets.SelectionSlider(options=its, value=its[-1],
+                                                         description='iteration', continuous_update=False,
                                                          layout=widgets.Layout(width='420px')),
                     'smooth': widgets.IntSlider(value=1, min=1, max=50, description='smooth', continuous_update=False)}
         self._setup(controls, fig, 'Trajectory matching: ' + ' vs '.join(self.names))
@@ -307,7 +351,8 @@ class TrajectoryExplorer(Explorer):
             if fin: lo, hi = min(lo, *fin), max(hi, *fin)
             if lrs: lo2, hi2 = min(lo2, *lrs), max(hi2, *lrs)
         self.fig.data[3 * k].x, self.fig.data[3 * k].y = ([it, it], [lo, hi]) if math.isfinite(lo) else ([], [])
-        self.fig.data[3 * k + 1].x, self.fig.data[3 * k + 1].y = ([it, it], [lo2, hi2]) if math.isfinite(lo2) else ([], [])
+        self.fig.data[3 * k + 1].x, self.fig.data[3 * k + 1].y = (([it, it], [lo2, hi2])
+                                                                  if math.isfinite(lo2) else ([], []))
         self.fig.layout.annotations[2].text = f'distance to the expert target (iteration {it})'
 
 # %% ../nbs/08_widgets.ipynb #1b3a525a
@@ -329,22 +374,27 @@ class EmbeddingView(Explorer):
         self.target_y = None if target_y is None else target_y.cpu()
         self.initial = None if initial_targets is None else initial_targets.detach().float().cpu()
         if self.targets.shape[1] != self.real.shape[1]:
-            raise KddError(f"The targets have {self.targets.shape[1]} dimensions but the real representations {self.real.shape[1]}: use the same teacher.")
+            raise KddError(f"The targets have {self.targets.shape[1]} dimensions but the real representations "
+                           f"{self.real.shape[1]}: use the same teacher.")
         self.classes, self.seed, self._cache = classes, seed, {}
         self.labels = sorted(set(self.real_y.tolist()))
         fig = go.Figure()
         from plotly.colors import qualitative
         pal = qualitative.Plotly + qualitative.D3 + qualitative.Alphabet
-        self.colors = {c: pal[i % len(pal)] for i, c in enumerate(self.labels)}  # one colour per class, for real points and stars alike
+        # one colour per class, for real points and stars alike
+        self.colors = {c: pal[i % len(pal)] for i, c in enumerate(self.labels)}
         for c in self.labels:
-            fig.add_trace(go.Scattergl(x=[], y=[], mode='markers', marker=dict(size=4, opacity=0.45, color=self.colors[c]),
+            fig.add_trace(go.Scattergl(x=[], y=[], mode='markers',
+                                       marker=dict(size=4, opacity=0.45, color=self.colors[c]),
                                        name=self._name(c), legendgroup=str(c)))
-        fig.add_trace(go.Scatter(x=[], y=[], mode='lines', line=dict(color='rgba(0,0,0,0.35)', width=1), name='initial → learned target'))
+        fig.add_trace(go.Scatter(x=[], y=[], mode='lines', line=dict(color='rgba(0,0,0,0.35)', width=1),
+                                 name='initial → learned target'))
         fig.add_trace(go.Scatter(x=[], y=[], mode='markers', name='synthetic targets',
                                  marker=dict(symbol='star', size=12, line=dict(color='black', width=1), color='black')))
         fig.update_layout(height=520, margin=dict(l=40, r=10, t=40, b=40), legend=dict(itemsizing='constant'))
         controls = {'method': widgets.Dropdown(options=['pca', 'tsne'], value='pca', description='projection'),
-                    'perplexity': widgets.IntSlider(value=30, min=5, max=50, step=5, description='perplexity', continuous_update=False),
+                    'perplexity': widgets.IntSlider(value=30, min=5, max=50, step=5, description='perplexity',
+                                                    continuous_update=False),
                     'show_targets': widgets.Checkbox(value=True, description='show synthetic targets')}
         self._setup(controls, fig, 'Teacher representations of real images, and the synthetic targets')
 
@@ -365,8 +415,10 @@ class EmbeddingView(Explorer):
             from sklearn.manifold import TSNE
             from threadpoolctl import threadpool_limits
             allp = torch.cat(parts).numpy()
-            with threadpool_limits(1):  # at these sizes one thread is fastest, and it avoids oversubscribing the cores torch uses
-                z = TSNE(n_components=2, perplexity=min(perplexity, (len(allp) - 1) / 3), init='pca', random_state=self.seed).fit_transform(allp)
+            # at these sizes one thread is fastest, and it avoids oversubscribing the cores torch uses
+            with threadpool_limits(1):
+                z = TSNE(n_components=2, perplexity=min(perplexity, (len(allp) - 1) / 3), init='pca',
+                         random_state=self.seed).fit_transform(allp)
             cuts = torch.tensor([len(p) for p in parts]).cumsum(0).tolist()
             out = [z[a:b] for a, b in zip([0] + cuts[:-1], cuts)]
         else: raise KddError(f"Unknown projection {method!r}: use 'pca' or 'tsne'.")
@@ -375,7 +427,8 @@ class EmbeddingView(Explorer):
         return res
 
     def _update(self):
-        m, p, show = self.controls['method'].value, self.controls['perplexity'].value, self.controls['show_targets'].value
+        m, p, show = (self.controls['method'].value, self.controls['perplexity'].value,
+                      self.controls['show_targets'].value)
         real, tg, ini = self.project(m, p)
         for j, c in enumerate(self.labels):
             sel = (self.real_y == c).numpy()
@@ -396,7 +449,9 @@ class EmbeddingView(Explorer):
 def _results_rows(results) -> tuple[list, str]:
     if isinstance(results, (str, Path)): results = load_json(results)
     if isinstance(results, list): return results, ''
-    if 'results' not in results: raise KddError("Not a results file: expected {'results': [{method, label_fraction, acc_mean, acc_std, accs}, ...]} as the pipeline writes.")
+    if 'results' not in results:
+        raise KddError("Not a results file: expected {'results': [{method, label_fraction, acc_mean, acc_std, accs}, "
+                       "...]} as the pipeline writes.")
     return results['results'], results.get('dataset', '')
 
 def _results_figure(rows, title):
@@ -406,7 +461,8 @@ def _results_figure(rows, title):
     fig = go.Figure()  # the same figure, for an install without the evaluation module
     for m in dict.fromkeys(r['method'] for r in rows):
         rs = sorted((r for r in rows if r['method'] == m), key=lambda r: r['label_fraction'])
-        fig.add_trace(go.Scatter(x=[100 * r['label_fraction'] for r in rs], y=[r['acc_mean'] for r in rs], name=m, mode='lines+markers',
+        fig.add_trace(go.Scatter(x=[100 * r['label_fraction'] for r in rs], y=[r['acc_mean'] for r in rs],
+                                 name=m, mode='lines+markers',
                                  error_y=dict(type='data', array=[r['acc_std'] for r in rs])))
     fig.update_layout(title=title, xaxis=dict(title='labelled fraction of the training set (%)', type='log'),
                       yaxis=dict(title='top-1 test accuracy (%)'), height=420, legend=dict(orientation='h', y=-0.25))
@@ -417,7 +473,8 @@ def gain_rows(rows:list[dict], # result rows
              ) -> list[dict]:
     "Rows of each method's accuracy minus `baseline`'s at the same label fraction (std: both stds combined)."
     base = {r['label_fraction']: r for r in rows if r['method'] == baseline}
-    if not base: raise KddError(f"Baseline {baseline!r} is not among the methods: {sorted({r['method'] for r in rows})}.")
+    if not base:
+        raise KddError(f"Baseline {baseline!r} is not among the methods: {sorted({r['method'] for r in rows})}.")
     return [dict(r, acc_mean=r['acc_mean'] - base[r['label_fraction']]['acc_mean'],
                  acc_std=math.hypot(r['acc_std'], base[r['label_fraction']]['acc_std']))
             for r in rows if r['label_fraction'] in base and r['method'] != baseline]
@@ -429,8 +486,10 @@ class ResultsDashboard(Explorer):
         self.rows, self.dataset = _results_rows(results)
         if not self.rows: raise KddError("The results hold no rows: run the evaluation first.")
         self.methods = list(dict.fromkeys(r['method'] for r in self.rows))
-        controls = {'methods': widgets.SelectMultiple(options=self.methods, value=tuple(self.methods), description='methods', rows=min(7, len(self.methods))),
-                    'baseline': widgets.Dropdown(options=['none'] + self.methods, value='none', description='gain over')}
+        controls = {'methods': widgets.SelectMultiple(options=self.methods, value=tuple(self.methods),
+                                                      description='methods', rows=min(7, len(self.methods))),
+                    'baseline': widgets.Dropdown(options=['none'] + self.methods, value='none',
+                                                 description='gain over')}
         self._setup(controls, go.Figure(), f'Results{" on " + self.dataset if self.dataset else ""}')
 
     def _choices(self):
@@ -451,12 +510,14 @@ class ResultsDashboard(Explorer):
         if base == 'none':
             new = _results_figure(rows, 'Linear-probe accuracy after pre-training')
         else:
-            new = _results_figure([r for r in gain_rows(rows, base) if r['method'] in chosen], f'Gain over {base} (accuracy points)')
+            new = _results_figure([r for r in gain_rows(rows, base) if r['method'] in chosen],
+                                  f'Gain over {base} (accuracy points)')
             new.update_yaxes(title_text=f'accuracy − {base} (points)')
             new.add_hline(y=0, line_dash='dot', line_color='gray')
         from plotly.colors import qualitative
         for t in new.data:  # a method keeps its colour whatever else is shown
-            c = qualitative.Plotly[self.methods.index(t.name) % len(qualitative.Plotly)] if t.name in self.methods else None
+            c = (qualitative.Plotly[self.methods.index(t.name) % len(qualitative.Plotly)] if t.name in self.methods
+                 else None)
             t.update(line_color=c, marker_color=c)
         new.update_layout(showlegend=True)  # even with one method: the legend names it
         self.fig.data = []
@@ -480,7 +541,8 @@ class ClassGallery(Explorer):
         self.snaps = {int(k): v.detach().float().cpu() for k, v in snaps.items()}
         self.labels = torch.as_tensor(labels).long().cpu()
         if len(self.labels) != len(self.snaps[self.iterations[0]]):
-            raise KddError(f"{len(self.labels)} labels for {len(self.snaps[self.iterations[0]])} images: give one label per image.")
+            raise KddError(f"{len(self.labels)} labels for {len(self.snaps[self.iterations[0]])} images: give one "
+                           "label per image.")
         k = int(self.labels.max()) + 1
         self.classes = list(classes) if classes else [str(c) for c in range(k)]
         self.members = [(self.labels == c).nonzero().flatten()[:n_per_class].tolist() for c in range(k)]
@@ -494,16 +556,21 @@ class ClassGallery(Explorer):
         for r in range(self.rows):
             for c in range(k): fig.add_trace(go.Image(z=blank, hoverinfo='skip'), row=r + 1, col=c + 1)
         its = sorted(self.accuracy)
-        fig.add_trace(go.Scatter(x=its, y=[self.accuracy[i][0] for i in its], error_y=dict(array=[self.accuracy[i][1] for i in its]),
-                                 mode='lines+markers', name='test top-1 (%)'), row=self.rows + 1, col=1)
-        fig.add_trace(go.Scatter(x=[], y=[], mode='markers', marker=dict(size=14, color='#ef553b'), name='this iteration'), row=self.rows + 1, col=1)
-        if baseline is not None: fig.add_hline(y=baseline, line_dash='dot', annotation_text='random real images', row=self.rows + 1, col=1)
-        for r in range(self.rows): fig.update_xaxes(showticklabels=False, row=r + 1); fig.update_yaxes(showticklabels=False, row=r + 1)
+        fig.add_trace(go.Scatter(x=its, y=[self.accuracy[i][0] for i in its],
+                                 error_y=dict(array=[self.accuracy[i][1] for i in its]), mode='lines+markers',
+                                 name='test top-1 (%)'), row=self.rows + 1, col=1)
+        fig.add_trace(go.Scatter(x=[], y=[], mode='markers', marker=dict(size=14, color='#ef553b'),
+                                 name='this iteration'), row=self.rows + 1, col=1)
+        if baseline is not None: fig.add_hline(y=baseline, line_dash='dot', annotation_text='random real images',
+                                               row=self.rows + 1, col=1)
+        for r in range(self.rows):
+            fig.update_xaxes(showticklabels=False, row=r + 1); fig.update_yaxes(showticklabels=False, row=r + 1)
         fig.update_xaxes(title_text='distillation iteration', row=self.rows + 1, col=1)
         fig.update_yaxes(title_text='test top-1 (%)', row=self.rows + 1, col=1)
         fig.update_layout(height=260 + 110 * self.rows, margin=dict(l=50, r=10, t=40, b=40), showlegend=False)
-        controls = {'iteration': widgets.SelectionSlider(options=self.iterations, value=self.iterations[-1], description='iteration',
-                                                         continuous_update=False, layout=widgets.Layout(width='420px'))}
+        controls = {'iteration': widgets.SelectionSlider(options=self.iterations, value=self.iterations[-1],
+                                                         description='iteration', continuous_update=False,
+                                                         layout=widgets.Layout(width='420px'))}
         self._setup(controls, fig, 'The synthetic images of each class, and how well a classifier trained on them does')
 
     def _update(self):
@@ -511,7 +578,9 @@ class ClassGallery(Explorer):
         imgs = self.snaps[it]
         for r in range(self.rows):
             for c, m in enumerate(self.members):
-                self.fig.data[r * k + c].z = to_rgb(imgs[m[r]], self.to_image) if r < len(m) else to_rgb(torch.zeros_like(imgs[0]), None)
+                self.fig.data[r * k + c].z = (to_rgb(imgs[m[r]], self.to_image) if r < len(m)
+                                              else to_rgb(torch.zeros_like(imgs[0]), None))
         mark = self.fig.data[self.rows * k + 1]
         mark.x, mark.y = ([it], [self.accuracy[it][0]]) if it in self.accuracy else ([], [])
-        self.fig.layout.title = dict(text=f'iteration {it}' + (f': {self.accuracy[it][0]:.1f}% test top-1' if it in self.accuracy else ''), x=0.5)
+        self.fig.layout.title = dict(text=f'iteration {it}' + (f': {self.accuracy[it][0]:.1f}% test top-1'
+                                                               if it in self.accuracy else ''), x=0.5)

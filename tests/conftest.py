@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault('KDD_DEVICE', 'cpu')
-os.environ.setdefault('KDD_PROCS', '1')  # `kdd-explore run`/`quickstart` in one process (the default; an environment's own KDD_PROCS is kept): the tests already run in parallel workers
+# `kdd-explore run`/`quickstart` in one process (the default; an environment's
+# own KDD_PROCS is kept): the tests already run in parallel workers
+os.environ.setdefault('KDD_PROCS', '1')
 ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope='session')
@@ -19,29 +21,36 @@ def quick_run(tmp_path_factory):
     assert r.returncode == 0, f'quickstart --quick failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
     return r, out
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the mark into the group (pytest < 9.2: pytest-xdist issue 1386)
+# before xdist's own hook, which turns the mark into the group (pytest < 9.2: pytest-xdist issue 1386)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     "Under pytest-xdist (`-n 2 --dist loadgroup`, as tests/run.sh runs it) the tests that share `quick_run` go to one worker: the run is made once."
     for item in items:
         if 'quick_run' in getattr(item, 'fixturenames', ()): item.add_marker(pytest.mark.xdist_group('quick_run'))
 
 BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
-CHROME = next((shutil.which(c) for c in BROWSERS if shutil.which(c)), None)  # the headless browser of the browser tests (None: none)
+# the headless browser of the browser tests (None: none)
+CHROME = next((shutil.which(c) for c in BROWSERS if shutil.which(c)), None)
 
-def _no_chromium(what): return (f"no Chromium on PATH (looked for {', '.join(BROWSERS)}), so {what} is not checked in a browser; "
-                                "install one (apt-get install chromium) to run this test")
+def _no_chromium(what):
+    return (f"no Chromium on PATH (looked for {', '.join(BROWSERS)}), so {what} is not checked in a browser; "
+            "install one (apt-get install chromium) to run this test")
 
 def needs_chromium(what:str) -> list:
     """`pytestmark` of a module whose tests open `what` in headless Chromium: without a browser they are skipped, saying how to
     install one, except in CI (`KDD_CI=1`, set by .ci/run), where a skipped check would pass unseen, so they fail."""
     in_ci = os.environ.get('KDD_CI') == '1'
-    return [pytest.mark.skipif(CHROME is None and not in_ci, reason=_no_chromium(what) + ' (in CI, KDD_CI=1, this is a failure)'),
+    return [pytest.mark.skipif(CHROME is None and not in_ci, reason=_no_chromium(what)
+                               + ' (in CI, KDD_CI=1, this is a failure)'),
             pytest.mark.chromium(what), pytest.mark.usefixtures('_chromium_or_fail')]
 
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'chromium(what): the test opens `what` in headless Chromium (see needs_chromium)')
+    config.addinivalue_line('markers', 'chromium(what): the test opens `what` in headless Chromium (see '
+                                       'needs_chromium)')
 
 @pytest.fixture
 def _chromium_or_fail(request):
     "In CI a missing browser fails the tests instead of skipping them."
-    if CHROME is None: pytest.fail(f"KDD_CI=1 (CI) but {_no_chromium(request.node.get_closest_marker('chromium').args[0])} (.ci/run installs it with apt-get).")
+    if CHROME is None:
+        pytest.fail(f"KDD_CI=1 (CI) but {_no_chromium(request.node.get_closest_marker('chromium').args[0])} (.ci/run "
+                    "installs it with apt-get).")

@@ -19,9 +19,11 @@ def experts(argv):
         elif opt == '--forbid': forbid = {int(v) for v in val.split(',') if v}
     real, made = kd._record_one, [0]
     def record(arch, x, targets, k, *a):
-        if k in forbid: raise AssertionError(f'expert {k} was finished before the crash: it must be read back, not recorded again')
+        if k in forbid:
+            raise AssertionError(f'expert {k} was finished before the crash: it must be read back, not recorded again')
         made[0] += 1
-        if dist_info().rank == 1 and made[0] == crash_at: raise RuntimeError(f'simulated crash of rank 1 before expert {k}')
+        if dist_info().rank == 1 and made[0] == crash_at:
+            raise RuntimeError(f'simulated crash of rank 1 before expert {k}')
         return real(arch, x, targets, k, *a)
     kd._record_one = record
     return cli.main(rest[1:])
@@ -35,18 +37,22 @@ def evaluate(out, experts_path=None):
     init_distributed('cpu')
     d = load_dataset('fake', shape=(1, 8, 8), n_classes=3, n_train=60, n_test=30, seed=0)
     x = d.normalize(d.x_train)
-    reps = torch.nn.functional.one_hot(d.y_train, 3).float() @ torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
+    reps = torch.nn.functional.one_hot(d.y_train, 3).float() @ torch.randn(3, 6,
+                                                                           generator=torch.Generator().manual_seed(0))
     arch = dict(name='convnet', in_channels=1, im_size=8, width=4, depth=2)
-    methods = {'no_pretrain': lambda s: kd_student(arch, 6, s).eval(), 'kd': kd_method(arch, PretrainSet(x[:20], reps[:20]), epochs=2, batch_size=8)}
-    rows = compare(methods, d, fractions=(0.2, 0.5), seeds=(0, 1, 2), progress=False, kd_data=(x, reps))  # 6 jobs: 3 per rank
+    methods = {'no_pretrain': lambda s: kd_student(arch, 6, s).eval(),
+               'kd': kd_method(arch, PretrainSet(x[:20], reps[:20]), epochs=2, batch_size=8)}
+    # 6 jobs: 3 per rank
+    rows = compare(methods, d, fractions=(0.2, 0.5), seeds=(0, 1, 2), progress=False, kd_data=(x, reps))
     res = dict(rows=rows)
     if experts_path:
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
-            code = cli.main(['distill', '--experts', experts_path, '--out', str(Path(out).parent/'indivisible'), '--iterations', '1',
-                             '--experts-per-iteration', '3', '--device', 'cpu', '--quiet'])
+            code = cli.main(['distill', '--experts', experts_path, '--out', str(Path(out).parent/'indivisible'),
+                             '--iterations', '1', '--experts-per-iteration', '3', '--device', 'cpu', '--quiet'])
         res['indivisible'] = dict(code=code, stderr=err.getvalue())
-    if is_main(): Path(out).parent.mkdir(parents=True, exist_ok=True); Path(out).write_text(json.dumps(res))  # its folder may be new: tests run in any order
+    # its folder may be new: tests run in any order
+    if is_main(): Path(out).parent.mkdir(parents=True, exist_ok=True); Path(out).write_text(json.dumps(res))
     return 0
 
 if __name__ == '__main__':

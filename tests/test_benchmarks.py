@@ -6,15 +6,18 @@ from conftest import ROOT
 
 def test_gpu_check_runs_at_toy_size_on_the_cpu(tmp_path):
     "benchmarks/gpu_check.py --device cpu --tiny: the device check's own code, with its gradient agreement."
-    r = subprocess.run([sys.executable, 'benchmarks/gpu_check.py', '--device', 'cpu', '--tiny', '--json', str(tmp_path/'g.json')],
+    r = subprocess.run([sys.executable, 'benchmarks/gpu_check.py', '--device', 'cpu', '--tiny',
+                        '--json', str(tmp_path/'g.json')],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     fig = json.loads((tmp_path/'g.json').read_text())
     assert fig['gradients_agree'] and set(fig['gradient_rel_error']) == {'bounded', 'full'}
     assert all(0 <= v < 1e-3 for m in fig['gradient_rel_error'].values() for v in m.values())
-    assert fig['expert_epoch_seconds'] > 0 and all(fig[f'iteration_{m}']['seconds_per_iteration'] > 0 for m in ('bounded', 'full'))
+    assert fig['expert_epoch_seconds'] > 0 and all(fig[f'iteration_{m}']['seconds_per_iteration'] > 0
+                                                   for m in ('bounded', 'full'))
     if not torch.cuda.is_available():
-        bad = subprocess.run([sys.executable, 'benchmarks/gpu_check.py'], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        bad = subprocess.run([sys.executable, 'benchmarks/gpu_check.py'], capture_output=True,
+                             text=True, timeout=300, cwd=ROOT)
         assert bad.returncode != 0 and 'No CUDA device here' in bad.stderr
 
 def test_distill_budget_study_separates_images_from_lr(quick_run, tmp_path):
@@ -30,12 +33,14 @@ def test_distill_budget_study_separates_images_from_lr(quick_run, tmp_path):
     assert 0 < res['log'][0]['images_moved'] and all(0 < e['lr'] for e in res['log'])
     assert len(res['rows']) == 4 and {r_['method'].split('@')[0] for r_ in res['rows']} == {'distilled', 'initial'}
     assert artifact_exists(tmp_path/'study'/'distill'/'checkpoint')
-    bad = subprocess.run(script + [str(tmp_path), '--out', str(tmp_path/'x')], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    bad = subprocess.run(script + [str(tmp_path), '--out', str(tmp_path/'x')], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and 'no finished subsets stage' in bad.stderr
 
 def _variants():
     import importlib.util
-    spec = importlib.util.spec_from_file_location('matching_variants', ROOT/'benchmarks'/'studies'/'matching_variants.py')
+    spec = importlib.util.spec_from_file_location('matching_variants',
+                                                  ROOT/'benchmarks'/'studies'/'matching_variants.py')
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     return mod
 
@@ -43,7 +48,8 @@ def test_matching_variants_losses():
     "The three matching losses: 1 at the start, 0 at the target; 'encoder' ignores the head, 'layer' weighs layers equally."
     m = _variants().matching
     g = torch.Generator().manual_seed(0)
-    start = {'body.0.weight': torch.randn(4, 3, generator=g), 'body.0.bias': torch.randn(4, generator=g), 'head.weight': torch.randn(2, 4, generator=g)}
+    start = {'body.0.weight': torch.randn(4, 3, generator=g), 'body.0.bias': torch.randn(4, generator=g),
+             'head.weight': torch.randn(2, 4, generator=g)}
     target = {k: v + torch.randn(v.shape, generator=g) for k, v in start.items()}
     for loss in ('global', 'layer', 'encoder'):
         assert abs(float(m(loss, start, start, target)) - 1) < 1e-6 and float(m(loss, target, start, target)) == 0
@@ -56,8 +62,9 @@ def test_matching_variants_losses():
 
 def test_matching_variants_runs_on_a_finished_run(quick_run, tmp_path):
     _, run = quick_run
-    r = subprocess.run([sys.executable, 'benchmarks/studies/matching_variants.py', str(run), '--loss', 'layer', '--iterations', '2,3',
-                        '--steps', '3', '--max_start_epoch', '2', '--momentum', '0.9', '--fractions', '0.05', '--json', str(tmp_path/'v.json')],
+    r = subprocess.run([sys.executable, 'benchmarks/studies/matching_variants.py', str(run), '--loss',
+                        'layer', '--iterations', '2,3', '--steps', '3', '--max_start_epoch', '2', '--momentum', '0.9',
+                        '--fractions', '0.05', '--json', str(tmp_path/'v.json')],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path/'v.json').read_text())
@@ -70,7 +77,8 @@ def test_matching_variants_runs_on_a_finished_run(quick_run, tmp_path):
 
 def test_krr_st_cost_runs_at_toy_size(tmp_path):
     "benchmarks/speed/krr_st_cost.py --config quick: per-iteration and per-run seconds of MKDT and KRR-ST, wall and CPU."
-    r = subprocess.run([sys.executable, 'benchmarks/speed/krr_st_cost.py', '--config', 'quick', '--rounds', '1', '--out', str(tmp_path/'c.json')],
+    r = subprocess.run([sys.executable, 'benchmarks/speed/krr_st_cost.py', '--config', 'quick', '--rounds', '1',
+                        '--out', str(tmp_path/'c.json')],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path/'c.json').read_text())
@@ -81,14 +89,17 @@ def test_krr_st_cost_runs_at_toy_size(tmp_path):
 def test_distill_speed_runs_at_toy_size(tmp_path):
     "benchmarks/speed/distill_speed.py --tiny: the side-by-side figures (no timing is checked), and bad input refused."
     out = tmp_path/'speed.json'
-    r = subprocess.run([sys.executable, 'benchmarks/speed/distill_speed.py', '--tiny', '--impls', 'unrolled,auto', '--iters', '1', '--threads', '1',
-                        '--json', str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    r = subprocess.run([sys.executable, 'benchmarks/speed/distill_speed.py', '--tiny', '--impls', 'unrolled,auto',
+                        '--iters', '1', '--threads', '1', '--json', str(out)], capture_output=True,
+                       text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     fig = json.loads(out.read_text())
     assert [(row['impl'], row['syn_steps']) for row in fig['rows']] == [('unrolled', 5), ('auto', 5)]
     assert all(row['sec_per_iter'] > 0 and row['peak_rss_mb'] > 0 for row in fig['rows'])
     auto = fig['rows'][1]
-    assert auto['plan']['chose'] == 'full' and abs(auto['loss'] - fig['rows'][0]['loss']) < 1e-5  # the same matching loss
+    # the same matching loss
+    assert auto['plan']['chose'] == 'full' and abs(auto['loss'] - fig['rows'][0]['loss']) < 1e-5
     assert '| a | 5 |' in r.stdout and fig['machine'] and fig['command']
-    bad = subprocess.run([sys.executable, 'benchmarks/speed/distill_speed.py', '--configs', 'b'], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    bad = subprocess.run([sys.executable, 'benchmarks/speed/distill_speed.py', '--configs', 'b'], capture_output=True,
+                         text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and 'Unknown setting' in bad.stderr

@@ -21,7 +21,8 @@ def _not_done(*a, **k): raise NotImplementedError("Exercise: write me")
 def test_not_done_is_a_message_not_a_crash(name):
     res = check(name, _not_done)
     assert not res.ok and not res.done and 'not done yet' in res.message
-    assert exercise(name, _not_done, strict=False, show=False) is solution(name)  # the lesson goes on with the reference
+    # the lesson goes on with the reference
+    assert exercise(name, _not_done, strict=False, show=False) is solution(name)
     with pytest.raises(ExerciseError, match='solutions switch on'): exercise(name, _not_done, strict=True, show=False)
 
 
@@ -63,7 +64,8 @@ def _strat_floor(y, f, seed=0):
     return torch.cat(parts).sort().values
 
 def _strat_first(y, f, seed=0):
-    return torch.cat([(y == c).nonzero().flatten()[:round(f * int((y == c).sum()))] for c in torch.unique(y).tolist()]).sort().values
+    return torch.cat([(y == c).nonzero().flatten()[:round(f * int((y == c).sum()))]
+                      for c in torch.unique(y).tolist()]).sort().values
 
 def _probe_on_train(a, ya, b, yb):
     from sklearn.linear_model import LogisticRegression
@@ -77,28 +79,36 @@ WRONG = [
     ('barlow_twins_loss', lambda a, b, l=5e-3: _bt(a, b, l, with_diag=True), 'diagonal'),
     ('barlow_twins_loss', lambda a, b, l=5e-3: _bt(a, b, 1.0), 'lambd'),
     ('barlow_twins_loss', lambda a, b, l=5e-3: float(_bt(a, b, l)), 'scalar tensor'),
-    ('normalized_grad_variance', lambda G: G.pow(2).sum(1).mean() / G.mean(0).pow(2).sum(), 'subtract the mean gradient'),
+    ('normalized_grad_variance', lambda G: G.pow(2).sum(1).mean() / G.mean(0).pow(2).sum(),
+     'subtract the mean gradient'),
     ('normalized_grad_variance', lambda G: (G - G.mean(0)).pow(2).sum(1).mean(), 'normalise'),
-    ('normalized_grad_variance', lambda G: (G - G.mean(0)).pow(2).sum(1).sum() / (len(G) - 1) / G.mean(0).pow(2).sum(), 'not B - 1'),
+    ('normalized_grad_variance', lambda G: (G - G.mean(0)).pow(2).sum(1).sum() / (len(G) - 1) / G.mean(0).pow(2).sum(),
+     'not B - 1'),
     ('kd_loss', lambda p, t: (p - t).pow(2).sum(1).mean(), 'summed over the representation dimensions'),
     ('kd_loss', lambda p, t: (p - t).abs().mean(), 'square'),
     ('kd_loss', lambda p, t: (p - t).pow(2).sum(), 'do not sum'),
     ('sgd_step', lambda *a: _step(*a, create_graph=False), 'create_graph'),
     ('sgd_step', lambda *a: _step(*a, sign=+1), 'uphill'),
     ('sgd_step', lambda *a: _step(*a, use_float_lr=True), 'learning rate'),
-    ('sgd_step', lambda m, p, x, y, lr: _step(m, {k: v.detach().clone().requires_grad_(True) for k, v in m.named_parameters()}, x, y, lr), 'fcall'),
+    ('sgd_step', lambda m, p, x, y, lr: _step(m, {k: v.detach().clone().requires_grad_(True)
+                                                  for k, v in m.named_parameters()}, x, y, lr), 'fcall'),
     ('matching_loss', lambda tn, t0, ts: _sq(tn, ts), 'normalise'),
-    ('matching_loss', lambda tn, t0, ts: _sq(tn, ts) / sum(v.pow(2).sum() for v in t0.values()), 'distance from the *start to the target*'),
+    ('matching_loss', lambda tn, t0, ts: _sq(tn, ts) / sum(v.pow(2).sum() for v in t0.values()),
+     'distance from the *start to the target*'),
     ('matching_loss', lambda tn, t0, ts: _sq(tn, ts).sqrt() / _sq(t0, ts).sqrt(), 'squared'),
-    ('matching_loss', lambda tn, t0, ts: sum(_sq({k: tn[k]}, {k: ts[k]}) / _sq({k: t0[k]}, {k: ts[k]}) for k in tn) / len(tn), 'all'),
+    ('matching_loss', lambda tn, t0, ts: sum(_sq({k: tn[k]}, {k: ts[k]}) / _sq({k: t0[k]}, {k: ts[k]})
+                                             for k in tn) / len(tn), 'all'),
     ('unroll', lambda *a: _unroll(*a, steps_delta=-1), 'one step too few'),
     ('unroll', lambda *a: _unroll(*a, steps_delta=+1), 'one step too many'),
     ('unroll', lambda *a: _unroll(*a, keep_first=False), 'theta_0'),
     ('unroll', lambda *a: _unroll(*a, detach=True), 'gradient'),
-    ('stratified_subset', lambda y, f, seed=0: torch.randperm(len(y), generator=make_generator(seed))[:round(f * len(y))].sort().values, 'Stratify'),
+    ('stratified_subset',
+     lambda y, f, seed=0: torch.randperm(len(y), generator=make_generator(seed))[:round(f * len(y))].sort().values,
+     'Stratify'),
     ('stratified_subset', _strat_floor, 'round'),
     ('stratified_subset', _strat_first, 'seed'),
-    ('stratified_subset', lambda y, f, seed=0: torch.randint(len(y), (round(f * len(y)),), generator=make_generator(seed)), 'without replacement'),
+    ('stratified_subset', lambda y, f, seed=0: torch.randint(len(y), (round(f * len(y)),),
+                                                             generator=make_generator(seed)), 'without replacement'),
     ('probe_accuracy', _probe_on_train, 'test'),
     ('probe_accuracy', _probe_fraction, 'percentage'),
 ]

@@ -5,14 +5,14 @@ import numpy as np
 import pytest, torch
 from PIL import Image
 from kdd_explore.core import DatasetError
-from kdd_explore.data import (DatasetInfo, dataset_info, example_image_folder, load_dataset, read_array_file, read_image_folder,
-                              register_dataset, registered_datasets)
+from kdd_explore.data import (DatasetInfo, dataset_info, example_image_folder, load_dataset,
+                              read_array_file, read_image_folder, register_dataset, registered_datasets)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 def kdd(*args, env=None):
-    return subprocess.run([sys.executable, '-m', 'kdd_explore.cli', *map(str, args)], capture_output=True, text=True, timeout=600, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run([sys.executable, '-m', 'kdd_explore.cli', *map(str, args)], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT, env={**os.environ, **(env or {})})
 
 def files(root, names):
     "Make `names` under `root`: a .png name is an 8x8 image, anything else a text file."
@@ -25,10 +25,12 @@ def files(root, names):
 def test_folder_with_train_and_test_keeps_pixels_and_classes(tmp_path):
     folder = example_image_folder(tmp_path/'f', n_classes=3, n_train=5, n_test=2, size=8, channels=1)
     r = read_image_folder(folder)
-    assert r['classes'] == ['class0', 'class1', 'class2'] and r['x_train'].shape == (15, 1, 8, 8) and r['x_train'].dtype == torch.uint8
+    assert (r['classes'] == ['class0', 'class1', 'class2'] and r['x_train'].shape == (15, 1, 8, 8)
+            and r['x_train'].dtype == torch.uint8)
     assert torch.bincount(r['y_test']).tolist() == [2, 2, 2] and r['notes'] == []
     png = np.asarray(Image.open(sorted((folder/'test'/'class2').glob('*.png'))[0]))
-    assert torch.equal(r['x_test'][r['y_test'] == 2][0, 0], torch.from_numpy(png.copy()))  # the first test image of class2, pixel for pixel
+    # the first test image of class2, pixel for pixel
+    assert torch.equal(r['x_test'][r['y_test'] == 2][0, 0], torch.from_numpy(png.copy()))
 
 def test_a_flat_class_tree_is_split_per_class_with_a_seed(tmp_path):
     files(tmp_path, [f'{c}/{i}.png' for c in 'ab' for i in range(10)])
@@ -46,7 +48,8 @@ def test_mixed_sizes_and_modes_are_converted_and_said(tmp_path):
     assert r['x_train'].shape[1:] == (3, 8, 8)  # colour wins: every image is RGB now
     modes, sizes = r['notes']
     assert '4 of the 5 images' in modes and 'converted to RGB (from L x2, P x1, RGBA x1)' in modes
-    assert '2 of the 5 images' in sizes and '10x10 x1' in sizes and '20x10 x1' in sizes and 'centre-cropped to 8x8' in sizes
+    assert ('2 of the 5 images' in sizes and '10x10 x1' in sizes and '20x10 x1' in sizes
+            and 'centre-cropped to 8x8' in sizes)
     gray = read_image_folder(tmp_path, size=8, channels=1, test_fraction=0.4)
     assert gray['x_train'].shape[1] == 1 and 'converted to L' in gray['notes'][0]
 
@@ -56,7 +59,8 @@ def test_mixed_sizes_and_modes_are_converted_and_said(tmp_path):
     ([], 'has no class folders'),
     (['a.png', 'b.png'], 'it holds images directly: a.png, b.png'),
     (['train/cats/1.png', 'train/dogs/1.png', 'test/cats/1.png'], "Classes ['dogs'] are missing from the test split"),
-    (['train/cats/1.png', 'train/dogs/1.png', 'test/cats/1.png', 'test/dogs/1.png', 'test/owls/1.png'], "has classes that"),
+    (['train/cats/1.png', 'train/dogs/1.png', 'test/cats/1.png', 'test/dogs/1.png', 'test/owls/1.png'],
+     "has classes that"),
     (['test/cats/1.png'], 'has a test/ folder but no train/ folder'),
     (['cats/1.png', 'cats/broken.png', 'dogs/1.png', 'dogs/2.png'], 'could not be read as an image'),
 ])
@@ -72,16 +76,19 @@ def test_npz_and_safetensors_files(tmp_path):
     r = read_array_file(tmp_path/'a.npz', size=6)
     assert r['classes'] == ['3', '9'] and r['x_train'].shape == (24, 3, 6, 6) and r['y_test'].tolist() == [0, 1, 0, 1]
     assert r['split'] == 'x_test / y_test as given'
-    assert torch.equal(read_array_file(tmp_path/'a.npz')['x_train'][0], torch.from_numpy(x[0]).permute(2, 0, 1))  # channels last read right
+    # channels last read right
+    assert torch.equal(read_array_file(tmp_path/'a.npz')['x_train'][0], torch.from_numpy(x[0]).permute(2, 0, 1))
     from safetensors.torch import save_file
     save_file({'x': torch.rand(10, 2, 5, 5), 'y': torch.arange(10) % 2}, str(tmp_path/'bad_layout.safetensors'))
-    with pytest.raises(DatasetError, match='expected N x H x W, N x H x W x C or N x C x H x W'): read_array_file(tmp_path/'bad_layout.safetensors')
+    with pytest.raises(DatasetError, match='expected N x H x W, N x H x W x C or N x C x H x W'):
+        read_array_file(tmp_path/'bad_layout.safetensors')
     save_file({'x': torch.rand(10, 1, 5, 5) * 3, 'y': torch.arange(10) % 2}, str(tmp_path/'range.safetensors'))
     assert 'divided by 255' in read_array_file(tmp_path/'range.safetensors')['notes'][0]
 
 def test_an_npz_without_labels_is_refused(tmp_path):
     np.savez(tmp_path/'x.npz', x=np.zeros((5, 8, 8), np.uint8))
-    with pytest.raises(DatasetError, match="has no labels: expected an array of class indices named one of y_train, y, labels, targets"):
+    with pytest.raises(DatasetError, match="has no labels: expected an array of class indices named one of y_train, y, "
+                                           "labels, targets"):
         read_array_file(tmp_path/'x.npz')
     np.savez(tmp_path/'y.npz', x=np.zeros((5, 8, 8), np.uint8), y=np.zeros(4, int))
     with pytest.raises(DatasetError, match='one whole number per image'): read_array_file(tmp_path/'y.npz')
@@ -95,7 +102,8 @@ def test_registered_name_works_like_a_built_in_one(tmp_path):
     assert meta['source'] == str(folder.resolve()) and meta['train_counts'] == [6, 6] and len(meta['mean']) == 3
     assert dataset_info('blobs', root=tmp_path/'data') == DatasetInfo.of(d)
     assert 'Two blobs.' in d.description and 'registered' in d.source
-    with pytest.raises(DatasetError, match='takes no options'): load_dataset('blobs', root=tmp_path/'data', shape=(1, 8, 8))
+    with pytest.raises(DatasetError, match='takes no options'):
+        load_dataset('blobs', root=tmp_path/'data', shape=(1, 8, 8))
     with pytest.raises(DatasetError, match="registered in .*: blobs"): load_dataset('blobz', root=tmp_path/'data')
 
 def test_register_and_data_commands(tmp_path):
@@ -112,4 +120,5 @@ def test_register_and_data_commands(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith('kdd-explore register: error: ') and 'does not exist' in r.stderr
     r = kdd('run', '--config', 'quick', '--dataset', folder, '--out', tmp_path/'run')
     assert r.returncode == 2 and 'is a path: register it first' in r.stderr
-    assert not (tmp_path/'run').exists() or not list((tmp_path/'run').iterdir())  # nothing written (the run's lock came and went)
+    # nothing written (the run's lock came and went)
+    assert not (tmp_path/'run').exists() or not list((tmp_path/'run').iterdir())

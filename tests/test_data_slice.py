@@ -28,9 +28,11 @@ def test_the_slice_is_small_and_says_where_it_comes_from():
 def test_the_slice_holds_what_the_named_configurations_read():
     have = set(shipped_slice('fashion_mnist')['train_ids'].tolist())
     need = set(slice_rows().tolist())
-    assert need <= have, f'{len(need - have)} rows the named configurations read are not in the slice: rebuild it (09c_pipeline)'
+    assert need <= have, (f'{len(need - have)} rows the named configurations read are not in the slice: rebuild it '
+                          '(09c_pipeline)')
 
-@pytest.mark.parametrize('n_train,n_test,seed', [(5000, 2000, 0), (600, 500, 0), (1000, None, 0)])  # quickstart, quick, the variance study
+# quickstart, quick, the variance study
+@pytest.mark.parametrize('n_train,n_test,seed', [(5000, 2000, 0), (600, 500, 0), (1000, None, 0)])
 def test_the_slice_serves_the_same_tensors_as_the_full_files(slice_only, n_train, n_test, seed):
     if not os.path.isdir('/usr/share/datasets/fashion-mnist'): pytest.skip('needs the full files to compare with')
     served = load_dataset('fashion_mnist', n_train=n_train, n_test=n_test, seed=seed)
@@ -58,8 +60,10 @@ def test_the_whole_split_as_far_as_it_ships(slice_only):
 
 def test_the_main_job_runs_from_the_slice_alone(quick_run):
     "`kdd-explore quickstart --quick` with no full copy of the data (the session's quick run): it completes from the slice and fetches nothing."
-    r, run = quick_run  # run with Debian's copy hidden (KDD_IGNORE_SYSTEM_DATA=1) and an empty data folder: only the slice to read
+    # run with Debian's copy hidden (KDD_IGNORE_SYSTEM_DATA=1) and an empty data folder: only the slice to read
+    r, run = quick_run
     assert r.returncode == 0 and (run/'results.json').exists()
     empty = run.parent/'empty'
     assert not empty.exists() or not any(empty.rglob('*-ubyte*'))  # nothing was fetched or unpacked
-    # the same images as the full files (test above) and a deterministic run (test_pipeline's rerun): the full files' table
+    # the same images as the full files (test above) and a
+    # deterministic run (test_pipeline's rerun): the full files' table

@@ -5,8 +5,9 @@ from kdd_explore.core import ArtifactError, DatasetError, KddError, TrainingErro
 from kdd_explore.data import load_dataset
 from kdd_explore.models import build_model
 from kdd_explore.kd import Experts, record_experts, teacher_representations, student_arch, random_indices
-from kdd_explore.distill import (SyntheticSet, DistillConfig, DistillHistory, unroll_match, kd_step_loss, minibatch_schedule,
-                                 distill, distill_ssl, record_ssl_experts, expert_schedule, matching_loss, _ssl_maker)
+from kdd_explore.distill import (SyntheticSet, DistillConfig, DistillHistory, unroll_match,
+                                 kd_step_loss, minibatch_schedule, distill, distill_ssl, record_ssl_experts,
+                                 expert_schedule, matching_loss, _ssl_maker)
 
 ARCH = dict(name='convnet', in_channels=1, im_size=8, width=4, depth=2, out_dim=3, norm='instance')
 
@@ -75,7 +76,8 @@ def test_bounded_equals_full_with_ssl_inner_loss():
 
 def test_minibatches_without_replacement():
     bs = minibatch_schedule(7, 3, 6, torch.Generator().manual_seed(0))
-    assert [len(b) for b in bs] == [3, 2, 2, 3, 2, 2]  # 7 images at batch 3: passes of 3 + 2 + 2, never a step on 1 image
+    # 7 images at batch 3: passes of 3 + 2 + 2, never a step on 1 image
+    assert [len(b) for b in bs] == [3, 2, 2, 3, 2, 2]
     assert sorted(torch.cat(bs[:3]).tolist()) == list(range(7))
 
 def test_every_expert_used():
@@ -116,8 +118,8 @@ def test_modes_agree_in_the_loop(setting):
 def test_history_fields(setting):
     d, x, reps, ex, syn, cfg = setting
     _, h = distill(ex, syn, dataclasses.replace(cfg, iterations=2), progress=False)
-    assert set(h.records[0]) == {'iteration', 'loss', 'start_epoch', 'expert', 'lr', 'grad_norm_images', 'grad_norm_targets',
-                                 'grad_norm_lr', 'rolled_back'}
+    assert set(h.records[0]) == {'iteration', 'loss', 'start_epoch', 'expert', 'lr',
+                                 'grad_norm_images', 'grad_norm_targets', 'grad_norm_lr', 'rolled_back'}
 
 def test_guard_rolls_back_and_stops(setting, tmp_path):
     d, x, reps, ex, syn, cfg = setting
@@ -126,7 +128,8 @@ def test_guard_rolls_back_and_stops(setting, tmp_path):
         distill(ex, syn, bad, out=tmp_path, progress=False)
     t, m = load_artifact(tmp_path/'checkpoint')
     assert m['failures'] == 2 and all(r['rolled_back'] for r in m['records'])
-    assert torch.equal(t['images'], syn.images) and abs(float(t['lr']) - 0.1) < 1e-7  # the last good state: nothing applied
+    # the last good state: nothing applied
+    assert torch.equal(t['images'], syn.images) and abs(float(t['lr']) - 0.1) < 1e-7
 
 def test_nan_is_rolled_back(setting):
     d, x, reps, ex, syn, cfg = setting
@@ -160,7 +163,8 @@ def test_synthetic_set_round_trip(setting, tmp_path):
     d, x, reps, ex, syn, cfg = setting
     syn.save(tmp_path/'syn')
     back = SyntheticSet.load(tmp_path/'syn', expect={'arch': ARCH})
-    assert torch.equal(back.images, syn.images) and torch.equal(back.targets, syn.targets) and back.meta['init_indices'] == list(range(8))
+    assert (torch.equal(back.images, syn.images) and torch.equal(back.targets, syn.targets)
+            and back.meta['init_indices'] == list(range(8)))
     with pytest.raises(ArtifactError, match='kind'):
         load_artifact(tmp_path/'syn', expect={'kind': 'experts'})
 

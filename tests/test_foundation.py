@@ -23,14 +23,16 @@ def test_missing_data_without_network_gives_one_clear_error(tmp_path, monkeypatc
     with pytest.raises(DatasetError) as e: load_dataset('fashion_mnist', root=tmp_path/'empty')
     msg = str(e.value)
     assert 'apt-get install dataset-fashion-mnist' in msg and 'root=' in msg and 'internet' in msg
-    with pytest.raises(DatasetError, match='could not be downloaded'): load_dataset('cifar10', root=tmp_path/'empty', download=False)
+    with pytest.raises(DatasetError, match='could not be downloaded'):
+        load_dataset('cifar10', root=tmp_path/'empty', download=False)
 
 def test_corrupt_fashion_mnist_files(tmp_path, monkeypatch):
     monkeypatch.setattr(data, 'DEBIAN_FASHION_MNIST', tmp_path/'no-debian')
     raw = tmp_path/'FashionMNIST'/'raw'; raw.mkdir(parents=True)
     for n in ('train-images-idx3', 'train-labels-idx1', 't10k-images-idx3', 't10k-labels-idx1'):
         (raw/f'{n}-ubyte').write_bytes(b'\x00\x00\x08\x03garbage')
-    with pytest.raises(DatasetError, match='missing or corrupt'): load_dataset('fashion_mnist', root=tmp_path, download=False)
+    with pytest.raises(DatasetError, match='missing or corrupt'):
+        load_dataset('fashion_mnist', root=tmp_path, download=False)
 
 @pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason='needs Debian dataset-fashion-mnist')
 def test_fashion_mnist_from_debian_files(tmp_path):
@@ -50,9 +52,11 @@ def test_label_fraction_too_small_for_a_class():
 def test_artifact_wrong_kind_and_arch(tmp_path):
     net = ConvNet(1, 28, width=16, depth=2, out_dim=8)
     save_artifact(tmp_path/'a', {k: v for k, v in net.state_dict().items()}, {'kind': 'teacher', 'arch': net.arch})
-    with pytest.raises(ArtifactError, match="kind: expected 'experts', found 'teacher'"): load_artifact(tmp_path/'a', {'kind': 'experts'})
+    with pytest.raises(ArtifactError, match="kind: expected 'experts', found 'teacher'"):
+        load_artifact(tmp_path/'a', {'kind': 'experts'})
     other = resnet18_cifar(1).arch
-    with pytest.raises(ArtifactError, match='arch: expected .*resnet18_cifar.*found .*convnet'): load_artifact(tmp_path/'a', {'arch': other})
+    with pytest.raises(ArtifactError, match='arch: expected .*resnet18_cifar.*found .*convnet'):
+        load_artifact(tmp_path/'a', {'arch': other})
     t, m = load_artifact(tmp_path/'a.json', {'kind': 'teacher', 'arch': net.arch})
     build_model(m['arch']).load_state_dict(t)
 
@@ -69,14 +73,16 @@ def test_truncated_and_corrupt_artifact(tmp_path):
     save_artifact(tmp_path/'a', {'x': torch.randn(100)}, {'kind': 'demo'})
     f = tmp_path/'a.safetensors'; f.write_bytes(f.read_bytes()[:-40])
     with pytest.raises(ArtifactError, match='truncated'): load_artifact(tmp_path/'a')
-    meta = json.loads((tmp_path/'a.json').read_text()); meta.pop('sha256'); (tmp_path/'a.json').write_text(json.dumps(meta))
+    meta = json.loads((tmp_path/'a.json').read_text()); meta.pop('sha256')
+    (tmp_path/'a.json').write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match='could not be read'): load_artifact(tmp_path/'a')
 
 def test_convnet_reference_size():
     assert sum(p.numel() for p in ConvNet(3, 32, 128, 3, 512).parameters()) == 1_348_608
 
 def test_cli_error_is_one_line_not_a_traceback():
-    r = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'data', '--dataset', 'nope'], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'data', '--dataset', 'nope'],
+                       capture_output=True, text=True)
     assert r.returncode == 2 and 'Traceback' not in r.stderr
     assert r.stderr.strip().startswith("kdd-explore data: error: Unknown dataset 'nope'")
 
@@ -106,14 +112,16 @@ def test_written_files_respect_the_umask(tmp_path, monkeypatch, umask, mode):
 
 def _dead_pid():
     "The PID of a process that has run and exited (and been reaped)."
-    return int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
+    return int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                              capture_output=True, text=True).stdout)
 
 def test_run_lock_refuses_a_second_run_of_a_live_process(tmp_path):
     from kdd_explore.core import KddError, RunLock
     first = RunLock(tmp_path/'run').acquire()
     info = json.loads((tmp_path/'run'/'.lock').read_text())
     assert info['pid'] == os.getpid() and info['host'] and info['since']
-    with pytest.raises(KddError, match=rf"in use by another run: process {os.getpid()} .*since {re.escape(info['since'])}.*--out"):
+    with pytest.raises(KddError, match=rf"in use by another run: process {os.getpid()} .*since "
+                                       rf"{re.escape(info['since'])}.*--out"):
         RunLock(tmp_path/'run').acquire()
     assert json.loads((tmp_path/'run'/'.lock').read_text()) == info  # the refused run left the lock alone
     first.release()
@@ -124,7 +132,8 @@ def test_run_lock_takes_over_a_dead_process_lock(tmp_path, capsys):
     import socket
     from kdd_explore.core import RunLock
     pid = _dead_pid()
-    (tmp_path/'.lock').write_text(json.dumps(dict(pid=pid, host=socket.gethostname(), since='2024-05-01T10:00:00+00:00')))
+    (tmp_path/'.lock').write_text(json.dumps(dict(pid=pid, host=socket.gethostname(),
+                                                  since='2024-05-01T10:00:00+00:00')))
     with RunLock(tmp_path):
         assert json.loads((tmp_path/'.lock').read_text())['pid'] == os.getpid()
     assert not (tmp_path/'.lock').exists()
@@ -147,7 +156,9 @@ def test_browser_test_skips_without_chromium_but_fails_in_ci(tmp_path, ci):
     r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rsf', '-p', 'no:cacheprovider',
                         'tests/test_report_browser.py::test_the_check_sees_javascript_errors_and_broken_images'],
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    if ci: assert r.returncode == 1 and '1 error' in r.stdout and 'KDD_CI=1 (CI) but no Chromium on PATH' in r.stdout, r.stdout[-2000:]
+    if ci:
+        assert (r.returncode == 1 and '1 error' in r.stdout
+                and 'KDD_CI=1 (CI) but no Chromium on PATH' in r.stdout), r.stdout[-2000:]
     else: assert r.returncode == 0 and '1 skipped' in r.stdout and 'no Chromium on PATH' in r.stdout, r.stdout[-2000:]
 
 def test_ci_sets_kdd_ci():

@@ -3,8 +3,9 @@ import pytest, torch
 from kdd_explore.core import ArtifactError, DatasetError, KddError, TrainingError
 from kdd_explore.data import load_dataset
 from kdd_explore.models import build_model
-from kdd_explore.kd import (Experts, record_experts, teacher_representations, cached_representations, train_kd, kd_loss, kd_losses,
-                            import_replay_buffer, high_loss_indices, per_example_kd_loss, random_indices, train_kd_vmap, experts_job)
+from kdd_explore.kd import (Experts, record_experts, teacher_representations, cached_representations,
+                            train_kd, kd_loss, kd_losses, import_replay_buffer, high_loss_indices, per_example_kd_loss,
+                            random_indices, train_kd_vmap, experts_job)
 
 ARCH = dict(name='convnet', in_channels=1, im_size=8, width=4, depth=2, out_dim=3, norm='instance')
 
@@ -30,13 +31,15 @@ def test_representations_and_cache(setting, tmp_path):
 
 def test_kd_losses():
     p, t = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
-    assert torch.allclose(kd_losses(p, t), ((p - t) ** 2).mean(1)) and torch.allclose(kd_loss(p, t), ((p - t) ** 2).mean())
+    assert (torch.allclose(kd_losses(p, t), ((p - t) ** 2).mean(1))
+            and torch.allclose(kd_loss(p, t), ((p - t) ** 2).mean()))
 
 def test_train_kd_deterministic_and_guarded(setting):
     d, x, teacher, reps, ex = setting
     a, b = build_model(ARCH, seed=1), build_model(ARCH, seed=1)
     la = train_kd(a, x, reps, epochs=3, batch_size=16, seed=4, progress=False)
-    lb = train_kd(b, x, reps, epochs=3, batch_size=16, seed=4, lr=torch.tensor(0.1), progress=False)  # a learned lr tensor
+    # a learned lr tensor
+    lb = train_kd(b, x, reps, epochs=3, batch_size=16, seed=4, lr=torch.tensor(0.1), progress=False)
     assert la == lb and la[-1] < la[0]
     seen = []
     train_kd(build_model(ARCH, seed=1), x, reps, epochs=2, progress=False, on_epoch=lambda e, m: seen.append(e))
@@ -51,7 +54,8 @@ def test_record_resume_and_load(setting, tmp_path):
     assert (ex.n_experts, ex.n_epochs) == (3, 2)
     # an interrupted run: expert 0 finished and was saved; expert 1 was not
     record_experts(ARCH, x, reps, n_experts=1, epochs=2, batch_size=16, seed=0, out=tmp_path, progress=False)
-    (tmp_path/'experts.json').rename(tmp_path/'expert_000.json'); (tmp_path/'experts.safetensors').rename(tmp_path/'expert_000.safetensors')
+    (tmp_path/'experts.json').rename(tmp_path/'expert_000.json')
+    (tmp_path/'experts.safetensors').rename(tmp_path/'expert_000.safetensors')
     full = record_experts(ARCH, x, reps, n_experts=3, epochs=2, batch_size=16, seed=0, out=tmp_path, progress=False)
     for k in range(3):
         for e in range(3):
@@ -98,7 +102,8 @@ def test_replay_buffer_import(setting, tmp_path):
 def test_high_loss_indices_brute_force(setting):
     d, x, teacher, reps, ex = setting
     model = build_model(ARCH)
-    manual = torch.stack([kd_losses(torch.func.functional_call(model, ex.params(k, 1), (x,)), reps) for k in range(3)]).mean(0)
+    manual = torch.stack([kd_losses(torch.func.functional_call(model, ex.params(k, 1), (x,)), reps)
+                          for k in range(3)]).mean(0)
     assert torch.allclose(per_example_kd_loss(ex, x, reps, batch_size=7), manual, atol=1e-6)
     idx = high_loss_indices(ex, x, reps, 0.25)
     assert idx.tolist() == manual.argsort(descending=True)[:12].tolist()

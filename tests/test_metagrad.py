@@ -4,8 +4,8 @@ import pytest, torch
 from kdd_explore.core import KddError, save_artifact, load_artifact
 from kdd_explore.models import build_model
 from kdd_explore.kd import Experts
-from kdd_explore.metagrad import (unroll_match, kd_step_loss, minibatch_schedule, graph_step_mb, plan_unroll, check_budget,
-                                  DEFAULT_BUDGET_MB)
+from kdd_explore.metagrad import (unroll_match, kd_step_loss, minibatch_schedule, graph_step_mb,
+                                  plan_unroll, check_budget, DEFAULT_BUDGET_MB)
 from kdd_explore.distill import SyntheticSet, DistillConfig, DistillHistory, distill
 
 ARCH = dict(name='convnet', in_channels=1, im_size=8, width=4, depth=2, out_dim=3, norm='instance')
@@ -29,7 +29,8 @@ def plain_unrolled(m, X, Y, start, target, lr, batches, steps):
         loss = torch.nn.functional.mse_loss(out, Y[batches[i]])
         g = torch.autograd.grad(loss, list(th.values()), create_graph=True)
         th = {n: th[n] - lr * gn for n, gn in zip(names, g)}
-    match = sum((th[n] - target[n]).pow(2).sum() for n in names) / sum((start[n] - target[n]).pow(2).sum() for n in names)
+    match = sum((th[n] - target[n]).pow(2).sum() for n in names) / sum((start[n] - target[n]).pow(2).sum()
+                                                                       for n in names)
     return (match.detach(),) + torch.autograd.grad(match, [X, Y, lr])
 
 @pytest.mark.parametrize('steps', [1, 2, 5, 40])
@@ -41,14 +42,16 @@ def test_auto_equals_plain_unrolled_float64(steps):
     lr = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
     ref = plain_unrolled(m, Xg, Yg, start, target, lr, batches, steps)
     for kw in (dict(), dict(memory_budget_mb=1e-4), dict(segment=3), dict(mode='bounded'), dict(mode='full')):
-        loss, (gx, gy), glr, _ = unroll_match(start, target, lr, [Xg, Yg], kd_step_loss(m, Xg, Yg, batches), steps, **kw)
+        loss, (gx, gy), glr, _ = unroll_match(start, target, lr, [Xg, Yg], kd_step_loss(m, Xg, Yg, batches), steps,
+                                              **kw)
         assert abs(float(loss - ref[0])) < 1e-12
         for a, b in ((gx, ref[1]), (gy, ref[2]), (glr, ref[3])):
             assert float((a - b).norm()) <= 1e-10 * float(b.norm()) and float(b.norm()) > 0, kw
 
 def test_choice_under_tiny_and_huge_budgets():
     m, X, Y, start, target = _case()
-    step_mb = graph_step_mb(kd_step_loss(m, X, Y, minibatch_schedule(7, 3, 1, torch.Generator().manual_seed(0))), start, torch.tensor(0.1))
+    step_mb = graph_step_mb(kd_step_loss(m, X, Y, minibatch_schedule(7, 3, 1, torch.Generator().manual_seed(0))),
+                            start, torch.tensor(0.1))
     assert step_mb > 0
     huge = plan_unroll(step_mb, 40, 'auto', 1e9)
     assert (huge['chose'], huge['segment']) == ('full', 40) and 'fits the budget' in huge['note']
@@ -67,7 +70,8 @@ def test_bad_budget(bad):
 def test_bad_mode_lists_the_known_ones():
     m, X, Y, start, target = _case()
     for call in (lambda: DistillConfig(mode='auot'), lambda: plan_unroll(1., 5, 'Auto'),
-                 lambda: unroll_match(start, target, torch.tensor(0.1), [X], kd_step_loss(m, X, Y, [torch.arange(3)]), 1, 'flul')):
+                 lambda: unroll_match(start, target, torch.tensor(0.1), [X], kd_step_loss(m, X, Y, [torch.arange(3)]),
+                                      1, 'flul')):
         with pytest.raises(KddError, match="Known modes: 'auto', 'full', 'bounded'"):
             call()
 
@@ -91,7 +95,8 @@ def test_resumed_auto_run_equals_uninterrupted(setting, tmp_path, capsys):
     ex, syn, cfg = setting
     ref, ref_h = distill(ex, syn, cfg, progress=False)
     assert capsys.readouterr().out.count('meta-gradient') == 1  # printed once
-    assert ref_h.meta_grad['mode'] == 'auto' and ref_h.meta_grad['chose'] == 'bounded' and ref_h.meta_grad['segment'] == 1
+    assert (ref_h.meta_grad['mode'] == 'auto' and ref_h.meta_grad['chose'] == 'bounded'
+            and ref_h.meta_grad['segment'] == 1)
     distill(ex, syn, dataclasses.replace(cfg, iterations=3), out=tmp_path, progress=False)
     res, res_h = distill(ex, syn, cfg, out=tmp_path, progress=False)
     assert torch.equal(res.images, ref.images) and torch.equal(res.targets, ref.targets) and torch.equal(res.lr, ref.lr)
@@ -112,7 +117,8 @@ def test_older_checkpoint_and_history_resume(setting, tmp_path):
     ref, ref_h = distill(ex, syn, dataclasses.replace(cfg, mode='auto'), progress=False)
     distill(ex, syn, dataclasses.replace(old_cfg, iterations=2), out=tmp_path, progress=False)
     t, m = load_artifact(tmp_path/'checkpoint')
-    m = dict(m); m['config'] = {k: v for k, v in m['config'].items() if k != 'memory_budget_mb'}; m.pop('meta_grad', None)
+    m = dict(m); m['config'] = {k: v for k, v in m['config'].items() if k != 'memory_budget_mb'}
+    m.pop('meta_grad', None)
     for k in ('sha256', 'created', 'tensors', 'library_version'): m.pop(k, None)
     save_artifact(tmp_path/'checkpoint', t, m)  # as an older version wrote it
     res, res_h = distill(ex, syn, cfg, out=tmp_path, progress=False)
@@ -125,5 +131,6 @@ def test_only_the_steps_outside_the_last_segment_are_computed_twice(steps, segme
     m, X, Y, start, target = _case()
     calls, inner = [], kd_step_loss(m, X, Y, minibatch_schedule(7, 3, steps, torch.Generator().manual_seed(0)))
     def counted(params, i): calls.append(i); return inner(params, i)
-    unroll_match(start, target, torch.tensor(0.1, dtype=torch.float64, requires_grad=True), [], counted, steps, segment=segment)
+    unroll_match(start, target, torch.tensor(0.1, dtype=torch.float64, requires_grad=True), [],
+                 counted, steps, segment=segment)
     assert len(calls) == steps + twice and sorted(set(calls)) == list(range(steps))

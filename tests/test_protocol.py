@@ -40,20 +40,23 @@ def test_reference_padding_follows_the_image_shape_and_survives_artifacts(tmp_pa
     with pytest.raises(KddError, match='another architecture|recorded for architecture'):
         ex.check_arch(student_arch((1, 28, 28), 16, width=8))  # padding 1 is another student
     # an arch written by hand without the new key is the padding-1 student
-    assert canonical_arch({k: v for k, v in student_arch((1, 28, 28), 16, width=8).items() if k != 'first_padding'}) == \
+    assert canonical_arch({k: v for k, v in student_arch((1, 28, 28), 16, width=8).items() if k
+                           != 'first_padding'}) == \
            canonical_arch(student_arch((1, 28, 28), 16, width=8))
 
 def test_pipeline_with_the_padded_student_end_to_end(tmp_path):
     "Experts, distillation, evaluation and the horizon check with the reference's padded student, at toy size."
     cfg = get_config('quick', dataset='fake', dataset_options={'shape': [1, 28, 28], 'n_classes': 4},
                      n_train=200, n_test=80, depth=3, first_padding='reference', width=8, high_loss_clusters=None,
-                     distilled_baselines=(), transfer=dict(name='small_resnet', widths=[4, 4, 8, 8], blocks=[1, 1, 1, 1]),
+                     distilled_baselines=(), transfer=dict(name='small_resnet',
+                                                           widths=[4, 4, 8, 8], blocks=[1, 1, 1, 1]),
                      teacher=None, variance=False, fractions=(0.1,), seeds=(0,), teacher_epochs=1)
     res = run_pipeline(cfg, tmp_path/'run', progress=False)
     assert res['config']['first_padding'] == 'reference'
     meta = json.loads((tmp_path/'run'/'experts'/'experts.json').read_text())
     assert meta['arch']['first_padding'] == 3
-    assert {r['method'] for r in res['results']} >= {'mkdt_high_loss', 'mkdt_initial_at_learned_lr', 'random_subset_at_learned_lr'}
+    assert {r['method'] for r in res['results']} >= {'mkdt_high_loss', 'mkdt_initial_at_learned_lr',
+                                                     'random_subset_at_learned_lr'}
     assert res['transfer'] and res['horizon']
 
 # --- the reference probe
@@ -124,7 +127,8 @@ def test_lr_controlled_baselines_and_findings_in_the_quick_run(quick_run):
         assert (out/'evaluation'/f'{m}.json').exists()
     assert all('kd_loss_mean' in r and r['kd_loss_mean'] > 0 for r in res['results'])
     f = res['findings']
-    assert f['images_and_targets']['a'] == 'mkdt_high_loss' and f['images_and_targets']['b'] == 'mkdt_initial_at_learned_lr'
+    assert (f['images_and_targets']['a'] == 'mkdt_high_loss'
+            and f['images_and_targets']['b'] == 'mkdt_initial_at_learned_lr')
     g = f['headroom']['by_fraction']['0.05']
     want = rows['full_data_kd', 0.05]['acc_mean'] - rows['random_subset', 0.05]['acc_mean']
     assert abs(g['gap'] - want) < 1e-6 and g['beats'] == (g['gap'] > g['std'])
@@ -132,7 +136,8 @@ def test_lr_controlled_baselines_and_findings_in_the_quick_run(quick_run):
     assert 0 < sb['matching_loss_start'] and 0 < sb['matching_loss_end']
     assert sb['step_budget_learned']['syn_budget'] == pytest.approx(sb['step_budget_learned']['syn_steps'] * sb['lr'])
     html = (out/'report.html').read_text()
-    assert 'What the distilled images and targets add beyond the learned lr' in html and 'random_subset_at_learned_lr' in html
+    assert ('What the distilled images and targets add beyond the learned lr' in html
+            and 'random_subset_at_learned_lr' in html)
     assert 'Can the synthetic steps reach the target?' in html
 
 def test_horizon_check_on_the_quick_run(quick_run):
@@ -140,9 +145,11 @@ def test_horizon_check_on_the_quick_run(quick_run):
     res = json.loads((out/'results.json').read_text())
     hz = res['horizon']
     steps = tuple(res['config']['horizon_steps'])
-    assert {(r['method'], r['step']) for r in hz} == {(m, t) for m in ('mkdt_high_loss', 'mkdt_initial_at_learned_lr') for t in steps}
+    assert {(r['method'], r['step']) for r in hz} == {(m, t) for m in ('mkdt_high_loss', 'mkdt_initial_at_learned_lr')
+                                                      for t in steps}
     at = {(r['method'], r['step']): r for r in hz}
-    assert at['mkdt_high_loss', 0]['kd_losses'] == at['mkdt_initial_at_learned_lr', 0]['kd_losses']  # the same initialisations
+    # the same initialisations
+    assert at['mkdt_high_loss', 0]['kd_losses'] == at['mkdt_initial_at_learned_lr', 0]['kd_losses']
     for m in ('mkdt_high_loss', 'mkdt_initial_at_learned_lr'):
         assert at[m, steps[-1]]['kd_loss_mean'] < at[m, 0]['kd_loss_mean']  # pre-training moves toward the teacher
     assert 'The horizon check' in (out/'report.html').read_text()
@@ -165,16 +172,19 @@ def test_resuming_with_another_student_or_probe_is_refused(quick_run):
 
 def test_protocol_study_at_toy_size(tmp_path):
     "benchmarks/studies/protocol_study.py --quick: two of the four (probe, labels) settings (each protocol, each label source) with their headroom; a rerun reads every result back."
-    cmd = [sys.executable, 'benchmarks/studies/protocol_study.py', '--out', str(tmp_path/'ps'), '--quick', '--students', 'padded3',
-           '--seeds', '0,1', '--fractions', '0.05', '--probes', 'standard/full,reference/pool', '--quiet']
+    cmd = [sys.executable, 'benchmarks/studies/protocol_study.py', '--out', str(tmp_path/'ps'),
+           '--quick', '--students', 'padded3', '--seeds', '0,1', '--fractions', '0.05', '--probes',
+           'standard/full,reference/pool', '--quiet']
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path/'ps'/'protocol_study.json').read_text())
     settings = {(x['protocol'], x['labels']) for x in res['rows']}
     assert settings == {('standard', 'full'), ('reference', 'pool')}
-    assert {x['method'] for x in res['rows']} == {'no_pretrain', 'random_subset', 'random_subset_at_learned_lr', 'high_loss_subset',
+    assert {x['method'] for x in res['rows']} == {'no_pretrain', 'random_subset', 'random_subset_at_learned_lr',
+                                                  'high_loss_subset',
                                                  'mkdt_high_loss', 'mkdt_initial_at_learned_lr', 'full_data_kd'}
     md = (tmp_path/'ps'/'protocol_study.md').read_text()
     assert 'headroom: full KD - random (stds)' in md and md.count('| padded3 |') == 2
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert again.returncode == 0 and json.loads((tmp_path/'ps'/'protocol_study.json').read_text())['rows'] == res['rows']
+    assert (again.returncode == 0
+            and json.loads((tmp_path/'ps'/'protocol_study.json').read_text())['rows'] == res['rows'])

@@ -19,11 +19,12 @@ class Browser:
     def __init__(self, profile):
         r1, w1 = os.pipe(); r2, w2 = os.pipe()
         def fds(): os.dup2(r1, 100); os.dup2(w2, 101); os.dup2(100, 3); os.dup2(101, 4)
-        self.proc = subprocess.Popen([CHROME, '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-sync',
-                                      '--disable-background-networking', '--disable-component-update', '--remote-debugging-pipe',
+        self.proc = subprocess.Popen([CHROME, '--headless', '--no-sandbox', '--disable-gpu',
+                                      '--no-first-run', '--disable-sync', '--disable-background-networking',
+                                      '--disable-component-update', '--remote-debugging-pipe',
                                       f'--user-data-dir={profile}', '--window-size=1280,1600', 'about:blank'],
-                                     pass_fds=(3, 4), preexec_fn=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     pass_fds=(3, 4), preexec_fn=fds, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(r1); os.close(w2)
         self.w, self.r, self.buf, self.n, self.events = os.fdopen(w1, 'wb', 0), os.fdopen(r2, 'rb', 0), b'', 0, []
         target = self.call('Target.createTarget', url='about:blank')['targetId']
@@ -40,13 +41,15 @@ class Browser:
 
     def call(self, method, page=False, **params):
         self.n += 1
-        self.w.write(json.dumps(dict(id=self.n, method=method, params=params, **({'sessionId': self.session} if page else {}))).encode() + b'\0')
+        self.w.write(json.dumps(dict(id=self.n, method=method, params=params,
+                                     **({'sessionId': self.session} if page else {}))).encode() + b'\0')
         while (msg := self._message()).get('id') != self.n: self.events.append(msg)
         if 'error' in msg: raise RuntimeError(f"{method}: {msg['error']}")
         return msg.get('result', {})
 
     def js(self, expr):
-        return self.call('Runtime.evaluate', page=True, expression=expr, returnByValue=True).get('result', {}).get('value')
+        return self.call('Runtime.evaluate', page=True, expression=expr,
+                         returnByValue=True).get('result', {}).get('value')
 
     def wait(self, expr, timeout=20):
         t = time.time()
@@ -62,7 +65,8 @@ class Browser:
 
     def errors(self):
         "JavaScript exceptions and console errors (a failed request too: the site must ask no other server) since the last goto."
-        out = [e['params']['exceptionDetails'].get('exception', {}).get('description') or e['params']['exceptionDetails'].get('text')
+        out = [e['params']['exceptionDetails'].get('exception', {}).get('description')
+               or e['params']['exceptionDetails'].get('text')
                for e in self.events if e.get('method') == 'Runtime.exceptionThrown']
         return out + [f"{e['params']['entry']['text']} {e['params']['entry'].get('url', '')}" for e in self.events
                       if e.get('method') == 'Log.entryAdded' and e['params']['entry']['level'] == 'error']
@@ -87,13 +91,17 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('site')
     demo = make_notebook(tmp/'nbs'/'figure_demo.ipynb', [
         'md:# A figure and a widget\n\n> What a lesson\'s outputs look like on the page.\n\n'
-        'A formula, as the lessons write one:\n\n$$\n\\mathcal{L}_{BT} = \\sum_i (1 - \\mathcal{C}_{ii})^2 + \\lambda \\sum_{i \\neq j} \\mathcal{C}_{ij}^2.\n$$',
-        'import plotly.graph_objects as go, ipywidgets as w\nprint("a printed line")\ngo.Figure(go.Scatter(x=[1, 2, 3], y=[1, 4, 9], name="squares"))',
+        'A formula, as the lessons write one:\n\n$$\n\\mathcal{L}_{BT} = \\sum_i (1 - \\mathcal{C}_{ii})^2 + \\lambda '
+        '\\sum_{i \\neq j} \\mathcal{C}_{ij}^2.\n$$',
+        'import plotly.graph_objects as go, ipywidgets as w\nprint("a printed line")\n'
+        'go.Figure(go.Scatter(x=[1, 2, 3], y=[1, 4, 9], name="squares"))',
         'class View:  # a widget view with a figure, like kdd_explore.widgets\n'
         '    def __init__(self): self.fig, self.widget = go.Figure(go.Bar(x=["a", "b"], y=[3, 1])), w.IntSlider()\n'
         '    def _ipython_display_(self): display(self.widget)\nView()'])
     cwd = os.getcwd(); os.chdir(ROOT)  # nbdev's settings are found from the working folder
-    try: out = build_site(tmp/'site', [ROOT/'nbs'/'00_core.ipynb', demo], n_workers=2, build_dir=tmp/'build', progress=False)
+    try:
+        out = build_site(tmp/'site', [ROOT/'nbs'/'00_core.ipynb', demo], n_workers=2,
+                         build_dir=tmp/'build', progress=False)
     finally: os.chdir(cwd)
     return out, 'figure_demo.html', 'figure_demo.html'
 
@@ -115,9 +123,12 @@ def test_a_lessons_plotly_figure_renders_with_no_javascript_error(site, browser)
     plots = browser.js("document.querySelectorAll('.nb-plotly').length")
     assert plots >= 1, f'no plotly figure on {site[1]}'
     svgs = "document.querySelectorAll('.nb-plotly .main-svg').length"
-    assert browser.wait(f"{svgs} >= {plots}"), f'plotly drew {browser.js(svgs)} SVGs for {plots} figures'  # each figure drew its SVG
-    assert browser.js("[...document.scripts].filter(s => s.src.endsWith('plotly.min.js')).length") == 1  # plotly.js once, from the site
-    assert browser.js("document.querySelector('.nb-run a').href").startswith('https://colab.research.google.com/github/')
+    # each figure drew its SVG
+    assert browser.wait(f"{svgs} >= {plots}"), f'plotly drew {browser.js(svgs)} SVGs for {plots} figures'
+    # plotly.js once, from the site
+    assert browser.js("[...document.scripts].filter(s => s.src.endsWith('plotly.min.js')).length") == 1
+    assert browser.js("document.querySelector('.nb-run a').href").startswith(
+        'https://colab.research.google.com/github/')
     assert browser.errors() == [], browser.errors()
     browser.screenshot(OUT/'site-lesson.png')
 
@@ -148,10 +159,14 @@ def test_a_formula_is_typeset_offline(site, browser):
     assert n >= 1, f'no formula on {site[2]}'
     drawn = "document.querySelectorAll('.arithmatex mjx-container svg').length"
     assert browser.wait(f"{drawn} >= {n}"), f'MathJax drew {browser.js(drawn)} of {n} formulas'
-    glyphs = browser.js("[...document.querySelectorAll('.arithmatex mjx-container svg')].map(s => s.querySelectorAll('use, path').length)")
-    assert min(glyphs) >= 1 and max(glyphs) > 5, glyphs  # every formula drew its glyphs (none an empty box), one a whole formula
+    glyphs = browser.js("[...document.querySelectorAll('.arithmatex mjx-container svg')].map(s => "
+                        "s.querySelectorAll('use, path').length)")
+    # every formula drew its glyphs (none an empty box), one a whole formula
+    assert min(glyphs) >= 1 and max(glyphs) > 5, glyphs
     assert browser.js("[...document.scripts].some(s => s.src.endsWith('assets/mathjax/tex-svg-full.js'))")
-    assert '$' not in browser.js("document.querySelector('article').innerText.split('Run this notebook')[1].split('import')[0]")  # no TeX left raw
+    # no TeX left raw
+    assert '$' not in browser.js("document.querySelector('article').innerText.split('Run this "
+                                 "notebook')[1].split('import')[0]")
     assert browser.errors() == [], browser.errors()
     browser.screenshot(OUT/'site-formula.png')
 
@@ -161,7 +176,8 @@ def test_a_study_page_shows_its_source_table_and_figure(site, browser):
     assert 'benchmarks/results/protocol_study.json' in browser.js("document.querySelector('.study-source').innerText")
     rows = browser.js("document.querySelector('article table').querySelectorAll('tbody tr').length")
     assert rows == 16, rows  # 2 students x 2 probes x 2 label sources x 2 fractions
-    assert browser.wait("document.querySelectorAll('.nb-plotly .main-svg').length >= 1"), 'the study figure was not drawn'
+    assert browser.wait("document.querySelectorAll('.nb-plotly "
+                        ".main-svg').length >= 1"), 'the study figure was not drawn'
     assert browser.errors() == [], browser.errors()
     browser.screenshot(OUT/'site-study.png')
 

@@ -7,22 +7,25 @@ from torch import nn
 from kdd_explore.core import ArtifactError, KddError, TrainingError, load_artifact, read_meta, make_generator
 from kdd_explore.data import load_dataset, SSLViews
 from kdd_explore.models import SmallResNet, ConvNet, resnet18_cifar
-from kdd_explore.ssl import (BarlowTwinsLoss, NTXentLoss, Projector, ssl_loss, train_teacher, save_teacher, load_teacher,
-                             teacher_job, default_teacher, init_model)
-from kdd_explore.variance import gradient_variance, norm_var_from_grads, trajectory_spread, variance_job, train_student, LOSSES
+from kdd_explore.ssl import (BarlowTwinsLoss, NTXentLoss, Projector, ssl_loss, train_teacher,
+                             save_teacher, load_teacher, teacher_job, default_teacher, init_model)
+from kdd_explore.variance import (gradient_variance, norm_var_from_grads, trajectory_spread,
+                                  variance_job, train_student, LOSSES)
 
 torch.set_num_threads(1)
 
 # ---------- losses against hand-computed cases (float64) ----------
 
 def test_barlow_twins_by_hand():
-    z1 = torch.tensor([[1., 3.], [-1., 1.]], dtype=torch.float64); z2 = torch.tensor([[2., 0.], [0., 1.]], dtype=torch.float64)
+    z1 = torch.tensor([[1., 3.], [-1., 1.]], dtype=torch.float64)
+    z2 = torch.tensor([[2., 0.], [0., 1.]], dtype=torch.float64)
     # standardised: z1 -> [[1, 1], [-1, -1]], z2 -> [[1, -1], [-1, 1]]; C = [[1, -1], [1, -1]]
     for lambd in (5e-3, 0.5):
         assert BarlowTwinsLoss(lambd, eps=0)(z1, z2).item() == pytest.approx(4 + 2 * lambd, abs=1e-12)
 
 def test_barlow_twins_matches_explicit_sum():
-    g = make_generator(0); z1, z2 = torch.randn(7, 3, generator=g, dtype=torch.float64), torch.randn(7, 3, generator=g, dtype=torch.float64)
+    g = make_generator(0)
+    z1, z2 = torch.randn(7, 3, generator=g, dtype=torch.float64), torch.randn(7, 3, generator=g, dtype=torch.float64)
     std = lambda z: (z - z.mean(0)) / z.std(0, unbiased=False)
     a, b = std(z1), std(z2); want = 0.
     for i in range(3):
@@ -38,7 +41,8 @@ def test_ntxent_by_hand():
     assert NTXentLoss(1.0)(e, e).item() == pytest.approx(math.log(1 + 2 * math.exp(-1)), abs=1e-12)
 
 def test_ntxent_matches_explicit_sum():
-    g = make_generator(1); z1, z2 = torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g, dtype=torch.float64)
+    g = make_generator(1)
+    z1, z2 = torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g, dtype=torch.float64)
     u = F.normalize(torch.cat([z1, z2]), dim=1); t = 0.3; total = 0.
     for k in range(8):
         p = (k + 4) % 8
@@ -58,7 +62,8 @@ def test_loss_bad_input():
 @pytest.fixture(scope='module')
 def tiny_data(): return load_dataset('fake', shape=(1, 12, 12), n_classes=4, n_train=96, n_test=32, seed=0)
 
-def tiny_backbone(): return init_model({'name': 'small_resnet', 'in_channels': 1, 'widths': [4, 4, 8, 8], 'blocks': [1, 1, 1, 1]}, 0)
+def tiny_backbone():
+    return init_model({'name': 'small_resnet', 'in_channels': 1, 'widths': [4, 4, 8, 8], 'blocks': [1, 1, 1, 1]}, 0)
 KW = dict(batch_size=32, lr=3e-3, proj_hidden=16, proj_dim=16, progress=False)
 
 def test_resume_equals_uninterrupted(tiny_data, tmp_path):
@@ -101,7 +106,8 @@ def test_batch_larger_than_dataset(tiny_data):
 def test_teacher_job_and_artifact(tmp_path):
     p = teacher_job('digits', 'barlow_twins', out=tmp_path, epochs=1, n_train=200, progress=False)
     t = load_teacher(p)
-    assert t.teacher_meta['method'] == 'barlow_twins' and 'kdd-explore teacher --dataset digits' in t.teacher_meta['command']
+    assert (t.teacher_meta['method'] == 'barlow_twins'
+            and 'kdd-explore teacher --dataset digits' in t.teacher_meta['command'])
     assert not t.training and not any(q.requires_grad for q in t.parameters())
 
 # ---------- loading teachers ----------
@@ -122,7 +128,8 @@ def test_load_teacher_wrong_channels_and_arch(tmp_path):
     assert 'missing keys: conv1.weight' in msg and 'unexpected keys: body.0.weight' in msg and 'in all' in msg
     assert len(msg) < 1500  # a few keys, not hundreds
     save_teacher(tmp_path/'t', SmallResNet(1), {'dataset': 'x'})
-    with pytest.raises(ArtifactError, match='not the'): load_teacher(tmp_path/'t', arch={'name': 'small_resnet', 'in_channels': 3})
+    with pytest.raises(ArtifactError, match='not the'):
+        load_teacher(tmp_path/'t', arch={'name': 'small_resnet', 'in_channels': 3})
     torch.save([1, 2], tmp_path/'list.pth')
     with pytest.raises(ArtifactError, match='not a state dict'): load_teacher(tmp_path/'list.pth')
 
@@ -134,7 +141,9 @@ def test_default_teacher_unknown_dataset():
 def test_estimator_gaussian_known_answer():
     "g_k = mu + sigma*eps in P dims: nu = P sigma^2 / ||mu||^2 = 100 * 0.09 / 25 = 0.36."
     g = make_generator(3); P = 100
-    est = [norm_var_from_grads(torch.full((P,), 0.5) + 0.3 * torch.randn(40, P, generator=g, dtype=torch.float64))['norm_var'] for _ in range(300)]
+    est = [norm_var_from_grads(torch.full((P,), 0.5)
+                               + 0.3 * torch.randn(40, P, generator=g, dtype=torch.float64))['norm_var']
+           for _ in range(300)]
     assert sum(est) / len(est) == pytest.approx(0.36, rel=0.02)
 
 def test_gradient_variance_linear_closed_form():
@@ -154,12 +163,14 @@ def test_gradient_variance_linear_closed_form():
 
 def test_gradient_variance_bad_input():
     m = ConvNet(1, 8, width=4, depth=2, out_dim=3); x = torch.randn(10, 1, 8, 8)
-    with pytest.raises(KddError, match='larger than the 10 images'): gradient_variance(m, 'kd_mse', x, 11, targets=torch.zeros(10, 3))
+    with pytest.raises(KddError, match='larger than the 10 images'):
+        gradient_variance(m, 'kd_mse', x, 11, targets=torch.zeros(10, 3))
     with pytest.raises(KddError, match='Known: barlow_twins'): gradient_variance(m, 'mse', x, 4)
     with pytest.raises(KddError, match='needs targets'): gradient_variance(m, 'kd_mse', x, 4)
     with pytest.raises(KddError, match='out_dim=5'): gradient_variance(m, 'kd_mse', x, 4, targets=torch.zeros(10, 5))
     with pytest.raises(KddError, match='needs views'): gradient_variance(m, 'simclr', x, 4)
-    with pytest.raises(KddError, match='at least 3'): gradient_variance(m, 'kd_mse', x, 4, n_batches=2, targets=torch.zeros(10, 3))
+    with pytest.raises(KddError, match='at least 3'):
+        gradient_variance(m, 'kd_mse', x, 4, n_batches=2, targets=torch.zeros(10, 3))
     with pytest.raises(KddError, match='same parameters'):
         trajectory_spread([[{'w': torch.zeros(2)}], [{'w': torch.ones(2)}]])
 
@@ -172,7 +183,8 @@ def test_ssl_variance_runs_and_is_reproducible():
 
 def test_variance_job_quick_writes_json_and_html(tmp_path, capsys):
     t = init_model({'name': 'small_resnet', 'in_channels': 1, 'widths': [4, 4, 8, 8], 'blocks': [1, 1, 1, 1]}, 0).eval()
-    res = variance_job('digits', tmp_path, teacher=t, quick=True, progress=False, n_train=400, batch_sizes=[16, 32], n_batches=4)
+    res = variance_job('digits', tmp_path, teacher=t, quick=True, progress=False, n_train=400,
+                       batch_sizes=[16, 32], n_batches=4)
     import json
     saved = json.loads((tmp_path/'variance.json').read_text())
     assert set(saved['losses']) == set(LOSSES) and saved['losses']['simclr']['batch_sizes'] == [16, 32]

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def in_project(monkeypatch):
     monkeypatch.chdir(ROOT)  # the results files are read from the project's folder
 
-@pytest.mark.parametrize('slug', ['main-job', 'protocol', 'fashion-mnist-2pct', 'cifar10', 'budget', 'krr-st', 'distill-speed',
-                                  'scaling', 'same-table', 'earlier'])
+@pytest.mark.parametrize('slug', ['main-job', 'protocol', 'fashion-mnist-2pct', 'cifar10', 'budget',
+                                  'krr-st', 'distill-speed', 'scaling', 'same-table', 'earlier'])
 def test_every_study_page_renders_from_its_committed_files(slug):
     from kdd_explore.studies import STUDIES, study_page
     s = STUDIES[slug]
@@ -36,7 +36,8 @@ def _project_copy(tmp):
     shutil.copy(ROOT/'settings.ini', tmp/'settings.ini'); shutil.copy(ROOT/'README.md', tmp/'README.md')
     shutil.copytree(ROOT/'benchmarks'/'results', tmp/'benchmarks'/'results')
     (tmp/'kdd_explore'/'assets').mkdir(parents=True)
-    for f in (ROOT/'kdd_explore'/'assets').glob('budget_study_*.json'): shutil.copy(f, tmp/'kdd_explore'/'assets'/f.name)
+    for f in (ROOT/'kdd_explore'/'assets').glob('budget_study_*.json'):
+        shutil.copy(f, tmp/'kdd_explore'/'assets'/f.name)
     return tmp
 
 def test_a_missing_results_file_stops_with_one_line_naming_it_and_its_command(tmp_path):
@@ -55,17 +56,20 @@ def test_a_results_file_of_an_older_format_is_named_with_the_command(tmp_path):
     f.write_text(json.dumps(old))
     with pytest.raises(StudyError) as e: load_study(STUDIES['protocol'], root)
     msg = str(e.value)
-    assert '\n' not in msg and msg.startswith("benchmarks/results/protocol_study.json is of an older format (no 'students')"), msg
-    assert msg.endswith('make it again with: python benchmarks/studies/protocol_study.py --out runs/protocol_study'), msg
+    assert '\n' not in msg and msg.startswith("benchmarks/results/protocol_study.json is of an older format (no "
+                                              "'students')"), msg
+    assert msg.endswith('make it again with: python benchmarks/studies/protocol_study.py --out '
+                        'runs/protocol_study'), msg
 
 def test_the_site_build_stops_on_a_missing_results_file_before_any_notebook_runs(tmp_path, monkeypatch):
     from kdd_explore import studies
     from kdd_explore.docs import build_site, make_notebook
     monkeypatch.setitem(studies.STUDIES, 'lost', studies.Study('lost', 'Lost', 'a study whose file is gone',
-                        dict(r='benchmarks/results/no_such_study.json'), 'python benchmarks/studies/no_such_study.py', lambda f: []))
+                        dict(r='benchmarks/results/no_such_study.json'), 'python benchmarks/studies/no_such_study.py',
+                                                               lambda f: []))
     nb = make_notebook(tmp_path/'nbs'/'n.ipynb', ['print(1)'])
-    with pytest.raises(studies.StudyError, match=r"^benchmarks/results/no_such_study.json is missing \(study 'lost'\): make it with: "
-                                                 r"python benchmarks/studies/no_such_study.py$"):
+    with pytest.raises(studies.StudyError, match=r"^benchmarks/results/no_such_study.json is missing \(study 'lost'\): "
+                                                 r"make it with: python benchmarks/studies/no_such_study.py$"):
         build_site(tmp_path/'site', [nb], n_workers=0, build_dir=tmp_path/'build', progress=False)
     assert not (tmp_path/'build'/'executed').exists() and not (tmp_path/'site').exists()
 
@@ -82,11 +86,15 @@ def test_a_readme_edited_by_hand_fails_naming_the_file_to_regenerate_from(tmp_pa
     assert edited != text
     readme.write_text(edited)
     with pytest.raises(StudyError) as e: check_readme(readme, root)
-    assert str(e.value) == (f"{readme}: the block 'main-table' differs from what {MAIN_JOB} gives: it was edited by hand, or the results "
-                            f"changed. Regenerate it from {MAIN_JOB}: python -m kdd_explore.studies readme")
-    r = subprocess.run([sys.executable, '-m', 'kdd_explore.studies', 'check'], cwd=root, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and r.stderr.startswith("error: README.md: the block 'main-table' differs from what benchmarks/results/main_job.json gives")
-    assert update_readme(readme, root) == ['main-table'] and readme.read_text() == text  # regenerated: the file is as committed
+    assert str(e.value) == (f"{readme}: the block 'main-table' differs from what {MAIN_JOB} gives: it was edited by "
+                            f"hand, or the results changed. Regenerate it from {MAIN_JOB}: python -m "
+                            "kdd_explore.studies readme")
+    r = subprocess.run([sys.executable, '-m', 'kdd_explore.studies', 'check'], cwd=root, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith("error: README.md: the block 'main-table' differs from what "
+                                                     "benchmarks/results/main_job.json gives")
+    # regenerated: the file is as committed
+    assert update_readme(readme, root) == ['main-table'] and readme.read_text() == text
     readme.write_text(text.replace('<!-- /generated: studies -->', ''))  # a marker line removed
     with pytest.raises(StudyError, match="the generated block 'studies' is missing"): check_readme(readme, root)
 

@@ -8,8 +8,9 @@ from kdd_explore.augment import DSA, ZCA, augmenter
 from kdd_explore.kd import Experts, record_experts
 from kdd_explore.metagrad import minibatch_schedule, unroll_match
 from kdd_explore.distill import SyntheticSet, DistillConfig, distill
-from kdd_explore.supervised import (SupervisedConfig, ce_maker, one_hot_targets, per_class_indices, record_supervised_experts,
-                                    distill_supervised, supervised_recipe, supervised_job, supervised_settings, evaluate_set)
+from kdd_explore.supervised import (SupervisedConfig, ce_maker, one_hot_targets, per_class_indices,
+                                    record_supervised_experts, distill_supervised, supervised_recipe, supervised_job,
+                                    supervised_settings, evaluate_set)
 from conftest import ROOT
 
 ARCH = dict(name='convnet', in_channels=1, im_size=8, width=4, depth=2, out_dim=5, norm='instance', first_padding=1)
@@ -27,14 +28,17 @@ def _plain(m, start, target, X0, Y0, lr0, steps, batch, augment, order_seed=3, r
     "The matching loss and its gradients, by one plain unroll that keeps the whole graph: the reference."
     X, Y, lr = X0.clone().requires_grad_(True), Y0.clone().requires_grad_(True), lr0.clone().requires_grad_(True)
     from kdd_explore.core import derive_seed
-    batches, aug = minibatch_schedule(len(X), batch, steps, torch.Generator().manual_seed(order_seed)), augmenter(augment)
+    batches, aug = (minibatch_schedule(len(X), batch, steps, torch.Generator().manual_seed(order_seed)),
+                    augmenter(augment))
     theta = {k: v.clone().requires_grad_(True) for k, v in start.items()}
     for i in range(steps):
         xb = X[batches[i]] if aug is None else aug(X[batches[i]], derive_seed(run_seed, 'dsa', 0, i))
-        loss = F.cross_entropy(fcall(m, theta, xb), Y[batches[i]])  # PyTorch's cross-entropy with probability targets: differentiable in them
+        # PyTorch's cross-entropy with probability targets: differentiable in them
+        loss = F.cross_entropy(fcall(m, theta, xb), Y[batches[i]])
         gs = torch.autograd.grad(loss, list(theta.values()), create_graph=True)
         theta = {k: v - lr * gv for (k, v), gv in zip(theta.items(), gs)}
-    match = sum((theta[k] - target[k]).pow(2).sum() for k in theta) / sum((start[k] - target[k]).pow(2).sum() for k in theta)
+    match = sum((theta[k] - target[k]).pow(2).sum() for k in theta) / sum((start[k] - target[k]).pow(2).sum()
+                                                                          for k in theta)
     return (match.detach(), *torch.autograd.grad(match, [X, Y, lr]))
 
 @pytest.mark.parametrize('steps', [1, 5])
@@ -51,7 +55,8 @@ def test_ce_meta_gradient_matches_plain_unroll_float64(steps, augment):
         loss, (gx, gy), glr, _ = unroll_match(start, target, lr, [X, Y], step_loss, steps, mode, segment=segment)
         for got, ref in zip((loss, gx, gy, glr), want):
             assert float((got - ref).norm()) <= 1e-10 * max(1., float(ref.norm())), (mode, steps, augment)
-    assert float(want[1].norm()) > 0 and float(want[2].norm()) > 0 and abs(float(want[3])) > 0  # a real gradient for images, labels and lr
+    # a real gradient for images, labels and lr
+    assert float(want[1].norm()) > 0 and float(want[2].norm()) > 0 and abs(float(want[3])) > 0
 
 def test_dsa_is_seeded_and_differentiable():
     x = torch.randn(6, 3, 8, 8, requires_grad=True)
@@ -67,45 +72,56 @@ def test_zca_round_trip_and_refusals():
     with pytest.raises(KddError, match='not fitted yet'): ZCA().inverse(x)
     with pytest.raises(KddError, match='fitted on images of shape'): z(torch.zeros(2, 1, 4, 4))
 
-# --- a CI-sized run that distils ---------------------------------------------------------------------------------------------
-# Measured first (2026-12-04, the project's 2-core AMD EPYC machine, one thread, this recipe at seeds 0-4; test top-1 %, random real ->
-# distilled): 54.2 -> 65.8 (+11.6), 51.1 -> 68.1 (+17.1), 49.4 -> 67.7 (+18.3), 61.1 -> 68.5 (+7.4), 49.8 -> 68.0 (+18.2). The test runs
+# --- a CI-sized run that distils
+# ---------------------------------------------------------------------------------------------
+# Measured first (2026-12-04, the project's 2-core AMD EPYC machine,
+# one thread, this recipe at seeds 0-4; test top-1 %, random real ->
+# distilled): 54.2 -> 65.8 (+11.6), 51.1 -> 68.1 (+17.1), 49.4 -> 67.7
+# (+18.3), 61.1 -> 68.5 (+7.4), 49.8 -> 68.0 (+18.2). The test runs
 # seed 0; the margin is set below the smallest gain of the five seeds, so that another CPU's last bits cannot flip it.
-CI_RECIPE = dict(n_train=1000, n_experts=2, expert_epochs=3, expert_batch_size=64, saves=(40,), eval_epochs=100, eval_seeds=(0, 1),
-                 distill={'syn_steps': 10})
+CI_RECIPE = dict(n_train=1000, n_experts=2, expert_epochs=3, expert_batch_size=64, saves=(40,),
+                 eval_epochs=100, eval_seeds=(0, 1), distill={'syn_steps': 10})
 CI_MARGIN = 5.0
 
 def test_ci_sized_run_distils_ten_images_that_beat_ten_real_ones(tmp_path):
-    res = supervised_job(supervised_recipe('fashion_mnist_1ipc', **CI_RECIPE), tmp_path/'sup', device='cpu', progress=False)
+    res = supervised_job(supervised_recipe('fashion_mnist_1ipc', **CI_RECIPE), tmp_path/'sup',
+                         device='cpu', progress=False)
     real, dist = res['random_real']['test']['mean'], res['saves']['40']['test']['mean']
     assert dist > real + CI_MARGIN, (real, dist)
     assert res['saves']['40']['matching_loss'] < res['matching_loss_start']
-    again = supervised_job(supervised_recipe('fashion_mnist_1ipc', **CI_RECIPE), tmp_path/'sup', device='cpu', progress=False)
+    again = supervised_job(supervised_recipe('fashion_mnist_1ipc', **CI_RECIPE), tmp_path/'sup',
+                           device='cpu', progress=False)
     assert again['saves'] == res['saves']  # read back, not computed again
 
-# --- bad input ---------------------------------------------------------------------------------------------------------------
+# --- bad input
+# ---------------------------------------------------------------------------------------------------------------
 def _tiny_experts(objective='ce', augment='dsa', zca=False):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(40, 1, 8, 8, generator=g), torch.arange(40) % 5
-    if objective == 'ce': return record_supervised_experts(ARCH, x, y, 1, 3, batch_size=8, augment=augment, zca=zca, progress=False), x, y
+    if objective == 'ce':
+        return record_supervised_experts(ARCH, x, y, 1, 3, batch_size=8, augment=augment, zca=zca, progress=False), x, y
     return record_experts(ARCH, x, torch.randn(40, 5, generator=g), 1, 3, batch_size=8, progress=False), x, y
 
 def test_labels_out_of_range_and_missing_classes_are_refused():
-    with pytest.raises(DatasetError, match=r'Labels \[5\] are out of range for 5 classes'): one_hot_targets(torch.tensor([0, 5]), 5)
+    with pytest.raises(DatasetError, match=r'Labels \[5\] are out of range for 5 classes'):
+        one_hot_targets(torch.tensor([0, 5]), 5)
     with pytest.raises(DatasetError, match='whole numbers'): one_hot_targets(torch.tensor([0.5]), 5)
     with pytest.raises(DatasetError, match='Class 2 has 0 image'): per_class_indices(torch.tensor([0, 1, 3, 4]), 1, 5)
     ex, x, y = _tiny_experts()
     syn = SyntheticSet.from_real(x, one_hot_targets(torch.tensor([0, 1, 1, 3, 4] * 8), 5), torch.arange(5), lr=0.01)
-    with pytest.raises(DatasetError, match=r'Classes \[2\] have no image'): distill_supervised(ex, syn, SupervisedConfig(iterations=1, syn_steps=2, max_start_epoch=1))
+    with pytest.raises(DatasetError, match=r'Classes \[2\] have no image'):
+        distill_supervised(ex, syn, SupervisedConfig(iterations=1, syn_steps=2, max_start_epoch=1))
 
 def test_mixed_experts_are_refused_in_one_line():
     ce, x, y = _tiny_experts('ce')
     kd, _, _ = _tiny_experts('kd')
     cfg = SupervisedConfig(iterations=1, syn_steps=2, max_start_epoch=1)
     syn = SyntheticSet.from_real(x, one_hot_targets(y, 5), per_class_indices(y, 1, 5), lr=0.01)
-    with pytest.raises(KddError, match=r'^These experts were trained by KD \(MSE[^\n]*distill_supervised matches experts trained with cross-entropy'):
+    with pytest.raises(KddError, match=r'^These experts were trained by KD \(MSE[^\n]*distill_supervised matches '
+                                       r'experts trained with cross-entropy'):
         distill_supervised(kd, syn, cfg)
-    with pytest.raises(KddError, match=r'^These experts were trained with cross-entropy on labels \(supervised\), but distill \(MKDT\)'):
+    with pytest.raises(KddError, match=r'^These experts were trained with cross-entropy on labels \(supervised\), but '
+                                       r'distill \(MKDT\)'):
         distill(ce, syn, DistillConfig(iterations=1, syn_steps=2, max_start_epoch=1))
 
 def test_augmentation_and_zca_not_recorded_with_the_experts_are_refused_before_any_work(tmp_path):
@@ -114,27 +130,34 @@ def test_augmentation_and_zca_not_recorded_with_the_experts_are_refused_before_a
     base = SupervisedConfig(iterations=1, syn_steps=2, max_start_epoch=1)
     with pytest.raises(KddError, match=r"recorded with augment='dsa' but the distillation asks for augment=None"):
         distill_supervised(ce, syn, dataclasses.replace(base, augment=None), out=tmp_path/'a')
-    with pytest.raises(KddError, match=r'recorded on plain \(not whitened\) images but the distillation asks for zca=True'):
+    with pytest.raises(KddError, match=r'recorded on plain \(not whitened\) images but the distillation asks for '
+                                       r'zca=True'):
         distill_supervised(ce, syn, dataclasses.replace(base, zca=True), out=tmp_path/'b')
     assert not (tmp_path/'a').exists() and not (tmp_path/'b').exists()  # nothing was written
     with pytest.raises(KddError, match="Unknown augmentation 'mixup'"): SupervisedConfig(augment='mixup')
 
 def test_recipe_settings_are_checked():
-    assert supervised_settings(['distill.syn_steps=10', 'saves=[5, 10]']) == {'distill': {'syn_steps': 10}, 'saves': (5, 10)}
+    assert supervised_settings(['distill.syn_steps=10', 'saves=[5, 10]']) == {'distill': {'syn_steps': 10},
+                                                                              'saves': (5, 10)}
     with pytest.raises(KddError, match='Unknown setting ipcs'): supervised_settings(['ipcs=2'])
-    with pytest.raises(KddError, match='reads expert epoch 11'): supervised_recipe('fashion_mnist_10ipc', expert_epochs=4)
+    with pytest.raises(KddError, match='reads expert epoch 11'):
+        supervised_recipe('fashion_mnist_10ipc', expert_epochs=4)
 
 def test_cli_runs_a_toy_recipe_and_reports_a_typo(tmp_path):
-    tiny = ['--set', 'n_train=400', '--set', 'n_experts=1', '--set', 'expert_epochs=3', '--set', 'expert_batch_size=64', '--set', 'saves=[2]',
-            '--set', 'eval_epochs=3', '--set', 'eval_seeds=[0]', '--set', 'distill.syn_steps=2']
+    tiny = ['--set', 'n_train=400', '--set', 'n_experts=1', '--set', 'expert_epochs=3', '--set',
+            'expert_batch_size=64', '--set', 'saves=[2]', '--set', 'eval_epochs=3', '--set', 'eval_seeds=[0]',
+            '--set', 'distill.syn_steps=2']
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    r = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'supervised', '--out', str(tmp_path/'s'), '--quiet'] + tiny,
+    r = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'supervised', '--out',
+                        str(tmp_path/'s'), '--quiet'] + tiny,
                        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'distilled, 2 iterations' in r.stdout and (tmp_path/'s'/'figure.html').exists()
     res = json.loads((tmp_path/'s'/'results.json').read_text())
     assert res['complete'] and res['recipe']['n_train'] == 400
-    bad = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'supervised', '--out', str(tmp_path/'t'), '--set', 'distill.lr_imgs=1'],
+    bad = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'supervised', '--out', str(tmp_path/'t'),
+                          '--set', 'distill.lr_imgs=1'],
                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and 'Unknown setting distill.lr_imgs' in bad.stderr
+    assert (bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+            and 'Unknown setting distill.lr_imgs' in bad.stderr)
     assert not (tmp_path/'t').exists()

@@ -64,20 +64,22 @@ def test_variance_explorer_from_json(tmp_path):
 
 def test_variance_explorer_bad_input(tmp_path):
     with pytest.raises(KddError, match="expected a dict with 'losses'"): VarianceExplorer({'dataset': 'x'})
-    with pytest.raises(KddError, match="lacks 'batch_sizes'"): VarianceExplorer({'losses': {'kd_mse': {'norm_var': [1.]}}})
+    with pytest.raises(KddError, match="lacks 'batch_sizes'"):
+        VarianceExplorer({'losses': {'kd_mse': {'norm_var': [1.]}}})
     (tmp_path / 'bad.json').write_text('{"losses": ')
     with pytest.raises(KddError, match='not valid JSON'): VarianceExplorer(tmp_path / 'bad.json')
 
 
 def _history(decay, its=range(21), curve_every=10, steps=4):
-    recs = [dict(iteration=i, loss=decay**i, start_epoch=0, expert=0, lr=0.1 + 0.001 * i, grad_norm_images=1., grad_norm_targets=1.,
-                 grad_norm_lr=1., rolled_back=False) for i in its]
+    recs = [dict(iteration=i, loss=decay**i, start_epoch=0, expert=0, lr=0.1 + 0.001 * i,
+                 grad_norm_images=1., grad_norm_targets=1., grad_norm_lr=1., rolled_back=False) for i in its]
     curves = {i: [1 - (1 - decay**i) * s / steps for s in range(steps + 1)] for i in its if i % curve_every == 0}
     return SimpleNamespace(records=recs, snapshots={}, distance_curves=curves)
 
 
 def test_trajectory_explorer_follows_its_controls():
-    te = TrajectoryExplorer({'MKDT': _history(0.8), 'naive': {'records': _history(1.0).records, 'distance_curves': {0: [1.] * 5}}})
+    te = TrajectoryExplorer({'MKDT': _history(0.8), 'naive': {'records': _history(1.0).records,
+                                                              'distance_curves': {0: [1.] * 5}}})
     assert list(te.controls['iteration'].options) == [0, 10, 20]
     te.controls['iteration'].value = 20
     assert te.fig.data[2].y[-1] == pytest.approx(0.8**20)
@@ -91,7 +93,8 @@ def test_trajectory_explorer_follows_its_controls():
 def test_trajectory_explorer_bad_input():
     with pytest.raises(KddError, match='at least one history'): TrajectoryExplorer({})
     with pytest.raises(KddError, match='needs `records`'): TrajectoryExplorer({'a': {'distance_curves': {0: [1.]}}})
-    with pytest.raises(KddError, match='no distance curves'): TrajectoryExplorer({'a': {'records': [], 'distance_curves': {}}})
+    with pytest.raises(KddError, match='no distance curves'):
+        TrajectoryExplorer({'a': {'records': [], 'distance_curves': {}}})
 
 
 def test_embedding_view():
@@ -120,7 +123,8 @@ def test_results_dashboard_from_path(tmp_path):
     assert list(rd.fig.data[0].x) == [1.0, 5.0]
     rd.controls['baseline'].value = 'random_subset'
     assert [t.name for t in rd.fig.data] == ['no_pretrain', 'mkdt_high_loss']
-    assert list(rd.fig.data[1].y) == pytest.approx([5., 5.]) and list(rd.fig.data[1].error_y.array) == pytest.approx([5., 5.])
+    assert (list(rd.fig.data[1].y) == pytest.approx([5., 5.])
+            and list(rd.fig.data[1].error_y.array) == pytest.approx([5., 5.]))
     rd.controls['methods'].value = ('no_pretrain',)
     assert [t.name for t in rd.fig.data] == ['no_pretrain'] and list(rd.fig.data[0].y) == pytest.approx([-30., -30.])
 

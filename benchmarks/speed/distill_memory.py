@@ -52,7 +52,8 @@ def one(mode, steps, device, iters, width, n_syn, threads):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--json', default=None, help='also write {"rows": [...]} to this file')
-    ap.add_argument('--devices', default=None, help="comma-separated, e.g. 'cpu,cuda' (default: cpu, plus cuda when present)")
+    ap.add_argument('--devices', default=None, help="comma-separated, e.g. 'cpu,cuda' (default: cpu, plus cuda when "
+                                                    "present)")
     ap.add_argument('--steps', default=','.join(map(str, STEPS)), help='syn_steps values')
     ap.add_argument('--iters', type=int, default=1, help='timed iterations per configuration (after one warm-up)')
     ap.add_argument('--width', type=int, default=32)
@@ -70,28 +71,34 @@ def main(argv=None):
     for device in devices:
         for steps in map(int, a.steps.split(',')):
             for mode in ('bounded', 'full'):
-                cmd = [sys.executable, __file__, '--one', f'{mode},{steps},{device}', '--iters', str(a.iters), '--width', str(a.width),
-                       '--n-syn', str(a.n_syn), '--threads', str(a.threads)]
-                r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(a.threads), MALLOC_MMAP_THRESHOLD_="131072"))
+                cmd = [sys.executable, __file__, '--one', f'{mode},{steps},{device}', '--iters',
+                       str(a.iters), '--width', str(a.width), '--n-syn', str(a.n_syn), '--threads', str(a.threads)]
+                r = subprocess.run(cmd, capture_output=True, text=True,
+                                   env=dict(os.environ, OMP_NUM_THREADS=str(a.threads),
+                                            MALLOC_MMAP_THRESHOLD_="131072"))
                 if r.returncode: sys.exit(f'{cmd} failed:\n{r.stderr[-3000:]}')
                 peak, sec = json.loads(r.stdout.strip().splitlines()[-1])
-                rows.append(dict(device=device, mode=mode, syn_steps=steps, peak_mem_mb=round(peak, 1), sec_per_iter=round(sec, 3)))
+                rows.append(dict(device=device, mode=mode, syn_steps=steps, peak_mem_mb=round(peak, 1),
+                                 sec_per_iter=round(sec, 3)))
                 print(f"{device:5s} {mode:8s} syn_steps={steps:3d}  peak {peak:8.1f} MB  {sec:7.3f} s/iter", flush=True)
-    print(f"\n| device | syn_steps | bounded MB | full MB | bounded s/iter | full s/iter | mem full/bounded | time bounded/full |")
+    print(f"\n| device | syn_steps | bounded MB | full MB | bounded s/iter | full s/iter | mem full/bounded | time "
+          f"bounded/full |")
     print("|---|---|---|---|---|---|---|---|")
     for device in devices:
         for steps in map(int, a.steps.split(',')):
             b = next(r for r in rows if r['device'] == device and r['syn_steps'] == steps and r['mode'] == 'bounded')
             f = next(r for r in rows if r['device'] == device and r['syn_steps'] == steps and r['mode'] == 'full')
-            print(f"| {device} | {steps} | {b['peak_mem_mb']} | {f['peak_mem_mb']} | {b['sec_per_iter']} | {f['sec_per_iter']} | "
-                  f"{f['peak_mem_mb'] / max(b['peak_mem_mb'], 1e-9):.1f}x | {b['sec_per_iter'] / f['sec_per_iter']:.2f}x |")
+            print(f"| {device} | {steps} | {b['peak_mem_mb']} | {f['peak_mem_mb']} | {b['sec_per_iter']} | "
+                  f"{f['sec_per_iter']} | {f['peak_mem_mb'] / max(b['peak_mem_mb'], 1e-9):.1f}x | "
+                  f"{b['sec_per_iter'] / f['sec_per_iter']:.2f}x |")
         s = sorted(map(int, a.steps.split(',')))
         b0 = next(r for r in rows if r['device'] == device and r['syn_steps'] == s[0] and r['mode'] == 'bounded')
         b1 = next(r for r in rows if r['device'] == device and r['syn_steps'] == s[-1] and r['mode'] == 'bounded')
         f1 = next(r for r in rows if r['device'] == device and r['syn_steps'] == s[-1] and r['mode'] == 'full')
-        print(f"{device}: bounded peak grows {100 * (b1['peak_mem_mb'] / b0['peak_mem_mb'] - 1):+.0f}% from {s[0]} to {s[-1]} steps "
-              f"(target < 20%); at {s[-1]} steps bounded/full memory = {b1['peak_mem_mb'] / f1['peak_mem_mb']:.2f} (target <= 0.25), "
-              f"time = {b1['sec_per_iter'] / f1['sec_per_iter']:.2f}x (target <= 1.5)")
+        print(f"{device}: bounded peak grows {100 * (b1['peak_mem_mb'] / b0['peak_mem_mb'] - 1):+.0f}% from {s[0]} to "
+              f"{s[-1]} steps (target < 20%); at {s[-1]} steps bounded/full memory = "
+              f"{b1['peak_mem_mb'] / f1['peak_mem_mb']:.2f} (target <= 0.25), time = "
+              f"{b1['sec_per_iter'] / f1['sec_per_iter']:.2f}x (target <= 1.5)")
     print(f"total {time.time() - t_all:.0f}s")
     if a.json:
         with open(a.json, 'w') as fh: json.dump({'rows': rows}, fh, indent=1)

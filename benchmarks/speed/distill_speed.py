@@ -24,13 +24,18 @@ from pathlib import Path
 STEPS = (5, 10, 20, 40)
 IMPLS = ('unrolled', 'today', 'bounded', 'full', 'auto')
 CONFIGS = {  # name: (arch, synthetic images, batch)
-    'a': (dict(name='convnet', in_channels=3, im_size=32, width=64, depth=3, out_dim=512, norm='instance', first_padding=1), 200, 64),
-    'quickstart': (dict(name='convnet', in_channels=1, im_size=28, width=32, depth=4, out_dim=128, norm='instance', first_padding=1), 100, 32),
-    'fashion_mnist_2pct': (dict(name='convnet', in_channels=1, im_size=28, width=32, depth=3, out_dim=128, norm='instance', first_padding=3), 1200, 256),
+    'a': (dict(name='convnet', in_channels=3, im_size=32, width=64, depth=3, out_dim=512, norm='instance',
+               first_padding=1), 200, 64),
+    'quickstart': (dict(name='convnet', in_channels=1, im_size=28, width=32, depth=4, out_dim=128, norm='instance',
+                        first_padding=1), 100, 32),
+    'fashion_mnist_2pct': (dict(name='convnet', in_channels=1, im_size=28, width=32, depth=3, out_dim=128,
+                                norm='instance', first_padding=3), 1200, 256),
 }
-TINY = {'a': (dict(name='convnet', in_channels=3, im_size=8, width=4, depth=2, out_dim=6, norm='instance', first_padding=1), 10, 4)}
+TINY = {'a': (dict(name='convnet', in_channels=3, im_size=8, width=4, depth=2, out_dim=6, norm='instance',
+                   first_padding=1), 10, 4)}
 OWN_STEPS = {'quickstart': 10, 'fashion_mnist_2pct': 20}  # the syn_steps of each recipe (for --check)
-CHECK_ITERS = {'quickstart': 3, 'fashion_mnist_2pct': 1}  # real distill iterations of --check (fashion_mnist_2pct's take a minute each here)
+# real distill iterations of --check (fashion_mnist_2pct's take a minute each here)
+CHECK_ITERS = {'quickstart': 3, 'fashion_mnist_2pct': 1}
 
 def mem_available_mb():
     try:
@@ -78,8 +83,10 @@ def one(cfg, impl, steps, iters, threads, tiny, budget):
         sl = M.kd_step_loss(model, X0, Y0, D.minibatch_schedule(n_syn, batch, 1, torch.Generator().manual_seed(0)))
         info['step_mb'] = round(M.graph_step_mb(sl, start, torch.tensor(0.1)), 1)
         if impl != 'auto' and info['step_mb'] * steps > 0.7 * mem_available_mb():
-            return dict(info, skipped=f"the whole graph (~{info['step_mb'] * steps:.0f} MB) would not fit in {mem_available_mb():.0f} MB available")
-    if impl == 'auto' and hasattr(M, 'plan_unroll'):  # the plan is made once per run (`distill` too), not in the timed iterations
+            return dict(info, skipped=f"the whole graph (~{info['step_mb'] * steps:.0f} MB) would not fit in "
+                                      f"{mem_available_mb():.0f} MB available")
+    # the plan is made once per run (`distill` too), not in the timed iterations
+    if impl == 'auto' and hasattr(M, 'plan_unroll'):
         info['plan'] = M.plan_unroll(info['step_mb'], steps, 'auto', budget)
     def iteration(i, steps=steps):
         X, Y = X0.clone().requires_grad_(True), Y0.clone().requires_grad_(True)
@@ -90,13 +97,15 @@ def one(cfg, impl, steps, iters, threads, tiny, budget):
         kw = dict(segment=info['plan']['segment']) if 'plan' in info else {}  # planned once per run, as `distill` does
         out = M.unroll_match(start, target, lr, [X, Y], M.kd_step_loss(model, X, Y, batches), steps, mode, **kw)
         return out[0], out[1], out[2]
-    t0 = time.perf_counter(); iteration(0, min(steps, 2)); warm = time.perf_counter() - t0  # warm-up: kernels, allocator
+    # warm-up: kernels, allocator
+    t0 = time.perf_counter(); iteration(0, min(steps, 2)); warm = time.perf_counter() - t0
     secs = []
     for i in range(iters):
         t0 = time.perf_counter(); loss, (gx, gy), glr = iteration(i + 1); secs.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(info, sec_per_iter=round(min(secs), 4), sec_mean=round(sum(secs) / len(secs), 4), warmup_sec=round(warm, 3),
-                peak_rss_mb=round(peak, 1), loss=float(loss), grad_norm_images=float(gx.norm()))
+    return dict(info, sec_per_iter=round(min(secs), 4), sec_mean=round(sum(secs) / len(secs), 4),
+                warmup_sec=round(warm, 3), peak_rss_mb=round(peak, 1), loss=float(loss),
+                grad_norm_images=float(gx.norm()))
 
 def check(cfg, src, threads, iters, tiny):
     "In a fresh process: a few real `distill` iterations of a recipe's settings with the package importable from sys.path."
@@ -118,20 +127,22 @@ def check(cfg, src, threads, iters, tiny):
     x = torch.randn(n_syn, arch['in_channels'], arch['im_size'], arch['im_size'], generator=g)
     y = torch.randn(n_syn, arch['out_dim'], generator=g)
     syn = SyntheticSet.from_real(x, y, torch.arange(n_syn), lr=0.1, meta={'arch': arch})
-    cfg_ = DistillConfig(iterations=iters, syn_steps=steps, batch_syn=batch, expert_epochs=2, max_start_epoch=2, lr_img=100.,
-                         snapshot_every=1000, checkpoint_every=1000)
+    cfg_ = DistillConfig(iterations=iters, syn_steps=steps, batch_syn=batch, expert_epochs=2,
+                         max_start_epoch=2, lr_img=100., snapshot_every=1000, checkpoint_every=1000)
     t0 = time.perf_counter()
     res, hist = distill(ex, syn, cfg_, progress=False)
     total = time.perf_counter() - t0
     return dict(sec_per_iter=round(total / iters, 4), images=res.images.flatten().tolist()[:20000],
                 targets=res.targets.flatten().tolist()[:20000], lr=float(res.lr), losses=hist.losses(),
-                chose=getattr(hist, 'meta_grad', None) or None, peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+                chose=getattr(hist, 'meta_grad', None) or None,
+                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
 
 def run_child(args, env_src, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if env_src: env['PYTHONPATH'] = str(env_src)
     r = subprocess.run([sys.executable, __file__] + args, capture_output=True, text=True, env=env)
-    if r.returncode: return dict(error=r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f'exit {r.returncode}')
+    if r.returncode:
+        return dict(error=r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f'exit {r.returncode}')
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 def cpu_name():
@@ -144,14 +155,18 @@ def uptime():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--configs', default='a,quickstart,fashion_mnist_2pct', help=f"comma-separated: {', '.join(CONFIGS)}")
-    ap.add_argument('--impls', default=','.join(IMPLS), help=f"comma-separated: {', '.join(IMPLS)} ('today' needs --baseline)")
+    ap.add_argument('--configs', default='a,quickstart,fashion_mnist_2pct',
+                    help=f"comma-separated: {', '.join(CONFIGS)}")
+    ap.add_argument('--impls', default=','.join(IMPLS),
+                    help=f"comma-separated: {', '.join(IMPLS)} ('today' needs --baseline)")
     ap.add_argument('--steps', default=','.join(map(str, STEPS)), help='syn_steps values')
     ap.add_argument('--iters', type=int, default=2, help='timed iterations per setting (after one warm-up)')
     ap.add_argument('--threads', type=int, default=2, help='torch CPU threads in each run')
     ap.add_argument('--budget', type=float, default=None, help="memory_budget_mb of 'auto' (default: the library's)")
-    ap.add_argument('--baseline', default=None, help="a folder holding an older kdd_explore package: its 'bounded' mode is the 'today' column")
-    ap.add_argument('--check', action='store_true', help="also a few real distill iterations of the recipes, default mode vs --baseline")
+    ap.add_argument('--baseline', default=None, help="a folder holding an older kdd_explore package: its 'bounded' "
+                                                     "mode is the 'today' column")
+    ap.add_argument('--check', action='store_true', help="also a few real distill iterations of the recipes, default "
+                                                         "mode vs --baseline")
     ap.add_argument('--tiny', action='store_true', help='toy sizes, seconds in all (for the test)')
     ap.add_argument('--json', default='benchmarks/results/distill_speed.json', help='where to write the figures')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)  # internal: cfg,impl,steps
@@ -169,36 +184,46 @@ def main(argv=None):
     bad = [i for i in impls if i not in IMPLS]
     if bad: sys.exit(f"Unknown implementation(s) {bad}. Known: {', '.join(IMPLS)}.")
     if 'today' in impls and not a.baseline: impls.remove('today')
-    if a.baseline and not (Path(a.baseline)/'kdd_explore'/'distill.py').exists(): sys.exit(f"--baseline {a.baseline}: no kdd_explore/distill.py there.")
+    if a.baseline and not (Path(a.baseline)/'kdd_explore'/'distill.py').exists():
+        sys.exit(f"--baseline {a.baseline}: no kdd_explore/distill.py there.")
     try: steps = [int(s) for s in a.steps.split(',')]
     except ValueError: sys.exit(f"--steps must be whole numbers separated by commas, got {a.steps!r}.")
     if a.tiny: steps = [s for s in steps if s <= 5] or [1, 2]
     here = Path(__file__).resolve().parents[2]  # the project folder
-    out = dict(command=' '.join([Path(sys.executable).name, 'benchmarks/speed/distill_speed.py'] + (argv if argv is not None else sys.argv[1:])),
+    out = dict(command=' '.join([Path(sys.executable).name, 'benchmarks/speed/distill_speed.py']
+                                + (argv if argv is not None else sys.argv[1:])),
                machine=f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu_name()})",
-               date=time.strftime('%Y-%m-%d'), threads=a.threads, iters=a.iters, load_before=uptime(), rows=[], checks=[])
+               date=time.strftime('%Y-%m-%d'), threads=a.threads, iters=a.iters, load_before=uptime(), rows=[],
+               checks=[])
     t_all = time.time()
     for cfg in configs:
         for s in steps:
             for impl in impls:
-                args = ['--one', f'{cfg},{impl},{s}', '--iters', str(a.iters), '--threads', str(a.threads)] + (['--tiny'] if a.tiny else [])
+                args = ['--one', f'{cfg},{impl},{s}', '--iters', str(a.iters), '--threads',
+                        str(a.threads)] + (['--tiny'] if a.tiny else [])
                 if a.budget: args += ['--budget', str(a.budget)]
                 r = run_child(args, a.baseline if impl == 'today' else here, a.threads)
                 row = dict(config=cfg, impl=impl, syn_steps=s, **r)
                 out['rows'].append(row)
-                say = row.get('error') or row.get('skipped') or f"{row['sec_per_iter']:.3f} s/iter (mean {row['sec_mean']:.3f}), peak {row['peak_rss_mb']:.0f} MB"
+                say = (row.get('error') or row.get('skipped')
+                       or f"{row['sec_per_iter']:.3f} s/iter (mean {row['sec_mean']:.3f}), peak "
+                          f"{row['peak_rss_mb']:.0f} MB")
                 plan = f"  [{row['plan']['chose']}, segment {row['plan']['segment']}]" if row.get('plan') else ''
                 print(f"{cfg:18s} {impl:8s} syn_steps={s:3d}  {say}{plan}", flush=True)
     if a.check:
         for cfg in ([] if a.tiny else [c for c in configs if c in OWN_STEPS]) + (['a'] if a.tiny else []):
-            args = ['--check-one', cfg, '--iters', str(1 if a.tiny else CHECK_ITERS[cfg]), '--threads', str(a.threads)] + (['--tiny'] if a.tiny else [])
+            args = ['--check-one', cfg, '--iters', str(1 if a.tiny else CHECK_ITERS[cfg]), '--threads',
+                    str(a.threads)] + (['--tiny'] if a.tiny else [])
             new = run_child(args, here, a.threads)
             old = run_child(args, a.baseline, a.threads) if a.baseline else None
-            c = dict(config=cfg, syn_steps=3 if a.tiny else OWN_STEPS[cfg], new_sec_per_iter=new.get('sec_per_iter'), error=new.get('error'))
+            c = dict(config=cfg, syn_steps=3 if a.tiny else OWN_STEPS[cfg], new_sec_per_iter=new.get('sec_per_iter'),
+                     error=new.get('error'))
             if old and 'error' not in old and 'error' not in new:
-                diff = lambda k: max((abs(p - q) for p, q in zip(new[k], old[k])), default=0.) / max(max(map(abs, old[k]), default=0.), 1e-30)
-                c.update(today_sec_per_iter=old['sec_per_iter'], speedup=round(old['sec_per_iter'] / new['sec_per_iter'], 2),
-                         images_rel_diff=diff('images'), targets_rel_diff=diff('targets'), lr_diff=abs(new['lr'] - old['lr']),
+                diff = lambda k: max((abs(p - q) for p, q in zip(new[k], old[k])),
+                                     default=0.) / max(max(map(abs, old[k]), default=0.), 1e-30)
+                c.update(today_sec_per_iter=old['sec_per_iter'],
+                         speedup=round(old['sec_per_iter'] / new['sec_per_iter'], 2), images_rel_diff=diff('images'),
+                         targets_rel_diff=diff('targets'), lr_diff=abs(new['lr'] - old['lr']),
                          loss_diff=max(abs(p - q) for p, q in zip(new['losses'], old['losses'])))
             elif old: c['today_error'] = old.get('error')
             out['checks'].append(c)
@@ -219,11 +244,13 @@ def table(out):
     for cfg in dict.fromkeys(r['config'] for r in rows):
         for s in dict.fromkeys(r['syn_steps'] for r in rows if r['config'] == cfg):
             get = {r['impl']: r for r in rows if r['config'] == cfg and r['syn_steps'] == s}
-            cell = lambda r: ('skipped' if r.get('skipped') else 'error' if r.get('error') else f"{r['sec_per_iter']:.2f} s, {r['peak_rss_mb']:,.0f} MB")
+            cell = lambda r: ('skipped' if r.get('skipped') else 'error' if r.get('error')
+                              else f"{r['sec_per_iter']:.2f} s, {r['peak_rss_mb']:,.0f} MB")
             u, au = get.get('unrolled'), get.get('auto')
             ratio = (f"{au['sec_per_iter'] / u['sec_per_iter']:.2f}x, {au['peak_rss_mb'] / u['peak_rss_mb']:.2f}x"
                      if u and au and 'sec_per_iter' in u and 'sec_per_iter' in au else '')
-            lines.append(f"| {cfg} | {s} | " + ' | '.join(cell(get[i]) if i in get else '' for i in impls) + f" | {ratio} |")
+            lines.append(f"| {cfg} | {s} | " + ' | '.join(cell(get[i]) if i in get else ''
+                                                          for i in impls) + f" | {ratio} |")
     return '\n'.join(lines)
 
 if __name__ == '__main__': main()

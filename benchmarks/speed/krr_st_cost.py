@@ -35,27 +35,32 @@ def main(rounds=3, mkdt_iters=4, krr_iters=12, out='benchmarks/results/krr_st_co
     n = round(cfg.syn_fraction * len(x))
     syn0 = SyntheticSet.from_real(x, reps, random_indices(len(x), n, seed=0), lr=0.1, meta={'arch': arch})
     dc, kc = cfg.distill_config(), KRRSTConfig(**dict(cfg.krr_st, batch_real=min(cfg.krr_st['batch_real'], len(x))))
-    experts = record_experts(arch, x, reps, 1, dc.max_start_epoch - 1 + dc.expert_epochs, batch_size=cfg.expert_batch_size, progress=False)
+    experts = record_experts(arch, x, reps, 1, dc.max_start_epoch - 1 + dc.expert_epochs,
+                             batch_size=cfg.expert_batch_size, progress=False)
     per = {'mkdt': [], 'krr_st': []}
     for r in range(rounds):  # alternating, so that both see the same load
         w, c = timed(lambda: distill(experts, syn0, dataclasses.replace(dc, iterations=mkdt_iters), progress=False))
         per['mkdt'].append((w / mkdt_iters, c / mkdt_iters))
-        w, c = timed(lambda: krr_st(syn0, x, reps, dataclasses.replace(kc, iterations=krr_iters, warm_start=False), progress=False))
+        w, c = timed(lambda: krr_st(syn0, x, reps, dataclasses.replace(kc, iterations=krr_iters, warm_start=False),
+                                    progress=False))
         per['krr_st'].append((w / krr_iters, c / krr_iters))
         print(f"round {r}: MKDT {per['mkdt'][-1][0]:.3f} s/it wall ({per['mkdt'][-1][1]:.3f} CPU), "
               f"KRR-ST {per['krr_st'][-1][0]:.3f} s/it wall ({per['krr_st'][-1][1]:.3f} CPU)", flush=True)
     pool = ModelPool(arch, reps.shape[1], kc)
     warm = timed(lambda: pool.warm_up(syn0.images, syn0.targets))
     med = {k: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v)) for k, v in per.items()}
-    res = dict(config=config, machine=f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), {len(__import__('os').sched_getaffinity(0))} cores visible",
+    res = dict(config=config, machine=f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), "
+                                      f"{len(__import__('os').sched_getaffinity(0))} cores visible",
                torch=torch.__version__, n_synthetic=n, pool=len(x),
                mkdt=dict(settings=dict(iterations=dc.iterations, syn_steps=dc.syn_steps, batch_syn=dc.batch_syn),
                          s_per_iteration_wall=med['mkdt'][0], s_per_iteration_cpu=med['mkdt'][1],
                          run_wall=med['mkdt'][0] * dc.iterations, run_cpu=med['mkdt'][1] * dc.iterations),
-               krr_st=dict(settings=dict(iterations=kc.iterations, n_models=kc.n_models, quota=kc.quota, batch_real=kc.batch_real),
+               krr_st=dict(settings=dict(iterations=kc.iterations, n_models=kc.n_models, quota=kc.quota,
+                                         batch_real=kc.batch_real),
                            s_per_iteration_wall=med['krr_st'][0], s_per_iteration_cpu=med['krr_st'][1],
                            warm_up_steps=sum(pool.ages), warm_up_wall=warm[0], warm_up_cpu=warm[1],
-                           run_wall=warm[0] + med['krr_st'][0] * kc.iterations, run_cpu=warm[1] + med['krr_st'][1] * kc.iterations),
+                           run_wall=warm[0] + med['krr_st'][0] * kc.iterations,
+                           run_cpu=warm[1] + med['krr_st'][1] * kc.iterations),
                rounds=per)
     res['ratio_per_iteration_cpu'] = med['krr_st'][1] / med['mkdt'][1]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +71,7 @@ if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--out', default='benchmarks/results/krr_st_cost.json')
-    p.add_argument('--config', default='quickstart', help="the recipe whose data and settings are measured ('quick': a toy check)")
+    p.add_argument('--config', default='quickstart', help="the recipe whose data and settings are measured ('quick': a "
+                                                          "toy check)")
     a = p.parse_args()
     main(rounds=a.rounds, out=a.out, config=a.config)

@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_once(procs:str, out:Path, quick:bool) -> dict:
     "One `kdd-explore quickstart --procs P` into `out`: its wall time, stage timings and results."
-    cmd = [sys.executable, '-m', 'kdd_explore.cli', 'quickstart', '--out', str(out), '--procs', procs, '--quiet'] + (['--quick'] if quick else [])
-    env = {k: v for k, v in os.environ.items() if k not in ('KDD_PROCS', 'OMP_NUM_THREADS')}  # each setting as a user gets it
+    cmd = [sys.executable, '-m', 'kdd_explore.cli', 'quickstart', '--out', str(out), '--procs', procs,
+           '--quiet'] + (['--quick'] if quick else [])
+    # each setting as a user gets it
+    env = {k: v for k, v in os.environ.items() if k not in ('KDD_PROCS', 'OMP_NUM_THREADS')}
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.time() - t0
@@ -30,7 +32,8 @@ def run_once(procs:str, out:Path, quick:bool) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--quick', action='store_true', help="the toy-size 'quick' configuration")
-    ap.add_argument('--procs', default='1,auto', help='the --procs settings to run, one after another (default: 1,auto)')
+    ap.add_argument('--procs', default='1,auto', help='the --procs settings to run, one after another '
+                                                      '(default: 1,auto)')
     ap.add_argument('--out-root', default=None, help='where the run folders go (default: a fresh temporary folder)')
     ap.add_argument('--json', default=None, help='also write the figures to this JSON file')
     a = ap.parse_args(argv)
@@ -40,7 +43,8 @@ def main(argv=None):
     runs = []
     for p in a.procs.split(','):
         out = root/f'procs_{p}'
-        if (out/'results.json').exists(): sys.exit(f"{out} already holds a finished run: pass a new --out-root so every stage is timed.")
+        if (out/'results.json').exists():
+            sys.exit(f"{out} already holds a finished run: pass a new --out-root so every stage is timed.")
         runs.append(run_once(p, out, a.quick))
         n = resolve_procs(procs_arg(p), 'cpu')
         runs[-1]['processes'] = n
@@ -49,12 +53,14 @@ def main(argv=None):
     same = all(r['results'] == runs[0]['results'] for r in runs[1:])
     print(results_table(runs[-1]['results']))
     if len(runs) > 1:
-        print(f"speed-up of the last setting over the first: {runs[0]['wall_s'] / runs[-1]['wall_s']:.2f}x; tables identical: {same}")
+        print(f"speed-up of the last setting over the first: {runs[0]['wall_s'] / runs[-1]['wall_s']:.2f}x; tables "
+              f"identical: {same}")
         if not same:
             for r0, r1 in zip(runs[0]['results'], runs[-1]['results']):
                 if r0 != r1: print(f"  {r0['method']}: {r0.get('accs')} -> {r1.get('accs')}")
     fig = dict(config='quick' if a.quick else 'quickstart', runs=runs, tables_identical=same,
-               machine=dict(platform=platform.platform(), processor=platform.processor() or platform.machine(), cpus=os.cpu_count()))
+               machine=dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                            cpus=os.cpu_count()))
     if a.json: Path(a.json).write_text(json.dumps(fig, indent=1))
 
 if __name__ == '__main__': main()

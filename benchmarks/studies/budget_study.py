@@ -31,14 +31,18 @@ from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
 
-from kdd_explore.report import BUDGET_FIXED as FIXED, BUDGET_PER_SET as PER_SET, BUDGET_RULE as RULE  # the methods and the rule
+# the methods and the rule
+from kdd_explore.report import BUDGET_FIXED as FIXED, BUDGET_PER_SET as PER_SET, BUDGET_RULE as RULE
 from kdd_explore.report import budget_figure as figure, budget_table as tables, choose_iteration as choose
 
-TINY = {'n_train': 300, 'n_test': 200, 'n_experts': 2, 'expert_epochs': 4, 'syn_fraction': 0.05, 'high_loss_clusters': 5, 'eval_epochs': 2,
-        'seeds': [0, 1], 'teacher_epochs': 1, 'kd_eval_n': 200, 'distill.syn_steps': 3, 'distill.batch_syn': 8, 'distill.snapshot_every': 2,
+TINY = {'n_train': 300, 'n_test': 200, 'n_experts': 2, 'expert_epochs': 4, 'syn_fraction': 0.05,
+        'high_loss_clusters': 5, 'eval_epochs': 2, 'seeds': [0, 1], 'teacher_epochs': 1, 'kd_eval_n': 200,
+        'distill.syn_steps': 3, 'distill.batch_syn': 8, 'distill.snapshot_every': 2,
         'distill.checkpoint_every': 2}  # --tiny: the recipe at toy size (a check that the study runs, not a result)
-COPIES = {  # datasets this study is run on here that a machine may lack: the commands that provide them, and their full size
-    'cifar10_jpeg': dict(how="tar xzf cifar10_jpeg.tar.gz -C /tmp && kdd-explore register cifar10_jpeg /tmp/cifar10_jpeg --size 32",
+# datasets this study is run on here that a machine may lack: the commands that provide them, and their full size
+COPIES = {
+    'cifar10_jpeg': dict(how="tar xzf cifar10_jpeg.tar.gz -C /tmp && kdd-explore register cifar10_jpeg "
+                             "/tmp/cifar10_jpeg --size 32",
                          train=50000, test=10000),
 }
 
@@ -49,16 +53,18 @@ def need_dataset(name:str, root=None):
     copy = COPIES.get(name)
     try: info = dataset_info(name, root=root, download=False)
     except KddError as e:
-        sys.exit(f"{name} is not available here: {copy['how']}" if copy else f"{name} is not available here: {str(e).splitlines()[0]}")
+        sys.exit(f"{name} is not available here: {copy['how']}" if copy
+                 else f"{name} is not available here: {str(e).splitlines()[0]}")
     if copy and (sum(info.train_counts), sum(info.test_counts)) != (copy['train'], copy['test']):
-        sys.exit(f"{name} is registered with {sum(info.train_counts):,} training and {sum(info.test_counts):,} test images, not "
-                 f"{copy['train']:,} and {copy['test']:,} (a half-extracted copy?): {copy['how']}")
+        sys.exit(f"{name} is registered with {sum(info.train_counts):,} training and {sum(info.test_counts):,} test "
+                 f"images, not {copy['train']:,} and {copy['test']:,} (a half-extracted copy?): {copy['how']}")
 
 def study_config(config:str, dataset:str, first:int, changes:dict):
     "The recipe with the distillation stopping at the first save and only what the study needs."
     from kdd_explore.pipeline import get_config
-    return get_config(config, **{'dataset': dataset, 'distilled_baselines': (), 'transfer': None, 'ablation': False, 'variance': False,
-                                 'horizon_steps': None, 'distill.iterations': first, **changes})
+    return get_config(config, **{'dataset': dataset, 'distilled_baselines': (), 'transfer': None,
+                                 'ablation': False, 'variance': False, 'horizon_steps': None,
+                                 'distill.iterations': first, **changes})
 
 def validation_indices(cfg, full, n_val:int) -> 'torch.Tensor':
     "Training rows outside the pool and every probe's labelled subsets: `cfg`'s validation images (seeded)."
@@ -73,7 +79,8 @@ def validation_indices(cfg, full, n_val:int) -> 'torch.Tensor':
         for f in cfg.fractions: used[labelled_indices(y, f, s, cfg.probe_protocol)] = True
     free = (~used).nonzero().flatten()
     if len(free) < n_val:
-        raise SystemExit(f"Only {len(free)} training images lie outside the pool and the probes' labelled subsets: pass --n-val {len(free)} or less.")
+        raise SystemExit(f"Only {len(free)} training images lie outside the pool and the "
+                         f"probes' labelled subsets: pass --n-val {len(free)} or less.")
     return free[random_indices(len(free), n_val, seed=cfg.seed)]
 
 def saved_set(folder:Path, t:int):
@@ -83,7 +90,8 @@ def saved_set(folder:Path, t:int):
     p = folder/f'set_{t}'
     if not artifact_exists(p):
         have = sorted(int(q.stem[4:]) for q in folder.glob('set_*.json'))
-        raise SystemExit(f"No set was saved at iteration {t}: this run saved {have or 'none'}. Run without --no-distill to continue it to {t}.")
+        raise SystemExit(f"No set was saved at iteration {t}: this run saved {have or 'none'}. Run without "
+                         f"--no-distill to continue it to {t}.")
     return SyntheticSet.load(p)
 
 def distill_to(run, t:int, folder:Path, progress:bool) -> dict:
@@ -128,7 +136,8 @@ def evaluate(run, name:str, methods:dict, test, val, folder:Path, progress:bool)
     cfg, t0 = run.cfg, time.time()
     kd = kd_eval_data(cfg, run.x.cpu(), run.reps.cpu())
     res = dict(val=compare(methods, val, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol),
-               test=compare(methods, test, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol, kd_data=kd))
+               test=compare(methods, test, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol,
+                            kd_data=kd))
     res['seconds'] = round(time.time() - t0, 1)
     save_json(path, res)
     return res
@@ -140,7 +149,8 @@ def set_summary(run, syn, folder:Path, t:int) -> dict:
     path = folder/f'summary_{t}.json'
     if path.exists(): return load_json(path)
     dc = run.cfg.distill_config()
-    res = dict(iteration=t, lr=float(syn.lr), matching_loss=round(matching_loss(run.experts, syn, dc), 4), step_budget=step_budget(run.experts, dc, syn.lr))
+    res = dict(iteration=t, lr=float(syn.lr), matching_loss=round(matching_loss(run.experts, syn, dc), 4),
+               step_budget=step_budget(run.experts, dc, syn.lr))
     save_json(path, res)
     return res
 
@@ -149,12 +159,17 @@ def main(argv=None):
     ap.add_argument('--dataset', required=True, help='a built-in dataset or one registered with `kdd-explore register`')
     ap.add_argument('--config', default='quickstart', help='the recipe (a `kdd-explore run --config` name)')
     ap.add_argument('--out', required=True, help='the study folder')
-    ap.add_argument('--saves', default='100,300,1000,3000,5000', help='iterations at which the set is saved and evaluated')
-    ap.add_argument('--set', dest='settings', action='append', default=[], metavar='KEY=VALUE', help='change a recipe setting (as `kdd-explore run --set`)')
-    ap.add_argument('--teacher', default=None, help="a teacher artifact (default: the recipe's: the shipped one, else trained in the run folder)")
-    ap.add_argument('--n-val', type=int, default=5000, help='validation images (training images outside the pool and the probes)')
+    ap.add_argument('--saves', default='100,300,1000,3000,5000',
+                    help='iterations at which the set is saved and evaluated')
+    ap.add_argument('--set', dest='settings', action='append', default=[], metavar='KEY=VALUE',
+                    help='change a recipe setting (as `kdd-explore run --set`)')
+    ap.add_argument('--teacher', default=None, help="a teacher artifact (default: the recipe's: the shipped one, else "
+                                                    "trained in the run folder)")
+    ap.add_argument('--n-val', type=int, default=5000,
+                    help='validation images (training images outside the pool and the probes)')
     ap.add_argument('--no-distill', action='store_true', help='evaluate only the sets already saved')
-    ap.add_argument('--tiny', action='store_true', help='the recipe at toy size (TINY), for a check that the study runs; --set still wins')
+    ap.add_argument('--tiny', action='store_true', help='the recipe at toy size (TINY), for a check that the study '
+                                                        'runs; --set still wins')
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
     import dataclasses
@@ -171,8 +186,11 @@ def main(argv=None):
     out, progress = Path(a.out), not a.quiet
     t0 = time.time()
     from kdd_explore.data import load_dataset
-    try: full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)  # the whole training split (validation), before any work
-    except KddError as e: sys.exit(f"The study needs all of {cfg.dataset}'s training images (its validation split lies outside the pool): {e}")
+    # the whole training split (validation), before any work
+    try: full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
+    except KddError as e:
+        sys.exit(f"The study needs all of {cfg.dataset}'s training images (its validation split lies outside the "
+                 f"pool): {e}")
     with RunLock(out/'run'):
         run = prepare_run(cfg, out/'run', progress=progress)
         cfg = run.cfg
@@ -180,10 +198,12 @@ def main(argv=None):
         full = dataclasses.replace(full, mean=run.data.mean, std=run.data.std)
         vi = validation_indices(cfg, full, a.n_val)
         val = dataclasses.replace(full, x_test=full.x_train[vi], y_test=full.y_train[vi])
-        if a.no_distill: [saved_set(folder, t) for t in saves]  # refuse an iteration the run never reached before any work
+        # refuse an iteration the run never reached before any work
+        if a.no_distill: [saved_set(folder, t) for t in saves]
         fixed = evaluate(run, 'fixed', methods_at(run, None), full, val, folder, progress)
         its, timing = {}, {}
-        for t in saves:  # distil to each save, evaluate it, and write the report so far: the curve grows while the study runs
+        # distil to each save, evaluate it, and write the report so far: the curve grows while the study runs
+        for t in saves:
             if not a.no_distill: timing = distill_to(run, t, folder, progress)
             syn = saved_set(folder, t)
             its[str(t)] = dict(evaluate(run, f'iteration_{t}', methods_at(run, syn), full, val, folder, progress),
@@ -192,7 +212,8 @@ def main(argv=None):
     print(tables(study))
     return study
 
-def report(out:Path, a, cfg, changes:dict, saves:list, fixed:dict, its:dict, timing:dict, run, set_size:int, t0:float) -> dict:
+def report(out:Path, a, cfg, changes:dict, saves:list, fixed:dict, its:dict, timing:dict, run,
+           set_size:int, t0:float) -> dict:
     "The study so far (every saved iteration evaluated up to now), written as OUT/budget_study.{json,md,html}."
     from kdd_explore.core import atomic_write_bytes, save_json
     from kdd_explore.evaluate import gap
@@ -200,10 +221,12 @@ def report(out:Path, a, cfg, changes:dict, saves:list, fixed:dict, its:dict, tim
     chosen = choose({t: its[str(t)]['val'] for t in done})  # validation only: the test rows play no part
     head = its[str(chosen)]['test'] + fixed['test']
     vs_r, vs_i = gap(head, 'mkdt_high_loss', 'random_subset'), gap(head, 'mkdt_high_loss', 'mkdt_initial_at_learned_lr')
-    study = dict(dataset=a.dataset, config=a.config, settings=changes, saves=saves, evaluated=done, complete=done == saves,
-                 fractions=list(cfg.fractions), seeds=list(cfg.seeds), n_val=a.n_val, rule=RULE, chosen=chosen, fixed=fixed, iterations=its,
-                 distill_seconds=timing, headline=dict(iteration=chosen, rows=head, vs_random_subset=vs_r, vs_initial=vs_i,
-                                                       bar_met=all(g['beats'] for g in [*vs_r.values(), *vs_i.values()])),
+    study = dict(dataset=a.dataset, config=a.config, settings=changes, saves=saves,
+                 evaluated=done, complete=done == saves, fractions=list(cfg.fractions), seeds=list(cfg.seeds),
+                 n_val=a.n_val, rule=RULE, chosen=chosen, fixed=fixed, iterations=its, distill_seconds=timing,
+                 headline=dict(iteration=chosen, rows=head, vs_random_subset=vs_r, vs_initial=vs_i,
+                                                       bar_met=all(g['beats']
+                                                                   for g in [*vs_r.values(), *vs_i.values()])),
                  run_timings=run.stages.timings, wall_s=round(time.time() - t0, 1), pool=len(run.x), set_size=set_size)
     save_json(out/'budget_study.json', study)
     atomic_write_bytes(out/'budget_study.md', (tables(study) + '\n').encode())

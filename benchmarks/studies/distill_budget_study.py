@@ -33,7 +33,8 @@ def load_finished_run(run:Path):
     from kdd_explore.core import load_json, load_artifact
     from kdd_explore.data import load_dataset
     from kdd_explore.pipeline import PipelineConfig
-    if not (run/'subsets.json').exists(): raise SystemExit(f"{run} holds no finished subsets stage: run `kdd-explore quickstart --out {run}` first.")
+    if not (run/'subsets.json').exists():
+        raise SystemExit(f"{run} holds no finished subsets stage: run `kdd-explore quickstart --out {run}` first.")
     cfg = PipelineConfig.from_dict(load_json(run/'config.json'))
     data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
     x = data.normalize(data.x_train)
@@ -45,25 +46,28 @@ def checkpoint_entry(iterations:int, seconds:float, losses:list, lr:float, image
     q = max(1, len(losses) // 10)
     mean = lambda v: round(sum(v) / len(v), 4) if v else None
     moved = float((images - images0).norm() / images0.norm())
-    return dict(iterations=iterations, seconds=round(seconds, 1), first_loss=mean(losses[:q]), last_loss=mean(losses[-q:]),
-                lr=round(float(lr), 4), images_moved=round(moved, 4), **extra)
+    return dict(iterations=iterations, seconds=round(seconds, 1), first_loss=mean(losses[:q]),
+                last_loss=mean(losses[-q:]), lr=round(float(lr), 4), images_moved=round(moved, 4), **extra)
 
 def side_by_side(arch:dict, cfg, data, name:str, images, targets, lr:float, images0, targets0, fractions:tuple) -> list:
     "Pre-train and probe a learned set and its initial images at the same lr, as the pipeline evaluates; print and return the rows."
     from kdd_explore.evaluate import PretrainSet, kd_method, compare, results_table
     kw = dict(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size)
     methods = {name: kd_method(arch, PretrainSet(images, targets, lr), **kw),
-               f"initial@{name.split('@')[-1]} (lr {lr:.3g})": kd_method(arch, PretrainSet(images0, targets0, lr), **kw)}
+               f"initial@{name.split('@')[-1]} (lr {lr:.3g})": kd_method(arch, PretrainSet(images0, targets0, lr),
+                                                                         **kw)}
     rows = compare(methods, data, fractions, cfg.seeds, progress=False)
     print(results_table(rows), flush=True)
     return rows
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('run', help='a finished quickstart (or run) folder: config.json, representations, experts, subsets.json')
+    ap.add_argument('run', help='a finished quickstart (or run) folder: config.json, representations, experts, '
+                                'subsets.json')
     ap.add_argument('--out', required=True, help='folder for the distillation checkpoints (and fresh experts)')
     ap.add_argument('--iterations', default='100,300', help='comma-separated checkpoints at which to evaluate')
-    ap.add_argument('--init', default='high_loss', choices=['high_loss', 'random'], help='which of the run\'s subsets starts the set')
+    ap.add_argument('--init', default='high_loss', choices=['high_loss', 'random'],
+                    help='which of the run\'s subsets starts the set')
     ap.add_argument('--experts', default=None, help='K,E,LR: record fresh experts instead of using the run\'s')
     ap.add_argument('--set', nargs='*', default=[], help='DistillConfig overrides, FIELD=VALUE')
     ap.add_argument('--fractions', default='0.01,0.05', help='label fractions of the probe')
@@ -79,7 +83,8 @@ def main(argv=None):
     if a.experts:
         k, e, lr = a.experts.split(',')
         t0 = time.time()
-        experts = record_experts(arch, x, reps, int(k), int(e), lr=float(lr), batch_size=cfg.expert_batch_size, seed=cfg.seed, out=out/'experts')
+        experts = record_experts(arch, x, reps, int(k), int(e), lr=float(lr), batch_size=cfg.expert_batch_size,
+                                 seed=cfg.seed, out=out/'experts')
         print(f"experts {k} x {e} epochs at lr {lr}: {time.time() - t0:.0f} s", flush=True)
     else: experts = Experts.load(run/'experts'/'experts', arch=arch)
     idx = torch.tensor(load_json(run/'subsets.json')[a.init])
@@ -93,7 +98,10 @@ def main(argv=None):
         except KddError as err: raise SystemExit(f"Distillation stopped: {err}")
         entry = checkpoint_entry(n, time.time() - t0, hist.losses(), syn.lr, syn.images, syn0.images)
         print(entry, flush=True); log.append(entry)
-        rows += side_by_side(arch, cfg, data, f'distilled@{n}', syn.images, syn.targets, float(syn.lr), syn0.images, syn0.targets, fractions)
-    if a.json: Path(a.json).write_text(json.dumps(dict(run=str(run), init=a.init, experts=a.experts, distill=base.__dict__, log=log, rows=rows), indent=1))
+        rows += side_by_side(arch, cfg, data, f'distilled@{n}', syn.images, syn.targets, float(syn.lr),
+                             syn0.images, syn0.targets, fractions)
+    if a.json:
+        Path(a.json).write_text(json.dumps(dict(run=str(run), init=a.init, experts=a.experts, distill=base.__dict__,
+                                                log=log, rows=rows), indent=1))
 
 if __name__ == '__main__': main()

@@ -29,7 +29,8 @@ def teacher_path(src:str, study:Path) -> tuple[str, int|None]:
     if artifact_exists(p): return str(p), None
     if artifact_exists(p/'teacher'): return str(p/'teacher'), None
     if not artifact_exists(p/'checkpoint'):
-        sys.exit(f"No teacher at {src}: pass a teacher artifact, or the --out folder of `kdd-explore teacher` (finished or training).")
+        sys.exit(f"No teacher at {src}: pass a teacher artifact, or the --out folder of `kdd-explore teacher` "
+                 "(finished or training).")
     t, m = load_artifact(p/'checkpoint', expect={'kind': 'teacher_checkpoint'})
     model = build_model(m['config']['arch'])
     model.load_state_dict({k[len('backbone.'):]: v for k, v in t.items() if k.startswith('backbone.')})
@@ -37,7 +38,8 @@ def teacher_path(src:str, study:Path) -> tuple[str, int|None]:
     dest = study/f"teacher_epoch{m['epoch']}"
     if not artifact_exists(dest):
         save_teacher(dest, model, dict(dataset=m['config']['dataset'], method=m['config']['method'], epochs=m['epoch'],
-                                       note=f"made from the training checkpoint {p/'checkpoint'} at epoch {m['epoch']} of {m['epochs']}"))
+                                       note=f"made from the training checkpoint {p/'checkpoint'} at epoch {m['epoch']} "
+                                            f"of {m['epochs']}"))
     return str(dest), m['epoch']
 
 def parse_try(text:str) -> dict:
@@ -49,7 +51,8 @@ def parse_try(text:str) -> dict:
         except ValueError: out[k.strip()] = v
     return out
 
-def slug(changes:dict) -> str: return '_'.join(f'{k}{v}' for k, v in changes.items()).replace('.', 'p').replace(' ', '') or 'recipe'
+def slug(changes:dict) -> str:
+    return '_'.join(f'{k}{v}' for k, v in changes.items()).replace('.', 'p').replace(' ', '') or 'recipe'
 
 def headroom_rows(cfg, out:Path, progress:bool=True) -> list[dict]:
     "Rows of `compare` for `METHODS` on `cfg`'s stages up to the subsets (cached in `out/headroom_rows.json`)."
@@ -74,7 +77,8 @@ def headroom_rows(cfg, out:Path, progress:bool=True) -> list[dict]:
         subsets = get_subsets(cfg, experts, x, reps, out)
         r, D = subsets['random'], reps.shape[1]
         methods = {'no_pretrain': lambda s: kd_student(arch, D, s).eval().requires_grad_(False),
-                   'random_subset': kd_method(arch, PretrainSet(x[r], reps[r]), epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size),
+                   'random_subset': kd_method(arch, PretrainSet(x[r], reps[r]), epochs=cfg.eval_epochs,
+                                              batch_size=cfg.eval_batch_size),
                    'full_data_kd': lambda s: expert_encoder(experts, s % experts.n_experts)}
         rows = compare(methods, probe, cfg.fractions, cfg.seeds, progress=progress, protocol=cfg.probe_protocol,
                        kd_data=kd_eval_data(cfg, x, reps))
@@ -94,17 +98,21 @@ def markdown(lines:list[dict]) -> str:
     head = ['setting', 'teacher epoch', 'label %'] + list(METHODS) + ['headroom (points)', 'headroom (stds)']
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for l in lines:
-        out.append('| ' + ' | '.join([', '.join(f'{k}={v}' for k, v in l['setting'].items()) or 'the recipe', str(l['teacher_epoch'] or 'final'),
-                                      f"{l['label_fraction'] * 100:g}"] + [f'{l[m][0]:.1f} ± {l[m][1]:.1f}' for m in METHODS]
+        out.append('| ' + ' | '.join([', '.join(f'{k}={v}' for k, v in l['setting'].items()) or 'the recipe',
+                                      str(l['teacher_epoch'] or 'final'), f"{l['label_fraction'] * 100:g}"]
+                                     + [f'{l[m][0]:.1f} ± {l[m][1]:.1f}' for m in METHODS]
                                      + [f"{l['headroom_points']:+.1f}", f"{l['headroom_stds']}"]) + ' |')
     return '\n'.join(out)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--dataset', required=True, help='a dataset name (built-in or registered with `kdd-explore register`)')
+    ap.add_argument('--dataset', required=True, help='a dataset name (built-in or registered with `kdd-explore '
+                                                     'register`)')
     ap.add_argument('--config', default='quickstart', help='the recipe the settings start from')
-    ap.add_argument('--teacher', default=None, help="a teacher artifact or a `kdd-explore teacher` folder (default: the recipe's)")
-    ap.add_argument('--try', dest='tries', action='append', default=None, help="settings to try, 'KEY=VALUE,KEY=VALUE' (repeat)")
+    ap.add_argument('--teacher', default=None, help="a teacher artifact or a `kdd-explore teacher` folder (default: "
+                                                    "the recipe's)")
+    ap.add_argument('--try', dest='tries', action='append', default=None,
+                    help="settings to try, 'KEY=VALUE,KEY=VALUE' (repeat)")
     ap.add_argument('--out', required=True, help='study folder (one run folder per setting inside)')
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
@@ -115,8 +123,10 @@ def main(argv=None):
     lines = []
     for text in a.tries or ['']:
         changes = parse_try(text)
-        try: cfg = get_config(a.config, dataset=a.dataset, distilled_baselines=(), transfer=None, ablation=False, variance=False,
-                              horizon_steps=None, **({'teacher': teacher} if teacher else {}), **changes)
+        try:
+            cfg = get_config(a.config, dataset=a.dataset, distilled_baselines=(), transfer=None,
+                             ablation=False, variance=False, horizon_steps=None,
+                             **({'teacher': teacher} if teacher else {}), **changes)
         except KddError as e: sys.exit(f"--try {text!r}: {e}")
         folder = out/(slug(changes) + (f'_t{epoch}' if epoch else ''))
         lines += summarize(changes, headroom_rows(cfg, folder, progress=not a.quiet), epoch)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 def matching(loss:str, theta:dict, start:dict, target:dict):
     "The matching loss `loss` ('global', 'layer' or 'encoder') of parameters `theta` against the expert's `start` -> `target`."
-    def ratio(keys): return sum((theta[k] - target[k]).pow(2).sum() for k in keys) / sum((start[k] - target[k]).pow(2).sum() for k in keys)
+    def ratio(keys):
+        return sum((theta[k] - target[k]).pow(2).sum()
+                   for k in keys) / sum((start[k] - target[k]).pow(2).sum() for k in keys)
     if loss == 'global': return ratio(list(theta))
     if loss == 'encoder': return ratio([k for k in theta if not k.startswith('head.')])
     layers = {}
@@ -28,13 +30,16 @@ def matching(loss:str, theta:dict, start:dict, target:dict):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('run', help='a finished quickstart (or run) folder: config.json, representations, experts, subsets.json')
+    ap.add_argument('run', help='a finished quickstart (or run) folder: config.json, representations, experts, '
+                                'subsets.json')
     ap.add_argument('--loss', default='global', choices=['global', 'layer', 'encoder'])
     ap.add_argument('--iterations', default='50,100', help='comma-separated checkpoints at which to evaluate')
     ap.add_argument('--steps', type=int, default=10, help='inner steps')
     ap.add_argument('--expert_epochs', type=int, default=2); ap.add_argument('--max_start_epoch', type=int, default=3)
-    ap.add_argument('--momentum', type=float, default=0.0, help='SGD momentum of the inner loop (the evaluation uses 0.9)')
-    ap.add_argument('--weight_decay', type=float, default=0.0, help='weight decay of the inner loop (the evaluation uses 1e-4)')
+    ap.add_argument('--momentum', type=float, default=0.0,
+                    help='SGD momentum of the inner loop (the evaluation uses 0.9)')
+    ap.add_argument('--weight_decay', type=float, default=0.0,
+                    help='weight decay of the inner loop (the evaluation uses 1e-4)')
     ap.add_argument('--batch', type=int, default=32); ap.add_argument('--lr_img', type=float, default=1e3)
     ap.add_argument('--lr_targets', type=float, default=1.0); ap.add_argument('--lr_lr', type=float, default=1e-3)
     ap.add_argument('--lr_init', type=float, default=0.1); ap.add_argument('--seed', type=int, default=0)
@@ -52,7 +57,8 @@ def main(argv=None):
     cfg, data, x, reps, arch = load_finished_run(run)
     experts = Experts.load(run/'experts'/'experts', arch=arch)
     if a.max_start_epoch - 1 + a.expert_epochs > experts.n_epochs:
-        raise SystemExit(f"max_start_epoch {a.max_start_epoch} - 1 + expert_epochs {a.expert_epochs} passes the experts' {experts.n_epochs} epochs.")
+        raise SystemExit(f"max_start_epoch {a.max_start_epoch} - 1 + expert_epochs {a.expert_epochs} passes the "
+                         f"experts' {experts.n_epochs} epochs.")
     idx = torch.tensor(load_json(run/'subsets.json')[a.init])
     model = build_model(arch)
     X0, Y0 = x[idx].clone(), reps[idx].clone()
@@ -71,7 +77,8 @@ def main(argv=None):
         theta = {n: v.clone().requires_grad_(True) for n, v in start.items()}
         vel = {n: torch.zeros_like(v) for n, v in start.items()}
         for b in minibatch_schedule(len(X), a.batch, a.steps, g):
-            grads = torch.autograd.grad(kd_loss(fcall(model, theta, X[b]), Y[b]), list(theta.values()), create_graph=True)
+            grads = torch.autograd.grad(kd_loss(fcall(model, theta, X[b]), Y[b]),
+                                        list(theta.values()), create_graph=True)
             vel = {n: a.momentum * vel[n] + gn + a.weight_decay * theta[n] for n, gn in zip(theta, grads)}
             theta = {n: theta[n] - lr * vel[n] for n in theta}
         loss = matching(a.loss, theta, start, target)
@@ -84,10 +91,11 @@ def main(argv=None):
             losses.append(float(loss.detach()))
         else: skipped += 1
         if it + 1 in checkpoints:
-            entry = checkpoint_entry(it + 1, time.time() - t0, losses, state['lr'], state['images'], X0, skipped=skipped)
+            entry = checkpoint_entry(it + 1, time.time() - t0, losses, state['lr'],
+                                     state['images'], X0, skipped=skipped)
             print(entry, flush=True); log.append(entry)
-            rows += side_by_side(arch, cfg, data, f'{a.loss}@{it + 1}', state['images'].clone(), state['targets'].clone(),
-                                 float(state['lr']), X0, Y0, fractions)
+            rows += side_by_side(arch, cfg, data, f'{a.loss}@{it + 1}', state['images'].clone(),
+                                 state['targets'].clone(), float(state['lr']), X0, Y0, fractions)
     if a.json: Path(a.json).write_text(json.dumps(dict(run=str(run), settings=vars(a), log=log, rows=rows), indent=1))
 
 if __name__ == '__main__': main()

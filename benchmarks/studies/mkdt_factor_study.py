@@ -20,19 +20,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
 
-MTT = {'expert_lr': 0.01, 'expert_momentum': 0.0, 'expert_weight_decay': 0.0, 'distill.lr_init': 0.01, 'distill.lr_lr': 1e-4}
-ROWS = {  # name -> (changes to the recipe, what the row asks); lr_lr scales with the initial lr (the recipe: 1e-3 at 0.1)
-    'today': ({}, "the recipe as it stands: the reference's experts (lr 0.1, momentum 0.9, weight decay 1e-4), 10 inner steps"),
-    'experts_mtt': (dict(MTT), "MTT's experts: lr 0.01, no momentum, no weight decay (inner lr starts at 0.01, lr_lr 1e-4)"),
-    'experts_no_momentum': ({'expert_momentum': 0.0}, 'experts at lr 0.1 without momentum (a tenth of the step budget of today)'),
+MTT = {'expert_lr': 0.01, 'expert_momentum': 0.0, 'expert_weight_decay': 0.0,
+       'distill.lr_init': 0.01, 'distill.lr_lr': 1e-4}
+# name -> (changes to the recipe, what the row asks); lr_lr scales with the initial lr (the recipe: 1e-3 at 0.1)
+ROWS = {
+    'today': ({}, "the recipe as it stands: the reference's experts (lr 0.1, momentum 0.9, weight decay 1e-4), 10 "
+                  "inner steps"),
+    'experts_mtt': (dict(MTT), "MTT's experts: lr 0.01, no momentum, no weight decay (inner lr starts at 0.01, "
+                               "lr_lr 1e-4)"),
+    'experts_no_momentum': ({'expert_momentum': 0.0}, 'experts at lr 0.1 without momentum (a tenth of the step budget '
+                                                      'of today)'),
     'steps20': ({'distill.syn_steps': 20}, '20 inner steps'),
     'steps40': ({'distill.syn_steps': 40}, "40 inner steps (the paper's)"),
     'experts16': ({'n_experts': 16}, '16 experts instead of 4'),
-    'depth3_padded': ({'depth': 3, 'first_padding': 'reference'}, "the reference code's student on 28x28: depth 3, first conv padded by 3"),
-    'supervised_best': (dict(MTT, **{'distill.syn_steps': 20}), "what makes supervised matching work: MTT's experts and 20 inner steps"),
+    'depth3_padded': ({'depth': 3, 'first_padding': 'reference'},
+                      "the reference code's student on 28x28: depth 3, first conv padded by 3"),
+    'supervised_best': (dict(MTT, **{'distill.syn_steps': 20}),
+                        "what makes supervised matching work: MTT's experts and 20 inner steps"),
 }
 DATASETS = {  # dataset -> (recipe, rows run by default, extra changes of supervised_best)
-    'fashion_mnist': ('quickstart', ['today', 'experts_mtt', 'experts_no_momentum', 'steps20', 'depth3_padded', 'supervised_best'],
+    'fashion_mnist': ('quickstart', ['today', 'experts_mtt', 'experts_no_momentum', 'steps20',
+                                     'depth3_padded', 'supervised_best'],
                       {'depth': 3, 'first_padding': 'reference'}),
     'cifar10_jpeg': ('cifar10_cpu', ['today', 'experts_mtt', 'steps20', 'supervised_best'], {}),
     'fake': ('cifar10_cpu', ['today', 'experts_mtt'], {}),
@@ -49,15 +57,18 @@ def summary(study:dict) -> dict:
     "The headline of a row: the chosen iteration, its test and validation rows, the gaps, the learned lr, matching loss and step budget."
     t = str(study['chosen'])
     it = study['iterations'][t]
-    mean = lambda rows, m: {str(r['label_fraction']): (round(r['acc_mean'], 2), round(r['acc_std'], 2)) for r in rows if r['method'] == m}
+    mean = lambda rows, m: {str(r['label_fraction']): (round(r['acc_mean'], 2), round(r['acc_std'], 2))
+                            for r in rows if r['method'] == m}
     methods = ('mkdt_high_loss', 'mkdt_initial_at_learned_lr', 'random_subset_at_learned_lr')
     fixed = ('random_subset', 'high_loss_subset', 'no_pretrain', 'full_data_kd')
-    return dict(chosen=int(t), test={m: mean(it['test'], m) for m in methods} | {m: mean(study['fixed']['test'], m) for m in fixed},
+    return dict(chosen=int(t), test={m: mean(it['test'], m)
+                                     for m in methods} | {m: mean(study['fixed']['test'], m) for m in fixed},
                 val={m: mean(it['val'], m) for m in methods} | {m: mean(study['fixed']['val'], m) for m in fixed},
-                bar_met=study['headline']['bar_met'], lr=it['summary']['lr'], matching_loss=it['summary']['matching_loss'],
-                step_budget=it['summary']['step_budget'],
+                bar_met=study['headline']['bar_met'], lr=it['summary']['lr'],
+                matching_loss=it['summary']['matching_loss'], step_budget=it['summary']['step_budget'],
                 per_iteration={k: dict(lr=v['summary']['lr'], matching_loss=v['summary']['matching_loss'],
-                                       test=mean(v['test'], 'mkdt_high_loss'), val=mean(v['val'], 'mkdt_high_loss')) for k, v in study['iterations'].items()},
+                                       test=mean(v['test'], 'mkdt_high_loss'), val=mean(v['val'], 'mkdt_high_loss'))
+                               for k, v in study['iterations'].items()},
                 distill_seconds=study['distill_seconds'], run_timings=study['run_timings'], wall_s=study['wall_s'])
 
 def main(argv=None):
@@ -68,7 +79,8 @@ def main(argv=None):
     ap.add_argument('--saves', default='100,300,1000')
     ap.add_argument('--tiny', action='store_true', help='toy size (a check that the study runs, not a result)')
     ap.add_argument('--adopt', action='append', default=[], metavar='ROW=FILE',
-                    help="take a row from a finished budget study's budget_study.json instead of running it (e.g. today=kdd_explore/assets/budget_study_cifar10_jpeg.json)")
+                    help="take a row from a finished budget study's budget_study.json instead of running it (e.g. "
+                         "today=kdd_explore/assets/budget_study_cifar10_jpeg.json)")
     ap.add_argument('--machine', default=None, help='how to name the machine in the results')
     a = ap.parse_args(argv)
     import torch
@@ -81,17 +93,23 @@ def main(argv=None):
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     path = out/'mkdt_factor_study.json'
     study = json.loads(path.read_text()) if path.exists() else {}
-    study.update(kind='mkdt_factor_study', dataset=a.dataset, recipe=recipe, saves=a.saves, tiny=a.tiny, rule=budget_study.RULE,
-                 machine=dict(platform=platform.platform(), torch=torch.__version__, threads=torch.get_num_threads()))
+    study.update(kind='mkdt_factor_study', dataset=a.dataset, recipe=recipe, saves=a.saves,
+                 tiny=a.tiny, rule=budget_study.RULE, machine=dict(platform=platform.platform(),
+                                                                   torch=torch.__version__,
+                                                                   threads=torch.get_num_threads()))
     study.setdefault('rows', {})
-    study['provenance'] = dict(command=f"python benchmarks/studies/mkdt_factor_study.py --dataset {a.dataset} --out {a.out} (each row's own command below)",
-                               machine=a.machine or f"{platform.processor() or platform.machine()}, one torch thread", date=time.strftime('%Y-%m-%d'))
+    study['provenance'] = dict(command=f"python benchmarks/studies/mkdt_factor_study.py --dataset {a.dataset} --out "
+                                       f"{a.out} (each row's own command below)",
+                               machine=a.machine or f"{platform.processor() or platform.machine()}, one torch thread",
+                               date=time.strftime('%Y-%m-%d'))
     for item in a.adopt:  # a row measured before, by the same budget study script
         row, _, f = item.partition('=')
-        if row not in ROWS or not Path(f).exists(): sys.exit(f"--adopt {item!r}: need ROW=FILE with a known row and an existing budget_study.json.")
+        if row not in ROWS or not Path(f).exists():
+            sys.exit(f"--adopt {item!r}: need ROW=FILE with a known row and an existing budget_study.json.")
         res = json.loads(Path(f).read_text())
-        study['rows'][row] = dict(what=ROWS[row][1], changes=settings_of(row, a.dataset), summary=summary(res), wall_seconds=res['wall_s'],
-                                  command=str(res.get('provenance', f)), date=time.strftime('%Y-%m-%d', time.localtime(Path(f).stat().st_mtime)),
+        study['rows'][row] = dict(what=ROWS[row][1], changes=settings_of(row, a.dataset), summary=summary(res),
+                                  wall_seconds=res['wall_s'], command=str(res.get('provenance', f)),
+                                  date=time.strftime('%Y-%m-%d', time.localtime(Path(f).stat().st_mtime)),
                                   adopted_from=f)
         rows = [r for r in rows if r != row]
     save_json(path, study)
@@ -99,12 +117,15 @@ def main(argv=None):
         t0 = time.time()
         changes = settings_of(row, a.dataset)
         argv_row = ['--dataset', a.dataset, '--config', recipe, '--out', str(out/row), '--saves', a.saves, '--quiet']
-        argv_row += [x for k, v in changes.items() for x in ('--set', f'{k}={json.dumps(v) if not isinstance(v, str) else v}')]
+        argv_row += [x for k, v in changes.items() for x in ('--set',
+                                                             f'{k}={json.dumps(v) if not isinstance(v, str) else v}')]
         if a.tiny: argv_row += ['--tiny', '--n-val', '200']
         print(f"== {row}: {ROWS[row][1]}", flush=True)
         res = budget_study.main(argv_row)
-        study['rows'][row] = dict(what=ROWS[row][1], changes=changes, summary=summary(res), wall_seconds=round(time.time() - t0, 1),
-                                  command=f"python benchmarks/studies/budget_study.py {' '.join(argv_row)}", date=time.strftime('%Y-%m-%d'))
+        study['rows'][row] = dict(what=ROWS[row][1], changes=changes, summary=summary(res),
+                                  wall_seconds=round(time.time() - t0, 1),
+                                  command=f"python benchmarks/studies/budget_study.py {' '.join(argv_row)}",
+                                  date=time.strftime('%Y-%m-%d'))
         save_json(path, study)
     return study
 

@@ -25,8 +25,9 @@ def study_config(student:str, quick:bool=False, seeds=(0, 1, 2), fractions=(0.01
     "The quickstart's configuration (or `quick`'s) with the student's settings and only what the matrix needs."
     from kdd_explore.pipeline import get_config
     if student not in STUDENTS: raise SystemExit(f"Unknown student {student!r}. Known: {', '.join(STUDENTS)}.")
-    return get_config('quick' if quick else 'quickstart', **STUDENTS[student], distilled_baselines=(), transfer=None, ablation=False,
-                      variance=False, horizon_steps=None, seeds=tuple(seeds), fractions=tuple(fractions), probe_labels='pool')
+    return get_config('quick' if quick else 'quickstart', **STUDENTS[student], distilled_baselines=(),
+                      transfer=None, ablation=False, variance=False, horizon_steps=None, seeds=tuple(seeds),
+                      fractions=tuple(fractions), probe_labels='pool')
 
 def matrix_rows(run, folder:Path, progress:bool=True, probes=PROBES) -> list[dict]:
     "Rows of `compare` for every (protocol, labels) of `probes`, each encoder pre-trained once; cached per setting in `folder`."
@@ -54,17 +55,20 @@ def matrix_markdown(rows:list[dict]) -> str:
     "One line per (student, protocol, labels, fraction): every method's mean ± std, the headroom and MKDT's gap in stds."
     from kdd_explore.evaluate import gap
     keys = list(dict.fromkeys((r['student'], r['protocol'], r['labels']) for r in rows))
-    head = ['student', 'probe', 'labels', 'label %'] + METHODS + ['headroom: full KD - random (stds)', 'MKDT - random (stds)',
+    head = ['student', 'probe', 'labels', 'label %'] + METHODS + ['headroom: full KD - random (stds)',
+                                                                  'MKDT - random (stds)',
                                                                   'MKDT - its initial set at the same lr (stds)']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for key in keys:
         rs = [r for r in rows if (r['student'], r['protocol'], r['labels']) == key]
         by = {(r['method'], r['label_fraction']): r for r in rs}
-        gaps = {n: gap(rs, a, b) for n, (a, b) in dict(h=('full_data_kd', 'random_subset'), m=('mkdt_high_loss', 'random_subset'),
+        gaps = {n: gap(rs, a, b) for n, (a, b) in dict(h=('full_data_kd', 'random_subset'),
+                                                       m=('mkdt_high_loss', 'random_subset'),
                                                       i=('mkdt_high_loss', 'mkdt_initial_at_learned_lr')).items()}
         for f in sorted({r['label_fraction'] for r in rs}):
             cells = [f"{by[m, f]['acc_mean']:.1f} ± {by[m, f]['acc_std']:.1f}" if (m, f) in by else '' for m in METHODS]
-            g = lambda n: f"{gaps[n][f]['gap']:+.1f} ({gaps[n][f]['in_stds'] if gaps[n][f]['in_stds'] is not None else '-'})"
+            g = lambda n: (f"{gaps[n][f]['gap']:+.1f} "
+                           f"({gaps[n][f]['in_stds'] if gaps[n][f]['in_stds'] is not None else '-'})")
             lines.append('| ' + ' | '.join(list(key) + [f'{f:.0%}'] + cells + [g('h'), g('m'), g('i')]) + ' |')
     return '\n'.join(lines)
 
@@ -84,16 +88,20 @@ def main(argv=None):
     out, rows, timings = Path(a.out), [], {}
     probes = [tuple(p.split('/')) for p in a.probes.split(',')]
     if bad := [p for p in probes if p not in PROBES]:
-        raise SystemExit(f"Unknown probe settings {['/'.join(p) for p in bad]}. Known: {', '.join(f'{p}/{l}' for p, l in PROBES)}.")
+        raise SystemExit(f"Unknown probe settings {['/'.join(p) for p in bad]}. Known: "
+                         f"{', '.join(f'{p}/{l}' for p, l in PROBES)}.")
     for student in a.students.split(','):
-        cfg = study_config(student, a.quick, [int(s) for s in a.seeds.split(',')], [float(f) for f in a.fractions.split(',')])
+        cfg = study_config(student, a.quick, [int(s) for s in a.seeds.split(',')],
+                           [float(f) for f in a.fractions.split(',')])
         t0 = time.time()
         with RunLock(out/student):
             run = prepare_run(cfg, out/student, progress=not a.quiet)
-            rows += [dict(r, student=student) for r in matrix_rows(run, out/student, progress=not a.quiet, probes=probes)]
+            rows += [dict(r, student=student) for r in matrix_rows(run, out/student,
+                                                                   progress=not a.quiet, probes=probes)]
         timings[student] = dict(run.stages.timings, total=round(time.time() - t0, 1))
     md = matrix_markdown(rows)
-    save_json(out/'protocol_study.json', dict(rows=rows, timings=timings, students={s: STUDENTS[s] for s in a.students.split(',')}))
+    save_json(out/'protocol_study.json', dict(rows=rows, timings=timings,
+                                              students={s: STUDENTS[s] for s in a.students.split(',')}))
     atomic_write_bytes(out/'protocol_study.md', (md + '\n').encode())
     print(md)
     return rows

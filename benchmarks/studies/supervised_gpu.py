@@ -65,16 +65,20 @@ def main(argv=None):
     ap.add_argument('--eval-epochs', type=int, default=1000)
     ap.add_argument('--tiny', action='store_true', help='toy size on fake data, to check the script')
     ap.add_argument('--json', default=None)
-    ap.add_argument('--out', default='/tmp/supervised_gpu', help='folder for the experts and the distillation checkpoints')
+    ap.add_argument('--out', default='/tmp/supervised_gpu',
+                    help='folder for the experts and the distillation checkpoints')
     a = ap.parse_args(argv)
     import torch
     from kdd_explore.augment import ZCA
     from kdd_explore.distill import SyntheticSet
-    from kdd_explore.supervised import (SupervisedConfig, supervised_arch, record_supervised_experts, per_class_indices, one_hot_targets,
-                                        distill_supervised, evaluate_set, supervised_matching_loss)
-    if a.device.startswith('cuda') and not torch.cuda.is_available(): sys.exit("No CUDA device here: pass --device cpu --tiny to check the script.")
+    from kdd_explore.supervised import (SupervisedConfig, supervised_arch, record_supervised_experts,
+                                        per_class_indices, one_hot_targets, distill_supervised, evaluate_set,
+                                        supervised_matching_loss)
+    if a.device.startswith('cuda') and not torch.cuda.is_available():
+        sys.exit("No CUDA device here: pass --device cpu --tiny to check the script.")
     torch.backends.cudnn.benchmark = True
-    fig = dict(device=a.device, tiny=a.tiny, torch=torch.__version__, platform=platform.platform(), setting='mtt_cifar10_1ipc')
+    fig = dict(device=a.device, tiny=a.tiny, torch=torch.__version__, platform=platform.platform(),
+               setting='mtt_cifar10_1ipc')
     if a.device.startswith('cuda'): fig['gpu'] = torch.cuda.get_device_name(torch.device(a.device))
     t0 = time.time()
     def save():  # after every stage: a run stopped by a timeout still leaves what it measured
@@ -82,48 +86,60 @@ def main(argv=None):
     if a.tiny: xtr, ytr, xte, yte = fake_data(); width, n_exp, eval_epochs, seeds = 8, 2, 20, (0, 1)
     else:
         if not a.data or not Path(a.data).exists(): sys.exit(f"--data {a.data}: the CIFAR-10 JPEG tarball is missing.")
-        xtr, ytr, xte, yte = load_jpeg_tar(a.data); width, n_exp, eval_epochs, seeds = 128, a.experts, a.eval_epochs, (0, 1, 2, 3, 4)
+        xtr, ytr, xte, yte = load_jpeg_tar(a.data)
+        width, n_exp, eval_epochs, seeds = 128, a.experts, a.eval_epochs, (0, 1, 2, 3, 4)
     fig['data_seconds'] = round(time.time() - t0, 1); fig['n_train'], fig['n_test'] = len(xtr), len(xte)
     dev = torch.device(a.device)
     mean, std = xtr.mean((0, 2, 3)).view(1, -1, 1, 1), xtr.std((0, 2, 3)).view(1, -1, 1, 1)
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
-    t = time.time(); zca = ZCA(0.1).fit(xtr); xtr, xte = zca(xtr).to(dev), zca(xte).to(dev); fig['zca_seconds'] = round(time.time() - t, 1)
+    t = time.time(); zca = ZCA(0.1).fit(xtr); xtr, xte = zca(xtr).to(dev), zca(xte).to(dev)
+    fig['zca_seconds'] = round(time.time() - t, 1)
     ytr, yte = ytr.to(dev), yte.to(dev)
     arch = supervised_arch(tuple(xtr.shape[1:]), 10, width=width, depth=3 if not a.tiny else 2)
     out = Path(a.out)
     t = time.time()
-    ex = record_supervised_experts(arch, xtr, ytr, n_exp, 4, lr=0.01, batch_size=256, augment='dsa', zca=True, out=out/'experts', progress=False)
+    ex = record_supervised_experts(arch, xtr, ytr, n_exp, 4, lr=0.01, batch_size=256, augment='dsa', zca=True,
+                                   out=out/'experts', progress=False)
     fig['experts'] = dict(n=n_exp, epochs=4, seconds=round(time.time() - t, 1))
     print(f"experts: {fig['experts']}", flush=True)
     save()
-    cfg = SupervisedConfig.preset('mtt_cifar10_1ipc', snapshot_every=100, checkpoint_every=10**9, **({'syn_steps': 5} if a.tiny else {}))
+    cfg = SupervisedConfig.preset('mtt_cifar10_1ipc', snapshot_every=100, checkpoint_every=10**9,
+                                  **({'syn_steps': 5} if a.tiny else {}))
     if a.tiny: a.iterations = min(a.iterations, 6)
     idx = per_class_indices(ytr.cpu(), 1, 10, seed=0)
-    syn0 = SyntheticSet.from_real(xtr, one_hot_targets(ytr.cpu(), 10).to(dev), idx.to(dev), lr=cfg.lr_init, meta={'arch': arch, 'init': 'random_per_class'})
-    ev = lambda s, lr, aug='dsa': evaluate_set(s.images, s.targets, lr, arch, xte, yte.cpu(), seeds=seeds, epochs=eval_epochs, augment=aug)
+    syn0 = SyntheticSet.from_real(xtr, one_hot_targets(ytr.cpu(), 10).to(dev), idx.to(dev), lr=cfg.lr_init,
+                                  meta={'arch': arch, 'init': 'random_per_class'})
+    ev = lambda s, lr, aug='dsa': evaluate_set(s.images, s.targets, lr, arch, xte, yte.cpu(), seeds=seeds,
+                                               epochs=eval_epochs, augment=aug)
     t = time.time(); fig['random_real'] = ev(syn0, 0.01); fig['random_real']['seconds'] = round(time.time() - t, 1)
     print(f"random real: {fig['random_real']}", flush=True)
     save()
     fig['matching_loss_start'] = round(supervised_matching_loss(ex, syn0, cfg), 4)
     t, first = time.time(), (20 if not a.tiny else 3)
-    run = lambda n: distill_supervised(ex, syn0, dataclasses.replace(cfg, iterations=n), out=out/'distill', progress=False)
-    syn, hist = run(min(first, a.iterations))  # a first segment times an iteration; the second one resumes from its checkpoint
+    run = lambda n: distill_supervised(ex, syn0, dataclasses.replace(cfg, iterations=n),
+                                       out=out/'distill', progress=False)
+    # a first segment times an iteration; the second one resumes from its checkpoint
+    syn, hist = run(min(first, a.iterations))
     per = (time.time() - t) / min(first, a.iterations)
     done = max(min(first, a.iterations), min(a.iterations, int(a.budget_s / per)))
     if done > first: syn, hist = run(done)
-    fig['distill'] = dict(iterations=done, of=5000, seconds=round(time.time() - t, 1), seconds_per_iteration=round((time.time() - t) / max(done, 1), 4),
-                          learned_lr=round(float(syn.lr), 6), loss_first_50=round(sum(hist.losses()[:50]) / len(hist.losses()[:50]), 4),
+    fig['distill'] = dict(iterations=done, of=5000, seconds=round(time.time() - t, 1),
+                          seconds_per_iteration=round((time.time() - t) / max(done, 1), 4),
+                          learned_lr=round(float(syn.lr), 6),
+                          loss_first_50=round(sum(hist.losses()[:50]) / len(hist.losses()[:50]), 4),
                           loss_last_50=round(sum(hist.losses()[-50:]) / len(hist.losses()[-50:]), 4))
     fig['matching_loss_end'] = round(supervised_matching_loss(ex, syn, cfg), 4)
     print(f"distill: {fig['distill']}", flush=True)
     save()
     t = time.time(); fig['distilled'] = ev(syn, syn.lr); fig['distilled']['seconds'] = round(time.time() - t, 1)
     fig['random_real_at_learned_lr'] = ev(syn0, syn.lr)
-    print(f"distilled: {fig['distilled']}\nrandom real at the learned lr: {fig['random_real_at_learned_lr']}", flush=True)
+    print(f"distilled: {fig['distilled']}\nrandom real at the learned lr: {fig['random_real_at_learned_lr']}",
+          flush=True)
     fig['complete'] = True
     save()
     if a.json:
-        torch.save({'images_zca': syn.images.cpu(), 'images': zca.inverse(syn.images.cpu()) * std + mean, 'targets': syn.targets.cpu(), 'lr': syn.lr.cpu()},
+        torch.save({'images_zca': syn.images.cpu(), 'images': zca.inverse(syn.images.cpu()) * std + mean,
+                    'targets': syn.targets.cpu(), 'lr': syn.lr.cpu()},
                    Path(a.json).with_suffix('.pt'))
 
 if __name__ == '__main__': main()

@@ -19,25 +19,32 @@ import argparse, dataclasses, json, os, platform, shutil, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
 
-V = dict(n_val=5000, saves=(300,))  # the factor rows: read on validation, at 300 iterations (the base row saves at 100, 300 and 500)
+# the factor rows: read on validation, at 300 iterations (the base row saves at 100, 300 and 500)
+V = dict(n_val=5000, saves=(300,))
 B = dict(n_val=5000)  # the published rows: saves at 100, 300, 500
 ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
-    'base': ('fashion_mnist_1ipc', dict(B), 'the row that works: depth 3 padded, MTT experts (lr 0.01, no momentum), 20 steps, fixed labels, DSA'),
-    'depth4': ('fashion_mnist_1ipc', dict(V, depth=4, first_padding=1), "the quickstart's student: depth 4, no padding (a 1x1 map of 32 features)"),
+    'base': ('fashion_mnist_1ipc', dict(B), 'the row that works: depth 3 padded, MTT experts (lr 0.01, no momentum), '
+                                            '20 steps, fixed labels, DSA'),
+    'depth4': ('fashion_mnist_1ipc', dict(V, depth=4, first_padding=1),
+               "the quickstart's student: depth 4, no padding (a 1x1 map of 32 features)"),
     'experts_momentum': ('fashion_mnist_1ipc', dict(V, expert_momentum=0.9), 'experts with momentum 0.9 (lr 0.01)'),
-    'experts_lr0.1': ('fashion_mnist_1ipc', dict(V, expert_lr=0.1, distill={'lr_init': 0.1}), 'experts at lr 0.1 without momentum (inner lr starts at 0.1)'),
-    'experts_kd_recipe': ('fashion_mnist_1ipc', dict(V, expert_lr=0.1, expert_momentum=0.9, expert_weight_decay=1e-4, distill={'lr_init': 0.1}),
+    'experts_lr0.1': ('fashion_mnist_1ipc', dict(V, expert_lr=0.1, distill={'lr_init': 0.1}),
+                      'experts at lr 0.1 without momentum (inner lr starts at 0.1)'),
+    'experts_kd_recipe': ('fashion_mnist_1ipc', dict(V, expert_lr=0.1, expert_momentum=0.9, expert_weight_decay=1e-4,
+                                                     distill={'lr_init': 0.1}),
                           "the KD recipe's experts: lr 0.1, momentum 0.9, weight decay 1e-4 (inner lr starts at 0.1)"),
     'steps10': ('fashion_mnist_1ipc', dict(V, distill={'syn_steps': 10}), '10 inner steps'),
     'steps50': ('fashion_mnist_1ipc', dict(V, distill={'syn_steps': 50}), '50 inner steps'),
-    'learned_labels': ('fashion_mnist_1ipc', dict(V, distill={'learn_labels': True, 'lr_targets': 1.0}), 'learned labels (lr 1)'),
+    'learned_labels': ('fashion_mnist_1ipc', dict(V, distill={'learn_labels': True, 'lr_targets': 1.0}),
+                       'learned labels (lr 1)'),
     'no_dsa': ('fashion_mnist_1ipc', dict(V, augment=None), 'no DSA anywhere (experts, inner steps, test)'),
     'fashion_mnist_10ipc': ('fashion_mnist_10ipc', dict(B), '10 images per class'),
     'cifar10_1ipc': ('cifar10_1ipc', dict(dataset='cifar10_jpeg'), 'CIFAR-10 (JPEG q75 copy), 1 image per class, ZCA'),
 }
-TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1), distill={'syn_steps': 4})
-EXPERT_KEYS = ('dataset', 'n_train', 'width', 'depth', 'first_padding', 'n_experts', 'expert_epochs', 'expert_lr', 'expert_momentum',
-               'expert_weight_decay', 'expert_batch_size', 'augment', 'zca', 'seed')
+TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1),
+            distill={'syn_steps': 4})
+EXPERT_KEYS = ('dataset', 'n_train', 'width', 'depth', 'first_padding', 'n_experts', 'expert_epochs',
+               'expert_lr', 'expert_momentum', 'expert_weight_decay', 'expert_batch_size', 'augment', 'zca', 'seed')
 
 def cpu_name() -> str:
     "The CPU's model name (from /proc/cpuinfo where there is one)."
@@ -50,7 +57,8 @@ def row_recipe(name:str, tiny:bool=False):
     base, changes, _ = ROWS[name]
     changes = dict(changes)
     if tiny:
-        changes = dict(changes, **{k: v for k, v in TINY.items() if k != 'distill'}, distill=dict(changes.get('distill', {}), **TINY['distill']))
+        changes = dict(changes, **{k: v for k, v in TINY.items() if k != 'distill'},
+                       distill=dict(changes.get('distill', {}), **TINY['distill']))
         if changes.get('dataset') == 'cifar10_jpeg': changes['dataset'] = 'fake'
         if name == 'fashion_mnist_10ipc': changes['distill'] = dict(changes['distill'], max_start_epoch=2)
     return supervised_recipe(base, **changes)
@@ -63,7 +71,8 @@ def reuse_experts(out:Path, name:str, recipe):
     for other in ROWS:
         src = out/other/'experts'
         if other == name or not (src/'experts.json').exists() or not (out/other/'results.json').exists(): continue
-        if {k: json.loads((out/other/'results.json').read_text())['recipe'].get(k) for k in EXPERT_KEYS} == json.loads(json.dumps(key)):
+        if {k: json.loads((out/other/'results.json').read_text())['recipe'].get(k)
+            for k in EXPERT_KEYS} == json.loads(json.dumps(key)):
             dest.mkdir(parents=True, exist_ok=True)
             for f in ('experts.json', 'experts.safetensors'): shutil.copy2(src/f, dest/f)
             print(f"{name}: experts reused from {other}", flush=True); return
@@ -84,23 +93,29 @@ def set_png(folder:Path, recipe, res:dict) -> dict:
         return (im - lo) / (hi - lo).clamp_min(1e-8)
     def grid(images):
         lab, ipc = set_labels(syn), min(recipe.ipc, 10)
-        cols = [torch.cat(list(images[lab == c][:ipc]), 1) for c in range(int(lab.max()) + 1)]  # C x (ipc H) x W per class
+        # C x (ipc H) x W per class
+        cols = [torch.cat(list(images[lab == c][:ipc]), 1) for c in range(int(lab.max()) + 1)]
         g = (torch.cat(cols, 2) * 255).round().byte()  # C x (ipc H) x (classes W): one column per class
         img = Image.fromarray(g[0].numpy() if g.shape[0] == 1 else g.permute(1, 2, 0).numpy())
         img = img.resize((img.width * 3, img.height * 3), Image.NEAREST)
         buf = io.BytesIO(); img.save(buf, format='PNG')
         return base64.b64encode(buf.getvalue()).decode()
     return dict(distilled=grid(show(syn.images.cpu())), initial=grid(show(x[init])), classes=list(info['data'].classes),
-                iteration=int(res['chosen']), layout='one column per class (in class order), the first 10 images of each class below each other, each stretched to its own range, 3x enlarged')
+                iteration=int(res['chosen']), layout='one column per class (in class order), the first 10 images of '
+                                                     'each class below each other, each stretched to its own range, 3x '
+                                                     'enlarged')
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', required=True, help='the study folder (one sub-folder per row; resumable)')
     ap.add_argument('--rows', default=','.join(ROWS), help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
-    ap.add_argument('--tiny', action='store_true', help='every row at toy size (a check that the study runs, not a result)')
+    ap.add_argument('--tiny', action='store_true',
+                    help='every row at toy size (a check that the study runs, not a result)')
     ap.add_argument('--device', default='cpu')
-    ap.add_argument('--machine', default=None, help='how to name the machine in the results (default: the CPU model and cores)')
-    ap.add_argument('--collect', action='store_true', help="only collect the rows' finished folders into OUT/supervised_study.json (images included)")
+    ap.add_argument('--machine', default=None, help='how to name the machine in the results (default: the CPU model '
+                                                    'and cores)')
+    ap.add_argument('--collect', action='store_true', help="only collect the rows' finished folders into "
+                                                           "OUT/supervised_study.json (images included)")
     a = ap.parse_args(argv)
     import torch
     from kdd_explore.supervised import supervised_job
@@ -110,20 +125,28 @@ def main(argv=None):
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     study_file = out/'supervised_study.json'
     study = json.loads(study_file.read_text()) if study_file.exists() else {}
-    study.update(kind='supervised_study', machine=dict(platform=platform.platform(), processor=cpu_name(), torch=torch.__version__,
+    study.update(kind='supervised_study', machine=dict(platform=platform.platform(),
+                                                       processor=cpu_name(), torch=torch.__version__,
                                                        threads=torch.get_num_threads()), tiny=a.tiny)
-    study['provenance'] = dict(command=f"python benchmarks/studies/supervised_study.py --out {a.out} (one row at a time with --rows ROW; --collect gathers them)",
-                               machine=a.machine or f"{cpu_name()} ({os.cpu_count()} cores), one torch thread", date=time.strftime('%Y-%m-%d'))
+    study['provenance'] = dict(command=f"python benchmarks/studies/supervised_study.py --out {a.out} (one row at a "
+                                       "time with --rows ROW; --collect gathers them)",
+                               machine=a.machine or f"{cpu_name()} ({os.cpu_count()} cores), one torch thread",
+                               date=time.strftime('%Y-%m-%d'))
     study.setdefault('rows', {})
     if a.collect:  # no run: each finished row's results.json, with its images
         from kdd_explore.core import save_json
         for name in names:
             f = out/name/'results.json'
-            if not f.exists() or not json.loads(f.read_text()).get('complete'): print(f"{name}: not finished, left out"); continue
+            if not f.exists() or not json.loads(f.read_text()).get('complete'):
+                print(f"{name}: not finished, left out"); continue
             res, old = json.loads(f.read_text()), study['rows'].get(name, {})
-            study['rows'][name] = dict(old, what=ROWS[name][2], recipe_name=ROWS[name][0], results=res, images=set_png(out/name, row_recipe(name, a.tiny), res),
-                                       command=old.get('command', f"python benchmarks/studies/supervised_study.py --out {a.out} --rows {name}"),
-                                       date=old.get('date', time.strftime('%Y-%m-%d', time.localtime(f.stat().st_mtime))))
+            study['rows'][name] = dict(old, what=ROWS[name][2], recipe_name=ROWS[name][0], results=res,
+                                       images=set_png(out/name, row_recipe(name, a.tiny), res),
+                                       command=old.get('command',
+                                                       f"python benchmarks/studies/supervised_study.py --out {a.out} "
+                                                       f"--rows {name}"),
+                                       date=old.get('date', time.strftime('%Y-%m-%d',
+                                                                          time.localtime(f.stat().st_mtime))))
         save_json(study_file, study); return study
     for name in names:
         recipe = row_recipe(name, a.tiny)
@@ -131,15 +154,17 @@ def main(argv=None):
         t = time.time()
         print(f"== {name}: {ROWS[name][2]}", flush=True)
         res = supervised_job(recipe, out/name, device=a.device, progress=False)
-        study['rows'][name] = dict(what=ROWS[name][2], recipe_name=ROWS[name][0], results=res, wall_seconds=round(time.time() - t, 1),
-                                   images=set_png(out/name, recipe, res),
-                                   command=f"python benchmarks/studies/supervised_study.py --out {a.out} --rows {name}" + (' --tiny' if a.tiny else ''),
+        study['rows'][name] = dict(what=ROWS[name][2], recipe_name=ROWS[name][0], results=res,
+                                   wall_seconds=round(time.time() - t, 1), images=set_png(out/name, recipe, res),
+                                   command=f"python benchmarks/studies/supervised_study.py --out {a.out} --rows {name}"
+                                   + (' --tiny' if a.tiny else ''),
                                    date=time.strftime('%Y-%m-%d'))
         from kdd_explore.core import save_json
         save_json(study_file, study)
         last = res['saves'][res['chosen']]
-        print(f"{name}: random real {res['random_real']['test']['mean']:.1f}, distilled {last['test']['mean']:.1f} ± {last['test']['std']:.1f} "
-              f"(val {last.get('val', {}).get('mean', float('nan')):.1f}), lr {last['learned_lr']}, matching loss "
-              f"{res['matching_loss_start']} -> {last['matching_loss']}, {time.time() - t:.0f} s", flush=True)
+        print(f"{name}: random real {res['random_real']['test']['mean']:.1f}, distilled {last['test']['mean']:.1f} ± "
+              f"{last['test']['std']:.1f} (val {last.get('val', {}).get('mean', float('nan')):.1f}), lr "
+              f"{last['learned_lr']}, matching loss {res['matching_loss_start']} -> {last['matching_loss']}, "
+              f"{time.time() - t:.0f} s", flush=True)
 
 if __name__ == '__main__': main()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--teacher', required=True, help='a teacher artifact, or the --out folder of `kdd-explore teacher` (finished or training)')
+    ap.add_argument('--teacher', required=True, help='a teacher artifact, or the --out folder of `kdd-explore teacher` '
+                                                     '(finished or training)')
     ap.add_argument('--dataset', required=True, help='the dataset to probe on (built-in or registered)')
     ap.add_argument('--fractions', default='0.01,0.05,1.0', help='labelled fractions of the training split')
     ap.add_argument('--record', action='store_true', help="write the figures into the teacher artifact's metadata")
@@ -32,10 +33,12 @@ def main(argv=None):
     data = load_dataset(a.dataset)
     t0 = time.time()
     res = dict(teacher={f'{f * 100:g}%': round(v, 2) for f, v in probe_accuracies(teacher, data, fractions).items()},
-               random_init_same_arch={f'{f * 100:g}%': round(v, 2) for f, v in probe_accuracies(init_model(teacher.arch, 0).eval(), data, fractions).items()},
-               protocol='linear probe on frozen features (kdd_explore.probe: standardised features, full-batch L-BFGS, L2 1e-3), trained on a '
-                        f'stratified {", ".join(f"{f * 100:g}%" for f in fractions)} (seed 0) of the {len(data.y_train):,} training labels, '
-                        f'top-1 % on the full {len(data.y_test):,}-image test split of {a.dataset}',
+               random_init_same_arch={f'{f * 100:g}%': round(v, 2) for f, v in probe_accuracies(
+                   init_model(teacher.arch, 0).eval(), data, fractions).items()},
+               protocol='linear probe on frozen features (kdd_explore.probe: standardised features, full-batch L-BFGS, '
+                        f'L2 1e-3), trained on a stratified {", ".join(f"{f * 100:g}%" for f in fractions)} (seed 0) '
+                        f'of the {len(data.y_train):,} training labels, top-1 % on the full {len(data.y_test):,}-image '
+                        f'test split of {a.dataset}',
                teacher_epoch=epoch or teacher.teacher_meta.get('epochs'), seconds=round(time.time() - t0, 1))
     print(json.dumps(res, indent=1))
     if a.record:
