@@ -68,9 +68,13 @@ def load_study(s:Study, # a registered study
         for p in paths:
             shown = Path(p).relative_to(root).as_posix()
             try: d = json.loads(Path(p).read_text())
-            except ValueError as e: raise StudyError(f"{shown} is not valid JSON ({e}) (study '{s.slug}'): make it again with: {s.make}") from None
+            except ValueError as e:
+                raise StudyError(f"{shown} is not valid JSON ({e}) (study '{s.slug}'): make it again with: "
+                                 f"{s.make}") from None
             lack = [k for k in s.needs.get(name, []) if not isinstance(d, dict) or k not in d]
-            if lack: raise StudyError(f"{shown} is of an older format (no {', '.join(map(repr, lack))}) (study '{s.slug}'): make it again with: {s.make}")
+            if lack:
+                raise StudyError(f"{shown} is of an older format (no {', '.join(map(repr, lack))}) (study '{s.slug}'): "
+                                 f"make it again with: {s.make}")
             loaded[shown] = d
         out[name] = loaded if '*' in rel else loaded[next(iter(loaded))]
     return out
@@ -81,7 +85,8 @@ def provenance(s:Study, # a study
               ) -> dict:
     "The command, machine and date that made a file: its own record (top level or under `provenance`), else the study's `made`."
     own = d.get('provenance') if isinstance(d.get('provenance'), dict) else {}
-    got = {k: own.get(k) or (d.get(k) if isinstance(d.get(k), str) else None) or s.made.get(name, {}).get(k) for k in ('command', 'machine', 'date')}
+    got = {k: own.get(k) or (d.get(k) if isinstance(d.get(k), str) else None) or s.made.get(name, {}).get(k)
+           for k in ('command', 'machine', 'date')}
     return {k: v for k, v in got.items() if v}
 
 # %% ../nbs/09d_studies.ipynb #21368a43
@@ -90,7 +95,8 @@ def md_table(head:list, # column headings
             ) -> str:
     "A Markdown table (a `|` inside a cell is escaped)."
     cell = lambda v: str(v).replace('|', '\\|')
-    return '\n'.join(['| ' + ' | '.join(map(cell, head)) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(map(cell, r)) + ' |' for r in rows])
+    return '\n'.join(['| ' + ' | '.join(map(cell, head)) + ' |', '|' + '---|' * len(head)]
+                     + ['| ' + ' | '.join(map(cell, r)) + ' |' for r in rows])
 
 def pm(r:dict, # a row with `acc_mean` and `acc_std`
        digits:int=1) -> str:
@@ -143,9 +149,12 @@ def study_page(s:Study|str, # a study, or its slug
         for path, d in items:
             p = provenance(s, name, d)
             src.append(f"- `{path}`" + (f": made by `{p['command']}`" if 'command' in p else '') +
-                       (f" on {p['machine']}" if 'machine' in p else '') + (f", {p['date']}" if 'date' in p else '') + '.')
-    out.append('<div class="study-source" markdown>\n\n**Generated from** (every number on this page is read from these files):\n\n'
-               + '\n'.join(src) + f"\n\nTo make them again: `{s.make}`; then rebuild the site (`kdd-explore docs`).\n\n</div>")
+                       (f" on {p['machine']}" if 'machine' in p else '') + (f", {p['date']}" if 'date' in p else '')
+                       + '.')
+    out.append('<div class="study-source" markdown>\n\n**Generated from** (every number on this page is read from '
+               'these files):\n\n'
+               + '\n'.join(src) + f"\n\nTo make them again: `{s.make}`; then rebuild the site (`kdd-explore docs`).\n"
+                                  "\n</div>")
     n, root = 0, _project_root(root)
     for b in s.render(files):
         if _is_figure(b):
@@ -168,30 +177,35 @@ def studies_index(root:str|Path|None=None, # the project's folder (unused: the i
                  ) -> str:
     "The studies' index page: one line per study with its link."
     lines = [f"- [{s.title}]({s.slug}.md): {s.summary}" for s in STUDIES.values()]
-    return ('# Studies\n\n> What was measured beyond the lessons, each page generated from its committed results file.\n\n'
-            'Every table and figure on these pages is read from a results file under `benchmarks/results/` or '
-            '`kdd_explore/assets/`, written by the script that measured it; each page names its files, the command, the '
-            'machine and the date. To add a study, see the lesson `09d_studies`.\n\n' + '\n'.join(lines) + '\n')
+    return ('# Studies\n\n> What was measured beyond the lessons, each page generated from its committed results '
+            'file.\n\nEvery table and figure on these pages is read from a results file under `benchmarks/results/` or '
+            '`kdd_explore/assets/`, written by the script that measured it; each page names its files, the '
+            'command, the machine and the date. To add a study, see the lesson `09d_studies`.\n\n'
+            + '\n'.join(lines) + '\n')
 
 # %% ../nbs/09d_studies.ipynb #b972ae97
 _AMD = "the project's 2-core x86_64 machine (AMD EPYC, AVX2, no GPU)"
-MAIN_JOB = 'benchmarks/results/main_job.json'  # the main job's results.json, with the command, machine and date that made it
+# the main job's results.json, with the command, machine and date that made it
+MAIN_JOB = 'benchmarks/results/main_job.json'
 
 def _findings_lines(rows:list) -> list[str]:
     from kdd_explore.evaluate import gap
     have = {r['method'] for r in rows}
     say = [('full_data_kd', 'random_subset', '**Headroom**: full-data KD against the random subset'),
            ('mkdt_high_loss', 'random_subset', '**MKDT against the random subset**'),
-           ('mkdt_high_loss', 'mkdt_initial_at_learned_lr', '**What the distilled images and targets add beyond the learned lr** '
+           ('mkdt_high_loss', 'mkdt_initial_at_learned_lr',
+            '**What the distilled images and targets add beyond the learned lr** '
             '(MKDT against its own initial images and targets at its learned lr)'),
-           ('random_subset_at_learned_lr', 'random_subset', '**The learned lr alone** (the random subset at it against lr 0.1)'),
+           ('random_subset_at_learned_lr', 'random_subset',
+            '**The learned lr alone** (the random subset at it against lr 0.1)'),
            ('krr_st', 'random_subset', '**KRR-ST against the random subset**'),
            ('mkdt_high_loss', 'krr_st_at_learned_lr', '**MKDT against KRR-ST at the same lr**')]
     out = []
     for a, b, words in say:
         if {a, b} <= have:
             g = gap(rows, a, b)
-            out.append(f"- {words}: {gap_words(g)}: {dict(ahead='ahead', behind='behind', level='level, within the larger std')[verdict(g)]}.")
+            out.append(f"- {words}: {gap_words(g)}: "
+                       f"{dict(ahead='ahead', behind='behind', level='level, within the larger std')[verdict(g)]}.")
     return out
 
 def run_table(res:dict, # a run's `results.json`
@@ -200,37 +214,46 @@ def run_table(res:dict, # a run's `results.json`
     from kdd_explore.evaluate import results_table
     return results_table(res['results'])
 
-@study('main-job', 'The main job', 'the quickstart on Fashion-MNIST: every method, its findings, the horizon, transfer and stage times',
-       files=dict(run=MAIN_JOB), make='python benchmarks/studies/isa_pinning.py --config quickstart, then python -m kdd_explore.studies record RUN/results.json',
+@study('main-job', 'The main job', 'the quickstart on Fashion-MNIST: every method, its findings, the horizon, transfer '
+                                   'and stage times',
+       files=dict(run=MAIN_JOB), make='python benchmarks/studies/isa_pinning.py --config quickstart, then python -m '
+                                      'kdd_explore.studies record RUN/results.json',
        needs=dict(run=['results', 'findings', 'timings', 'config', 'provenance']))
 def _main_job(f):
     from kdd_explore.evaluate import results_figure
     r, c = f['run'], f['run']['config']
     p = r['provenance']
     out = [f"`{p['command']}` on {p['machine']}, {p['date']}: {p.get('wall_s', 0) / 60:.1f} minutes. Fashion-MNIST, a "
-           f"{c['n_train']:,}-image pool, the shipped teacher, ConvNet students of width {c['width']} and depth {c['depth']}, "
-           f"{c['n_experts']} KD experts x {c['expert_epochs']} epochs, synthetic sets of {r['synthetic_sets']['mkdt_high_loss']['n']} images, "
-           f"{c['distill']['iterations']} distillation iterations of {c['distill']['syn_steps']} inner steps; pre-training "
-           f"{c['eval_epochs']} epochs at batch {c['eval_batch_size']}. Linear-probe top-1 (%) on the test images with "
+           f"{c['n_train']:,}-image pool, the shipped teacher, ConvNet students of width {c['width']} and depth "
+           f"{c['depth']}, {c['n_experts']} KD experts x {c['expert_epochs']} epochs, synthetic sets of "
+           f"{r['synthetic_sets']['mkdt_high_loss']['n']} images, {c['distill']['iterations']} distillation iterations "
+           f"of {c['distill']['syn_steps']} inner steps; pre-training {c['eval_epochs']} epochs at batch "
+           f"{c['eval_batch_size']}. Linear-probe top-1 (%) on the test images with "
            f"{' / '.join(pct(x) for x in c['fractions'])} of the full training split's labels, mean ± std over seeds "
            f"{', '.join(map(str, c['seeds']))}, and each encoder's KD loss on the pool:", run_table(r),
-           results_figure(r['results'], 'The main job: linear-probe accuracy after pre-training'), '## What it says', '\n'.join(_findings_lines(r['results']))]
+           results_figure(r['results'], 'The main job: linear-probe accuracy after pre-training'), '## What it says',
+           '\n'.join(_findings_lines(r['results']))]
     sets = r.get('synthetic_sets', {})
     if any('matching_loss_start' in v for v in sets.values()):
-        out += ['## The distilled sets', md_table(['set', 'images', 'learned lr', 'matching loss, start', 'end', 'step budget ratio (learned lr)'],
-                [[k, v['n'], f"{v['lr']:.3f}", f"{v['matching_loss_start']:.3f}", f"{v['matching_loss_end']:.3f}", f"{v['step_budget_learned']['ratio']:.2%}"]
+        out += ['## The distilled sets', md_table(['set', 'images', 'learned lr', 'matching loss, start', 'end',
+                                                   'step budget ratio (learned lr)'],
+                [[k, v['n'], f"{v['lr']:.3f}", f"{v['matching_loss_start']:.3f}", f"{v['matching_loss_end']:.3f}",
+                  f"{v['step_budget_learned']['ratio']:.2%}"]
                  for k, v in sets.items() if 'matching_loss_start' in v])]
     if r.get('horizon'):
         steps = sorted({h['step'] for h in r['horizon']})
         ms = list(dict.fromkeys(h['method'] for h in r['horizon']))
         hb = {(h['method'], h['step']): h for h in r['horizon']}
-        out += ['## The horizon check', f"Pool KD loss and probe top-1 at {pct(r['horizon'][0]['label_fraction'])} labels after each number of "
+        out += ['## The horizon check', f"Pool KD loss and probe top-1 at {pct(r['horizon'][0]['label_fraction'])} "
+                                        "labels after each number of "
                 "pre-training steps, for MKDT and its initial images at the same learned lr:",
                 md_table(['step'] + [f'{m}: KD loss' for m in ms] + [f'{m}: probe' for m in ms],
-                         [[t] + [f"{hb[m, t]['kd_loss_mean']:.3f}" for m in ms] + [pm(hb[m, t]) for m in ms] for t in steps])]
+                         [[t] + [f"{hb[m, t]['kd_loss_mean']:.3f}" for m in ms] + [pm(hb[m, t]) for m in ms]
+                          for t in steps])]
     if r.get('transfer'):
         from kdd_explore.evaluate import results_table
-        out += ['## Transfer', f"The same sets pre-train a {c['transfer']['name']} (mean ± std over the seeds):", results_table(r['transfer'])]
+        out += ['## Transfer', f"The same sets pre-train a {c['transfer']['name']} (mean ± std over the seeds):",
+                results_table(r['transfer'])]
     out += ['## Stage times', md_table(['stage', 'seconds'], [[k, f'{v:.1f}'] for k, v in r['timings'].items()])]
     return out
 
@@ -238,11 +261,13 @@ def _main_job(f):
 def _cells(rows, student, protocol, labels):
     return [r for r in rows if r['student'] == student and r['protocol'] == protocol and r['labels'] == labels]
 
-@study('protocol', 'The protocol matrix', "two students x two probes x two label sources on the quickstart's scale: where a gain can show at all",
-       files=dict(study='benchmarks/results/protocol_study.json'), make='python benchmarks/studies/protocol_study.py --out runs/protocol_study',
+@study('protocol', 'The protocol matrix', "two students x two probes x two label sources on the quickstart's scale: "
+                                          "where a gain can show at all",
+       files=dict(study='benchmarks/results/protocol_study.json'),
+       make='python benchmarks/studies/protocol_study.py --out runs/protocol_study',
        needs=dict(study=['rows', 'students']),
-       made=dict(study=dict(command='python benchmarks/studies/protocol_study.py --out runs/protocol_study', date='2026-11-28',
-                            machine=_AMD + ', one torch thread while other jobs shared the cores')))
+       made=dict(study=dict(command='python benchmarks/studies/protocol_study.py --out runs/protocol_study',
+                            date='2026-11-28', machine=_AMD + ', one torch thread while other jobs shared the cores')))
 def _protocol(f):
     import plotly.graph_objects as go
     from kdd_explore.evaluate import gap
@@ -253,31 +278,38 @@ def _protocol(f):
     for st, pr, lb in keys:
         rs = _cells(rows, st, pr, lb)
         by = by_method(rs)
-        h, m, i = gap(rs, 'full_data_kd', 'random_subset'), gap(rs, 'mkdt_high_loss', 'random_subset'), gap(rs, 'mkdt_high_loss', 'mkdt_initial_at_learned_lr')
+        h, m, i = (gap(rs, 'full_data_kd', 'random_subset'), gap(rs, 'mkdt_high_loss', 'random_subset'),
+                   gap(rs, 'mkdt_high_loss', 'mkdt_initial_at_learned_lr'))
         for fr in sorted({r['label_fraction'] for r in rs}):
             body.append([st, pr, lb, pct(fr)] + [pm(by[mm, fr]) if (mm, fr) in by else '' for mm in methods] +
                         [f"{g[fr]['gap']:+.1f} ({g[fr]['in_stds']})" for g in (h, m, i)])
-            fig_x.append(f'{st}/{pr}/{lb}/{pct(fr)}'); fig_head.append(h[fr]['in_stds']); fig_mkdt.append(m[fr]['in_stds'])
+            fig_x.append(f'{st}/{pr}/{lb}/{pct(fr)}'); fig_head.append(h[fr]['in_stds'])
+            fig_mkdt.append(m[fr]['in_stds'])
     stu = f['study']['students']
-    kd = {st: {mm: next(r['kd_loss_mean'] for r in rows if r['student'] == st and r['method'] == mm) for mm in methods} for st in stu}
+    kd = {st: {mm: next(r['kd_loss_mean'] for r in rows if r['student'] == st and r['method'] == mm) for mm in methods}
+          for st in stu}
     fig = go.Figure([go.Bar(x=fig_x, y=fig_head, name='headroom: full-data KD - random subset'),
                      go.Bar(x=fig_x, y=fig_mkdt, name='MKDT - random subset')])
-    fig.update_layout(title='Gaps in units of the larger std, per probe setting', yaxis_title='stds', barmode='group', height=460,
-                      legend=dict(orientation='h', y=-0.45), xaxis_tickangle=-45)
+    fig.update_layout(title='Gaps in units of the larger std, per probe setting', yaxis_title='stds',
+                      barmode='group', height=460, legend=dict(orientation='h', y=-0.45), xaxis_tickangle=-45)
     m_all = [abs(x) for x in fig_mkdt]
     big = [x for x in fig_head]
     return [f"Each encoder is pre-trained once per seed and probed four ways. Students: " +
-            '; '.join(f"`{k}` (ConvNet depth {v['depth']}, first padding {v['first_padding']})" for k, v in stu.items()) +
-            ". Labels: 1% / 5% of the `pool` or of the `full` training split. Linear-probe top-1 (%), mean ± std over 3 seeds; "
-            "the last three columns are differences of means, with the larger std's multiple in brackets.",
-            md_table(['student', 'probe', 'labels', 'label %'] + methods + ['headroom: full KD - random', 'MKDT - random', 'MKDT - its initial set at the same lr'], body),
+            '; '.join(f"`{k}` (ConvNet depth {v['depth']}, first padding {v['first_padding']})"
+                      for k, v in stu.items()) +
+            ". Labels: 1% / 5% of the `pool` or of the `full` training split. Linear-probe top-1 (%), mean ± std over "
+            "3 seeds; the last three columns are differences of means, with the larger std's multiple in brackets.",
+            md_table(['student', 'probe', 'labels', 'label %'] + methods
+                     + ['headroom: full KD - random', 'MKDT - random', 'MKDT - its initial set at the same lr'], body),
             fig, '**Pool KD loss** of each encoder (it does not depend on the probe): ' +
             '; '.join(f"`{st}` " + ', '.join(f"{mm} {v:.3f}" for mm, v in kd[st].items()) for st in stu) + '.',
             '## What it says',
             f"- **Headroom decides what a setting can show.** Full-data KD minus the random subset ranges from "
-            f"{min(big):.1f} to {max(big):.1f} stds over the {len(big)} cells; where it is small, no set can beat the random subset by a resolvable margin.\n"
-            f"- **MKDT against the random subset** stays within {max(m_all):.2f} of the larger std in every cell: a tie wherever the comparison is made.\n"
-            "- **The reference probe** (`protocol='reference'`) and labels from the pool widen the stds; the full split's labels, as the paper probes, narrow them."]
+            f"{min(big):.1f} to {max(big):.1f} stds over the {len(big)} cells; where it is small, no set can beat the "
+            "random subset by a resolvable margin.\n- **MKDT against the random subset** stays within "
+            f"{max(m_all):.2f} of the larger std in every cell: a tie wherever the comparison is made.\n"
+            "- **The reference probe** (`protocol='reference'`) and labels from the pool widen the stds; the full "
+            "split's labels, as the paper probes, narrow them."]
 
 # %% ../nbs/09d_studies.ipynb #d6ea8f07
 def _run_rows_table(res):
@@ -285,9 +317,12 @@ def _run_rows_table(res):
     return results_table(res['results'])
 
 @study('fashion-mnist-2pct', "The paper's regime on Fashion-MNIST",
-       "the whole 60,000-image training set as the pool and a 2% set (1,200 images) with the reference's padded student, KRR-ST beside MKDT",
-       files=dict(krr='benchmarks/results/krr_st_fashion_mnist_2pct.json', first='benchmarks/results/fashion_mnist_2pct_results.json'),
-       make='kdd-explore run --config fashion_mnist_2pct --set \'distilled_baselines=["krr_st"]\' --set horizon_steps=null --out runs/fm2pct_krr',
+       "the whole 60,000-image training set as the pool and a 2% set (1,200 images) with the reference's padded "
+       "student, KRR-ST beside MKDT",
+       files=dict(krr='benchmarks/results/krr_st_fashion_mnist_2pct.json',
+                  first='benchmarks/results/fashion_mnist_2pct_results.json'),
+       make='kdd-explore run --config fashion_mnist_2pct --set \'distilled_baselines=["krr_st"]\' --set '
+            'horizon_steps=null --out runs/fm2pct_krr',
        needs=dict(krr=['results', 'timings', 'synthetic_sets'], first=['results', 'timings', 'horizon']),
        made=dict(first=dict(command='kdd-explore run --config fashion_mnist_2pct --out runs/fm2pct', date='2026-11-28',
                             machine=_AMD + ', one torch thread while other jobs shared the cores')))
@@ -296,118 +331,158 @@ def _fm2pct(f):
     k, first = f['krr'], f['first']
     s = k['synthetic_sets']['mkdt_high_loss']
     rs = k['results']
-    out = ["4 KD experts x 3 epochs of full-data KD at batch 256, the high-loss images per k-means cluster, 100 distillation "
-           "iterations of 20 inner steps, pre-training 20 epochs at batch 256; probe with 1% / 5% of the full split's labels. "
-           "Top-1 (%) on the 10,000 test images, mean ± std over seeds 0, 1, 2:", _run_rows_table(k),
-           '## What it says', '\n'.join(_findings_lines(rs)),
-           f"- **Reach**: the matching loss went from {s['matching_loss_start']:.3f} to {s['matching_loss_end']:.3f}; learned lr "
-           f"{s['lr']:.3f}; step budget ratio {s['step_budget_learned']['ratio']:.2%} at it.",
+    out = ["4 KD experts x 3 epochs of full-data KD at batch 256, the high-loss images per k-means cluster, 100 "
+           "distillation iterations of 20 inner steps, pre-training 20 epochs at batch 256; probe with 1% / 5% of the "
+           "full split's labels. Top-1 (%) on the 10,000 test images, mean ± std over seeds 0, 1, 2:",
+           _run_rows_table(k), '## What it says', '\n'.join(_findings_lines(rs)),
+           f"- **Reach**: the matching loss went from {s['matching_loss_start']:.3f} to {s['matching_loss_end']:.3f}; "
+           f"learned lr {s['lr']:.3f}; step budget ratio {s['step_budget_learned']['ratio']:.2%} at it.",
            '## Stage times', md_table(['stage', 'seconds'], [[a, f'{b:.0f}'] for a, b in k['timings'].items()]),
            '## The first run, with the horizon check',
-           "An earlier run of the same recipe with an earlier version of the code (no KRR-ST; the horizon check on). The code "
-           "between the two runs changed in ways that move the last bits, and the distillation amplifies them: read the two "
-           "tables as two samples of one setting.", _run_rows_table(first)]
+           "An earlier run of the same recipe with an earlier version of the code (no KRR-ST; the horizon check on). "
+           "The code between the two runs changed in ways that move the last bits, and the distillation amplifies "
+           "them: read the two tables as two samples of one setting.", _run_rows_table(first)]
     steps = sorted({h['step'] for h in first['horizon']})
     hb = {(h['method'], h['step']): h for h in first['horizon']}
     ms = list(dict.fromkeys(h['method'] for h in first['horizon']))
     out += ['Horizon check (pool KD loss / probe at 1% labels after each number of pre-training steps):',
-            md_table(['step'] + ms, [[t] + [f"{hb[m, t]['kd_loss_mean']:.3f} / {pm(hb[m, t])}" for m in ms] for t in steps])]
+            md_table(['step'] + ms, [[t] + [f"{hb[m, t]['kd_loss_mean']:.3f} / {pm(hb[m, t])}"
+                                            for m in ms] for t in steps])]
     return out
 
 # %% ../nbs/09d_studies.ipynb #ede76a88
-@study('cifar10', 'CIFAR-10 on the CPU', "the paper's data with a CPU teacher: the teacher's probe, headroom before any distillation, the recipe's table with KRR-ST",
-       files=dict(t14='benchmarks/results/teacher_probe_cifar10_jpeg_epoch14.json', t30='benchmarks/results/teacher_probe_cifar10_jpeg_epoch30.json',
-                  h2='benchmarks/results/headroom_cifar10_jpeg.json', h15='benchmarks/results/headroom_cifar10_jpeg_epoch15.json',
-                  h30='benchmarks/results/headroom_cifar10_jpeg_epoch30.json', recipe='benchmarks/results/krr_st_cifar10_jpeg.json'),
-       make='see each file: python benchmarks/studies/teacher_probe.py, python benchmarks/studies/headroom_study.py, kdd-explore run --config cifar10_cpu',
-       needs=dict(t14=['teacher', 'random_init_same_arch'], t30=['teacher', 'random_init_same_arch'], h2=['lines'], h15=['lines'], h30=['lines'],
-                  recipe=['results', 'timings']),
-       made={**{k: dict(command='python benchmarks/studies/teacher_probe.py --teacher runs/teacher_cifar10_jpeg --dataset cifar10_jpeg',
+@study('cifar10', 'CIFAR-10 on the CPU', "the paper's data with a CPU teacher: the teacher's probe, headroom before "
+                                         "any distillation, the recipe's table with KRR-ST",
+       files=dict(t14='benchmarks/results/teacher_probe_cifar10_jpeg_epoch14.json',
+                  t30='benchmarks/results/teacher_probe_cifar10_jpeg_epoch30.json',
+                  h2='benchmarks/results/headroom_cifar10_jpeg.json',
+                  h15='benchmarks/results/headroom_cifar10_jpeg_epoch15.json',
+                  h30='benchmarks/results/headroom_cifar10_jpeg_epoch30.json',
+                  recipe='benchmarks/results/krr_st_cifar10_jpeg.json'),
+       make='see each file: python benchmarks/studies/teacher_probe.py, python benchmarks/studies/headroom_study.py, '
+            'kdd-explore run --config cifar10_cpu',
+       needs=dict(t14=['teacher', 'random_init_same_arch'], t30=['teacher', 'random_init_same_arch'], h2=['lines'],
+                  h15=['lines'], h30=['lines'], recipe=['results', 'timings']),
+       made={**{k: dict(command='python benchmarks/studies/teacher_probe.py --teacher runs/teacher_cifar10_jpeg '
+                                '--dataset cifar10_jpeg',
                         date='2026-12-02', machine=_AMD + ', one torch thread') for k in ('t14', 't30')},
-             **{k: dict(command='python benchmarks/studies/headroom_study.py --dataset cifar10_jpeg --config cifar10_cpu --teacher TEACHER --try n_train=5000',
+            **{k: dict(command='python benchmarks/studies/headroom_study.py --dataset cifar10_jpeg --config '
+                               'cifar10_cpu --teacher TEACHER --try n_train=5000',
                         date='2026-12-02', machine=_AMD + ', one torch thread') for k in ('h2', 'h15', 'h30')},
-             'recipe': dict(date='2026-12-02')})
+            'recipe': dict(date='2026-12-02')})
 def _cifar10(f):
     t = [('the teacher, 30 epochs (shipped)', f['t30']['teacher']), ('the teacher after epoch 14', f['t14']['teacher']),
          ('the same SmallResNet at its random initialisation', f['t30']['random_init_same_arch'])]
     heads = []
     for key in ('h2', 'h15', 'h30'):
         for ln in f[key]['lines']:
-            heads.append([ln['teacher_epoch'], pct(ln['label_fraction'])] + [f"{ln[m][0]:.1f} ± {ln[m][1]:.1f}" for m in ('no_pretrain', 'random_subset', 'full_data_kd')]
+            heads.append([ln['teacher_epoch'], pct(ln['label_fraction'])]
+                         + [f"{ln[m][0]:.1f} ± {ln[m][1]:.1f}" for m in ('no_pretrain',
+                                                                         'random_subset', 'full_data_kd')]
                          + [f"{ln['headroom_points']:+.1f} points, {ln['headroom_stds']:.1f} stds"])
     last = [ln for ln in f['h30']['lines']]
-    return ["Data: **CIFAR-10 (JPEG q75 copy)**, all 60,000 images of the official split stored as JPEG files of quality 75, "
-            "registered as `cifar10_jpeg`: not the original pixels, so compare with the paper only as a trend. The teacher is "
-            "Barlow Twins on the 50,000 training images with the CPU-sized `SmallResNet`, 30 epochs (`kdd-explore teacher "
-            "--dataset cifar10_jpeg --arch small_resnet --epochs 30`); it ships as `kdd_explore/assets/teacher_cifar10`.",
-            '## The teacher', 'Linear probe on its frozen features, top-1 (%) on the 10,000 test images with stratified labels:',
-            md_table(['encoder', '1% labels', '5%', '100%'], [[n, *(f"{d[k]:.1f}" for k in ('1%', '5%', '100%'))] for n, d in t]),
-            '## Headroom before any distillation', "The recipe `cifar10_cpu` (pool 5,000, width-32 depth-3 student) with teachers of "
+    return ["Data: **CIFAR-10 (JPEG q75 copy)**, all 60,000 images of the official split stored as JPEG files of "
+            "quality 75, registered as `cifar10_jpeg`: not the original pixels, so compare with the paper only as a "
+            "trend. The teacher is Barlow Twins on the 50,000 training images with the CPU-sized `SmallResNet`, 30 "
+            "epochs (`kdd-explore teacher --dataset cifar10_jpeg --arch small_resnet --epochs 30`); it ships as "
+            "`kdd_explore/assets/teacher_cifar10`.",
+            '## The teacher', 'Linear probe on its frozen features, top-1 (%) on the 10,000 test images with '
+                              'stratified labels:',
+            md_table(['encoder', '1% labels', '5%', '100%'],
+                     [[n, *(f"{d[k]:.1f}" for k in ('1%', '5%', '100%'))] for n, d in t]),
+            '## Headroom before any distillation', "The recipe `cifar10_cpu` (pool 5,000, width-32 depth-3 student) "
+                                                   "with teachers of "
             "2, 15 and 30 epochs; probe top-1 (%), seeds 0, 1, 2:",
             md_table(['teacher epochs', 'labels', 'no_pretrain', 'random_subset', 'full_data_kd', 'headroom'], heads),
-            f"With the finished teacher the headroom is {' / '.join(format(ln['headroom_points'], '.1f') for ln in last)} points "
-            f"({' / '.join(format(ln['headroom_stds'], '.1f') for ln in last)} stds): on CIFAR-10 a 2% set has room to win.",
-            '## The recipe, with KRR-ST', "`cifar10_cpu` with the shipped teacher, MKDT from high-loss and from random images, "
-            "and KRR-ST; probe top-1 (%) and pool KD loss:", _run_rows_table(f['recipe']), '\n'.join(_findings_lines(f['recipe']['results'])),
-            '## Stage times', md_table(['stage', 'seconds'], [[a, f'{b:.0f}'] for a, b in f['recipe']['timings'].items()])]
+            "With the finished teacher the headroom is "
+            f"{' / '.join(format(ln['headroom_points'], '.1f') for ln in last)} points "
+            f"({' / '.join(format(ln['headroom_stds'], '.1f') for ln in last)} stds): on CIFAR-10 a 2% set has "
+            "room to win.",
+            '## The recipe, with KRR-ST', "`cifar10_cpu` with the shipped teacher, MKDT from high-loss and from random "
+                                          "images, "
+            "and KRR-ST; probe top-1 (%) and pool KD loss:", _run_rows_table(f['recipe']),
+            '\n'.join(_findings_lines(f['recipe']['results'])), '## Stage times',
+            md_table(['stage', 'seconds'], [[a, f'{b:.0f}'] for a, b in f['recipe']['timings'].items()])]
 
 # %% ../nbs/09d_studies.ipynb #38384273
-@study('budget', 'The budget studies', 'one MKDT distillation continued to thousands of iterations, every save evaluated; the iteration chosen on validation',
-       files=dict(c10='kdd_explore/assets/budget_study_cifar10_jpeg.json', fm='kdd_explore/assets/budget_study_fashion_mnist.json',
+@study('budget', 'The budget studies', 'one MKDT distillation continued to thousands of iterations, every save '
+                                       'evaluated; the iteration chosen on validation',
+       files=dict(c10='kdd_explore/assets/budget_study_cifar10_jpeg.json',
+                  fm='kdd_explore/assets/budget_study_fashion_mnist.json',
                   c10big='kdd_explore/assets/budget_study_cifar10_jpeg_1000img.json'),
-       make='python benchmarks/studies/budget_study.py --dataset DATASET --config RECIPE --out DIR (the command of each file is on this page)',
-       needs={k: ['iterations', 'fixed', 'headline', 'chosen', 'fractions', 'provenance'] for k in ('c10', 'fm', 'c10big')})
+       make='python benchmarks/studies/budget_study.py --dataset DATASET --config RECIPE --out DIR (the command of '
+            'each file is on this page)',
+       needs={k: ['iterations', 'fixed', 'headline', 'chosen', 'fractions', 'provenance']
+              for k in ('c10', 'fm', 'c10big')})
 def _budget(f):
     from kdd_explore.report import budget_table, budget_figure
     out = ["Each study continues one MKDT distillation and saves it at several iteration counts; every saved set is "
-           "evaluated like the main job (MKDT, its initial images and the random subset at the set's learned lr, beside the "
-           "fixed baselines; seeds 0, 1, 2). The headline iteration is chosen on a validation split of 5,000 labelled "
-           "training images outside the pool and every probe's labels, by a rule fixed before any test number was computed."]
-    for key, name in (('c10', 'CIFAR-10 (JPEG q75 copy), the recipe cifar10_cpu'), ('fm', 'Fashion-MNIST, the quickstart recipe'),
-                      ('c10big', "CIFAR-10 (JPEG q75 copy) at the paper's set size: 1,000 images from a 40,000-image pool")):
+           "evaluated like the main job (MKDT, its initial images and the random subset at the set's learned lr, "
+           "beside the fixed baselines; seeds 0, 1, 2). The headline iteration is chosen on a validation split of "
+           "5,000 labelled training images outside the pool and every probe's labels, by a rule fixed before any test "
+           "number was computed."]
+    for key, name in (('c10', 'CIFAR-10 (JPEG q75 copy), the recipe cifar10_cpu'),
+                      ('fm', 'Fashion-MNIST, the quickstart recipe'),
+                      ('c10big', "CIFAR-10 (JPEG q75 copy) at the paper's set size: 1,000 images from a "
+                                 "40,000-image pool")):
         s = f[key]
         e = {int(t): v['summary'] for t, v in s['iterations'].items()}
         ts = sorted(e)
         h = s['headline']
         out += [f'## {name}', f"Provenance: {s['provenance']}", budget_figure(s), budget_table(s),
-                f"The matching loss goes from {e[ts[0]]['matching_loss']:.3f} at {ts[0]:,} iterations to {e[ts[-1]]['matching_loss']:.3f} "
-                f"at {ts[-1]:,}, and the learned lr from {e[ts[0]]['lr']:.3f} to {e[ts[-1]]['lr']:.3f}. The rule chooses {s['chosen']:,} "
-                f"iterations; there MKDT is {verdict({float(k): v for k, v in h['vs_random_subset'].items()})} with the random subset and "
-                f"{verdict({float(k): v for k, v in h['vs_initial'].items()})} with its initial images at its learned lr. "
-                f"Quality bar {'met' if h['bar_met'] else 'not met'}."]
+                f"The matching loss goes from {e[ts[0]]['matching_loss']:.3f} at {ts[0]:,} iterations to "
+                f"{e[ts[-1]]['matching_loss']:.3f} at {ts[-1]:,}, and the learned lr from {e[ts[0]]['lr']:.3f} to "
+                f"{e[ts[-1]]['lr']:.3f}. The rule chooses {s['chosen']:,} iterations; there MKDT is "
+                f"{verdict({float(k): v for k, v in h['vs_random_subset'].items()})} with the random subset and "
+                f"{verdict({float(k): v for k, v in h['vs_initial'].items()})} with its initial images at its learned "
+                f"lr. Quality bar {'met' if h['bar_met'] else 'not met'}."]
     return out
 
 # %% ../nbs/09d_studies.ipynb #0acc5da9
-@study('krr-st', 'KRR-ST beside MKDT', 'the earlier distillation method for SSL pre-training: its cost per iteration and its rows on two recipes',
-       files=dict(cost='benchmarks/results/krr_st_cost.json', fm='benchmarks/results/krr_st_fashion_mnist_2pct.json', c10='benchmarks/results/krr_st_cifar10_jpeg.json'),
-       make='OMP_NUM_THREADS=1 python benchmarks/speed/krr_st_cost.py (cost); the run commands of the two recipes are on this page',
+@study('krr-st', 'KRR-ST beside MKDT', 'the earlier distillation method for SSL pre-training: its cost per iteration '
+                                       'and its rows on two recipes',
+       files=dict(cost='benchmarks/results/krr_st_cost.json', fm='benchmarks/results/krr_st_fashion_mnist_2pct.json',
+                  c10='benchmarks/results/krr_st_cifar10_jpeg.json'),
+       make='OMP_NUM_THREADS=1 python benchmarks/speed/krr_st_cost.py (cost); the run commands of the two recipes are '
+            'on this page',
        needs=dict(cost=['mkdt', 'krr_st', 'ratio_per_iteration_cpu'], fm=['results'], c10=['results']),
        made=dict(cost=dict(command='OMP_NUM_THREADS=1 python benchmarks/speed/krr_st_cost.py', date='2026-12-02',
-                           machine=_AMD + ', one torch thread, five other jobs sharing the two cores (load average about 5)')))
+                           machine=_AMD + ', one torch thread, five other jobs sharing the two cores (load average '
+                                          'about 5)')))
 def _krr(f):
     c = f['cost']
     m, k = c['mkdt'], c['krr_st']
     rows = [['MKDT', f"{m['settings']['iterations']} iterations of {m['settings']['syn_steps']} inner steps",
-             f"{m['s_per_iteration_wall']:.2f}", f"{m['s_per_iteration_cpu']:.2f}", f"{m['run_wall']:.0f}", f"{m['run_cpu']:.0f}"],
+             f"{m['s_per_iteration_wall']:.2f}", f"{m['s_per_iteration_cpu']:.2f}",
+             f"{m['run_wall']:.0f}", f"{m['run_cpu']:.0f}"],
             ['KRR-ST', f"pool warm-up ({k['warm_up_steps']} steps) + {k['settings']['iterations']} iterations",
-             f"{k['s_per_iteration_wall']:.2f}", f"{k['s_per_iteration_cpu']:.2f}", f"{k['run_wall']:.0f}", f"{k['run_cpu']:.0f}"]]
-    def sub(res): return [r for r in res if r['method'] in ('random_subset', 'mkdt_high_loss', 'krr_st', 'krr_st_at_learned_lr', 'full_data_kd')]
+             f"{k['s_per_iteration_wall']:.2f}", f"{k['s_per_iteration_cpu']:.2f}",
+             f"{k['run_wall']:.0f}", f"{k['run_cpu']:.0f}"]]
+    def sub(res):
+        return [r for r in res if r['method'] in ('random_subset', 'mkdt_high_loss', 'krr_st',
+                                                  'krr_st_at_learned_lr', 'full_data_kd')]
     from kdd_explore.evaluate import results_table
-    return ["KRR-ST (Lee et al., ICLR 2024) learns images and target representations so that a kernel ridge regression on "
-            "them, solved in closed form through the features of a pool of models trained on the set as it goes, predicts the "
-            "teacher's representations of real images. It needs no expert trajectories. Lesson: `06b_krr_st`.",
-            f"## Cost beside MKDT ({c['pool']:,}-image pool, {c['n_synthetic']} synthetic images, the quickstart's student)",
-            md_table(['', 'one run', 'per iteration, wall (s)', 'per iteration, CPU (s)', 'run, wall (s)', 'run, CPU (s)'], rows),
-            f"A KRR-ST iteration costs {c['ratio_per_iteration_cpu']:.2f} of an MKDT iteration (CPU seconds); MKDT's experts, recorded "
-            "once for every MKDT set, are not counted: KRR-ST needs none. The machine was shared, so read the ratios, not the seconds.",
-            "## On the paper's regime on Fashion-MNIST", f"`{f['fm'].get('command', '')}`:", results_table(sub(f['fm']['results'])),
-            '\n'.join(_findings_lines(f['fm']['results'])),
+    return ["KRR-ST (Lee et al., ICLR 2024) learns images and target representations so that a kernel ridge "
+            "regression on them, solved in closed form through the features of a pool of models trained on the set as "
+            "it goes, predicts the teacher's representations of real images. It needs no expert trajectories. Lesson: "
+            "`06b_krr_st`.",
+            f"## Cost beside MKDT ({c['pool']:,}-image pool, {c['n_synthetic']} synthetic images, the quickstart's "
+            "student)",
+            md_table(['', 'one run', 'per iteration, wall (s)', 'per iteration, CPU (s)',
+                      'run, wall (s)', 'run, CPU (s)'], rows),
+            f"A KRR-ST iteration costs {c['ratio_per_iteration_cpu']:.2f} of an MKDT iteration (CPU seconds); MKDT's "
+            "experts, recorded once for every MKDT set, are not counted: KRR-ST needs none. The machine was shared, so "
+            "read the ratios, not the seconds.",
+            "## On the paper's regime on Fashion-MNIST", f"`{f['fm'].get('command', '')}`:",
+            results_table(sub(f['fm']['results'])), '\n'.join(_findings_lines(f['fm']['results'])),
             "## On the CIFAR recipe", f"`{f['c10'].get('command', '')}`:", results_table(sub(f['c10']['results'])),
             '\n'.join(_findings_lines(f['c10']['results']))]
 
 # %% ../nbs/09d_studies.ipynb #0e40cde0
-@study('distill-speed', 'How fast is distillation', "seconds and memory of the meta-gradient's modes against an unrolled reference",
-       files=dict(speed='benchmarks/results/distill_speed.json'), make='python benchmarks/speed/distill_speed.py (the commands of each run are on this page)',
+@study('distill-speed', 'How fast is distillation', "seconds and memory of the meta-gradient's modes against an "
+                                                    "unrolled reference",
+       files=dict(speed='benchmarks/results/distill_speed.json'),
+       make='python benchmarks/speed/distill_speed.py (the commands of each run are on this page)',
        needs=dict(speed=['runs']))
 def _speed(f):
     import plotly.graph_objects as go
@@ -419,44 +494,64 @@ def _speed(f):
         if r.get('rows'):
             out += [f"**`{r['command']}`** ({r['machine']}; {r.get('note', '')})",
                     md_table(['setting', 'implementation', 'syn_steps', 's / iteration', 'peak memory (MB)'],
-                             [[x['config'], x['impl'], x['syn_steps'], f"{x['sec_per_iter']:.2f}", f"{x['peak_rss_mb']:,.0f}"] for x in r['rows']])]
+                             [[x['config'], x['impl'], x['syn_steps'], f"{x['sec_per_iter']:.2f}",
+                               f"{x['peak_rss_mb']:,.0f}"] for x in r['rows']])]
             for impl in dict.fromkeys(x['impl'] for x in r['rows'] if x['config'] == 'a'):
-                pts = sorted((x['syn_steps'], x['sec_per_iter']) for x in r['rows'] if x['config'] == 'a' and x['impl'] == impl)
-                if len(pts) > 1: fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=f"{impl} ({r['command'].split('--budget')[1].split()[0] + ' MB budget' if '--budget' in r['command'] else 'default budget'})", mode='lines+markers'))
+                pts = sorted((x['syn_steps'], x['sec_per_iter']) for x in r['rows'] if x['config']
+                             == 'a' and x['impl'] == impl)
+                if len(pts) > 1:
+                    fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts],
+                                             name=f"{impl} ({r['command'].split('--budget')[1].split()[0] + ' MB budget' if '--budget' in r['command'] else 'default budget'})",
+                                             mode='lines+markers'))
         for ch in r.get('checks') or []:
-            out.append(f"Real `distill` iterations, `{ch['config']}`: {ch['new_sec_per_iter']:.2f} s against {ch['today_sec_per_iter']:.2f} s before "
-                       f"({ch['speedup']:.2f}x); learned images within {ch['images_rel_diff']:.1e} relative, lr within {ch['lr_diff']:.0e}.")
+            out.append(f"Real `distill` iterations, `{ch['config']}`: {ch['new_sec_per_iter']:.2f} s against "
+                       f"{ch['today_sec_per_iter']:.2f} s before ({ch['speedup']:.2f}x); learned images within "
+                       f"{ch['images_rel_diff']:.1e} relative, lr within {ch['lr_diff']:.0e}.")
     if fig.data:
-        fig.update_layout(title='Setting (a): seconds per iteration against inner steps', xaxis_title='syn_steps', yaxis_title='s / iteration', height=420)
+        fig.update_layout(title='Setting (a): seconds per iteration against inner steps', xaxis_title='syn_steps',
+                          yaxis_title='s / iteration', height=420)
         out.insert(2, fig)
-    out.append("Every mode gives the same exact meta-gradient (checked against the unrolled graph in float64); the choice moves only "
-               "seconds and megabytes. Lesson: `05b_metagrad`.")
+    out.append("Every mode gives the same exact meta-gradient (checked against the unrolled graph in float64); the "
+               "choice moves only seconds and megabytes. Lesson: `05b_metagrad`.")
     return out
 
 # %% ../nbs/09d_studies.ipynb #bbcc376a
-@study('scaling', 'Across processes', 'one process against several single-thread processes: the experts, the distillation and the whole main job',
-       files=dict(scaling='benchmarks/results/distributed_scaling.json', procs='benchmarks/results/quickstart_time_procs.json'),
-       make='python benchmarks/speed/distributed_scaling.py --json distributed_scaling.json; python benchmarks/speed/quickstart_time.py --json quickstart_time_procs.json',
+@study('scaling', 'Across processes', 'one process against several single-thread processes: the experts, the '
+                                      'distillation and the whole main job',
+       files=dict(scaling='benchmarks/results/distributed_scaling.json',
+                  procs='benchmarks/results/quickstart_time_procs.json'),
+       make='python benchmarks/speed/distributed_scaling.py --json distributed_scaling.json; python '
+            'benchmarks/speed/quickstart_time.py --json quickstart_time_procs.json',
        needs=dict(scaling=['experts', 'distill_b2', 'matching'], procs=['runs', 'tables_identical']),
-       made=dict(scaling=dict(command='python benchmarks/speed/distributed_scaling.py --json distributed_scaling.json', date='2026-11-29', machine=_AMD + ', otherwise idle'),
-                 procs=dict(command='python benchmarks/speed/quickstart_time.py', date='2026-12-02', machine=_AMD + ', idle')))
+       made=dict(scaling=dict(command='python benchmarks/speed/distributed_scaling.py --json distributed_scaling.json',
+                              date='2026-11-29', machine=_AMD + ', otherwise idle'),
+                 procs=dict(command='python benchmarks/speed/quickstart_time.py', date='2026-12-02',
+                            machine=_AMD + ', idle')))
 def _scaling(f):
     s, p = f['scaling'], f['procs']
-    def row(name, d): return [name, f"{d['one_process']['seconds']:.1f} s", f"{d['two_processes']['seconds']:.1f} s", f"{d['speedup']:.2f}x"]
+    def row(name, d):
+        return [name, f"{d['one_process']['seconds']:.1f} s", f"{d['two_processes']['seconds']:.1f} s",
+                f"{d['speedup']:.2f}x"]
     m = s['matching']
     runs = p['runs']
     stages = list(dict.fromkeys(k for r in runs for k in r['timings']))
     return ["The same commands run under `torchrun`; in one process nothing changes (lesson `00b_distributed`).",
             md_table(['', '1 process, 2 threads', '2 processes, 1 thread each (gloo)', 'speed-up'],
                      [row(f"the quickstart's experts stage ({s['experts']['one_process']['experts']})", s['experts']),
-                      row(f"{s['distill_b2']['one_process']['iterations']} distillation iterations, B = 2", s['distill_b2'])]),
-            f"Matching loss over every expert and start, from {m['b1']['matching_loss_start']}: {m['b1']['iterations']} iterations of B = 1 reach "
-            f"{m['b1']['matching_loss_end']}, {m['b2']['iterations']} of B = 2 {m['b2']['matching_loss_end']}, and {m['b1_same_stretches']['iterations']} "
-            f"of B = 1 (the same stretches one at a time) {m['b1_same_stretches']['matching_loss_end']}.",
-            '## The whole main job', md_table(['stage'] + [f"--procs {r['procs']} ({r['processes']} process{'es' if r['processes'] > 1 else ''})" for r in runs],
+                      row(f"{s['distill_b2']['one_process']['iterations']} distillation iterations, B = 2",
+                          s['distill_b2'])]),
+            f"Matching loss over every expert and start, from {m['b1']['matching_loss_start']}: "
+            f"{m['b1']['iterations']} iterations of B = 1 reach {m['b1']['matching_loss_end']}, "
+            f"{m['b2']['iterations']} of B = 2 {m['b2']['matching_loss_end']}, and "
+            f"{m['b1_same_stretches']['iterations']} of B = 1 (the same stretches one at a time) "
+            f"{m['b1_same_stretches']['matching_loss_end']}.",
+            '## The whole main job', md_table(['stage'] + [f"--procs {r['procs']} ({r['processes']} "
+                                                           f"process{'es' if r['processes'] > 1 else ''})"
+                                                           for r in runs],
                                               [[k] + [f"{r['timings'].get(k, 0):.1f}" for r in runs] for k in stages] +
                                               [['**wall (s)**'] + [f"**{r['wall_s']:.0f}**" for r in runs]]),
-            f"Tables identical between the settings: {'yes' if p['tables_identical'] else 'no'}. On two cores the default stays one process."]
+            f"Tables identical between the settings: {'yes' if p['tables_identical'] else 'no'}. On two cores the "
+            "default stays one process."]
 
 # %% ../nbs/09d_studies.ipynb #e0450de2
 def diff_words(d:list, # rows that differ (`isa_pinning.py`'s `differences`)
@@ -467,8 +562,8 @@ def diff_words(d:list, # rows that differ (`isa_pinning.py`'s `differences`)
     big = max(d, key=lambda x: abs(x['mean_diff']))
     where = list(dict.fromkeys(('' if x['part'] == 'results' else x['part'] + ' ') + x['method'] for x in d))
     return (f"{len(d)} of {rows} rows differ ({', '.join(where)}); the largest difference of a mean: "
-            f"{'' if big['part'] == 'results' else big['part'] + ' '}{big['method']} at {pct(big['label_fraction'])} labels, "
-            f"{big['mean_diff']:+.1f} points (one seed up to {big['max_seed_diff']:.1f})")
+            f"{'' if big['part'] == 'results' else big['part'] + ' '}{big['method']} at {pct(big['label_fraction'])} "
+            f"labels, {big['mean_diff']:+.1f} points (one seed up to {big['max_seed_diff']:.1f})")
 
 def isa_lines(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py`
               short:bool=False, # leave out the kernels each run used and the software versions (the README's lines)
@@ -478,8 +573,10 @@ def isa_lines(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py
     for path, d in sorted(files.items(), key=lambda kv: (kv[1]['config'] != 'quick', kv[0])):
         rs, t = d['runs'], d['runs'].get('unpinned', {}).get('dispatch', {}).get('torch', '?')
         cost = (f"; pinned took {rs['pinned']['wall_s']:.0f} s against {rs['unpinned']['wall_s']:.0f} s unpinned "
-                f"({rs['pinned']['wall_s'] / rs['unpinned']['wall_s']:.2f}x)") if {'pinned', 'unpinned'} <= set(rs) else ''
-        kern = ', '.join(f"{s}: ATen {r['dispatch'].get('aten')}, OpenBLAS {'/'.join(r['dispatch'].get('openblas') or ['?'])}" for s, r in rs.items())
+                f"({rs['pinned']['wall_s'] / rs['unpinned']['wall_s']:.2f}x)") if {'pinned',
+                                                                                   'unpinned'} <= set(rs) else ''
+        kern = ', '.join(f"{s}: ATen {r['dispatch'].get('aten')}, OpenBLAS "
+                         f"{'/'.join(r['dispatch'].get('openblas') or ['?'])}" for s, r in rs.items())
         for k, v in d['same_machine'].items():
             how = f"{d['cpu']['model']}, torch {t}, {d['date']}" + ('' if short else f"; kernels {kern}")
             out.append(f"- **`{d['config']}` on {d['cpu_kind']}** ({how}), {k}: {diff_words(v, d['rows'])}{cost}"
@@ -491,86 +588,113 @@ def isa_lines(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py
 
 ISA_FILES = 'benchmarks/results/isa_pinning_*.json'
 
-@study('same-table', 'The same table on every CPU', "does the main job give the same results.json whatever instruction set the CPU's kernels use? Measured pinned and unpinned",
-       files=dict(runs=ISA_FILES), make='python benchmarks/studies/isa_pinning.py --config quick (and --config quickstart)',
+@study('same-table', 'The same table on every CPU', "does the main job give the same results.json whatever instruction "
+                                                    "set the CPU's kernels use? Measured pinned and unpinned",
+       files=dict(runs=ISA_FILES), make='python benchmarks/studies/isa_pinning.py --config quick (and --config '
+                                        'quickstart)',
        needs=dict(runs=['format', 'runs', 'same_machine', 'cpu_kind', 'config', 'machine', 'date', 'command', 'rows']))
 def _same_table(f):
     pins = next((d['runs']['pinned']['env'] for d in f['runs'].values() if 'pinned' in d['runs']), {})
-    out = ["PyTorch (ATen), oneDNN, MKL and OpenBLAS each pick their kernels by the CPU's widest vector instructions (AVX2, "
-           "AVX-512, AMX), and kernels of different widths sum in different orders: the last bits of a result differ, and "
-           "training amplifies them. `benchmarks/studies/isa_pinning.py` runs the job once with the libraries free to choose "
-           "(*unpinned*) and once told to use AVX2 on any x86 CPU (*pinned*), each with one torch thread (the thread count "
-           "changes sums too), and compares every row: the main table, the horizon check and transfer. Pinned means:",
-           "```bash\n" + ' '.join(f'{k}={v}' for k, v in pins.items()) + " OMP_NUM_THREADS=1 kdd-explore quickstart --out runs/quickstart\n```",
+    out = ["PyTorch (ATen), oneDNN, MKL and OpenBLAS each pick their kernels by the CPU's widest vector "
+           "instructions (AVX2, AVX-512, AMX), and kernels of different widths sum in different orders: the last bits "
+           "of a result differ, and training amplifies them. `benchmarks/studies/isa_pinning.py` runs the job once "
+           "with the libraries free to choose (*unpinned*) and once told to use AVX2 on any x86 CPU (*pinned*), each "
+           "with one torch thread (the thread count changes sums too), and compares every row: the main table, the "
+           "horizon check and transfer. Pinned means:",
+           "```bash\n" + ' '.join(f'{k}={v}' for k, v in pins.items())
+           + " OMP_NUM_THREADS=1 kdd-explore quickstart --out runs/quickstart\n```",
            '## Measured', '\n'.join(isa_lines(f['runs']))]
     summary = []
     for path, d in sorted(f['runs'].items(), key=lambda kv: (kv[1]['config'] != 'quick', kv[0])):
         rs = d['runs']
-        summary.append([d['config'], d['cpu_kind'], d['machine'], d['date']] + [f"{rs[s]['wall_s']:.0f} s" if s in rs else '' for s in ('unpinned', 'pinned')])
+        summary.append([d['config'], d['cpu_kind'], d['machine'], d['date']]
+                       + [f"{rs[s]['wall_s']:.0f} s" if s in rs else '' for s in ('unpinned', 'pinned')])
     out += [md_table(['config', 'CPU kind', 'machine', 'date', 'unpinned', 'pinned'], summary)]
     import plotly.graph_objects as go
     fig = go.Figure()
     for path, d in sorted(f['runs'].items()):
         for k, v in {**d['same_machine'], **d.get('across', {})}.items():
-            name = f"{d['config']}, {k}" if k.split(':')[0] in ('unpinned', 'pinned') else f"{d['config']}, {d['cpu_kind']}, {k}"
-            if v: fig.add_trace(go.Bar(name=name, x=[f"{'' if x['part'] == 'results' else x['part'] + ' '}{x['method']} {pct(x['label_fraction'])}"
-                                                      + ('' if x['step'] is None else f" step {x['step']}") for x in v],
-                                       y=[abs(x['mean_diff']) for x in v]))
+            name = (f"{d['config']}, {k}" if k.split(':')[0] in ('unpinned', 'pinned')
+                    else f"{d['config']}, {d['cpu_kind']}, {k}")
+            if v:
+                fig.add_trace(go.Bar(name=name, x=[f"{'' if x['part'] == 'results' else x['part'] + ' '}{x['method']} "
+                                                   f"{pct(x['label_fraction'])}"
+                                                   + ('' if x['step'] is None else f" step {x['step']}") for x in v],
+                                     y=[abs(x['mean_diff']) for x in v]))
     if fig.data:
-        fig.update_layout(title='How far each differing row moved (|difference of the means|, points)', barmode='group', height=480,
-                          yaxis_title='points', xaxis_tickangle=-45, legend=dict(orientation='h', y=-0.6))
+        fig.update_layout(title='How far each differing row moved (|difference of the means|, points)',
+                          barmode='group', height=480, yaxis_title='points', xaxis_tickangle=-45,
+                          legend=dict(orientation='h', y=-0.6))
         out.append(fig)
     out.append('## The rows that differ')
     for path, d in sorted(f['runs'].items()):
         for k, v in {**d['same_machine'], **d.get('across', {})}.items():
             if v: out += [f"**`{d['config']}`, {d['cpu_kind']}, {k}**:",
-                          md_table(['part', 'method', 'labels', 'step', 'first', 'second', 'difference', 'largest single seed'],
-                                   [[x['part'], x['method'], pct(x['label_fraction']), '' if x['step'] is None else x['step'], x['a'], x['b'],
-                                     f"{x['mean_diff']:+.1f}", x['max_seed_diff']] for x in v])]
-    out.append("**Reading.** Pinning makes an AVX-512 machine compute what an AVX2 machine computes for most rows, at the cost "
-               "in time shown above; what it does not fix are the rows trained by SSL (`mtt_ssl`, whose Barlow Twins loss sums "
-               "over the batch) and those of the SmallResNet (transfer, batch norm), and a different torch version moves rows "
-               "too. A table is therefore quoted with its CPU kind, torch version and thread count, and differences of a few "
-               "tenths in those rows are not findings.")
+                          md_table(['part', 'method', 'labels', 'step', 'first', 'second',
+                                    'difference', 'largest single seed'],
+                                   [[x['part'], x['method'], pct(x['label_fraction']),
+                                     '' if x['step'] is None else x['step'], x['a'], x['b'], f"{x['mean_diff']:+.1f}",
+                                     x['max_seed_diff']] for x in v])]
+    out.append("**Reading.** Pinning makes an AVX-512 machine compute what an AVX2 machine computes for most rows, at "
+               "the cost in time shown above; what it does not fix are the rows trained by SSL (`mtt_ssl`, whose "
+               "Barlow Twins loss sums over the batch) and those of the SmallResNet (transfer, batch norm), and a "
+               "different torch version moves rows too. A table is therefore quoted with its CPU kind, torch version "
+               "and thread count, and differences of a few tenths in those rows are not findings.")
     return out
 
 # %% ../nbs/09d_studies.ipynb #dffaf59b
-@study('earlier', 'Earlier studies of the quickstart', 'what was tried before the protocol matrix: teacher, ceiling, initialisation, settings, budget (no results files kept)',
-       files={}, make='the scripts in benchmarks/studies/ (distill_budget_study.py, matching_variants.py); the settings of issue 5')
+@study('earlier', 'Earlier studies of the quickstart', 'what was tried before the protocol matrix: teacher, ceiling, '
+                                                       'initialisation, settings, budget (no results files kept)',
+       files={}, make='the scripts in benchmarks/studies/ (distill_budget_study.py, matching_variants.py); the '
+                      'settings of issue 5')
 def _earlier(f):
-    return ["These were measured with the earlier defaults (labels from the 5,000-image pool, ragged minibatches) and left no "
-            "results file, so this page has no table: it is what was learned, in words. They all point the way the protocol "
-            "matrix does.",
-            "- **A stronger teacher.** Three more times the Barlow Twins epochs raised the teacher's own linear probe by about three points; the shipped teacher is the stronger one (14 epochs).\n"
-            "- **A real ceiling.** Experts of 10 epochs at batch 64 on the 5,000-image pool (the paper's batch 256 gives only 20 steps an epoch there) make full-data KD a ceiling well above a random subset.\n"
-            "- **A high-loss initialisation that is not half shirts.** The plain top 2% by KD loss was nearly half one class and pre-trained far worse than a random subset; the highest-loss images per k-means cluster of the teacher's representations (`high_loss_indices(clusters=50)`) tie the random subset.\n"
-            "- **The baselines are data-limited, not step-limited.** KD on 100 random images for five times the epochs stays far from the full pool's KD: a distilled set can only win through what its images carry.\n"
-            "- **Distillation settings.** Sweeps over lr_img, lr_lr, lr_init, syn_steps, expert_epochs, max_start_epoch, the set size and the evaluation batch left MKDT within noise of, or below, the random subset.\n"
-            "- **More iterations, experts or matching.** `benchmarks/studies/distill_budget_study.py` and `benchmarks/studies/matching_variants.py` always left the distilled set tied with its own initial images at the same learned lr: a set can match the experts far better and still pre-train no better.\n"
-            "- **What the matching loss looks at.** `metagrad.distance_shares`: most of an expert's movement is in the depth-4 student's linear head, while the probe reads the features under it."]
+    return ["These were measured with the earlier defaults (labels from the 5,000-image pool, ragged minibatches) and "
+            "left no results file, so this page has no table: it is what was learned, in words. They all point the way "
+            "the protocol matrix does.",
+            "- **A stronger teacher.** Three more times the Barlow Twins epochs raised the teacher's own linear probe "
+            "by about three points; the shipped teacher is the stronger one (14 epochs).\n"
+            "- **A real ceiling.** Experts of 10 epochs at batch 64 on the 5,000-image pool (the paper's batch 256 "
+            "gives only 20 steps an epoch there) make full-data KD a ceiling well above a random subset.\n"
+            "- **A high-loss initialisation that is not half shirts.** The plain top 2% by KD loss was nearly half one "
+            "class and pre-trained far worse than a random subset; the highest-loss images per k-means cluster of the "
+            "teacher's representations (`high_loss_indices(clusters=50)`) tie the random subset.\n"
+            "- **The baselines are data-limited, not step-limited.** KD on 100 random images for five times the epochs "
+            "stays far from the full pool's KD: a distilled set can only win through what its images carry.\n"
+            "- **Distillation settings.** Sweeps over lr_img, lr_lr, lr_init, syn_steps, expert_epochs, "
+            "max_start_epoch, the set size and the evaluation batch left MKDT within noise of, or below, the random "
+            "subset.\n- **More iterations, experts or matching.** `benchmarks/studies/distill_budget_study.py` and "
+            "`benchmarks/studies/matching_variants.py` always left the distilled set tied with its own initial images "
+            "at the same learned lr: a set can match the experts far better and still pre-train no better.\n"
+            "- **What the matching loss looks at.** `metagrad.distance_shares`: most of an expert's movement is in the "
+            "depth-4 student's linear head, while the probe reads the features under it."]
 
 # %% ../nbs/09d_studies.ipynb #2daa3be9
 def _sup_row(r:dict) -> dict:
     "The numbers of one supervised study row: its results at the chosen save, its random real images, and its step budget."
     res, rc = r['results'], r['results']['recipe']
     ch = res['saves'][res['chosen']]
-    steps = 2 * -(-res['n_pool'] // rc['expert_batch_size'])  # expert steps in a two-epoch stretch (every row matches two epochs)
+    # expert steps in a two-epoch stretch (every row matches two epochs)
+    steps = 2 * -(-res['n_pool'] // rc['expert_batch_size'])
     dcfg = {'syn_steps': 20, **rc['distill']}  # 20: SupervisedConfig's default
-    return dict(real=res['random_real'], dist=ch, real_lr=res.get('random_real_at_learned_lr'), iters=int(res['chosen']),
-                ratio=dcfg['syn_steps'] * ch['learned_lr'] / (steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
+    return dict(real=res['random_real'], dist=ch, real_lr=res.get('random_real_at_learned_lr'),
+                iters=int(res['chosen']), ratio=dcfg['syn_steps'] * ch['learned_lr'] / (
+                    steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
                 ml=(res['matching_loss_start'], ch['matching_loss']), secs=res['seconds'], recipe=rc)
 
 def _pmv(e:dict, key:str='mean') -> str: return f"{e[key]:.1f} ± {e['std']:.1f}"
 
-SUP_PUBLISHED = [('base', 'Fashion-MNIST, 1 image per class', 15.0, 70.), ('fashion_mnist_10ipc', 'Fashion-MNIST, 10 images per class', None, 80.),
-                 ('cifar10_1ipc', 'CIFAR-10 (JPEG q75 copy), 1 image per class', 'x2', None)]  # row, name, bar over random real, bar absolute
+SUP_PUBLISHED = [('base', 'Fashion-MNIST, 1 image per class', 15.0, 70.),
+                 ('fashion_mnist_10ipc', 'Fashion-MNIST, 10 images per class', None, 80.),
+                 # row, name, bar over random real, bar absolute
+                 ('cifar10_1ipc', 'CIFAR-10 (JPEG q75 copy), 1 image per class', 'x2', None)]
 
 def _sup_bar(key, x):
     "Whether a published row's quality bar is met, and the bar in words."
     _, _, over, least = next(p for p in SUP_PUBLISHED if p[0] == key)
     d, rr = x['dist']['test']['mean'], x['real']['test']['mean']
     checks = ([(d >= least, f"at least {least:.0f}%")] if least else []) + \
-             ([(d >= 2 * rr, 'twice the random row')] if over == 'x2' else [(d - rr >= over, f"{over:.0f} points over random")] if over else [])
+             ([(d >= 2 * rr, 'twice the random row')] if over == 'x2'
+              else [(d - rr >= over, f"{over:.0f} points over random")] if over else [])
     return all(ok for ok, _ in checks), ' and '.join(w for _, w in checks)
 
 def supervised_published_table(f:dict) -> str:
@@ -585,49 +709,57 @@ def supervised_published_table(f:dict) -> str:
                      '; '.join(f"{k.split(' (')[0]} {m:.1f} ± {s:.1f}" for k, (m, s) in pub.items()),
                      f"{'met' if ok else 'not met'} ({bar})",
                      f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f} min"])
-    return md_table(['set', 'random real (ours)', 'distilled (ours)', 'published (random; distilled)', 'quality bar', 'experts + distillation'], rows)
+    return md_table(['set', 'random real (ours)', 'distilled (ours)', 'published (random; distilled)', 'quality bar',
+                     'experts + distillation'], rows)
 
 @study('supervised', 'Supervised trajectory matching that works',
-       "MTT's setting on this CPU: Fashion-MNIST at 1 and 10 images per class and CIFAR-10 at 1, beside the published rows, and what the student and the settings do",
+       "MTT's setting on this CPU: Fashion-MNIST at 1 and 10 images per class and CIFAR-10 at 1, beside the published "
+       "rows, and what the student and the settings do",
        files=dict(s='benchmarks/results/supervised_study.json'),
-       make='python benchmarks/studies/supervised_study.py --out runs/supervised_study, then --collect, and copy runs/supervised_study/supervised_study.json to benchmarks/results/',
+       make='python benchmarks/studies/supervised_study.py --out runs/supervised_study, then --collect, and copy '
+            'runs/supervised_study/supervised_study.json to benchmarks/results/',
        needs=dict(s=['rows', 'provenance']))
 def _supervised(f):
     from kdd_explore.supervised import supervised_figure, supervised_table
     s = f['s']
-    out = ["Supervised trajectory matching (MTT, Cazenavette et al., CVPR 2022) on the same loop as MKDT: experts trained with "
-           "cross-entropy on the labels (SGD lr 0.01, no momentum, DSA), an inner loss of cross-entropy on the set's fixed labels, "
-           "learned images and step size; the test is a fresh ConvNet trained on the set at its learned lr (SGD momentum 0.9, weight "
-           "decay 5e-4, 300 epochs, lr x0.1 half-way, DSA), top-1 on the whole test split, seeds 0-4. The settings are read on a "
-           "validation split of 5,000 training images outside the pool (Fashion-MNIST), never on the test split. Lessons: "
-           "`06a_supervised` and the course's lesson 3.",
-           "**Where the protocol differs from the papers'.** Width-32 ConvNets (the papers: 128); experts trained on a 5,000-image "
-           "pool (Fashion-MNIST; CIFAR-10: all 50,000) for a few epochs (MTT: 100 experts x 50 epochs); 300 evaluation epochs (MTT: "
-           "1,000; DC: 300) and the same fixed seeds for every set; 500 distillation iterations (MTT: 5,000); CIFAR-10 is the JPEG q75 "
-           "copy, compared with the published CIFAR-10 rows as a trend only.",
+    out = ["Supervised trajectory matching (MTT, Cazenavette et al., CVPR 2022) on the same loop as MKDT: experts "
+           "trained with cross-entropy on the labels (SGD lr 0.01, no momentum, DSA), an inner loss of cross-entropy "
+           "on the set's fixed labels, learned images and step size; the test is a fresh ConvNet trained on the set at "
+           "its learned lr (SGD momentum 0.9, weight decay 5e-4, 300 epochs, lr x0.1 half-way, DSA), top-1 on the "
+           "whole test split, seeds 0-4. The settings are read on a validation split of 5,000 training images outside "
+           "the pool (Fashion-MNIST), never on the test split. Lessons: `06a_supervised` and the course's lesson 3.",
+           "**Where the protocol differs from the papers'.** Width-32 ConvNets (the papers: 128); experts trained on a "
+           "5,000-image pool (Fashion-MNIST; CIFAR-10: all 50,000) for a few epochs (MTT: 100 experts x 50 epochs); "
+           "300 evaluation epochs (MTT: 1,000; DC: 300) and the same fixed seeds for every set; 500 distillation "
+           "iterations (MTT: 5,000); CIFAR-10 is the JPEG q75 copy, compared with the published CIFAR-10 rows as a "
+           "trend only.",
            '## The published rows, reproduced', supervised_published_table(s)]
     if 'base' in s['rows']:
         b = s['rows']['base']
-        out += ['## Fashion-MNIST, 1 image per class: accuracy and matching loss against the iterations', supervised_figure(b['results']),
-                supervised_table(b['results'])]
+        out += ['## Fashion-MNIST, 1 image per class: accuracy and matching loss against the iterations',
+                supervised_figure(b['results']), supervised_table(b['results'])]
     for key, name, _, _ in SUP_PUBLISHED:
         im = s['rows'].get(key, {}).get('images')
-        if im: out.append(f"**{name}** (one column per class, {im['layout'].split(', ', 1)[1]}): the random real images the set started from, "
-                          f"then the set after {im['iteration']:,} iterations.\n\n"
-                          f"<img alt='initial' src='data:image/png;base64,{im['initial']}'><br><img alt='distilled' src='data:image/png;base64,{im['distilled']}'>")
+        if im:
+            out.append(f"**{name}** (one column per class, {im['layout'].split(', ', 1)[1]}): the random real images "
+                       f"the set started from, then the set after {im['iteration']:,} iterations.\n\n"
+                       f"<img alt='initial' src='data:image/png;base64,{im['initial']}'><br>"
+                       f"<img alt='distilled' src='data:image/png;base64,{im['distilled']}'>")
     factors = [k for k in s['rows'] if k not in ('fashion_mnist_10ipc', 'cifar10_1ipc')]
     rows = []
     for k in factors:
         x = _sup_row(s['rows'][k])
-        rows.append([k, s['rows'][k]['what'], _pmv(x['dist']['val']) if 'val' in x['dist'] else '', _pmv(x['dist']['test']),
-                     f"{x['dist']['test']['mean'] - x['real']['test']['mean']:+.1f}", f"{x['dist']['learned_lr']:.4f}", f"{x['ratio']:.2f}",
-                     f"{x['ml'][0]:.3f} -> {x['ml'][1]:.3f}", f"{x['iters']:,}", f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f}"])
+        rows.append([k, s['rows'][k]['what'], _pmv(x['dist']['val']) if 'val' in x['dist'] else '',
+                     _pmv(x['dist']['test']), f"{x['dist']['test']['mean'] - x['real']['test']['mean']:+.1f}",
+                     f"{x['dist']['learned_lr']:.4f}", f"{x['ratio']:.2f}", f"{x['ml'][0]:.3f} -> {x['ml'][1]:.3f}",
+                     f"{x['iters']:,}", f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f}"])
     out += ['## What the student and the settings do',
-            "One factor at a time from the row that works (`base`), each row the same pool, validation split, initial images and "
-            "seeds; read at 300 iterations (`base` also saves at 100 and 500). *gain*: distilled minus its own random real images "
-            "(lr 0.01) on the test split. *budget ratio*: the synthetic steps' reach (steps x learned lr) over the experts' in the "
-            "matched stretch (steps x lr / (1 - momentum)).",
-            md_table(['row', 'what changes', 'validation', 'test', 'gain', 'learned lr', 'budget ratio', 'matching loss', 'iterations', 'minutes'], rows)]
+            "One factor at a time from the row that works (`base`), each row the same pool, validation split, initial "
+            "images and seeds; read at 300 iterations (`base` also saves at 100 and 500). *gain*: distilled minus its "
+            "own random real images (lr 0.01) on the test split. *budget ratio*: the synthetic "
+            "steps' reach (steps x learned lr) over the experts' in the matched stretch (steps x lr / (1 - momentum)).",
+            md_table(['row', 'what changes', 'validation', 'test', 'gain', 'learned lr', 'budget ratio',
+                      'matching loss', 'iterations', 'minutes'], rows)]
     out += ['## Reading', supervised_reading(s)]
     return out
 
@@ -639,47 +771,57 @@ def supervised_reading(s:dict) -> str:
     gain = lambda res, ev: ev['test']['mean'] - res['random_real']['test']['mean']
     gb = gain(b, b300)
     rl = b.get('random_real_at_learned_lr')
-    lines = [f"**The row that works.** Ten images distilled for 300 iterations reach {_pmv(b300['test'])}% on the test split, "
-             f"{gb:+.1f} points over the ten real images they started from ({_pmv(b['random_real']['test'])}% at lr 0.01)"
-             + (f"; the same real images at the final learned lr ({rl['lr']:.4f}) reach {_pmv(rl['test'])}%, so the step size does "
-                f"not account for the gain: the pixels do." if rl else '.')]
+    lines = [f"**The row that works.** Ten images distilled for 300 iterations reach {_pmv(b300['test'])}% on the "
+             f"test split, {gb:+.1f} points over the ten real images they started from "
+             f"({_pmv(b['random_real']['test'])}% at lr 0.01)"
+             + (f"; the same real images at the final learned lr ({rl['lr']:.4f}) reach {_pmv(rl['test'])}%, so the "
+                "step size does not account for the gain: the pixels do." if rl else '.')]
     said = {'hurt': [], 'level': [], 'helped': []}
     for k, r in s['rows'].items():
         if k in ('base', 'fashion_mnist_10ipc', 'cifar10_1ipc'): continue
         x = _sup_row(r)
         g = gain(r['results'], x['dist'])
         kind = 'hurt' if g < gb - 2 else 'helped' if g > gb + 2 else 'level'
-        said[kind].append(f"`{k}` ({r['what']}: {g:+.1f} points, learned lr {x['dist']['learned_lr']:.4f}, budget ratio {x['ratio']:.2f})")
-    for kind, words in (('hurt', 'cost more than two points of the gain'), ('level', 'stayed within two points of it'), ('helped', 'added more than two points')):
+        said[kind].append(f"`{k}` ({r['what']}: {g:+.1f} points, learned lr {x['dist']['learned_lr']:.4f}, budget "
+                          f"ratio {x['ratio']:.2f})")
+    for kind, words in (('hurt', 'cost more than two points of the gain'), ('level', 'stayed within two points of it'),
+                        ('helped', 'added more than two points')):
         if said[kind]: lines.append(f"Against `base`'s {gb:+.1f} points, these {words}: " + '; '.join(said[kind]) + '.')
     return '\n\n'.join(lines)
 
 # %% ../nbs/09d_studies.ipynb #d32359bf
 @study('mkdt-factors', 'MKDT with the settings that make matching work',
-       "the experts' optimiser, the inner steps and the student, one factor at a time, on the quickstart and on cifar10_cpu; the payoff measured again",
+       "the experts' optimiser, the inner steps and the student, one factor at a time, on the quickstart and on "
+       "cifar10_cpu; the payoff measured again",
        files=dict(r='benchmarks/results/mkdt_factor_study_*.json'),
-       make='python benchmarks/studies/mkdt_factor_study.py --dataset DATASET --out DIR, then copy DIR/mkdt_factor_study.json to benchmarks/results/mkdt_factor_study_DATASET.json',
+       make='python benchmarks/studies/mkdt_factor_study.py --dataset DATASET --out DIR, then copy '
+            'DIR/mkdt_factor_study.json to benchmarks/results/mkdt_factor_study_DATASET.json',
        needs=dict(r=['rows', 'dataset', 'provenance']))
 def _mkdt_factors(f):
-    out = ["Each row is a budget study of one recipe change (MKDT distilled from the high-loss images, saved at 100, 300 and 1,000 "
-           "iterations, every save evaluated like the main job, seeds 0-2); the iteration is chosen on a validation split of 5,000 "
-           "training images outside the pool and the probes' labels, and the test numbers are those at the chosen iteration. "
-           "*vs random* and *vs initial*: MKDT against the random subset and against its own initial images and targets at its "
-           "learned lr, in points at 1% / 5% labels. *bar*: beats the random subset, the high-loss subset and its initial images by "
-           "more than the larger std at both label fractions. *budget ratio*: the synthetic steps' reach over the experts'."]
+    out = ["Each row is a budget study of one recipe change (MKDT distilled from the high-loss images, saved at 100, "
+           "300 and 1,000 iterations, every save evaluated like the main job, seeds 0-2); the iteration is chosen on a "
+           "validation split of 5,000 training images outside the pool and the "
+           "probes' labels, and the test numbers are those at the chosen iteration. *vs random* and *vs initial*: MKDT "
+           "against the random subset and against its own initial images and targets at its learned lr, in points at "
+           "1% / 5% labels. *bar*: beats the random subset, the high-loss subset and its initial images by more than "
+           "the larger std at both label fractions. *budget ratio*: the synthetic steps' reach over the experts'."]
     for path, s in f['r'].items():
         rows = []
         for k, r in s['rows'].items():
             m = r['summary']
             t = m['test']
             g = lambda a, b: ' / '.join(f"{t[a][fr][0] - t[b][fr][0]:+.1f}" for fr in sorted(t[a]))
-            rows.append([k, r['what'], m['chosen'], ' / '.join(f"{v[0]:.1f} ± {v[1]:.1f}" for _, v in sorted(t['mkdt_high_loss'].items())),
-                         g('mkdt_high_loss', 'random_subset'), g('mkdt_high_loss', 'mkdt_initial_at_learned_lr'), g('full_data_kd', 'random_subset'),
-                         'met' if m['bar_met'] else 'not met', f"{m['lr']:.3f}", f"{m['step_budget']['ratio']:.3f}", f"{m['matching_loss']:.3f}",
+            rows.append([k, r['what'], m['chosen'],
+                         ' / '.join(f"{v[0]:.1f} ± {v[1]:.1f}" for _, v in sorted(t['mkdt_high_loss'].items())),
+                         g('mkdt_high_loss', 'random_subset'), g('mkdt_high_loss', 'mkdt_initial_at_learned_lr'),
+                         g('full_data_kd', 'random_subset'), 'met' if m['bar_met'] else 'not met', f"{m['lr']:.3f}",
+                         f"{m['step_budget']['ratio']:.3f}", f"{m['matching_loss']:.3f}",
                          f"{r['wall_seconds'] / 60:.0f}"])
-        out += [f"## {s['dataset']} (recipe `{s['recipe']}`)", f"Made by the commands in `{path}`; machine: {s['provenance'].get('machine', '')}.",
-                md_table(['row', 'what changes', 'chosen it.', 'MKDT (1% / 5%)', 'vs random', 'vs initial', 'headroom', 'bar', 'learned lr',
-                          'budget ratio', 'matching loss', 'minutes'], rows), mkdt_factor_reading(s)]
+        out += [f"## {s['dataset']} (recipe `{s['recipe']}`)",
+                f"Made by the commands in `{path}`; machine: {s['provenance'].get('machine', '')}.",
+                md_table(['row', 'what changes', 'chosen it.', 'MKDT (1% / 5%)', 'vs random', 'vs initial',
+                          'headroom', 'bar', 'learned lr', 'budget ratio', 'matching loss', 'minutes'],
+                         rows), mkdt_factor_reading(s)]
     return out
 
 def mkdt_factor_reading(s:dict) -> str:
@@ -692,49 +834,64 @@ def mkdt_factor_reading(s:dict) -> str:
     for k, r in rows.items():
         m = r['summary']
         its = sorted(m['per_iteration'], key=int)
-        ml = f"{m['per_iteration'][its[0]]['matching_loss']:.3f} at {int(its[0]):,} to {m['per_iteration'][its[-1]]['matching_loss']:.3f} at {int(its[-1]):,} iterations"
-        out.append(f"- `{k}`: matching loss {ml}, learned lr {m['lr']:.3f} at the chosen {m['chosen']:,} (budget ratio {m['step_budget']['ratio']:.3f}); "
-                   f"headroom (full-data KD over the random subset) {fmt(d(r, 'full_data_kd', 'random_subset'))} points; MKDT against the random subset "
-                   f"{fmt(d(r, 'mkdt_high_loss', 'random_subset'))} and against its initial images at its lr {fmt(d(r, 'mkdt_high_loss', 'mkdt_initial_at_learned_lr'))}; "
-                   f"bar {'met' if m['bar_met'] else 'not met'}.")
+        ml = (f"{m['per_iteration'][its[0]]['matching_loss']:.3f} at {int(its[0]):,} to "
+              f"{m['per_iteration'][its[-1]]['matching_loss']:.3f} at {int(its[-1]):,} iterations")
+        out.append(f"- `{k}`: matching loss {ml}, learned lr {m['lr']:.3f} at the chosen {m['chosen']:,} (budget ratio "
+                   f"{m['step_budget']['ratio']:.3f}); headroom (full-data KD over the random subset) "
+                   f"{fmt(d(r, 'full_data_kd', 'random_subset'))} points; MKDT against the random subset "
+                   f"{fmt(d(r, 'mkdt_high_loss', 'random_subset'))} and against its initial images at its lr "
+                   f"{fmt(d(r, 'mkdt_high_loss', 'mkdt_initial_at_learned_lr'))}; bar "
+                   f"{'met' if m['bar_met'] else 'not met'}.")
     met = [k for k, r in rows.items() if r['summary']['bar_met']]
-    return '\n'.join(out) + f"\n\n**{'No row' if not met else ', '.join(met)}** meets the quality bar" + (" on this dataset." if not met else ".")
+    return '\n'.join(out) + (f"\n\n**{'No row' if not met else ', '.join(met)}** meets the "
+                             "quality bar") + (" on this dataset." if not met else ".")
 
 # %% ../nbs/09d_studies.ipynb #d01b7c97
-@study('gpu', 'On a GPU', 'the prepared GPU check on an H200 (the meta-gradients on CUDA, the seconds of the paper\'s setting) and supervised matching at MTT\'s CIFAR-10 setting',
-       files=dict(check='benchmarks/results/gpu_check_h200.json', sup='benchmarks/results/supervised_gpu_h200_partial.json'),
-       make='python benchmarks/gpu_check.py --json gpu_check.json; python benchmarks/studies/supervised_gpu.py --data cifar10_jpeg.tar.gz --json supervised_gpu.json (on a GPU machine)',
+@study('gpu', 'On a GPU', 'the prepared GPU check on an H200 (the meta-gradients on CUDA, the seconds of the paper\'s '
+                          'setting) and supervised matching at MTT\'s CIFAR-10 setting',
+       files=dict(check='benchmarks/results/gpu_check_h200.json',
+                  sup='benchmarks/results/supervised_gpu_h200_partial.json'),
+       make='python benchmarks/gpu_check.py --json gpu_check.json; python benchmarks/studies/supervised_gpu.py --data '
+            'cifar10_jpeg.tar.gz --json supervised_gpu.json (on a GPU machine)',
        needs=dict(check=['gradient_rel_error', 'iteration_bounded', 'iteration_full'], sup=['random_real', 'distill']),
-       made=dict(check=dict(command='python benchmarks/gpu_check.py --json $OUT/gpu_check.json', date='2026-12-04', machine='one NVIDIA H200 (lent for one session)'),
-                 sup=dict(command='timeout 400 python benchmarks/studies/supervised_gpu.py --data cifar10_jpeg.tar.gz --json $OUT/supervised_gpu.json --budget-s 200 --experts 8',
+       made=dict(check=dict(command='python benchmarks/gpu_check.py --json $OUT/gpu_check.json', date='2026-12-04',
+                            machine='one NVIDIA H200 (lent for one session)'),
+                 sup=dict(command='timeout 400 python benchmarks/studies/supervised_gpu.py --data cifar10_jpeg.tar.gz '
+                                  '--json $OUT/supervised_gpu.json --budget-s 200 --experts 8',
                           date='2026-12-04', machine='one NVIDIA H200 (lent for one session)')))
 def _gpu(f):
     c, s = f['check'], f['sup']
     worst = max(v for m in c['gradient_rel_error'].values() for v in m.values())
     b, fu = c['iteration_bounded'], c['iteration_full']
     d = s['distill']
-    out = [f"**The prepared check** (`benchmarks/gpu_check.py`, torch {c['torch']}, {c['gpu']}). The exact meta-gradients computed on the GPU in "
-           f"float32 agree with a float64 CPU reference to a worst relative error of {worst:.1e} (both modes). At the paper's CIFAR-10 2% "
-           f"setting (ConvNet width 128, 1,000 synthetic images, 40 inner steps of 256): one KD expert epoch over 50,000 images "
-           f"{c['expert_epoch_seconds']:.2f} s (100 experts x 20 epochs: {c['expert_epoch_seconds'] * 2000 / 3600:.2f} h); one distillation "
-           f"iteration {b['seconds_per_iteration']:.2f} s with {b['peak_mb']:,.0f} MB in the memory-bounded mode and {fu['seconds_per_iteration']:.2f} s "
-           f"with {fu['peak_mb']:,.0f} MB keeping the whole graph, so 5,000 iterations take {b['hours_for_5000']:.2f} h / {fu['hours_for_5000']:.2f} h: "
-           f"the bounded mode costs {b['seconds_per_iteration'] / fu['seconds_per_iteration']:.2f}x the time for "
+    out = [f"**The prepared check** (`benchmarks/gpu_check.py`, torch {c['torch']}, {c['gpu']}). The exact "
+           "meta-gradients computed on the GPU in float32 agree with a float64 CPU reference to a worst relative "
+           f"error of {worst:.1e} (both modes). At the paper's CIFAR-10 2% setting (ConvNet width 128, 1,000 synthetic "
+           f"images, 40 inner steps of 256): one KD expert epoch over 50,000 images {c['expert_epoch_seconds']:.2f} s "
+           f"(100 experts x 20 epochs: {c['expert_epoch_seconds'] * 2000 / 3600:.2f} h); one distillation iteration "
+           f"{b['seconds_per_iteration']:.2f} s with {b['peak_mb']:,.0f} MB in the memory-bounded mode and "
+           f"{fu['seconds_per_iteration']:.2f} s with {fu['peak_mb']:,.0f} MB keeping the whole graph, so 5,000 "
+           f"iterations take {b['hours_for_5000']:.2f} h / {fu['hours_for_5000']:.2f} h: the bounded mode costs "
+           f"{b['seconds_per_iteration'] / fu['seconds_per_iteration']:.2f}x the time for "
            f"{b['peak_mb'] / fu['peak_mb']:.2f}x the memory.",
-           f"**Supervised matching at MTT's CIFAR-10 setting, 1 image per class** (`benchmarks/studies/supervised_gpu.py`: width 128, ZCA, DSA, "
-           f"50 inner steps, {s['experts']['n']} experts of {s['experts']['epochs']} epochs recorded in {s['experts']['seconds']:.0f} s, the CIFAR-10 "
-           f"JPEG q75 copy). Ten random real images: {_pmv(s['random_real'])}% (MTT's table: 14.4 ± 2.0). The distillation ran "
-           f"{d['iterations']:,} of MTT's 5,000 iterations in the time left ({d['seconds_per_iteration']:.2f} s an iteration: "
-           f"{d['seconds_per_iteration'] * 5000 / 60:.0f} minutes for 5,000); the matching loss over every expert and start went from "
-           f"{s['matching_loss_start']:.3f} to {s['matching_loss_end']:.3f} and the learned lr from 0.01 to {d['learned_lr']:.4f}."]
+           f"**Supervised matching at MTT's CIFAR-10 setting, 1 image per class** "
+           f"(`benchmarks/studies/supervised_gpu.py`: width 128, ZCA, DSA, 50 inner steps, {s['experts']['n']} experts "
+           f"of {s['experts']['epochs']} epochs recorded in {s['experts']['seconds']:.0f} s, the CIFAR-10 JPEG q75 "
+           f"copy). Ten random real images: {_pmv(s['random_real'])}% (MTT's table: 14.4 ± 2.0). The distillation ran "
+           f"{d['iterations']:,} of MTT's 5,000 iterations in the time left ({d['seconds_per_iteration']:.2f} s an "
+           f"iteration: {d['seconds_per_iteration'] * 5000 / 60:.0f} minutes for 5,000); the matching loss over every "
+           f"expert and start went from {s['matching_loss_start']:.3f} to {s['matching_loss_end']:.3f} and the learned "
+           f"lr from 0.01 to {d['learned_lr']:.4f}."]
     if 'distilled' in s: out.append(f"The distilled set: {_pmv(s['distilled'])}% (MTT: 46.3 ± 0.8).")
-    else: out.append("The session's 15 minutes of device time (its start, this check and another measurement on the same machine shared "
-                     "them) ran out before the distilled set was tested: the row is partial, and the CPU rows on the supervised study's "
-                     "page are the measured ones.")
+    else:
+        out.append("The session's 15 minutes of device time (its start, this check and another measurement on the same "
+                   "machine shared them) ran out before the distilled set was tested: the row is partial, and the CPU "
+                   "rows on the supervised study's page are the measured ones.")
     return out
 
 # %% ../nbs/09d_studies.ipynb #db1b1fd3
-SITE = 'https://kdd-explore.github.io/kdd_explore/'  # where the site is published (settings.ini's doc_host and doc_baseurl)
+# where the site is published (settings.ini's doc_host and doc_baseurl)
+SITE = 'https://kdd-explore.github.io/kdd_explore/'
 _BEGIN, _END = '<!-- generated: {} (python -m kdd_explore.studies readme; from {}) -->', '<!-- /generated: {} -->'
 
 def wrap(text:str, # Markdown prose: paragraphs and list items, one per line
@@ -745,7 +902,8 @@ def wrap(text:str, # Markdown prose: paragraphs and list items, one per line
     for line in text.split('\n'):
         if len(line) <= width or line.lstrip().startswith(('|', '#', '<', '`')): out.append(line); continue
         b = re.match(r'([-*] |\d+\. )?', line)[0]
-        out += textwrap.wrap(line[len(b):], width, initial_indent=b, subsequent_indent=' ' * len(b), break_long_words=False, break_on_hyphens=False)
+        out += textwrap.wrap(line[len(b):], width, initial_indent=b, subsequent_indent=' ' * len(b),
+                             break_long_words=False, break_on_hyphens=False)
     return '\n'.join(out)
 
 def main_table_block(root:str|Path|None=None, # the project's folder
@@ -753,14 +911,17 @@ def main_table_block(root:str|Path|None=None, # the project's folder
     "The README's main table: the main job's probe table and findings, from `benchmarks/results/main_job.json`, with its command, machine and date."
     r = load_study(STUDIES['main-job'], root)['run']
     p = r['provenance']
-    return wrap('\n'.join([f"Made by `{p['command']}` on {p['machine']}, {p['date']} ({p.get('wall_s', 0) / 60:.0f} minutes). "
-                      f"Linear-probe top-1 (%) with {' / '.join(pct(x) for x in r['config']['fractions'])} of the training labels, "
-                      f"mean ± std over seeds {', '.join(map(str, r['config']['seeds']))}, and each encoder's KD loss on the pool:", '',
+    return wrap('\n'.join([f"Made by `{p['command']}` on {p['machine']}, {p['date']} ({p.get('wall_s', 0) / 60:.0f} "
+                           "minutes). "
+                      f"Linear-probe top-1 (%) with {' / '.join(pct(x) for x in r['config']['fractions'])} of the "
+                      f"training labels, mean ± std over seeds {', '.join(map(str, r['config']['seeds']))}, and each "
+                      "encoder's KD loss on the pool:", '',
                       run_table(r), '', *_findings_lines(r['results'])]))
 
 def studies_block(root=None) -> str:
     "The README's list of studies: a table of one line each, linked to its page on the site."
-    return md_table(['study', 'what it measures'], [[f"[{s.title}]({SITE}studies/{s.slug}.html)", s.summary] for s in STUDIES.values()])
+    return md_table(['study', 'what it measures'], [[f"[{s.title}]({SITE}studies/{s.slug}.html)", s.summary]
+                                                    for s in STUDIES.values()])
 
 def isa_table(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py`
              ) -> str:
@@ -768,14 +929,17 @@ def isa_table(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py
     rows = []
     for path, d in sorted(files.items(), key=lambda kv: (kv[1]['config'] != 'quick', kv[0])):
         rs = d['runs']
-        cost = (f"{rs['pinned']['wall_s']:.0f} s / {rs['unpinned']['wall_s']:.0f} s") if {'pinned', 'unpinned'} <= set(rs) else ''
-        for where, comps, t in ((d['cpu_kind'], d['same_machine'], cost), ('across CPU kinds', d.get('across', {}), '')):
+        cost = ((f"{rs['pinned']['wall_s']:.0f} s / {rs['unpinned']['wall_s']:.0f} s")
+                if {'pinned', 'unpinned'} <= set(rs) else '')
+        for where, comps, t in ((d['cpu_kind'], d['same_machine'], cost),
+                                ('across CPU kinds', d.get('across', {}), '')):
             for k, v in comps.items():
                 big = max(v, key=lambda x: abs(x['mean_diff'])) if v else None
                 rows.append([f"`{d['config']}`", where, k, f"{len(v) or 'none'} of {d['rows']}",
-                             f"{'' if big['part'] == 'results' else big['part'] + ' '}{big['method']} at {pct(big['label_fraction'])}: "
-                             f"{big['mean_diff']:+.1f}" if big else '', t])
-    return md_table(['job', 'where', 'comparison', 'rows that differ', 'largest difference of a mean (points)', 'time pinned / unpinned'], rows)
+                             f"{'' if big['part'] == 'results' else big['part'] + ' '}{big['method']} at "
+                             f"{pct(big['label_fraction'])}: {big['mean_diff']:+.1f}" if big else '', t])
+    return md_table(['job', 'where', 'comparison', 'rows that differ', 'largest difference of a mean (points)',
+                     'time pinned / unpinned'], rows)
 
 def same_table_block(root=None) -> str:
     "The README's table on the same results across CPU kinds: each comparison, how many rows differ and by how much, from the `isa_pinning` files."
@@ -785,9 +949,10 @@ def supervised_block(root=None) -> str:
     "The README's supervised rows: random real and distilled beside the published numbers, from the supervised study's file."
     s = load_study(STUDIES['supervised'], root)['s']
     p = s['provenance']
-    return wrap(f"Made by `{p['command']}` on {p['machine']}, {p['date']}. Test top-1 (%) of a ConvNet trained on the set alone, "
-                "mean ± std over seeds 0-4; the published rows are the papers' (DC: Zhao, Mopuri & Bilen, ICLR 2021; DSA: Zhao & Bilen, "
-                "ICML 2021; MTT: Cazenavette et al., CVPR 2022):\n\n" + supervised_published_table(s))
+    return wrap(f"Made by `{p['command']}` on {p['machine']}, {p['date']}. Test top-1 (%) of a ConvNet trained on the "
+                "set alone, mean ± std over seeds 0-4; the published rows are the "
+                "papers' (DC: Zhao, Mopuri & Bilen, ICLR 2021; DSA: Zhao & Bilen, ICML 2021; MTT: Cazenavette et al., "
+                "CVPR 2022):\n\n" + supervised_published_table(s))
 
 def gpu_block(root=None) -> str:
     "The README's GPU lines, from the GPU check's files: two short lines (the page has the rest)."
@@ -796,13 +961,16 @@ def gpu_block(root=None) -> str:
     worst = max(v for m in c['gradient_rel_error'].values() for v in m.values())
     b, fu, d = c['iteration_bounded'], c['iteration_full'], s['distill']
     return wrap('\n'.join([
-        f"- `gpu_check.py` ({c['gpu']}, torch {c['torch']}): CUDA meta-gradients within {worst:.0e} of a float64 CPU reference; at the "
-        f"`cifar10_2pct` scale an expert epoch takes {c['expert_epoch_seconds']:.2f} s and an iteration {b['seconds_per_iteration']:.2f} s "
-        f"({b['peak_mb'] / 1024:.1f} GB, bounded) or {fu['seconds_per_iteration']:.2f} s ({fu['peak_mb'] / 1024:.0f} GB, full graph): "
-        f"{b['hours_for_5000']:.1f} h for 5,000 iterations.",
+        f"- `gpu_check.py` ({c['gpu']}, torch {c['torch']}): CUDA meta-gradients within {worst:.0e} of a float64 CPU "
+        f"reference; at the `cifar10_2pct` scale an expert epoch takes {c['expert_epoch_seconds']:.2f} s and an "
+        f"iteration {b['seconds_per_iteration']:.2f} s ({b['peak_mb'] / 1024:.1f} GB, bounded) or "
+        f"{fu['seconds_per_iteration']:.2f} s ({fu['peak_mb'] / 1024:.0f} GB, full graph): {b['hours_for_5000']:.1f} h "
+        "for 5,000 iterations.",
         f"- Supervised matching at MTT's CIFAR-10 setting (1 image per class, width 128, ZCA, DSA): random real images "
-        f"{_pmv(s['random_real'])}%; {d['iterations']:,} of 5,000 iterations fitted in the time left ({d['seconds_per_iteration']:.2f} s each), "
-        + (f"distilled {_pmv(s['distilled'])}%." if 'distilled' in s else "and the distilled set was not tested before the time ran out (partial).")]))
+        f"{_pmv(s['random_real'])}%; {d['iterations']:,} of 5,000 iterations fitted in the time left "
+        f"({d['seconds_per_iteration']:.2f} s each), "
+        + (f"distilled {_pmv(s['distilled'])}%." if 'distilled' in s
+           else "and the distilled set was not tested before the time ran out (partial).")]))
 
 BLOCKS = {'main-table': (main_table_block, MAIN_JOB), 'same-table': (same_table_block, ISA_FILES),
           'supervised': (supervised_block, 'benchmarks/results/supervised_study.json'),
@@ -813,7 +981,9 @@ def readme_blocks(root:str|Path|None=None) -> dict:
     "name -> the generated text of each README block."
     return {k: f(root) for k, (f, _) in BLOCKS.items()}
 
-def _block_re(name): return re.compile(r'(<!-- generated: ' + re.escape(name) + r' [^\n]*-->\n)(.*?)(<!-- /generated: ' + re.escape(name) + ' -->)', re.S)
+def _block_re(name):
+    return re.compile(r'(<!-- generated: ' + re.escape(name) + r' [^\n]*-->\n)(.*?)(<!-- /generated: '
+                      + re.escape(name) + ' -->)', re.S)
 
 def update_readme(path:str|Path='README.md', # the README
                   root:str|Path|None=None, # the project's folder
@@ -823,7 +993,9 @@ def update_readme(path:str|Path='README.md', # the README
     text = path.read_text()
     for name, body in readme_blocks(root).items():
         m = _block_re(name).search(text)
-        if not m: raise StudyError(f"{path} has no generated block '{name}': put the two lines {_BEGIN.format(name, BLOCKS[name][1])} and {_END.format(name)} where it goes.")
+        if not m:
+            raise StudyError(f"{path} has no generated block '{name}': put the two lines "
+                             f"{_BEGIN.format(name, BLOCKS[name][1])} and {_END.format(name)} where it goes.")
         if m[2] != body + '\n': changed.append(name)
         text = text[:m.start()] + _BEGIN.format(name, BLOCKS[name][1]) + '\n' + body + '\n' + m[3] + text[m.end():]
     path.write_text(text)
@@ -837,10 +1009,13 @@ def check_readme(path:str|Path='README.md', # the README
     text = path.read_text()
     for name, body in readme_blocks(root).items():
         m = _block_re(name).search(text)
-        if not m: raise StudyError(f"{path}: the generated block '{name}' is missing (its marker lines were removed); put them back and run: python -m kdd_explore.studies readme")
+        if not m:
+            raise StudyError(f"{path}: the generated block '{name}' is missing (its marker lines were removed); put "
+                             "them back and run: python -m kdd_explore.studies readme")
         if m[2] != body + '\n':
-            raise StudyError(f"{path}: the block '{name}' differs from what {BLOCKS[name][1]} gives: it was edited by hand, or the results changed. "
-                             f"Regenerate it from {BLOCKS[name][1]}: python -m kdd_explore.studies readme")
+            raise StudyError(f"{path}: the block '{name}' differs from what {BLOCKS[name][1]} gives: it was edited by "
+                             f"hand, or the results changed. Regenerate it from {BLOCKS[name][1]}: python -m "
+                             "kdd_explore.studies readme")
 
 # %% ../nbs/09d_studies.ipynb #4d75629f
 def record_main_job(results:str|Path, # a finished run's `results.json`
@@ -852,7 +1027,8 @@ def record_main_job(results:str|Path, # a finished run's `results.json`
                    ) -> Path:
     "Write a run's `results.json` with its provenance as the main job's committed results (the README's table and the main job's page read it)."
     r = json.loads(Path(results).read_text())
-    r['provenance'] = {k: v for k, v in dict(command=command, machine=machine, date=date, wall_s=wall_s).items() if v is not None}
+    r['provenance'] = {k: v for k, v in dict(command=command, machine=machine, date=date,
+                                             wall_s=wall_s).items() if v is not None}
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     Path(dest).write_text(json.dumps(r, indent=1) + '\n')
     return Path(dest)
@@ -863,10 +1039,13 @@ def main(argv:list|None=None):
     ap = argparse.ArgumentParser(prog='python -m kdd_explore.studies', description=main.__doc__)
     sub = ap.add_subparsers(dest='what', required=True)
     sub.add_parser('readme', help="rewrite README.md's generated blocks from the results files")
-    sub.add_parser('check', help="fail when README.md's generated blocks differ from the results files, or a study's file is missing")
-    pg = sub.add_parser('page', help='print the Markdown of a study page'); pg.add_argument('slug', choices=list(STUDIES))
+    sub.add_parser('check', help="fail when README.md's generated blocks differ from the results files, or a study's "
+                                 "file is missing")
+    pg = sub.add_parser('page', help='print the Markdown of a study page')
+    pg.add_argument('slug', choices=list(STUDIES))
     rec = sub.add_parser('record', help='write a run as the main job (benchmarks/results/main_job.json)')
-    rec.add_argument('results'); rec.add_argument('--command', required=True); rec.add_argument('--machine', required=True)
+    rec.add_argument('results'); rec.add_argument('--command', required=True)
+    rec.add_argument('--machine', required=True)
     rec.add_argument('--date', required=True); rec.add_argument('--wall-s', type=float, default=None)
     a = ap.parse_args(argv)
     try:
