@@ -669,23 +669,26 @@ def _earlier(f):
             "depth-4 student's linear head, while the probe reads the features under it."]
 
 # %% ../nbs/09d_studies.ipynb #2daa3be9
-def _sup_row(r:dict) -> dict:
-    "The numbers of one supervised study row: its results at the chosen save, its random real images, and its step budget."
+def _sup_row(r:dict, # a row of the supervised study's file
+             at:str|None=None, # the save to read (default, or where the row has no such save: the chosen one)
+            ) -> dict:
+    "The numbers of one supervised study row: its results at one save, its random real images, and its step budget."
     res, rc = r['results'], r['results']['recipe']
-    ch = res['saves'][res['chosen']]
+    at = at if at in res['saves'] else res['chosen']
+    ch = res['saves'][at]
     # expert steps in a two-epoch stretch (every row matches two epochs)
     steps = 2 * -(-res['n_pool'] // rc['expert_batch_size'])
     dcfg = {'syn_steps': 20, **rc['distill']}  # 20: SupervisedConfig's default
     return dict(real=res['random_real'], dist=ch, real_lr=res.get('random_real_at_learned_lr'),
-                iters=int(res['chosen']), ratio=dcfg['syn_steps'] * ch['learned_lr'] / (
+                iters=int(at), ratio=dcfg['syn_steps'] * ch['learned_lr'] / (
                     steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
                 ml=(res['matching_loss_start'], ch['matching_loss']), secs=res['seconds'], recipe=rc)
 
 def _pmv(e:dict, key:str='mean') -> str: return f"{e[key]:.1f} ± {e['std']:.1f}"
 
+# row, name, bar over random real, bar absolute
 SUP_PUBLISHED = [('base', 'Fashion-MNIST, 1 image per class', 15.0, 70.),
                  ('fashion_mnist_10ipc', 'Fashion-MNIST, 10 images per class', None, 80.),
-                 # row, name, bar over random real, bar absolute
                  ('cifar10_1ipc', 'CIFAR-10 (JPEG q75 copy), 1 image per class', 'x2', None)]
 
 def _sup_bar(key, x):
@@ -712,6 +715,25 @@ def supervised_published_table(f:dict) -> str:
     return md_table(['set', 'random real (ours)', 'distilled (ours)', 'published (random; distilled)', 'quality bar',
                      'experts + distillation'], rows)
 
+def _sup_published_reading(f:dict) -> str:
+    "The published rows in sentences: accuracy at every save, the gain over random real images beside the papers'."
+    out = []
+    for key, name, _, _ in SUP_PUBLISHED:
+        if key not in f['rows']: continue
+        res = f['rows'][key]['results']
+        x, pub = _sup_row(f['rows'][key]), res.get('published') or {}
+        saves = sorted(res['saves'], key=int)
+        g = x['dist']['test']['mean'] - x['real']['test']['mean']
+        papers = ([f"{k.split(' (')[0]} {m - pub['random'][0]:+.1f}" for k, (m, _) in pub.items() if k != 'random']
+                  if 'random' in pub else [])
+        ok, bar = _sup_bar(key, x)
+        out.append(f"**{name}**: distilled " + ' / '.join(f"{res['saves'][k]['test']['mean']:.1f}" for k in saves)
+                   + f"% at {' / '.join(f'{int(k):,}' for k in saves)} iterations against {x['real']['test']['mean']:.1f}% for "
+                   f"the random real images: a gain of {g:+.1f} points"
+                   + (f" (the papers' gains over their random row: {', '.join(papers)})" if papers else '')
+                   + f"; the bar ({bar}) is {'met' if ok else 'not met'}.")
+    return '\n\n'.join(out)
+
 @study('supervised', 'Supervised trajectory matching that works',
        "MTT's setting on this CPU: Fashion-MNIST at 1 and 10 images per class and CIFAR-10 at 1, beside the published "
        "rows, and what the student and the settings do",
@@ -733,7 +755,7 @@ def _supervised(f):
            "300 evaluation epochs (MTT: 1,000; DC: 300) and the same fixed seeds for every set; 500 distillation "
            "iterations (MTT: 5,000); CIFAR-10 is the JPEG q75 copy, compared with the published CIFAR-10 rows as a "
            "trend only.",
-           '## The published rows, reproduced', supervised_published_table(s)]
+           '## The published rows, reproduced', supervised_published_table(s), _sup_published_reading(s)]
     if 'base' in s['rows']:
         b = s['rows']['base']
         out += ['## Fashion-MNIST, 1 image per class: accuracy and matching loss against the iterations',
@@ -748,7 +770,7 @@ def _supervised(f):
     factors = [k for k in s['rows'] if k not in ('fashion_mnist_10ipc', 'cifar10_1ipc')]
     rows = []
     for k in factors:
-        x = _sup_row(s['rows'][k])
+        x = _sup_row(s['rows'][k], at='300')  # every factor row is read at 300 iterations, base too
         rows.append([k, s['rows'][k]['what'], _pmv(x['dist']['val']) if 'val' in x['dist'] else '',
                      _pmv(x['dist']['test']), f"{x['dist']['test']['mean'] - x['real']['test']['mean']:+.1f}",
                      f"{x['dist']['learned_lr']:.4f}", f"{x['ratio']:.2f}", f"{x['ml'][0]:.3f} -> {x['ml'][1]:.3f}",
@@ -783,7 +805,7 @@ def supervised_reading(s:dict) -> str:
         g = gain(r['results'], x['dist'])
         kind = 'hurt' if g < gb - 2 else 'helped' if g > gb + 2 else 'level'
         said[kind].append(f"`{k}` ({r['what']}: {g:+.1f} points, learned lr {x['dist']['learned_lr']:.4f}, budget "
-                          f"ratio {x['ratio']:.2f})")
+                          f"ratio {x['ratio']:.2f}, matching loss {x['ml'][0]:.3f} -> {x['ml'][1]:.3f})")
     for kind, words in (('hurt', 'cost more than two points of the gain'), ('level', 'stayed within two points of it'),
                         ('helped', 'added more than two points')):
         if said[kind]: lines.append(f"Against `base`'s {gb:+.1f} points, these {words}: " + '; '.join(said[kind]) + '.')
