@@ -82,11 +82,17 @@ def main(argv=None):
                     help="take a row from a finished budget study's budget_study.json instead of running it (e.g. "
                          "today=kdd_explore/assets/budget_study_cifar10_jpeg.json)")
     ap.add_argument('--machine', default=None, help='how to name the machine in the results')
+    ap.add_argument('--teacher', default=None, help="a teacher artifact (default: the recipe's; for cifar10_jpeg the shipped "
+                                                    "CIFAR-10 teacher, as the shipped budget study used)")
     a = ap.parse_args(argv)
     import torch
     import budget_study
     from kdd_explore.core import save_json
     recipe, default_rows, _ = DATASETS[a.dataset]
+    teacher = a.teacher
+    if teacher is None and a.dataset == 'cifar10_jpeg':
+        from kdd_explore.ssl import shipped_teacher
+        teacher = shipped_teacher('cifar10')
     rows = [r.strip() for r in a.rows.split(',')] if a.rows else default_rows
     bad = [r for r in rows if r not in ROWS]
     if bad: sys.exit(f"Unknown rows {bad}. Known: {', '.join(ROWS)}.")
@@ -117,6 +123,7 @@ def main(argv=None):
         t0 = time.time()
         changes = settings_of(row, a.dataset)
         argv_row = ['--dataset', a.dataset, '--config', recipe, '--out', str(out/row), '--saves', a.saves, '--quiet']
+        if teacher: argv_row += ['--teacher', str(teacher)]
         argv_row += [x for k, v in changes.items() for x in ('--set',
                                                              f'{k}={json.dumps(v) if not isinstance(v, str) else v}')]
         if a.tiny: argv_row += ['--tiny', '--n-val', '200']
