@@ -809,6 +809,23 @@ def supervised_reading(s:dict) -> str:
     for kind, words in (('hurt', 'cost more than two points of the gain'), ('level', 'stayed within two points of it'),
                         ('helped', 'added more than two points')):
         if said[kind]: lines.append(f"Against `base`'s {gb:+.1f} points, these {words}: " + '; '.join(said[kind]) + '.')
+    factors = {k: _sup_row(r, at='300') for k, r in s['rows'].items() if k not in ('fashion_mnist_10ipc', 'cifar10_1ipc')}
+    if len(factors) > 2:
+        g = {k: gain(s['rows'][k]['results'], x['dist']) for k, x in factors.items()}
+        lo = min(factors, key=lambda k: factors[k]['ratio'])
+        fall = {k: 1 - x['ml'][1] / x['ml'][0] for k, x in factors.items()}
+        lines.append(f"**The step budget.** `{lo}` leaves the inner loop the smallest share of the experts' reach "
+                     f"(budget ratio {factors[lo]['ratio']:.2f}); its matching loss falls by {100 * fall[lo]:.0f}% of "
+                     f"its start (the other rows: {100 * min(v for k, v in fall.items() if k != lo):.0f}-"
+                     f"{100 * max(v for k, v in fall.items() if k != lo):.0f}%), and its gain is "
+                     + {0: 'the smallest', 1: 'the smallest but one'}.get(sorted(g, key=g.get).index(lo), f'{g[lo]:+.1f} points')
+                     + ": an inner loop that cannot cover the experts' path cannot match it.")
+        best_ml = min(factors, key=lambda k: factors[k]['ml'][1])
+        if best_ml != max(g, key=g.get):
+            lines.append(f"**A lower matching loss is not a better set.** `{best_ml}` ends with the lowest matching loss "
+                         f"({factors[best_ml]['ml'][1]:.3f}) but gains {g[best_ml]:+.1f} points, against "
+                         f"{g[max(g, key=g.get)]:+.1f} for `{max(g, key=g.get)}`: the matching loss compares rows only "
+                         "where the same things are learned.")
     return '\n\n'.join(lines)
 
 # %% ../nbs/09d_studies.ipynb #d32359bf
