@@ -882,8 +882,25 @@ def mkdt_factor_reading(s:dict) -> str:
                    f"{fmt(d(r, 'mkdt_high_loss', 'mkdt_initial_at_learned_lr'))}; bar "
                    f"{'met' if m['bar_met'] else 'not met'}.")
     met = [k for k, r in rows.items() if r['summary']['bar_met']]
-    return '\n'.join(out) + (f"\n\n**{'No row' if not met else ', '.join(met)}** meets the "
+    text = '\n'.join(out) + (f"\n\n**{'No row' if not met else ', '.join(met)}** meets the "
                              "quality bar") + (" on this dataset." if not met else ".")
+    if 'today' in rows:  # the trade-off: rows that give the inner loop more of the experts' reach than today's recipe
+        ratio = lambda r: r['summary']['step_budget']['ratio']
+        head = lambda r: sum(d(r, 'full_data_kd', 'random_subset')) / 2
+        more = [k for k, r in rows.items() if k != 'today' and ratio(r) > ratio(rows['today'])
+                and any(c.startswith('expert_') for c in r.get('changes', {}))]  # rows that change the experts' optimiser
+        if more and all(head(rows[k]) < head(rows['today']) for k in more) and \
+                all(rows[k]['summary']['matching_loss'] < rows['today']['summary']['matching_loss'] for k in more):
+            text += (f"\n\n**The trade-off.** Every change of the experts' optimiser that leaves the inner loop more of "
+                     f"their reach than "
+                     f"`today` (budget ratio {ratio(rows['today']):.3f}: "
+                     + ', '.join(f"`{k}` {ratio(rows[k]):.3f}" for k in more)
+                     + ") is matched more closely, and loses headroom: full-data KD over the random subset falls "
+                     f"from {head(rows['today']):+.1f} points (mean of the label fractions) to "
+                     + ', '.join(f"{head(rows[k]):+.1f}" for k in more)
+                     + ". Experts slow enough for the inner loop to follow learn too little in their epochs for "
+                       "any set to pre-train well, and experts that learn enough move too far to be followed.")
+    return text
 
 # %% ../nbs/09d_studies.ipynb #d01b7c97
 @study('gpu', 'On a GPU', 'the prepared GPU check on an H200 (the meta-gradients on CUDA, the seconds of the paper\'s '
