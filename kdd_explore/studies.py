@@ -838,7 +838,7 @@ def supervised_reading(s:dict) -> str:
        needs=dict(r=['rows', 'dataset', 'provenance']))
 def _mkdt_factors(f):
     out = ["Each row is a budget study of one recipe change (MKDT distilled from the high-loss images, saved at 100, "
-           "300 and 1,000 iterations, every save evaluated like the main job, seeds 0-2); the iteration is chosen on a "
+           "300 and, where the session's time allowed, 1,000 iterations (each row's sentence below says how far), every save evaluated like the main job, seeds 0-2); the iteration is chosen on a "
            "validation split of 5,000 training images outside the pool and the "
            "probes' labels, and the test numbers are those at the chosen iteration. *vs random* and *vs initial*: MKDT "
            "against the random subset and against its own initial images and targets at its learned lr, in points at "
