@@ -888,7 +888,8 @@ def mkdt_factor_reading(s:dict) -> str:
         ratio = lambda r: r['summary']['step_budget']['ratio']
         head = lambda r: sum(d(r, 'full_data_kd', 'random_subset')) / 2
         more = [k for k, r in rows.items() if k != 'today' and ratio(r) > ratio(rows['today'])
-                and any(c.startswith('expert_') for c in r.get('changes', {}))]  # rows that change the experts' optimiser
+                and any(c.startswith('expert_') for c in r.get('changes', {}))
+                and all(c.startswith(('expert_', 'distill.')) for c in r.get('changes', {}))]  # the optimiser, not the student
         if more and all(head(rows[k]) < head(rows['today']) for k in more) and \
                 all(rows[k]['summary']['matching_loss'] < rows['today']['summary']['matching_loss'] for k in more):
             text += (f"\n\n**The trade-off.** Every change of the experts' optimiser that leaves the inner loop more of "
