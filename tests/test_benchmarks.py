@@ -103,3 +103,20 @@ def test_distill_speed_runs_at_toy_size(tmp_path):
     bad = subprocess.run([sys.executable, 'benchmarks/speed/distill_speed.py', '--configs', 'b'], capture_output=True,
                          text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and 'Unknown setting' in bad.stderr
+
+def test_mkdt_factor_study_runs_a_row_at_toy_size(tmp_path):
+    "benchmarks/studies/mkdt_factor_study.py --tiny: one row as a budget study, its summary, command and provenance."
+    out = tmp_path/'factors'
+    r = subprocess.run([sys.executable, 'benchmarks/studies/mkdt_factor_study.py', '--dataset', 'fake', '--tiny',
+                        '--rows', 'experts_mtt', '--saves', '2', '--out', str(out), '--machine', 'a test machine'],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = json.loads((out/'mkdt_factor_study.json').read_text())
+    row = study['rows']['experts_mtt']
+    assert row['changes']['expert_lr'] == 0.01 and row['changes']['expert_momentum'] == 0.0
+    assert row['command'].startswith('python benchmarks/studies/budget_study.py') and '--set expert_lr=0.01' in row['command']
+    assert row['summary']['chosen'] == 2 and 0 < row['summary']['step_budget']['ratio']
+    assert study['provenance']['machine'] == 'a test machine'
+    bad = subprocess.run([sys.executable, 'benchmarks/studies/mkdt_factor_study.py', '--dataset', 'fake', '--tiny',
+                          '--rows', 'no_such_row', '--out', str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert bad.returncode != 0 and 'Unknown rows' in bad.stderr
