@@ -686,10 +686,17 @@ def _sup_row(r:dict, # a row of the supervised study's file
 
 def _pmv(e:dict, key:str='mean') -> str: return f"{e[key]:.1f} ± {e['std']:.1f}"
 
+def _sup_gain(x:dict) -> float: return x['dist']['test']['mean'] - x['real']['test']['mean']  # over its random real images
+
 # row, name, bar over random real, bar absolute
 SUP_PUBLISHED = [('base', 'Fashion-MNIST, 1 image per class', 15.0, 70.),
                  ('fashion_mnist_10ipc', 'Fashion-MNIST, 10 images per class', None, 80.),
                  ('cifar10_1ipc', 'CIFAR-10 (JPEG q75 copy), 1 image per class', 'x2', None)]
+
+def _sup_factors(s:dict) -> dict:
+    "The factor rows (`base` and its one-change rows, not the other published rows), each read at 300 iterations."
+    other = {p[0] for p in SUP_PUBLISHED} - {'base'}
+    return {k: _sup_row(r, at='300') for k, r in s['rows'].items() if k not in other}
 
 def _sup_bar(key, x):
     "Whether a published row's quality bar is met, and the bar in words."
@@ -767,12 +774,10 @@ def _supervised(f):
                        f"the set started from, then the set after {im['iteration']:,} iterations.\n\n"
                        f"<img alt='initial' src='data:image/png;base64,{im['initial']}'><br>"
                        f"<img alt='distilled' src='data:image/png;base64,{im['distilled']}'>")
-    factors = [k for k in s['rows'] if k not in ('fashion_mnist_10ipc', 'cifar10_1ipc')]
     rows = []
-    for k in factors:
-        x = _sup_row(s['rows'][k], at='300')  # every factor row is read at 300 iterations, base too
+    for k, x in _sup_factors(s).items():  # every factor row is read at 300 iterations, base too
         rows.append([k, s['rows'][k]['what'], _pmv(x['dist']['val']) if 'val' in x['dist'] else '',
-                     _pmv(x['dist']['test']), f"{x['dist']['test']['mean'] - x['real']['test']['mean']:+.1f}",
+                     _pmv(x['dist']['test']), f"{_sup_gain(x):+.1f}",
                      f"{x['dist']['learned_lr']:.4f}", f"{x['ratio']:.2f}", f"{x['ml'][0]:.3f} -> {x['ml'][1]:.3f}",
                      f"{x['iters']:,}", f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f}"])
     out += ['## What the student and the settings do',
@@ -788,10 +793,10 @@ def _supervised(f):
 def supervised_reading(s:dict) -> str:
     "The factor table in sentences, every number read from the file: what each factor did to the gain over random real images, the lr and the budget ratio."
     if 'base' not in s['rows']: return 'The base row has not been run yet.'
-    b = s['rows']['base']['results']
-    b300 = b['saves'].get('300', b['saves'][b['chosen']])
-    gain = lambda res, ev: ev['test']['mean'] - res['random_real']['test']['mean']
-    gb = gain(b, b300)
+    b, factors = s['rows']['base']['results'], _sup_factors(s)
+    b300 = factors['base']['dist']
+    g = {k: _sup_gain(x) for k, x in factors.items()}
+    gb = g['base']
     rl = b.get('random_real_at_learned_lr')
     lines = [f"**The row that works.** Ten images distilled for 300 iterations reach {_pmv(b300['test'])}% on the "
              f"test split, {gb:+.1f} points over the ten real images they started from "
@@ -799,19 +804,15 @@ def supervised_reading(s:dict) -> str:
              + (f"; the same real images at the final learned lr ({rl['lr']:.4f}) reach {_pmv(rl['test'])}%, so the "
                 "step size does not account for the gain: the pixels do." if rl else '.')]
     said = {'hurt': [], 'level': [], 'helped': []}
-    for k, r in s['rows'].items():
-        if k in ('base', 'fashion_mnist_10ipc', 'cifar10_1ipc'): continue
-        x = _sup_row(r)
-        g = gain(r['results'], x['dist'])
-        kind = 'hurt' if g < gb - 2 else 'helped' if g > gb + 2 else 'level'
-        said[kind].append(f"`{k}` ({r['what']}: {g:+.1f} points, learned lr {x['dist']['learned_lr']:.4f}, budget "
+    for k, x in factors.items():
+        if k == 'base': continue
+        kind = 'hurt' if g[k] < gb - 2 else 'helped' if g[k] > gb + 2 else 'level'
+        said[kind].append(f"`{k}` ({s['rows'][k]['what']}: {g[k]:+.1f} points, learned lr {x['dist']['learned_lr']:.4f}, budget "
                           f"ratio {x['ratio']:.2f}, matching loss {x['ml'][0]:.3f} -> {x['ml'][1]:.3f})")
     for kind, words in (('hurt', 'cost more than two points of the gain'), ('level', 'stayed within two points of it'),
                         ('helped', 'added more than two points')):
         if said[kind]: lines.append(f"Against `base`'s {gb:+.1f} points, these {words}: " + '; '.join(said[kind]) + '.')
-    factors = {k: _sup_row(r, at='300') for k, r in s['rows'].items() if k not in ('fashion_mnist_10ipc', 'cifar10_1ipc')}
     if len(factors) > 2:
-        g = {k: gain(s['rows'][k]['results'], x['dist']) for k, x in factors.items()}
         lo = min(factors, key=lambda k: factors[k]['ratio'])
         fall = {k: 1 - x['ml'][1] / x['ml'][0] for k, x in factors.items()}
         lines.append(f"**The step budget.** `{lo}` leaves the inner loop the smallest share of the experts' reach "
