@@ -730,7 +730,7 @@ def _sup_published_reading(f:dict) -> str:
         res = f['rows'][key]['results']
         x, pub = _sup_row(f['rows'][key]), res.get('published') or {}
         saves = sorted(res['saves'], key=int)
-        g = x['dist']['test']['mean'] - x['real']['test']['mean']
+        g = _sup_gain(x)
         papers = ([f"{k.split(' (')[0]} {m - pub['random'][0]:+.1f}" for k, (m, _) in pub.items() if k != 'random']
                   if 'random' in pub else [])
         ok, bar = _sup_bar(key, x)
