@@ -4,14 +4,14 @@
 
 # %% ../nbs/07_evaluate.ipynb #536fe954
 from __future__ import annotations
-import copy, json, re, statistics
+import copy, json, math, re, statistics
 from dataclasses import dataclass
 from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 from pathlib import Path
-from .core import KddError, load_json, save_json
+from .core import KddError, load_json, make_generator, save_json
 from .data import ImageData
 from .models import build_model
 from .probe import probe_accuracies, PROBE_PROTOCOLS
@@ -19,9 +19,10 @@ from .kd import train_kd, kd_loss
 from .distributed import all_gather, is_main, running, shard
 
 # %% auto #0
-__all__ = ['ABLATIONS', 'KDEncoder', 'kd_student', 'PretrainSet', 'pretrain_kd', 'ssl_method', 'expert_encoder', 'kd_method',
-           'summarize', 'pool_kd_loss', 'job_file', 'read_job', 'keep_job', 'compare', 'ablation_sets', 'horizon_check',
-           'horizon_figure', 'gap', 'results_table', 'results_figure']
+__all__ = ['ABLATIONS', 'INTERVALS', 'KDEncoder', 'kd_student', 'PretrainSet', 'pretrain_kd', 'ssl_method', 'expert_encoder',
+           'kd_method', 'summarize', 'pool_kd_loss', 'job_file', 'read_job', 'keep_job', 'compare', 'ablation_sets',
+           'horizon_check', 'horizon_figure', 't_interval', 'bootstrap_interval', 'gap', 'gap_text', 'interval_figure',
+           'results_table', 'results_figure']
 
 # %% ../nbs/07_evaluate.ipynb #dfc8ae88
 class KDEncoder(nn.Module):
@@ -152,10 +153,10 @@ def pool_kd_loss(model:nn.Module, # an encoder whose output has the teacher's si
     finally: model.train(was)
     return tot / len(x)
 
-def _evaluate_job(make, data, fractions, seed, protocol, kd_data):
+def _evaluate_job(make, data, fractions, seed, protocol, kd_data, draws=1):
     "One (method, seed) job of `compare`: the encoder's probe accuracy per fraction, and its pool KD loss (or None)."
     enc = make(seed)
-    accs = probe_accuracies(enc, data, fractions, seed=seed, protocol=protocol)
+    accs = probe_accuracies(enc, data, fractions, seed=seed, protocol=protocol, draws=draws)
     return accs, (pool_kd_loss(enc, *kd_data) if kd_data is not None else None)
 
 def job_file(cache:str|Path, # the folder of finished jobs
@@ -190,8 +191,9 @@ def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> enco
             protocol:str='standard', # the probe: 'standard' or 'reference' (see `kdd_explore.probe.linear_probe`)
             kd_data:tuple|None=None, # (pool images, their teacher representations): also report each encoder's pool KD loss
             cache:str|Path|None=None, # a folder: each finished (method, seed) job is kept there and read back on a rerun
+            label_draws:int=1, # labelled subsets averaged per encoder (`kdd_explore.probe.label_seeds`)
            ) -> list[dict]:
-    "Probe every method's encoder at every seed and label fraction; one summary row per method and fraction (under torchrun the jobs are shared out)."
+    "Probe every method's encoder at every seed and label fraction; one summary row per method and fraction, with its `seeds` (under torchrun the jobs are shared out)."
     if protocol not in PROBE_PROTOCOLS:
         raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
     jobs = [(m, s) for m in methods for s in seeds]
@@ -201,10 +203,11 @@ def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> enco
     for i in mine:
         m, s = jobs[i]
         bar.set_postfix_str(f'{m} seed {s}')
-        settings = dict(fractions=list(fractions), protocol=protocol, kd=kd_data is not None)
+        settings = dict(fractions=list(fractions), protocol=protocol, kd=kd_data is not None,
+                        **({'label_draws': label_draws} if label_draws != 1 else {}))
         kept = read_job(cache, m, s, settings)
         if kept is None:
-            a, k = _evaluate_job(methods[m], data, fractions, s, protocol, kd_data)
+            a, k = _evaluate_job(methods[m], data, fractions, s, protocol, kd_data, label_draws)
             kept = dict(accs=[a[f] for f in fractions], kd=k)
             keep_job(cache, m, s, settings, kept)  # a stopped evaluation resumes after its finished jobs
         done[i] = dict(zip(fractions, kept['accs'])), kept['kd']
@@ -217,7 +220,7 @@ def compare(methods:dict[str, Callable[[int], nn.Module]], # method name -> enco
         a, k = done[i]
         for f, v in a.items(): accs[m][f].append(v)
         if kd_data is not None: kd[m].append(k)
-    return summarize(accs, kd if kd_data is not None else None)
+    return [dict(r, seeds=list(seeds)) for r in summarize(accs, kd if kd_data is not None else None)]
 
 # %% ../nbs/07_evaluate.ipynb #45a3c08a
 ABLATIONS = ('distilled', 'initial_images', 'initial_targets', 'initial_lr', 'initial_set')
@@ -316,21 +319,91 @@ def horizon_figure(rows:list[dict], # rows of `horizon_check`
     return fig
 
 # %% ../nbs/07_evaluate.ipynb #991b829d
+def t_interval(d:list[float], # paired differences, one per seed
+               conf:float=0.95, # confidence level
+              ) -> tuple[float, float, float]:
+    "The mean of `d` and its two-sided Student-t confidence interval (NaN bounds with fewer than two values)."
+    if not len(d): raise KddError("No paired differences: the two methods share no seed.")
+    m = statistics.fmean(d)
+    if len(d) < 2: return m, math.nan, math.nan
+    from scipy.stats import t
+    h = float(t.ppf(0.5 + conf / 2, len(d) - 1)) * statistics.stdev(d) / math.sqrt(len(d))
+    return m, m - h, m + h
+
+def bootstrap_interval(d:list[float], # paired differences, one per seed
+                       conf:float=0.95, # confidence level
+                       n_boot:int=10000, # resamples
+                       seed:int=0, # the resampling's seed
+                      ) -> tuple[float, float, float]:
+    "The mean of `d` and its percentile bootstrap interval (the seeds resampled with replacement)."
+    if not len(d): raise KddError("No paired differences: the two methods share no seed.")
+    v = torch.tensor(list(d), dtype=torch.float64)
+    means = v[torch.randint(0, len(v), (n_boot, len(v)), generator=make_generator(seed))].mean(1)
+    lo, hi = torch.quantile(means, torch.tensor([0.5 - conf / 2, 0.5 + conf / 2], dtype=torch.float64)).tolist()
+    return float(v.mean()), lo, hi
+
+INTERVALS = {'t': t_interval, 'bootstrap': bootstrap_interval}
+
+def _paired(ra, rb):
+    "The two rows' accuracies at the seeds they share, in `ra`'s order (rows without `seeds`: the same seeds in the same order)."
+    if 'seeds' in ra and 'seeds' in rb:
+        at = dict(zip(rb['seeds'], rb['accs']))
+        return [(a, at[s]) for s, a in zip(ra['seeds'], ra['accs']) if s in at]
+    if len(ra['accs']) != len(rb['accs']):
+        raise KddError(f"{ra['method']} has {len(ra['accs'])} seeds and {rb['method']} {len(rb['accs'])}, and the rows "
+                       "do not say which: evaluate both at the same seeds (compare records them).")
+    return list(zip(ra['accs'], rb['accs']))
+
 def gap(rows:list[dict], # rows from `compare`
         a:str, # a method
         b:str, # the method it is compared with
+        conf:float=0.95, # confidence level of the interval
+        interval:str='t', # 't' (Student's t over seeds) or 'bootstrap'
        ) -> dict[float, dict]:
-    "Per label fraction: `a`'s mean minus `b`'s, the larger of their stds, their ratio and whether the gap exceeds that std."
+    "Per label fraction: the mean paired difference `a` - `b` over the seeds both share, its confidence interval, and whether it shows a gain."
+    if interval not in INTERVALS: raise KddError(f"Unknown interval {interval!r}. Known: {', '.join(INTERVALS)}.")
     by = {(r['method'], r['label_fraction']): r for r in rows}
     missing = [m for m in (a, b) if not any(k[0] == m for k in by)]
     if missing: raise KddError(f"No rows for {missing}: the methods in these rows are {sorted({k[0] for k in by})}.")
     out = {}
     for f in sorted({k[1] for k in by if k[0] == a} & {k[1] for k in by if k[0] == b}):
         ra, rb = by[a, f], by[b, f]
-        d, sd = ra['acc_mean'] - rb['acc_mean'], max(ra['acc_std'], rb['acc_std'])
-        out[f] = dict(gap=round(d, 3), std=round(sd, 3), in_stds=round(d / sd, 2) if sd > 0 else None,
-                      beats=bool(d > sd))
+        d = [x - y for x, y in _paired(ra, rb)]
+        m, lo, hi = INTERVALS[interval](d, conf)
+        sd = max(ra['acc_std'], rb['acc_std'])
+        claim = 'gain' if lo > 0 else 'loss' if hi < 0 else 'tie'  # NaN bounds (one seed): a tie
+        out[f] = dict(gap=round(m, 3), lo=round(lo, 3), hi=round(hi, 3), n=len(d),
+                      sd_diff=round(statistics.stdev(d), 3) if len(d) > 1 else None,
+                      interval=f'{interval} {conf:.0%}', claim=claim, beats=claim == 'gain',
+                      std=round(sd, 3), in_stds=round(m / sd, 2) if sd > 0 else None)
     return out
+
+def gap_text(g:dict, # one label fraction's entry of `gap`
+            ) -> str:
+    "A finding in words: '+0.4 [-0.2, +1.0], 10 seeds: a tie (at most +1.0)'."
+    if g['n'] < 2 or g['lo'] != g['lo']: return f"{g['gap']:+.1f} (1 seed: no interval)"
+    say = {'gain': 'a gain', 'loss': 'a loss', 'tie': f"a tie (at most {g['hi']:+.1f})"}[g['claim']]
+    return f"{g['gap']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}], {g['n']} seeds: {say}"
+
+
+# %% ../nbs/07_evaluate.ipynb #d4161caa
+def interval_figure(gaps:dict[str, dict], # comparison name -> `gap` output (label fraction -> entry)
+                    title:str='Paired differences (points) with 95% intervals', # figure title
+                   ):
+    "Plotly figure of paired differences and their intervals, one row per comparison and a marker per label fraction."
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for f in sorted({float(f) for g in gaps.values() for f in g}):
+        names = [k for k, g in gaps.items() if any(float(x) == f for x in g)]
+        e = [next(v for x, v in gaps[k].items() if float(x) == f) for k in names]
+        fig.add_trace(go.Scatter(x=[v['gap'] for v in e], y=names, mode='markers', name=f'{f:.0%} labels',
+                                 error_x=dict(type='data', symmetric=False, array=[v['hi'] - v['gap'] for v in e],
+                                              arrayminus=[v['gap'] - v['lo'] for v in e]),
+                                 text=[gap_text(v) for v in e], hoverinfo='text+y'))
+    fig.add_vline(x=0, line_dash='dot', line_color='gray')
+    fig.update_layout(title=title, xaxis_title='accuracy difference (points)', height=160 + 40 * len(gaps),
+                      scattermode='group', legend=dict(orientation='h', y=-0.3))
+    return fig
 
 # %% ../nbs/07_evaluate.ipynb #f58a87e8
 def results_table(rows:list[dict], # rows from `compare`

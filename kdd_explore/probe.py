@@ -8,11 +8,12 @@ import math, warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .core import KddError, make_generator
+from .core import KddError, derive_seed, make_generator
 from .data import ImageData, stratified_indices, random_fraction_indices
 
 # %% auto #0
-__all__ = ['PROBE_PROTOCOLS', 'encode', 'ProbeWarning', 'linear_probe', 'labelled_indices', 'probe_accuracies', 'probe_accuracy']
+__all__ = ['PROBE_PROTOCOLS', 'encode', 'ProbeWarning', 'linear_probe', 'labelled_indices', 'label_seeds', 'probe_accuracies',
+           'probe_accuracy']
 
 # %% ../nbs/02b_probe.ipynb #c74d209d
 @torch.no_grad()
@@ -105,6 +106,13 @@ def labelled_indices(y:torch.Tensor, # labels of the split the probe draws from
     return (stratified_indices(y, fraction, seed=seed) if protocol == 'standard'
             else random_fraction_indices(len(y), fraction, seed=seed))
 
+def label_seeds(seed:int, # the evaluation seed
+                draws:int=1, # labelled subsets per encoder
+               ) -> list[int]:
+    "Seeds of the `draws` labelled subsets of evaluation seed `seed`; the first is `seed` itself, so one draw is the plain probe."
+    if draws < 1: raise KddError(f"draws must be >= 1, got {draws}.")
+    return [seed] + [derive_seed(seed, 'labels', d) for d in range(1, draws)]
+
 def probe_accuracies(model:nn.Module, # the frozen encoder
                      data:ImageData, # labelled data: train split for the probe, full test split for the score
                      fractions:tuple=(0.01, 0.05, 0.1, 0.5), # labelled fractions of the training split
@@ -112,19 +120,21 @@ def probe_accuracies(model:nn.Module, # the frozen encoder
                      l2:float=1e-3, # L2 weight of the probe
                      batch_size:int=256, # images per forward pass (256: twice as fast as 1024 on a CPU, the same features)
                      protocol:str='standard', # 'standard': stratified labels, standardised probe; 'reference': random labels, the reference's probe
+                     draws:int=1, # labelled subsets (`label_seeds`) whose accuracies are averaged: more draws, less of the labels' noise
                     ) -> dict[float, float]:
-    "Linear-probe top-1 accuracy (%) on the test set for each labelled fraction of the training set."
+    "Linear-probe top-1 accuracy (%) on the test set for each labelled fraction of the training set (averaged over `draws` labelled subsets)."
     if protocol not in PROBE_PROTOCOLS:
         raise KddError(f"Unknown probe protocol {protocol!r}. Known: {', '.join(PROBE_PROTOCOLS)}.")
     fractions = sorted(fractions)
-    idx = {f: labelled_indices(data.y_train, f, seed, protocol) for f in fractions}
-    top = idx[fractions[-1]]
-    pos = torch.full((len(data.y_train),), -1, dtype=torch.long); pos[top] = torch.arange(len(top))
-    ftr = encode(model, data.normalize(data.x_train[top]), batch_size)
+    idx = {(s, f): labelled_indices(data.y_train, f, s, protocol) for s in label_seeds(seed, draws) for f in fractions}
+    rows = torch.cat(list(idx.values())).unique()  # sorted: the images to encode, once
+    pos = torch.full((len(data.y_train),), -1, dtype=torch.long); pos[rows] = torch.arange(len(rows))
+    ftr = encode(model, data.normalize(data.x_train[rows]), batch_size)
     fte = encode(model, data.normalize(data.x_test), batch_size)
-    return {f: linear_probe(ftr[pos[i]], data.y_train[i], fte, data.y_test, l2=l2, n_classes=data.n_classes,
-                            protocol=protocol, seed=seed)
-            for f, i in idx.items()}
+    acc = {k: linear_probe(ftr[pos[i]], data.y_train[i], fte, data.y_test, l2=l2, n_classes=data.n_classes,
+                           protocol=protocol, seed=k[0])
+           for k, i in idx.items()}
+    return {f: sum(acc[s, f] for s in label_seeds(seed, draws)) / draws for f in fractions}
 
 def probe_accuracy(model:nn.Module, # the frozen encoder
                    data:ImageData, # labelled data

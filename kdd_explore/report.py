@@ -11,7 +11,7 @@ from .core import KddError, atomic_write_bytes
 from .data import ImageData, _assets_dir
 from .distill import DistillHistory
 from .krr_st import KRRSTConfig
-from .evaluate import gap, horizon_figure, results_figure, results_table
+from .evaluate import gap, gap_text, horizon_figure, results_figure, results_table
 from .recipes import PipelineConfig
 
 # %% auto #0
@@ -89,9 +89,7 @@ figcaption {{ font-size: 0.9em; color: #555; }} img {{ image-rendering: pixelate
 
 # %% ../nbs/09b_report.ipynb #b62702e3
 def _gap_text(g:dict, a:str, b:str) -> str:
-    return '; '.join(f"{f:.0%} labels {v['gap']:+.1f} points ({'beyond' if abs(v['gap']) > v['std'] else 'within'} the "
-                     f"larger std, {v['std']:.1f})"
-                     for f, v in g.items())
+    return '; '.join(f"{f:.0%} labels {gap_text(v)}" for f, v in g.items())
 
 def findings(rows:list[dict], # the evaluation's rows
             ) -> dict:

@@ -131,7 +131,9 @@ def test_lr_controlled_baselines_and_findings_in_the_quick_run(quick_run):
             and f['images_and_targets']['b'] == 'mkdt_initial_at_learned_lr')
     g = f['headroom']['by_fraction']['0.05']
     want = rows['full_data_kd', 0.05]['acc_mean'] - rows['random_subset', 0.05]['acc_mean']
-    assert abs(g['gap'] - want) < 1e-6 and g['beats'] == (g['gap'] > g['std'])
+    # the mean paired difference (of accuracies rounded to 3 decimals) and its t interval over the run's seeds
+    assert abs(g['gap'] - want) < 2e-3 and g['lo'] <= g['gap'] <= g['hi'] and g['n'] == len(res['config']['seeds'])
+    assert g['beats'] == (g['lo'] > 0) and g['claim'] in ('gain', 'loss', 'tie')
     sb = res['synthetic_sets']['mkdt_high_loss']
     assert 0 < sb['matching_loss_start'] and 0 < sb['matching_loss_end']
     assert sb['step_budget_learned']['syn_budget'] == pytest.approx(sb['step_budget_learned']['syn_steps'] * sb['lr'])

@@ -40,6 +40,11 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
     'no_dsa': ('fashion_mnist_1ipc', dict(V, augment=None), 'no DSA anywhere (experts, inner steps, test)'),
     'fashion_mnist_10ipc': ('fashion_mnist_10ipc', dict(B), '10 images per class'),
     'cifar10_1ipc': ('cifar10_1ipc', dict(dataset='cifar10_jpeg'), 'CIFAR-10 (JPEG q75 copy), 1 image per class, ZCA'),
+    # factor rows at 10 images per class (issue 38): one change from fashion_mnist_10ipc each, read at 300 iterations
+    '10ipc_lr_img1e5': ('fashion_mnist_10ipc', dict(V, distill={'lr_img': 1e5}),
+                        '10 images per class: lr_img 1e5 (1e4 in the recipe; MTT raises it as the set grows)'),
+    '10ipc_start5': ('fashion_mnist_10ipc', dict(V, distill={'max_start_epoch': 5}),
+                     '10 images per class: max_start_epoch 5 (10 in the recipe): only the experts\' early epochs'),
 }
 TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1),
             distill={'syn_steps': 4})
