@@ -50,6 +50,7 @@ SETTINGS = dict(n_images=20, image_shape=[3, 16, 16], target_dim=32, width=128, 
                 lr_img=1000.0, lr_targets=1.0, lr_lr=1e-4, lr_init=0.1, momentum=0.5)
 # float64 round-off: relative differences of the updates (new - old) well under this are equivalence
 TOLERANCE = 1e-9
+STORED_IMAGES_2 = 8  # images stored after iteration 2 (all 20 after iteration 1)
 
 
 def die(msg:str):
@@ -383,6 +384,8 @@ def check(ref:dict, write:bool, keep:Path|None) -> dict:
         differences=rows, worst_update_rel=worst, worst_loss_rel=worst_loss, tolerance=TOLERANCE,
         equivalent=bool(worst < TOLERANCE and worst_loss < TOLERANCE),
         tensors=TENSORS.name,
+        stored=(f"{TENSORS.name}: their tensors after iteration 1 (all {s['n_images']} images, targets, lr, loss) and "
+                f"after iteration 2 (targets, lr, loss, the first {STORED_IMAGES_2} images), float64"),
         notes=["momentum: their optimisers are torch.optim.SGD(momentum=0.5) on image_syn (lr_img), label_syn "
                "(lr_labels) and syn_lr (lr_lr), stepped every iteration (distill.py lines 77-79, 209-211); ours "
                "keeps buf = 0.5 buf + grad and steps x - lr buf, the same rule (torch's first step sets buf = grad); "
@@ -403,10 +406,15 @@ def check(ref:dict, write:bool, keep:Path|None) -> dict:
     if write:
         from kdd_explore.core import save_json
         save_json(RESULTS, result)
+        # < 200 KB: every tensor after iteration 1; after iteration 2 the targets, lr, loss and the first
+        # STORED_IMAGES_2 images (the second update is where momentum enters)
         flat = {f'after_{t}.{k}': theirs[t][k].detach().double().reshape(-1 if k in ('lr', 'loss') else
                                                                           theirs[t][k].shape).contiguous()
                 for t in theirs for k in ('images', 'labels', 'lr', 'loss')}
+        for t in theirs:
+            if t > 1: flat[f'after_{t}.images'] = flat[f'after_{t}.images'][:STORED_IMAGES_2].contiguous()
         save_file(flat, str(TENSORS), metadata=dict(reference_commit=str(ref['commit']), seed=str(SEED)))
+        os.chmod(TENSORS, 0o644)
         print(f"wrote {RESULTS.relative_to(ROOT)} and {TENSORS.relative_to(ROOT)}")
     return result
 
