@@ -396,6 +396,13 @@ def check(ref:dict, write:bool, keep:Path|None) -> dict:
                "steps of 4, 32, 32, 32 images); ours cut each permutation into ceil(n/batch_syn) batches whose sizes "
                "differ by at most one (4 x 25), taken in order. With the mean-reduced MSE a 4-image batch gives 4 "
                "images the step's whole weight",
+               "one trajectory: their buffer.py writes each expert to its own replay_buffer_{n}.pt (buffer.py lines "
+               "37-71: `trajectories` is reset after every save), and their distill.py loads one file before the loop "
+               "(distill.py line 102) and never again: when the one-trajectory buffer is used up it moves file_idx and "
+               "reshuffles expert_files and the buffer it already has (lines 138-147; the MTT reload is gone, only its "
+               "commented print is left at line 146), so every iteration matches buffer[0] of the first file, from "
+               "start epoch np.random.randint(0, max_start_epoch) (line 149); their_loaded_files shows the one load, "
+               "and run mode records it for K files",
                "their own saves (images_k.pt, labels_k.pt, synlr_k.pt) are written at the START of iteration k-1, "
                "before its update: images_k.pt holds the state after k-1 updates, and the final update is never "
                "saved (distill.py lines 117-126)"])
