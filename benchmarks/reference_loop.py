@@ -154,8 +154,12 @@ PATCHES = [
          why="float64 everywhere: their network (hence ReparamModule's flat parameters), syn_lr = "
              "torch.tensor(lr_teacher) and the loss accumulators param_loss/param_dist = torch.tensor(0.0) are made "
              "in the default dtype (an in-place += into a float32 accumulator would round the loss to float32)"),
+    dict(name='load_our_minibatches', file='distill.py', find='from datetime import datetime\n',
+         replace="from datetime import datetime\n_KDD_BATCHES = torch.load(os.environ['KDD_BATCHES'])  # kdd patch\n",
+         modes=('check', 'our_batches'),
+         why="reads the minibatch indices our loop draws at every (iteration, inner step), once"),
     dict(name='our_minibatches', file='distill.py', find='these_indices = indices_chunks.pop()',
-         replace="these_indices = torch.load(os.environ['KDD_BATCHES'])[it][step]  # kdd patch", modes=('check',),
+         replace="these_indices = _KDD_BATCHES[it][step]  # kdd patch", modes=('check', 'our_batches'),
          why="the same minibatch at every inner step: the indices our loop draws for (iteration, step) replace "
              "their indices_chunks.pop(); their randperm/split still runs, its chunks unused"),
     dict(name='seeded', file='distill.py', find='from datetime import datetime\n',
@@ -184,11 +188,11 @@ PATCHES = [
              "iteration's loss, start epoch and lr in losses.txt"),
 ]
 
-def apply_patches(dest:Path, mode:str) -> list[dict]:
-    "Apply the patches of `mode` to the copy in `dest`; stop if one no longer applies (their code changed)."
+def apply_patches(dest:Path, *modes:str) -> list[dict]:
+    "Apply the patches of `modes` to the copy in `dest`; stop if one no longer applies (their code changed)."
     done = []
     for p in PATCHES:
-        if mode not in p['modes']: continue
+        if not set(modes) & set(p['modes']): continue
         f = dest/p['file']
         if 'add' in p:
             if f.exists(): die(f"patch {p['name']}: {p['file']} already exists in the reference copy.")
@@ -302,14 +306,15 @@ def our_config(s:dict=SETTINGS, iterations:int|None=None, mode:str='auto'):
                          batch_syn=s['batch_syn'], lr_img=s['lr_img'], lr_targets=s['lr_targets'], lr_lr=s['lr_lr'],
                          lr_init=s['lr_init'], momentum=s['momentum'], mode=mode, seed=SEED)
 
-def our_batches(experts, syn, config) -> list:
+def our_batches(experts, syn, config, any_stretch:bool=False) -> list:
     "The minibatch indices our loop uses at every (iteration, inner step), drawn as `_distill_loop` draws them."
     from kdd_explore.distill import _stretch
     from kdd_explore.metagrad import minibatch_schedule
     out = []
     for j in range(config.iterations):
         g, k, s = _stretch(experts, config, j)
-        if (k, s) != (0, 0): die(f"our iteration {j} draws expert {k}, start epoch {s}; the check needs 0, 0.")
+        if (k, s) != (0, 0) and not any_stretch:
+            die(f"our iteration {j} draws expert {k}, start epoch {s}; the check needs 0, 0.")
         out.append(minibatch_schedule(len(syn), config.batch_syn, config.syn_steps, g))
     return out
 
@@ -477,15 +482,19 @@ def run(ref:dict, a) -> dict:
     work = Path(tempfile.mkdtemp(prefix='mkdt_ref_run_'))
     try:
         dest = copy_reference(ref, work/'MKDT')
-        patches = apply_patches(dest, 'run')
+        patches = apply_patches(dest, 'run', *(['our_batches'] if a.our_batches else []))
         images, targets = syn.images.float().cpu(), syn.targets.float().cpu()
         inp = write_inputs(work/'inputs', images, targets, [[{n: v.float().cpu() for n, v in ep.items()} for ep in t]
                                                             for t in ex.trajectories], names, one_file=a.one_file)
         dump = out/'reference_dump'; shutil.rmtree(dump, ignore_errors=True); dump.mkdir()
         every = a.save_every or dc.iterations
-        run_reference(dest, their_args(inp, model, s, dc.iterations, float(syn.lr)),
-                      dict(KDD_SEED=str(a.seed), KDD_DUMP_DIR=str(dump), KDD_DUMP_EVERY=str(every)),
-                      out/'reference.log')
+        env = dict(KDD_SEED=str(a.seed), KDD_DUMP_DIR=str(dump), KDD_DUMP_EVERY=str(every))
+        if a.our_batches:  # the minibatches our loop would draw with this seed (the start epochs stay their draws)
+            import dataclasses
+            ours = dataclasses.replace(dc, seed=a.seed)
+            torch.save(our_batches(ex, syn, ours, any_stretch=True), work/'inputs'/'batches.pt')
+            env['KDD_BATCHES'] = str(work/'inputs'/'batches.pt')
+        run_reference(dest, their_args(inp, model, s, dc.iterations, float(syn.lr)), env, out/'reference.log')
     finally:
         shutil.rmtree(work, ignore_errors=True)
     losses = [l.split() for l in (dump/'losses.txt').read_text().splitlines()]
@@ -496,6 +505,7 @@ def run(ref:dict, a) -> dict:
                 config=a.config, settings=dict(s, iterations=dc.iterations, lr_init=float(syn.lr), seed=a.seed),
                 experts=str(a.experts), n_experts=ex.n_experts, buffer_files=inp['files'],
                 one_trajectory_per_file=not a.one_file, loaded_files=loaded,
+                minibatches='ours (equal batches, fed in)' if a.our_batches else 'theirs (split and pop)',
                 patches=[{k: p[k] for k in ('name', 'file', 'why')} for p in patches],
                 date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'), machine=machine())
     saves = sorted(int(p.stem.split('_')[1]) for p in dump.glob('state_*.pt'))
@@ -531,6 +541,9 @@ def main(argv=None):
     p.add_argument('--one-file', action='store_true',
                    help="run mode: all experts in one replay-buffer file (their loop then rotates through all K; "
                         "default: one per file, as their buffer.py records, so their loop uses one trajectory)")
+    p.add_argument('--our-batches', action='store_true',
+                   help="run mode: feed their loop the minibatches our loop draws (equal batches) in place of their "
+                        "split-and-pop draws, to isolate that difference (their start epochs and expert stay theirs)")
     p.add_argument('--out', help="run mode: output folder")
     a = p.parse_args(argv)
     ref = check_reference(a.reference)

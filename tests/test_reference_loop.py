@@ -125,3 +125,13 @@ def test_run_mode_at_toy_size(tmp_path):
     out = SyntheticSet.load(tmp_path/'out'/'synthetic_set')
     assert len(out) == 12 and out.meta['distilled'] == 'reference' and out.meta['iteration'] == 4
     assert not torch.equal(out.images, syn0.images) and float(out.lr) != 0.1
+    # their loop fed our equal minibatches (12 images, batch_syn 32: one batch of all 12 either way, so the same
+    # images move; the option's plumbing is what is checked here)
+    r = subprocess.run([sys.executable, str(SCRIPT), '--reference', _clone(), '--run', '--experts',
+                        str(tmp_path/'experts'), '--init', str(tmp_path/'init'), '--iterations', '2', '--our-batches',
+                        '--one-file', '--out', str(tmp_path/'out2')], capture_output=True, text=True, timeout=600,
+                       cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
+    info = json.loads((tmp_path/'out2'/'reference_run.json').read_text())
+    assert info['minibatches'].startswith('ours') and info['buffer_files'] == 1 and 'our_minibatches' in {
+        p['name'] for p in info['patches']}
