@@ -26,8 +26,15 @@ losses, start epochs and the replay-buffer files their loop actually loaded.
     python benchmarks/reference_loop.py --reference /path/to/MKDT --no-write      # check mode, print only
     python benchmarks/reference_loop.py --reference /path/to/MKDT --run --experts runs/k_study/run/experts/experts \\
         --run-dir runs/k_study/run --iterations 1000 --save-every 100 --out runs/reference_run
+    python benchmarks/reference_loop.py --reference /path/to/MKDT --run --experts runs/k_study/run/experts/experts \\
+        --run-dir runs/k_study/run --iterations 1000 --save-every 100 --our-batches --out runs/reference_run_ours_batches
+    python benchmarks/reference_loop.py --reference /path/to/MKDT --run --experts runs/k_study/run/experts/experts \\
+        --run-dir runs/k_study/run --iterations 1000 --save-every 100 --one-file --out runs/reference_run_all_k
     python benchmarks/reference_loop.py --reference /path/to/MKDT --run --experts EXPERTS --init SYNSET \\
         --iterations 4 --out /tmp/ref_toy                                          # toy size (see the tests)
+
+(`--our-batches`: their loop with our equal minibatches, isolating the one way their draws differ; `--one-file`: all
+K experts in one buffer file, so their loop rotates through them, unlike the published runs.)
 
 Run it with OMP_NUM_THREADS set (e.g. 1) on a shared machine. Check mode takes about 25 seconds on one core. Run mode
 at cifar10_cpu's settings (100 images, width 32, syn_steps 10, batch_syn 32) takes about 1.8 s per iteration of their
