@@ -80,7 +80,7 @@ def main(argv=None):
     import dataclasses, platform, torch
     from budget_study import need_dataset, study_config
     from k_study import TINY
-    from kdd_explore.core import RunLock, save_json, load_json
+    from kdd_explore.core import save_json, load_json
     from kdd_explore.data import load_dataset
     from kdd_explore.evaluate import PretrainSet, pretrain_kd
     from kdd_explore.kd import high_loss_indices, random_indices
@@ -92,8 +92,8 @@ def main(argv=None):
     seeds = [int(s) for s in a.seeds.split(',')]
     out, t0 = Path(a.out), time.time()
     (out/'jobs').mkdir(parents=True, exist_ok=True)
-    with RunLock(Path(a.run)):
-        run = prepare_run(cfg, Path(a.run), progress=False)
+    # the run's stages are read back (k_study.py made them; it may still hold the folder's lock while it distils)
+    run = prepare_run(cfg, Path(a.run), progress=False)
     cfg, x, reps = run.cfg, run.x.cpu(), run.reps.cpu()
     full = load_dataset(cfg.dataset, n_test=cfg.n_test, seed=cfg.seed, **cfg.dataset_options)
     full = dataclasses.replace(full, mean=run.data.mean, std=run.data.std)
