@@ -106,6 +106,7 @@ def test_registered_name_works_like_a_built_in_one(tmp_path):
         load_dataset('blobs', root=tmp_path/'data', shape=(1, 8, 8))
     with pytest.raises(DatasetError, match="registered in .*: blobs"): load_dataset('blobz', root=tmp_path/'data')
 
+@pytest.mark.slow
 def test_register_and_data_commands(tmp_path):
     folder = example_image_folder(tmp_path/'f', n_classes=2, n_train=6, n_test=3, size=10)
     r = kdd('register', 'blobs', folder, '--size', 8, '--root', tmp_path/'data')
