@@ -11,11 +11,12 @@ from typing import Callable
 from .core import KddError
 
 # %% auto #0
-__all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SUP_PUBLISHED', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study',
+__all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SUP_PUBLISHED', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study',
            'provenance', 'md_table', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index',
            'run_table', 'diff_words', 'isa_lines', 'supervised_published_table', 'supervised_reading',
-           'mkdt_factor_reading', 'wrap', 'main_table_block', 'studies_block', 'isa_table', 'same_table_block',
-           'supervised_block', 'gpu_block', 'readme_blocks', 'update_readme', 'check_readme', 'record_main_job', 'main']
+           'mkdt_factor_reading', 'wrap', 'main_table_block', 'study_link', 'studies_block', 'isa_table',
+           'same_table_block', 'supervised_block', 'gpu_block', 'readme_blocks', 'update_readme', 'check_readme',
+           'record_main_job', 'main']
 
 # %% ../nbs/09d_studies.ipynb #5f3982dd
 class StudyError(KddError):
@@ -948,8 +949,6 @@ def _gpu(f):
     return out
 
 # %% ../nbs/09d_studies.ipynb #db1b1fd3
-# where the site is published (settings.ini's doc_host and doc_baseurl)
-SITE = 'https://kdd-explore.github.io/kdd_explore/'
 _BEGIN, _END = '<!-- generated: {} (python -m kdd_explore.studies readme; from {}) -->', '<!-- /generated: {} -->'
 
 def wrap(text:str, # Markdown prose: paragraphs and list items, one per line
@@ -976,10 +975,20 @@ def main_table_block(root:str|Path|None=None, # the project's folder
                       "encoder's KD loss on the pool:", '',
                       run_table(r), '', *_findings_lines(r['results'])]))
 
+def study_link(s:Study, # a registered study
+               root:str|Path|None=None, # the project's folder (default: found from the working folder)
+              ) -> str:
+    "Where a link to study `s` points in the repository: its first results file (its page is made from it), else this lesson."
+    root = _project_root(root)
+    for rel in s.files.values():
+        paths = sorted(glob.glob(str(root/rel))) if '*' in rel else [str(root/rel)]
+        if paths and Path(paths[0]).exists(): return Path(paths[0]).relative_to(root).as_posix()
+    return 'nbs/09d_studies.ipynb'
+
 def studies_block(root=None) -> str:
-    "The README's list of studies: a table of one line each, linked to its page on the site."
-    return md_table(['study', 'what it measures'], [[f"[{s.title}]({SITE}studies/{s.slug}.html)", s.summary]
-                                                    for s in STUDIES.values()])
+    "The README's list of studies: a table of one line each, linked to the results file its page is made from."
+    return md_table(['study (its results file)', 'what it measures'],
+                    [[f"[{s.title}]({study_link(s, root)})", s.summary] for s in STUDIES.values()])
 
 def isa_table(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py`
              ) -> str:
