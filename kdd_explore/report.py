@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64, io
 from pathlib import Path
 import torch
-from .core import KddError, atomic_write_bytes
+from .core import KddError, atomic_write_bytes, mean_std
 from .data import ImageData, _assets_dir
 from .distill import DistillHistory
 from .krr_st import KRRSTConfig
@@ -236,7 +236,7 @@ def choose_iteration(per_iteration:dict, # {iteration: validation rows of `compa
     return min(t for t, v in score.items() if v == best)
 
 # %% ../nbs/09b_report.ipynb #c4b1a004
-def _fmt(r): return f"{r['acc_mean']:.1f} ± {r['acc_std']:.1f}"
+def _fmt(r): return mean_std(r['acc_mean'], r['acc_std'])
 
 def _done(study): return study.get('evaluated', study['saves'])
 
