@@ -22,15 +22,11 @@ from .kd import (Experts, kd_loss, experts_objective, record_experts, high_loss_
                             random_indices, student_arch, load_dataset_for_job)
 from .distributed import (DistributedError, all_gather, all_reduce_sum, barrier, broadcast, check_divides,
                                      init_distributed, is_main, rank0_first, running, shard)
-# their home is kdd_explore.metagrad; imported from here too
-_all_ = ['minibatch_schedule', 'kd_step_loss', 'unroll_match', 'distance_shares']
-
 
 # %% auto #0
 __all__ = ['DISTILL_PRESETS', 'SyntheticSet', 'DistillConfig', 'DistillHistory', 'expert_schedule', 'DistillRun', 'RollbackCB',
            'HistoryCB', 'ProgressCB', 'SaveCB', 'SpreadCB', 'distill', 'matching_loss', 'step_budget',
-           'record_ssl_experts', 'distill_ssl', 'find_representations', 'distill_job', 'minibatch_schedule',
-           'kd_step_loss', 'unroll_match', 'distance_shares']
+           'record_ssl_experts', 'distill_ssl', 'find_representations', 'distill_job']
 
 # %% ../nbs/06_distill.ipynb #de3511cd
 @dataclass(repr=False)
@@ -287,10 +283,6 @@ class ProgressCB:
     def after_fit(self, run): self.bar.close()
 
 # %% ../nbs/06_distill.ipynb #68a0c112
-def _config_of(meta_config):
-    "A checkpoint's config with the fields added since it was written at their defaults (older checkpoints resume)."
-    return dict({'experts_per_iteration': 1, 'memory_budget_mb': DEFAULT_BUDGET_MB}, **meta_config)
-
 # settings a resumed run may change: every mode computes the same exact gradient
 _SAME_RESULT = ('iterations', 'mode', 'memory_budget_mb')
 
@@ -300,7 +292,7 @@ class SaveCB:
         ckpt = run.ckpt
         if ckpt is None or not artifact_exists(ckpt): return
         t, m = load_artifact(ckpt, expect={'kind': f'{run.kind}_checkpoint'}, device=run.dev)
-        check_meta({k: v for k, v in _config_of(m['config']).items() if k not in _SAME_RESULT},
+        check_meta({k: v for k, v in m['config'].items() if k not in _SAME_RESULT},
                    {k: v for k, v in run.cfg.items() if k not in _SAME_RESULT}, where=f'checkpoint {ckpt}')
         check_meta(m, {'init_indices': run.syn.meta.get('init_indices'), 'arch': run.experts.arch},
                    where=f'checkpoint {ckpt}')

@@ -3,7 +3,8 @@ import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
 from kdd_explore.core import KddError
-from kdd_explore.data import DatasetInfo, dataset_info, example_image_folder
+from kdd_explore.data import DatasetInfo, dataset_info
+from kdd_explore.own_data import example_image_folder
 from kdd_explore.pipeline import METHODS, ConfigError, PipelineConfig, get_config, parse_settings, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

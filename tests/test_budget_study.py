@@ -2,7 +2,8 @@
 import json, os, statistics, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from kdd_explore.data import example_image_folder, load_dataset
+from kdd_explore.data import load_dataset
+from kdd_explore.own_data import example_image_folder
 from kdd_explore.pipeline import get_config
 from kdd_explore.probe import labelled_indices
 from kdd_explore.data import stratified_indices

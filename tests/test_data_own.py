@@ -5,8 +5,8 @@ import numpy as np
 import pytest, torch
 from PIL import Image
 from kdd_explore.core import DatasetError
-from kdd_explore.data import (DatasetInfo, dataset_info, example_image_folder, load_dataset,
-                              read_array_file, read_image_folder, register_dataset, registered_datasets)
+from kdd_explore.data import DatasetInfo, dataset_info, load_dataset, registered_datasets
+from kdd_explore.own_data import example_image_folder, read_array_file, read_image_folder, register_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
