@@ -380,7 +380,7 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
                                                        RollbackCB(), SaveCB()]
     run = DistillRun(experts, syn, config, model, make_step_loss, learn_targets, kind, out, cbs)
     run.hook('setup'); run.hook('before_fit')
-    B, state = config.experts_per_iteration, run.state
+    B = config.experts_per_iteration
     for run.it in range(run.it0, config.iterations):
         run.want_curve = run.it % config.snapshot_every == 0
         run.stretches = [_stretch(experts, config, run.it * B + b) for b in range(B)]  # 1. pick the stretches
@@ -389,7 +389,7 @@ def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, le
         run.loss, run.grads = run.losses.mean(), {n: g / B for n, g in run.acc.items()}  # 3. their mean
         run.new_bufs = {n: config.momentum * run.bufs[n] + run.grads[n] for n in run.state}  # 4. SGD, momentum
         run.new = {n: (run.state[n] - run.lrs[n] * run.new_bufs[n]).detach() for n in run.state}
-        run.hook('before_update')  # may cancel it (run.ok = False)
+        run.ok = True; run.hook('before_update')  # a hook may cancel it (run.ok = False)
         if run.ok: run.state, run.bufs = run.new, run.new_bufs
         run.hook('after_iteration')
     run.result = SyntheticSet(run.state['images'], run.state['targets'], run.state['lr'],
