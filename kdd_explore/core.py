@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 # %% auto #0
 __all__ = ['KddError', 'DatasetError', 'ArtifactError', 'TrainingError', 'get_device', 'make_generator', 'derive_seed',
            'new_file_mode', 'atomic_write_bytes', 'save_json', 'load_json', 'save_artifact', 'read_meta',
-           'artifact_exists', 'check_meta', 'load_artifact', 'check_finite', 'check_folder', 'RunLock']
+           'artifact_exists', 'check_meta', 'load_artifact', 'check_finite', 'check_folder', 'RunLock',
+           'parse_key_values', 'mean_std', 'md_table']
 
 # %% ../nbs/00_core.ipynb #725547a1
 class KddError(Exception):
@@ -313,3 +314,35 @@ class RunLock:
         self.info = None
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
+
+# %% ../nbs/00_core.ipynb #f25beb19
+def parse_key_values(items:list, # 'KEY=VALUE' strings, as typed after `--set`
+                     accept, # `accept(out, key, value)`: puts the setting into the dict `out`, or returns what is wrong with it (a string)
+                    ) -> tuple[dict, list]:
+    "The settings of `KEY=VALUE` strings as `(settings, problems)`: values read as JSON where they parse, else as text."
+    out, bad = {}, []
+    for item in items:
+        key, sep, text = item.partition('=')
+        key = key.strip()
+        if not sep or not key: bad.append(f"{item!r} is not KEY=VALUE"); continue
+        try: value = json.loads(text)
+        except ValueError: value = text  # not JSON: a path, a name, 'reference'
+        problem = accept(out, key, value)
+        if problem: bad.append(problem)
+    return out, bad
+
+# %% ../nbs/00_core.ipynb #923b5c13
+def mean_std(mean:float, # the mean over seeds
+             std:float, # their standard deviation
+             digits:int=1, # decimals of both
+            ) -> str:
+    "`mean ± std` with `digits` decimals, as every table of the project prints it."
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+def md_table(head:list, # column headings
+             rows:list, # rows of cells (anything with a `str`)
+            ) -> str:
+    "A Markdown table (a `|` inside a cell is escaped)."
+    cell = lambda v: str(v).replace('|', '\\|')
+    return '\n'.join(['| ' + ' | '.join(map(cell, head)) + ' |', '|' + '---|' * len(head)]
+                     + ['| ' + ' | '.join(map(cell, r)) + ' |' for r in rows])

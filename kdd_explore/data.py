@@ -16,8 +16,7 @@ from .core import (DatasetError, artifact_exists, atomic_write_bytes, load_artif
 __all__ = ['DEBIAN_FASHION_MNIST', 'FASHION_MNIST_CLASSES', 'SLICES', 'DATASETS', 'ImageData', 'channel_stats', 'data_root',
            'PartialImages', 'shipped_slice', 'build_slice', 'registered_datasets', 'take_subsets', 'load_dataset',
            'stratified_counts', 'stratified_indices', 'random_fraction_indices', 'equal_batches', 'DatasetInfo',
-           'dataset_info', 'SSLViews', 'GRAY_MODES', 'IMAGE_KEYS', 'LABEL_KEYS', 'read_image_folder',
-           'example_image_folder', 'read_array_file', 'register_dataset', 'next_commands']
+           'dataset_info', 'SSLViews']
 
 # %% ../nbs/01_data.ipynb #20d69341
 @dataclass(repr=False)
@@ -516,15 +515,3 @@ class SSLViews(torch.nn.Module):
         "Two independent random views of each image."
         g = make_generator(generator)
         return self.view(x, g), self.view(x, g)
-
-# %% ../nbs/01_data.ipynb #95cea31e
-_all_ = ['GRAY_MODES', 'IMAGE_KEYS', 'LABEL_KEYS', 'read_image_folder', 'example_image_folder',
-         'read_array_file', 'register_dataset', 'next_commands']
-
-def __getattr__(name:str):
-    "A name that moved to `kdd_explore.own_data`, looked up there when first asked for (PEP 562): older imports keep working."
-    if not name.startswith('__'):  # never for the attributes Python itself probes
-        from kdd_explore import own_data
-        v = vars(own_data).get(name)
-        if name in own_data.__all__ or getattr(v, '__module__', None) == own_data.__name__: return v
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

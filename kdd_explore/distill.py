@@ -22,14 +22,11 @@ from .kd import (Experts, kd_loss, experts_objective, record_experts, high_loss_
                             random_indices, student_arch, load_dataset_for_job)
 from .distributed import (DistributedError, all_gather, all_reduce_sum, barrier, broadcast, check_divides,
                                      init_distributed, is_main, rank0_first, running, shard)
-# their home is kdd_explore.metagrad; imported from here too
-_all_ = ['minibatch_schedule', 'kd_step_loss', 'unroll_match', 'distance_shares']
-
 
 # %% auto #0
-__all__ = ['DISTILL_PRESETS', 'SyntheticSet', 'DistillConfig', 'DistillHistory', 'expert_schedule', 'distill', 'matching_loss',
-           'step_budget', 'record_ssl_experts', 'distill_ssl', 'find_representations', 'distill_job',
-           'minibatch_schedule', 'kd_step_loss', 'unroll_match', 'distance_shares']
+__all__ = ['DISTILL_PRESETS', 'SyntheticSet', 'DistillConfig', 'DistillHistory', 'expert_schedule', 'DistillRun', 'RollbackCB',
+           'HistoryCB', 'ProgressCB', 'SaveCB', 'SpreadCB', 'distill', 'matching_loss', 'step_budget',
+           'record_ssl_experts', 'distill_ssl', 'find_representations', 'distill_job']
 
 # %% ../nbs/06_distill.ipynb #de3511cd
 @dataclass(repr=False)
@@ -168,7 +165,7 @@ class DistillHistory:
         return (f"DistillHistory({len(self.records)} iterations, {len(self.snapshots)} snapshots, "
                 f"{len(self.distance_curves)} distance curves)")
 
-# %% ../nbs/06_distill.ipynb #5289d240
+# %% ../nbs/06_distill.ipynb #9708e020
 def expert_schedule(iteration:int, # outer iteration (0-based)
                     n_experts:int, # K
                     seed:int, # the run's root seed
@@ -177,6 +174,14 @@ def expert_schedule(iteration:int, # outer iteration (0-based)
     rnd, pos = divmod(iteration, n_experts)
     return int(torch.randperm(n_experts, generator=make_generator(derive_seed(seed, 'expert_round', rnd)))[pos])
 
+# %% ../nbs/06_distill.ipynb #39588b45
+def _stretch(experts, config, j):
+    "Stretch `j` of a run (j = iteration x experts_per_iteration + b): its generator, expert and start epoch."
+    g = make_generator(derive_seed(config.seed, 'iteration', j))
+    k = expert_schedule(j, experts.n_experts, config.seed)
+    return g, k, int(torch.randint(0, config.max_start_epoch, (1,), generator=g))
+
+# %% ../nbs/06_distill.ipynb #6ce2474b
 _OBJECTIVE_WORDS = {'kd': 'by KD (MSE to the teacher\'s representations)', 'ce': 'with cross-entropy on labels '
                     '(supervised)', 'ssl': 'with an SSL loss'}
 
@@ -187,7 +192,9 @@ def _check_objective(experts, allowed, what, fix):
         raise KddError(f"These experts were trained {_OBJECTIVE_WORDS[got]}, but {what} matches experts trained "
                        f"{_OBJECTIVE_WORDS[allowed[0]]}: {fix}")
 
+# %% ../nbs/06_distill.ipynb #1c4bb469
 def _check_setting(experts, syn, config, model):
+    "Refuse a student, a set or settings the experts cannot serve (architecture, epochs recorded, image shape)."
     experts.check_arch(model.arch)
     if syn.meta.get('arch') is not None: experts.check_arch(syn.meta['arch'], "synthetic set's student")
     last = config.max_start_epoch - 1 + config.expert_epochs
@@ -201,129 +208,196 @@ def _check_setting(experts, syn, config, model):
         raise KddError(f"The synthetic images have shape {tuple(syn.images.shape[1:])}, but the student {a} expects "
                        f"{(a['in_channels'], a.get('im_size'), a.get('im_size'))}.")
 
+# %% ../nbs/06_distill.ipynb #40eb6c23
+class DistillRun:
+    "What the distillation loop and its callbacks share: settings, learnable state, momentum buffers, history, iteration."
+    def __init__(self, experts, syn, config, model, make_step_loss, learn_targets, kind, out, cbs):
+        self.experts, self.syn, self.config, self.model, self.kind, self.cbs = experts, syn, config, model, kind, cbs
+        self.make_step_loss, self.cfg, self.dev = make_step_loss, asdict(config), syn.images.device
+        self.state = dict(images=syn.images.detach().clone(), targets=syn.targets.detach().clone(),
+                          lr=syn.lr.detach().clone().to(self.dev))
+        self.bufs = {k: torch.zeros_like(v) for k, v in self.state.items()}
+        self.lrs = dict(images=config.lr_img, targets=config.lr_targets if learn_targets else 0., lr=config.lr_lr)
+        self.hist, self.it0, self.fails, self.plan = DistillHistory(), 0, 0, None
+        self.ckpt = Path(out)/'checkpoint' if out is not None else None
+        self.out = out
+
+    def hook(self, name):
+        "Call the method `name` of every callback that has one, in order."
+        for cb in self.cbs:
+            f = getattr(cb, name, None)
+            if f is not None: f(self)
+
+# %% ../nbs/06_distill.ipynb #b7e78d75
 _CAUSES = ("Likely causes: lr_img too high (images blow up: try 10x lower), lr_lr too high (the learned learning rate "
            "runs away: try 10x lower), lr_init too high for this student, or bad experts (diverged or too short: check "
            "their losses).")
 
-def _stretch(experts, config, j):
-    "Stretch `j` of a run (j = iteration x experts_per_iteration + b): its generator, expert and start epoch."
-    g = make_generator(derive_seed(config.seed, 'iteration', j))
-    k = expert_schedule(j, experts.n_experts, config.seed)
-    return g, k, int(torch.randint(0, config.max_start_epoch, (1,), generator=g))
+class RollbackCB:
+    "Cancel a non-finite or out-of-range update (the state stays as before it); give up after `max_failures` in a row."
+    def before_update(self, run):
+        ok = bool(torch.isfinite(run.loss)) and all(bool(torch.isfinite(v).all()) for v in run.grads.values())
+        if ok:
+            new_lr = float(run.new['lr'])
+            ok = (math.isfinite(new_lr) and 0 < new_lr <= 100 * run.config.lr_init
+                  and all(bool(torch.isfinite(v).all()) for v in run.new.values()))
+        run.ok, run.fails = ok, (0 if ok else run.fails + 1)
 
-def _config_of(meta_config):
-    "A checkpoint's config with the fields added since it was written at their defaults (older checkpoints resume)."
-    return dict({'experts_per_iteration': 1, 'memory_budget_mb': DEFAULT_BUDGET_MB}, **meta_config)
+    def after_iteration(self, run):
+        if run.fails < run.config.max_failures: return
+        run.hook('before_give_up')
+        where = f" The last good state is in {run.ckpt} (resumable)." if run.ckpt is not None else ''
+        raise TrainingError(f"Distillation failed {run.fails} iterations in a row (last: iteration {run.it}, loss "
+                            f"{float(run.loss)}, lr {float(run.state['lr'])}): every step was rolled back. "
+                            f"{_CAUSES}{where}")
 
+# %% ../nbs/06_distill.ipynb #5813003c
+class HistoryCB:
+    "Record each iteration (loss, expert, start epoch, lr, gradient norms, rolled back), distance curves and snapshots."
+    def before_fit(self, run):
+        if run.it0 == 0: run.hist.snapshots[0] = run.state['images'].detach().cpu().clone()
+
+    def after_iteration(self, run):
+        it, st = run.it, run.stretches
+        if len(st) == 1: who = dict(start_epoch=st[0][2], expert=st[0][1])
+        else: who = dict(start_epoch=[s for _, _, s in st], expert=[k for _, k, _ in st],
+                         losses=[float(v) for v in run.losses])
+        run.hist.records.append(dict(iteration=it, loss=float(run.loss), **who, lr=float(run.state['lr']),
+                                     grad_norm_images=float(run.grads['images'].norm()),
+                                     grad_norm_targets=float(run.grads['targets'].norm()),
+                                     grad_norm_lr=float(run.grads['lr'].abs()), rolled_back=not run.ok))
+        if run.want_curve and run.curve is not None: run.hist.distance_curves[it] = run.curve
+        if (it + 1) % run.config.snapshot_every == 0:
+            run.hist.snapshots[it + 1] = run.state['images'].detach().cpu().clone()
+
+# %% ../nbs/06_distill.ipynb #2d1aa8bf
+class ProgressCB:
+    "A progress bar over the iterations, showing the loss and the learned lr."
+    def __init__(self, show:bool): self.show = show  # False: no bar
+    def before_fit(self, run):
+        self.bar = tqdm(desc=f'distill ({run.kind})', disable=not self.show, initial=run.it0,
+                        total=run.config.iterations)
+    def after_iteration(self, run):
+        if self.show: self.bar.set_postfix(loss=f'{float(run.loss):.4f}', lr=f"{float(run.state['lr']):.4g}")
+        self.bar.update(1)
+    def after_fit(self, run): self.bar.close()
+
+# %% ../nbs/06_distill.ipynb #68a0c112
 # settings a resumed run may change: every mode computes the same exact gradient
 _SAME_RESULT = ('iterations', 'mode', 'memory_budget_mb')
 
-def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, learn_targets, kind):
-    model = model if model is not None else build_model(experts.arch)
-    _check_setting(experts, syn, config, model)
-    B, spread = config.experts_per_iteration, running()
-    if spread:  # before any work: every rank must get the same number of stretches
-        check_divides(B, 'DistillConfig.experts_per_iteration (--experts-per-iteration)',
+class SaveCB:
+    "Resume from `out`'s checkpoint, write checkpoints and the results (rank 0 writes; the other ranks wait for it)."
+    def setup(self, run):
+        ckpt = run.ckpt
+        if ckpt is None or not artifact_exists(ckpt): return
+        t, m = load_artifact(ckpt, expect={'kind': f'{run.kind}_checkpoint'}, device=run.dev)
+        check_meta({k: v for k, v in m['config'].items() if k not in _SAME_RESULT},
+                   {k: v for k, v in run.cfg.items() if k not in _SAME_RESULT}, where=f'checkpoint {ckpt}')
+        check_meta(m, {'init_indices': run.syn.meta.get('init_indices'), 'arch': run.experts.arch},
+                   where=f'checkpoint {ckpt}')
+        run.state = {k: t[k] for k in run.state}; run.bufs = {k: t['buf.' + k] for k in run.bufs}
+        run.hist = DistillHistory.from_artifact({k: v.cpu() for k, v in t.items()}, m)
+        run.it0, run.fails = m['iteration'], m['failures']
+
+    def save(self, run, it):
+        "Write the checkpoint of the state after `it` iterations (rank 0 only)."
+        if run.ckpt is None or not is_main(): return
+        ht, hm = run.hist.to_artifact()
+        save_artifact(run.ckpt, dict(ht, **run.state, **{'buf.' + k: v for k, v in run.bufs.items()}),
+                      dict(hm, kind=f'{run.kind}_checkpoint', config=run.cfg, iteration=it, failures=run.fails,
+                           init_indices=run.syn.meta.get('init_indices'), arch=run.experts.arch,
+                           syn_meta=run.syn.meta))
+
+    def after_iteration(self, run):
+        if (run.it + 1) % run.config.checkpoint_every == 0 or run.it + 1 == run.config.iterations:
+            self.save(run, run.it + 1)
+
+    def before_give_up(self, run):
+        self.save(run, run.it + 1)
+        if running(): barrier()  # the checkpoint is written before any rank stops
+
+    def after_fit(self, run):
+        if run.out is not None and is_main():
+            run.result.save(Path(run.out)/'synthetic_set'); run.hist.save(Path(run.out)/'history')
+        if running(): barrier()  # the results are on disk before any rank goes on
+
+# %% ../nbs/06_distill.ipynb #5f805135
+class SpreadCB:
+    "Under torchrun: every rank starts from rank 0's state and sums the others' stretch losses and meta-gradients in."
+    def __init__(self, config):  # before any work: every rank must get the same number of stretches
+        check_divides(config.experts_per_iteration, 'DistillConfig.experts_per_iteration (--experts-per-iteration)',
                       'Launch a number of processes that divides it, or set it to a multiple of the number of '
                       'processes.')
-    dev = syn.images.device
-    cfg = asdict(config)
-    state = dict(images=syn.images.detach().clone(), targets=syn.targets.detach().clone(),
-                 lr=syn.lr.detach().clone().to(dev))
-    bufs = {k: torch.zeros_like(v) for k, v in state.items()}
-    hist, it0, fails = DistillHistory(), 0, 0
-    ckpt = Path(out)/'checkpoint' if out is not None else None
-    if ckpt is not None and artifact_exists(ckpt):  # resume
-        t, m = load_artifact(ckpt, expect={'kind': f'{kind}_checkpoint'}, device=dev)
-        check_meta({k: v for k, v in _config_of(m['config']).items() if k not in _SAME_RESULT},
-                   {k: v for k, v in cfg.items() if k not in _SAME_RESULT}, where=f'checkpoint {ckpt}')
-        check_meta(m, {'init_indices': syn.meta.get('init_indices'), 'arch': experts.arch}, where=f'checkpoint {ckpt}')
-        state = {k: t[k] for k in state}; bufs = {k: t['buf.' + k] for k in bufs}
-        hist = DistillHistory.from_artifact({k: v.cpu() for k, v in t.items()}, m)
-        it0, fails = m['iteration'], m['failures']
-    if spread: broadcast(list(state.values()) + list(bufs.values()))  # every rank starts from rank 0's state
-    main = is_main()
-    if it0 == 0: hist.snapshots[0] = state['images'].detach().cpu().clone()
-    def save_ckpt(it):
-        if not main: return  # rank 0 alone writes
-        ht, hm = hist.to_artifact()
-        save_artifact(ckpt, dict(ht, **state, **{'buf.' + k: v for k, v in bufs.items()}),
-                      dict(hm, kind=f'{kind}_checkpoint', config=cfg, iteration=it, failures=fails,
-                           init_indices=syn.meta.get('init_indices'), arch=experts.arch, syn_meta=syn.meta))
-    lrs = dict(images=config.lr_img, targets=config.lr_targets if learn_targets else 0., lr=config.lr_lr)
-    mine = shard(range(B))  # this rank's stretches of every iteration (all B in one process)
-    plan = None
-    bar = tqdm(range(it0, config.iterations), desc=f'distill ({kind})', disable=not (progress and main),
-               initial=it0, total=config.iterations)
-    for it in bar:
-        want_curve = it % config.snapshot_every == 0
-        stretches = [_stretch(experts, config, it * B + b) for b in range(B)]
-        losses, acc, curve = [torch.tensor(0., dtype=state['images'].dtype, device=dev)] * B, None, None
-        for b in mine:
-            g, k, s = stretches[b]
-            start = {n: v.to(dev) for n, v in experts.params(k, s).items()}
-            target = {n: v.to(dev) for n, v in experts.params(k, s + config.expert_epochs).items()}
-            X, Y, lr = (state[n].clone().requires_grad_(True) for n in ('images', 'targets', 'lr'))
-            step_loss = make_step_loss(model, X, Y, it * B + b, g)
-            if plan is None:  # once per run: how the meta-gradient will be computed (every stretch has the same shapes)
-                plan = plan_unroll(graph_step_mb(step_loss, start, lr) if config.mode == 'auto' else 0.,
-                                   config.syn_steps, config.mode, config.memory_budget_mb)
-                hist.meta_grad = plan
-                if main:
-                    print(f"meta-gradient ({kind}): mode {plan['mode']!r} -> {plan['chose']}, {plan['segment']} of "
-                          f"{config.syn_steps} steps of graph at a time"
-                          + (f" ({plan['note']})" if plan['note'] else ''))
-            try:
-                loss, (gx, gy), glr, c = unroll_match(start, target, lr, [X, Y], step_loss, config.syn_steps,
-                                                      config.mode, want_curve and b == 0, segment=plan['segment'])
-                grads = dict(images=gx, targets=gy, lr=glr)
-            except (RuntimeError, KddError) as e:
-                if isinstance(e, KddError) and 'did not move' in str(e): raise
-                loss, grads, c = torch.tensor(float('nan')), {n: torch.zeros_like(v) for n, v in state.items()}, None
-            losses[b] = loss.to(dev, state['images'].dtype)
-            acc = grads if acc is None else {n: acc[n] + grads[n] for n in state}
-            if b == 0: curve = c
-        if B == 1 and not spread: loss, grads = losses[0], acc  # the paper's loop, unchanged
-        else:
-            flat = torch.stack(losses)
-            all_reduce_sum([acc['images'], acc['targets'], acc['lr'], flat])  # the sum over every rank's stretches
-            loss, grads = flat.mean(), {n: acc[n] / B for n in state}
-            if want_curve and spread: curve = all_gather(curve)[0]  # stretch 0's curve, from rank 0
-        ok = bool(torch.isfinite(loss)) and all(bool(torch.isfinite(v).all()) for v in grads.values())
-        if ok:
-            new_bufs = {n: config.momentum * bufs[n] + grads[n] for n in state}
-            new = {n: (state[n] - lrs[n] * new_bufs[n]).detach() for n in state}
-            new_lr = float(new['lr'])
-            ok = (math.isfinite(new_lr) and 0 < new_lr <= 100 * config.lr_init
-                  and all(bool(torch.isfinite(v).all()) for v in new.values()))
-        if ok: state, bufs, fails = new, new_bufs, 0
-        else: fails += 1
-        if B == 1: who = dict(start_epoch=stretches[0][2], expert=stretches[0][1])
-        else:
-            who = dict(start_epoch=[s for _, _, s in stretches], expert=[k for _, k, _ in stretches],
-                       losses=[float(v) for v in flat])
-        hist.records.append(dict(iteration=it, loss=float(loss), **who, lr=float(state['lr']),
-                                 grad_norm_images=float(grads['images'].norm()),
-                                 grad_norm_targets=float(grads['targets'].norm()),
-                                 grad_norm_lr=float(grads['lr'].abs()), rolled_back=not ok))
-        if want_curve and curve is not None: hist.distance_curves[it] = curve
-        if (it + 1) % config.snapshot_every == 0: hist.snapshots[it + 1] = state['images'].detach().cpu().clone()
-        if progress and main: bar.set_postfix(loss=f'{float(loss):.4f}', lr=f"{float(state['lr']):.4g}")
-        if fails >= config.max_failures:
-            where = ''
-            if ckpt is not None: save_ckpt(it + 1); where = f" The last good state is in {ckpt} (resumable)."
-            if spread: barrier()  # the checkpoint is written before any rank stops
-            raise TrainingError(f"Distillation failed {fails} iterations in a row (last: iteration {it}, loss "
-                                f"{float(loss)}, lr {float(state['lr'])}): every step was rolled back. "
-                                f"{_CAUSES}{where}")
-        if ckpt is not None and ((it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations):
-            save_ckpt(it + 1)
-    res = SyntheticSet(state['images'], state['targets'], state['lr'], dict(syn.meta, config=cfg, distilled=kind))
-    if out is not None and main:
-        res.save(Path(out)/'synthetic_set'); hist.save(Path(out)/'history')
-    if spread: barrier()  # the results are on disk before any rank goes on
-    return res, hist
+    def before_fit(self, run): broadcast(list(run.state.values()) + list(run.bufs.values()))
+    def after_match(self, run):
+        all_reduce_sum([run.acc['images'], run.acc['targets'], run.acc['lr'], run.losses])  # in place
+        if run.want_curve: run.curve = all_gather(run.curve)[0]  # stretch 0's curve, from rank 0
 
+# %% ../nbs/06_distill.ipynb #16cdea25
+def _match(run, b):
+    "Unroll and match stretch `b` of this iteration: its loss, meta-gradients (images, targets, lr) and distance curve."
+    g, k, s = run.stretches[b]
+    B, dev, config = run.config.experts_per_iteration, run.dev, run.config
+    start = {n: v.to(dev) for n, v in run.experts.params(k, s).items()}
+    target = {n: v.to(dev) for n, v in run.experts.params(k, s + config.expert_epochs).items()}
+    X, Y, lr = (run.state[n].clone().requires_grad_(True) for n in ('images', 'targets', 'lr'))
+    step_loss = run.make_step_loss(run.model, X, Y, run.it * B + b, g)
+    if run.plan is None:  # once per run: how the meta-gradient will be computed
+        run.plan = run.hist.meta_grad = plan_unroll(graph_step_mb(step_loss, start, lr) if config.mode == 'auto'
+                                                    else 0., config.syn_steps, config.mode, config.memory_budget_mb)
+        if is_main():
+            print(f"meta-gradient ({run.kind}): mode {run.plan['mode']!r} -> {run.plan['chose']}, "
+                  f"{run.plan['segment']} of {config.syn_steps} steps of graph at a time"
+                  + (f" ({run.plan['note']})" if run.plan['note'] else ''))
+    loss, (gx, gy), glr, curve = unroll_match(start, target, lr, [X, Y], step_loss, config.syn_steps, config.mode,
+                                              run.want_curve and b == 0, segment=run.plan['segment'])
+    return loss, dict(images=gx, targets=gy, lr=glr), curve
+
+# %% ../nbs/06_distill.ipynb #7fe2e636
+def _match_mine(run):
+    "Match this process's stretches: the vector of the B stretch losses (0 for others'), summed meta-gradients, curve."
+    B, dtype = run.config.experts_per_iteration, run.state['images'].dtype
+    losses, acc, curve = [torch.tensor(0., dtype=dtype, device=run.dev)] * B, None, None
+    for b in shard(range(B)):
+        try: loss, grads, c = _match(run, b)
+        except Exception as e:  # not a numerical failure: it goes up as it is, with where it happened
+            _, k, s = run.stretches[b]
+            if hasattr(e, 'add_note'):  # Python 3.11+
+                e.add_note(f"(in distillation iteration {run.it}, stretch {b}: expert {k}, start epoch {s})")
+            raise
+        losses[b] = loss.to(run.dev, dtype)
+        acc = grads if acc is None else {n: acc[n] + grads[n] for n in run.state}
+        if b == 0: curve = c
+    return torch.stack(losses), acc, curve
+
+# %% ../nbs/06_distill.ipynb #ba4b8c62
+def _distill_loop(experts, syn, config, out, progress, model, make_step_loss, learn_targets, kind):
+    "Trajectory matching with any inner loss: per iteration, match B stretches and take one guarded SGD step."
+    model = model if model is not None else build_model(experts.arch)
+    _check_setting(experts, syn, config, model)
+    cbs = ([SpreadCB(config)] if running() else []) + [HistoryCB(), ProgressCB(progress and is_main()),
+                                                       RollbackCB(), SaveCB()]
+    run = DistillRun(experts, syn, config, model, make_step_loss, learn_targets, kind, out, cbs)
+    run.hook('setup'); run.hook('before_fit')
+    B = config.experts_per_iteration
+    for run.it in range(run.it0, config.iterations):
+        run.want_curve = run.it % config.snapshot_every == 0
+        run.stretches = [_stretch(experts, config, run.it * B + b) for b in range(B)]  # 1. pick the stretches
+        run.losses, run.acc, run.curve = _match_mine(run)  # 2. unroll and match them
+        run.hook('after_match')
+        run.loss, run.grads = run.losses.mean(), {n: g / B for n, g in run.acc.items()}  # 3. their mean
+        run.new_bufs = {n: config.momentum * run.bufs[n] + run.grads[n] for n in run.state}  # 4. SGD, momentum
+        run.new = {n: (run.state[n] - run.lrs[n] * run.new_bufs[n]).detach() for n in run.state}
+        run.ok = True; run.hook('before_update')  # a hook may cancel it (run.ok = False)
+        if run.ok: run.state, run.bufs = run.new, run.new_bufs
+        run.hook('after_iteration')
+    run.result = SyntheticSet(run.state['images'], run.state['targets'], run.state['lr'],
+                              dict(syn.meta, config=run.cfg, distilled=kind))
+    run.hook('after_fit')
+    return run.result, run.hist
+
+# %% ../nbs/06_distill.ipynb #b662702a
 def distill(experts:Experts, # KD experts of the student architecture
             syn:SyntheticSet, # the initial synthetic set (e.g. `SyntheticSet.from_real` on high-loss images)
             config:DistillConfig, # the loop's settings
@@ -342,10 +416,12 @@ def distill(experts:Experts, # KD experts of the student architecture
     return _distill_loop(experts, syn, config, out, progress, model, _kd_maker(config), True, 'distill')
 
 def _kd_maker(config):
+    "The KD inner loss of a stretch: `syn_steps` minibatches of `batch_syn` drawn from the stretch's generator."
     def make(model, X, Y, it, g):
         return kd_step_loss(model, X, Y, minibatch_schedule(len(X), config.batch_syn, config.syn_steps, g))
     return make
 
+# %% ../nbs/06_distill.ipynb #5289d240
 def matching_loss(experts:Experts, # the experts to match
                   syn:SyntheticSet, # the synthetic set to score
                   config:DistillConfig, # syn_steps, expert_epochs, max_start_epoch, batch_syn, seed

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from pathlib import Path
-from .core import KddError, load_json, make_generator, save_json
+from .core import KddError, load_json, make_generator, mean_std, save_json
 from .data import ImageData
 from .models import build_model
 from .probe import probe_accuracies, PROBE_PROTOCOLS
@@ -412,8 +412,8 @@ def results_table(rows:list[dict], # rows from `compare`
     "A method x label-fraction table of `mean ± std` accuracies (and a pool KD loss column when the rows have one)."
     fracs = sorted({r['label_fraction'] for r in rows})
     methods = list(dict.fromkeys(r['method'] for r in rows))
-    cell = {(r['method'], r['label_fraction']): f"{r['acc_mean']:.1f} ± {r['acc_std']:.1f}" for r in rows}
-    kd = {r['method']: f"{r['kd_loss_mean']:.4f} ± {r['kd_loss_std']:.4f}" for r in rows if 'kd_loss_mean' in r}
+    cell = {(r['method'], r['label_fraction']): mean_std(r['acc_mean'], r['acc_std']) for r in rows}
+    kd = {r['method']: mean_std(r['kd_loss_mean'], r['kd_loss_std'], 4) for r in rows if 'kd_loss_mean' in r}
     head = ['method'] + [f'{f:.0%} labels' for f in fracs] + (['pool KD loss'] if kd else [])
     body = [[m] + [cell.get((m, f), '') for f in fracs] + ([kd.get(m, '')] if kd else []) for m in methods]
     if fmt == 'html':

@@ -50,14 +50,6 @@ _all_ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'Conf
 # %% ../nbs/09c_pipeline.ipynb #45d235c9
 def _entries(out): return [p for p in out.iterdir() if p.name != '.lock']  # the run's own lock is not content
 
-def _with_new_fields(old:dict) -> dict:
-    "A saved configuration with the `DistillConfig` fields added since it was written at their defaults (older runs reopen)."
-    if isinstance(old.get('distill'), dict):
-        old = dict(old, distill={**{f.name: f.default for f in dataclasses.fields(DistillConfig)}, **old['distill']})
-    # runs from before KRR-ST
-    old = dict(old, krr_st={**dict(KRRSTConfig.cpu_default().__dict__), **(old.get('krr_st') or {})})
-    return {**PipelineConfig().to_dict(), **old}  # any other setting added since (e.g. teacher_arch), at its default
-
 def _clear(out):
     "Delete what `out` holds, but not the lock of the run that clears it."
     for p in _entries(out):
@@ -83,7 +75,7 @@ def open_run(out:str|Path, # the run folder
     "Create or reopen a run folder for `config`, refusing a file, or a folder of another configuration unless `overwrite`."
     out = check_folder(out); cfg_path = out/'config.json'
     if cfg_path.exists():
-        old, new = _recipe(_with_new_fields(load_json(cfg_path))), _recipe(config.to_dict())
+        old, new = _recipe(load_json(cfg_path)), _recipe(config.to_dict())
         if old != new:
             if not overwrite:
                 # a setting only one of them has counts

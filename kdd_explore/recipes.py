@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses, json, math
 from dataclasses import dataclass, field
 from pathlib import Path
-from .core import KddError, artifact_exists, read_meta
+from .core import KddError, artifact_exists, read_meta, parse_key_values
 from .data import DatasetInfo, stratified_counts
 from .models import build_model
 from .ssl import TEACHER_ARCHS, SSL_LOSSES, shipped_teacher
@@ -163,16 +163,11 @@ def setting_problem(key:str, # a setting's name: 'n_train', or dotted for one en
 def parse_settings(items:list[str], # 'KEY=VALUE' strings, as typed after `--set`
                   ) -> dict:
     "Changes for `get_config` from `KEY=VALUE` strings: each value read as JSON where it parses (else as text), every key and type checked."
-    changes, bad = {}, []
-    for item in items:
-        key, sep, text = item.partition('=')
-        key = key.strip()
-        if not sep or not key: bad.append(f"{item!r} is not KEY=VALUE"); continue
-        try: value = json.loads(text)
-        except ValueError: value = text  # e.g. a path, or 'reference'
+    def take(out, key, value):
         problem = setting_problem(key, value)
-        if problem: bad.append(problem)
-        else: changes[key] = value
+        if problem: return problem
+        out[key] = value
+    changes, bad = parse_key_values(items, take)
     if bad: raise ConfigError(f"--set: {'; '.join(bad)}. {known_settings()}")
     return changes
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64, io
 from pathlib import Path
 import torch
-from .core import KddError, atomic_write_bytes
+from .core import KddError, atomic_write_bytes, mean_std, md_table
 from .data import ImageData, _assets_dir
 from .distill import DistillHistory
 from .krr_st import KRRSTConfig
@@ -234,7 +234,7 @@ def choose_iteration(per_iteration:dict, # {iteration: validation rows of `compa
     return min(t for t, v in score.items() if v == best)
 
 # %% ../nbs/09b_report.ipynb #c4b1a004
-def _fmt(r): return f"{r['acc_mean']:.1f} ± {r['acc_std']:.1f}"
+def _fmt(r): return mean_std(r['acc_mean'], r['acc_std'])
 
 def _done(study): return study.get('evaluated', study['saves'])
 
@@ -246,20 +246,21 @@ def budget_table(study:dict, # a `budget_study.json`
         f"**Partial**: {len(study['evaluated'])} of the {len(study['saves'])} saved iterations evaluated so far "
         f"({', '.join(map(str, study['evaluated']))}); the choice below is among these only.", '']
     head = ['iterations', 'lr', 'matching loss'] + [f'{m} {f * 100:g}%' for m in methods for f in fr]
-    out += ['Test accuracy (%) of every saved set (the fixed methods repeat):', '', '| ' + ' | '.join(head) + ' |',
-            '|' + '---|' * len(head)]
+    test = []
     for t in _done(study):
         e = study['iterations'][str(t)]
         by = {(r['method'], r['label_fraction']): r for r in e['test'] + study['fixed']['test']}
-        out.append('| ' + ' | '.join([str(t), f"{e['summary']['lr']:.4g}", f"{e['summary']['matching_loss']:.4f}"]
-                                      + [_fmt(by[m, f]) for m in methods for f in fr]) + ' |')
-    out += ['', f"Validation accuracy (%) of mkdt_high_loss ({study['n_val']} validation images; rule: "
-                f"{study.get('rule', BUDGET_RULE)}):", '',
-            '| iterations | ' + ' | '.join(f'{f * 100:g}%' for f in fr) + ' | mean |', '|---|' + '---|' * (len(fr) + 1)]
+        test.append([str(t), f"{e['summary']['lr']:.4g}", f"{e['summary']['matching_loss']:.4f}"]
+                    + [_fmt(by[m, f]) for m in methods for f in fr])
+    out += ['Test accuracy (%) of every saved set (the fixed methods repeat):', '', md_table(head, test)]
+    val = []
     for t in _done(study):
         v = [r for r in study['iterations'][str(t)]['val'] if r['method'] == 'mkdt_high_loss']
-        out.append(f"| {t}{' (chosen)' if t == study['chosen'] else ''} | " + ' | '.join(_fmt(r) for r in v)
-                   + f" | {sum(r['acc_mean'] for r in v) / len(v):.2f} |")
+        val.append([f"{t}{' (chosen)' if t == study['chosen'] else ''}", *map(_fmt, v),
+                    f"{sum(r['acc_mean'] for r in v) / len(v):.2f}"])
+    out += ['', f"Validation accuracy (%) of mkdt_high_loss ({study['n_val']} validation images; rule: "
+                f"{study.get('rule', BUDGET_RULE)}):", '',
+            md_table(['iterations', *(f'{f * 100:g}%' for f in fr), 'mean'], val)]
     h = study['headline']
     out += ['', f"Headline (test, at the chosen {study['chosen']} iterations): mkdt_high_loss against random_subset "
             + ', '.join(f"{f * 100:g}%: {g['gap']:+.1f} ({g['in_stds']} stds)"

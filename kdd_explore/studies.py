@@ -8,14 +8,14 @@ import glob, html, json, re, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-from .core import KddError
+from .core import KddError, mean_std, md_table
 
 # %% auto #0
-__all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SUP_PUBLISHED', 'SITE', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study',
-           'provenance', 'md_table', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index',
-           'run_table', 'diff_words', 'isa_lines', 'supervised_published_table', 'supervised_reading',
-           'mkdt_factor_reading', 'wrap', 'main_table_block', 'studies_block', 'isa_table', 'same_table_block',
-           'supervised_block', 'gpu_block', 'readme_blocks', 'update_readme', 'check_readme', 'record_main_job', 'main']
+__all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SUP_PUBLISHED', 'BLOCKS', 'StudyError', 'Study', 'study', 'load_study',
+           'provenance', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index', 'run_table',
+           'diff_words', 'isa_lines', 'supervised_published_table', 'supervised_reading', 'mkdt_factor_reading', 'wrap',
+           'main_table_block', 'study_link', 'studies_block', 'isa_table', 'same_table_block', 'supervised_block',
+           'gpu_block', 'readme_blocks', 'update_readme', 'check_readme', 'record_main_job', 'main']
 
 # %% ../nbs/09d_studies.ipynb #5f3982dd
 class StudyError(KddError):
@@ -90,18 +90,10 @@ def provenance(s:Study, # a study
     return {k: v for k, v in got.items() if v}
 
 # %% ../nbs/09d_studies.ipynb #21368a43
-def md_table(head:list, # column headings
-             rows:list, # rows of cells (anything with a `str`)
-            ) -> str:
-    "A Markdown table (a `|` inside a cell is escaped)."
-    cell = lambda v: str(v).replace('|', '\\|')
-    return '\n'.join(['| ' + ' | '.join(map(cell, head)) + ' |', '|' + '---|' * len(head)]
-                     + ['| ' + ' | '.join(map(cell, r)) + ' |' for r in rows])
-
 def pm(r:dict, # a row with `acc_mean` and `acc_std`
        digits:int=1) -> str:
     "`mean ± std` of a row's accuracy."
-    return f"{r['acc_mean']:.{digits}f} ± {r['acc_std']:.{digits}f}"
+    return mean_std(r['acc_mean'], r['acc_std'], digits)
 
 def by_method(rows:list, # evaluation rows
              ) -> dict:
@@ -684,7 +676,7 @@ def _sup_row(r:dict, # a row of the supervised study's file
                     steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
                 ml=(res['matching_loss_start'], ch['matching_loss']), secs=res['seconds'], recipe=rc)
 
-def _pmv(e:dict, key:str='mean') -> str: return f"{e[key]:.1f} ± {e['std']:.1f}"
+def _pmv(e:dict, key:str='mean') -> str: return mean_std(e[key], e['std'])
 
 def _sup_gain(x:dict) -> float: return x['dist']['test']['mean'] - x['real']['test']['mean']  # over its random real images
 
@@ -948,8 +940,6 @@ def _gpu(f):
     return out
 
 # %% ../nbs/09d_studies.ipynb #db1b1fd3
-# where the site is published (settings.ini's doc_host and doc_baseurl)
-SITE = 'https://kdd-explore.github.io/kdd_explore/'
 _BEGIN, _END = '<!-- generated: {} (python -m kdd_explore.studies readme; from {}) -->', '<!-- /generated: {} -->'
 
 def wrap(text:str, # Markdown prose: paragraphs and list items, one per line
@@ -976,10 +966,20 @@ def main_table_block(root:str|Path|None=None, # the project's folder
                       "encoder's KD loss on the pool:", '',
                       run_table(r), '', *_findings_lines(r['results'])]))
 
+def study_link(s:Study, # a registered study
+               root:str|Path|None=None, # the project's folder (default: found from the working folder)
+              ) -> str:
+    "Where a link to study `s` points in the repository: its first results file (its page is made from it), else this lesson."
+    root = _project_root(root)
+    for rel in s.files.values():
+        paths = sorted(glob.glob(str(root/rel))) if '*' in rel else [str(root/rel)]
+        if paths and Path(paths[0]).exists(): return Path(paths[0]).relative_to(root).as_posix()
+    return 'nbs/09d_studies.ipynb'
+
 def studies_block(root=None) -> str:
-    "The README's list of studies: a table of one line each, linked to its page on the site."
-    return md_table(['study', 'what it measures'], [[f"[{s.title}]({SITE}studies/{s.slug}.html)", s.summary]
-                                                    for s in STUDIES.values()])
+    "The README's list of studies: a table of one line each, linked to the results file its page is made from."
+    return md_table(['study (its results file)', 'what it measures'],
+                    [[f"[{s.title}]({study_link(s, root)})", s.summary] for s in STUDIES.values()])
 
 def isa_table(files:dict, # path -> a file of `benchmarks/studies/isa_pinning.py`
              ) -> str:

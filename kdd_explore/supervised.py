@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 from .core import (KddError, DatasetError, ArtifactError, derive_seed, make_generator, save_json, load_json,
-                              artifact_exists, read_meta, get_device)
+                              artifact_exists, read_meta, get_device, parse_key_values, mean_std)
 from .models import build_model
 from .augment import augmenter, ZCA
 from .kd import Experts, record_experts, soft_cross_entropy, train_kd, experts_objective
@@ -340,19 +340,15 @@ def supervised_settings(items:list, # 'KEY=VALUE' strings, as typed after `--set
     "Changes for `supervised_recipe` from `KEY=VALUE` strings: values read as JSON where they parse, `distill.FIELD` for the distillation's settings."
     fields = [f.name for f in dataclasses.fields(SupervisedRecipe) if f.name != 'distill']
     dfields = [f.name for f in dataclasses.fields(SupervisedConfig) if f.name not in _FROM_RECIPE]
-    out, bad = {}, []
-    for item in items:
-        key, sep, text = item.partition('='); key = key.strip()
-        if not sep or not key: bad.append(f"{item!r} is not KEY=VALUE"); continue
-        try: value = json.loads(text)
-        except ValueError: value = text  # e.g. a dataset name
+    def take(out, key, value):
         if isinstance(value, list): value = tuple(value)
         if key.startswith('distill.') and key[8:] in dfields: out.setdefault('distill', {})[key[8:]] = value
         elif key in fields: out[key] = value
         else:
-            bad.append(f"Unknown setting {key}" + (f" ({key[8:]} is set by the recipe: use "
-                                                   f"{'saves' if key[8:] == 'iterations' else key[8:]}=...)"
-                                                   if key[8:] in _FROM_RECIPE else ''))
+            return f"Unknown setting {key}" + (f" ({key[8:]} is set by the recipe: use "
+                                               f"{'saves' if key[8:] == 'iterations' else key[8:]}=...)"
+                                               if key[8:] in _FROM_RECIPE else '')
+    out, bad = parse_key_values(items, take)
     if bad:
         raise KddError(f"{'; '.join(bad)}. Recipe settings: {', '.join(fields)}; distillation settings: "
                        f"{', '.join('distill.' + f for f in dfields)}.")
@@ -472,8 +468,6 @@ PUBLISHED = {
 }
 
 # %% ../nbs/06a_supervised.ipynb #66721292
-def _pm(m, s): return f"{m:.1f} ± {s:.1f}"
-
 def supervised_table(res:dict, # a `supervised_job` result (`results.json`)
                     ) -> str:
     "A markdown table of a run: the random real images, the set at every save, and the published rows for the same dataset and size."
@@ -482,8 +476,8 @@ def supervised_table(res:dict, # a `supervised_job` result (`results.json`)
     head = '| set | lr | test top-1 (%) |' + (' validation top-1 (%) |' if val else '') + ' matching loss |'
     rows = [head, '|' + '---|' * (head.count('|') - 1)]
     def row(name, ev, lr, ml=''):
-        rows.append(f"| {name} | {lr:.4g} | {_pm(ev['test']['mean'], ev['test']['std'])} |"
-                    + (f" {_pm(ev['val']['mean'], ev['val']['std'])} |" if val else '') + f" {ml} |")
+        rows.append(f"| {name} | {lr:.4g} | {mean_std(ev['test']['mean'], ev['test']['std'])} |"
+                    + (f" {mean_std(ev['val']['mean'], ev['val']['std'])} |" if val else '') + f" {ml} |")
     row(f"{r['ipc']} random real image(s) per class", res['random_real'], r['real_lr'],
         res.get('matching_loss_start', ''))
     if 'random_real_at_learned_lr' in res: row('the same, at the learned lr', res['random_real_at_learned_lr'],
@@ -492,7 +486,7 @@ def supervised_table(res:dict, # a `supervised_job` result (`results.json`)
         row(f"distilled, {int(s):,} iterations" + (' (chosen on validation)' if res.get('chosen') == s and val else ''),
             ev, ev['learned_lr'], ev['matching_loss'])
     for name, (m, sd) in (res.get('published') or {}).items():
-        rows.append(f"| published: {name} | | {_pm(m, sd)} |" + (' |' if val else '') + ' |')
+        rows.append(f"| published: {name} | | {mean_std(m, sd)} |" + (' |' if val else '') + ' |')
     return '\n'.join(rows)
 
 def supervised_figure(res:dict, # a `supervised_job` result

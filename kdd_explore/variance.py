@@ -16,7 +16,7 @@ from .ssl import ssl_loss
 # %% auto #0
 __all__ = ['LOSSES', 'LOSS_COLORS', 'LOSS_LABELS', 'DEFAULT_LR', 'VARIANCE_CONFIGS', 'norm_var_from_grads', 'minibatch_loss',
            'gradient_variance', 'variance_curves', 'variance_figure', 'train_student', 'with_params', 'variance_along',
-           'along_figure', 'trajectory_spread', 'spread_figure', 'VarianceExplorer', 'variance_job']
+           'along_figure', 'trajectory_spread', 'spread_figure', 'variance_job']
 
 # %% ../nbs/04_variance.ipynb #09a14a56
 def norm_var_from_grads(grads:torch.Tensor, # K x P: one flattened minibatch gradient per row
@@ -298,57 +298,6 @@ def spread_figure(spreads:dict, # loss name -> a `trajectory_spread` result
     fig.update_layout(title='How far runs from the same initialisation drift apart', xaxis_title=xlabel,
                       yaxis_title='spread / distance travelled', yaxis_range=[0, 1.05], height=400)
     return fig
-
-# %% ../nbs/04_variance.ipynb #7784924b
-class VarianceExplorer:
-    "ipywidgets + plotly explorer of gradient-variance curves: pick a setting, a loss and a batch size."
-    def __init__(self, results:dict, # setting name -> a `variance_job` result or its `losses` part
-                ):
-        import ipywidgets as W, plotly.graph_objects as go
-        if not results:
-            raise KddError("VarianceExplorer needs at least one result, e.g. {'fashion_mnist @ init': "
-                           "variance_job(...)}.")
-        self.results = {k: v.get('losses', v) for k, v in results.items()}
-        first = next(iter(self.results.values()))
-        bs = sorted({b for r in self.results.values() for c in r.values() for b in c['batch_sizes']})
-        self.setting = W.Dropdown(options=list(self.results), description='setting')
-        self.loss = W.Dropdown(options=list(first), value='kd_mse' if 'kd_mse' in first else list(first)[0],
-                               description='loss')
-        self.batch_size = W.Dropdown(options=bs, value=bs[len(bs) // 2], description='batch size')
-        self.fig = go.FigureWidget()
-        self.fig.update_layout(xaxis_type='log', yaxis_type='log', xaxis_title='batch size',
-                               yaxis_title='normalised variance', height=420)
-        self.fig.update_xaxes(tickvals=bs, ticktext=[str(b) for b in bs])  # every batch size labelled on the log axis
-        for w in (self.setting, self.loss, self.batch_size): w.observe(lambda change: self.update(), names='value')
-        self.widget = W.VBox([W.HBox([self.setting, self.loss, self.batch_size]), self.fig])
-        self.update()
-
-    def value(self, setting=None, loss=None, batch_size=None) -> float:
-        "The measured normalised variance at a setting, loss and batch size (default: the controls' values)."
-        c = self.results[setting or self.setting.value][loss or self.loss.value]
-        b = batch_size or self.batch_size.value
-        return c['norm_var'][c['batch_sizes'].index(b)] if b in c['batch_sizes'] else float('nan')
-
-    def update(self):
-        "Redraw the figure for the controls' current values."
-        import plotly.graph_objects as go
-        res, sel, b = self.results[self.setting.value], self.loss.value, self.batch_size.value
-        if sel not in res: self.loss.options = list(res); return
-        traces = [go.Scatter(x=c['batch_sizes'], y=c['norm_var'], name=LOSS_LABELS.get(L, L), mode='lines+markers',
-                             line=dict(color=LOSS_COLORS.get(L), width=4 if L == sel else 1.5),
-                             opacity=1. if L == sel else 0.35, error_y=dict(type='data', array=c['stderr'],
-                                                                            visible=L == sel)) for L, c in res.items()]
-        with self.fig.batch_update():
-            self.fig.data = []
-            self.fig.add_traces(traces)
-            self.fig.layout.shapes = [dict(type='line', x0=b, x1=b, yref='paper', y0=0, y1=1,
-                                           line=dict(dash='dot', color='gray'))]
-            self.fig.layout.title = (f"{self.setting.value}: {LOSS_LABELS.get(sel, sel)} at batch {b}: ν = "
-                                     f"{self.value():.4g}")
-
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
 
 # %% ../nbs/04_variance.ipynb #b492c8a8
 VARIANCE_CONFIGS = {

@@ -24,13 +24,20 @@ def quick_run(tmp_path_factory):
 # before xdist's own hook, which turns the mark into the group (pytest < 9.2: pytest-xdist issue 1386)
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    "Under pytest-xdist (`-n 2 --dist loadgroup`, as tests/run.sh runs it) the tests that share `quick_run` go to one worker: the run is made once."
+    """Under pytest-xdist (`-n 2 --dist loadgroup`, as tests/run.sh runs it) the tests that share `quick_run` go to one worker: the run is made once.
+    They are also marked `slow` (out of `pytest -m "not slow"`)."""
     for item in items:
-        if 'quick_run' in getattr(item, 'fixturenames', ()): item.add_marker(pytest.mark.xdist_group('quick_run'))
+        if 'quick_run' in getattr(item, 'fixturenames', ()):
+            item.add_marker(pytest.mark.xdist_group('quick_run'))
+            item.add_marker(pytest.mark.slow)  # they wait for the whole quick job
 
 BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
 # the headless browser of the browser tests (None: none)
 CHROME = next((shutil.which(c) for c in BROWSERS if shutil.which(c)), None)
+
+def in_ci() -> bool:
+    "Whether this is CI (`CI=true`, as CI services set it, or `KDD_CI=1`, as .ci/run sets it where it installs Chromium)."
+    return os.environ.get('KDD_CI') == '1' or os.environ.get('CI', '').lower() in ('true', '1')
 
 def _no_chromium(what):
     return (f"no Chromium on PATH (looked for {', '.join(BROWSERS)}), so {what} is not checked in a browser; "
@@ -38,11 +45,11 @@ def _no_chromium(what):
 
 def needs_chromium(what:str) -> list:
     """`pytestmark` of a module whose tests open `what` in headless Chromium: without a browser they are skipped, saying how to
-    install one, except in CI (`KDD_CI=1`, set by .ci/run), where a skipped check would pass unseen, so they fail."""
-    in_ci = os.environ.get('KDD_CI') == '1'
-    return [pytest.mark.skipif(CHROME is None and not in_ci, reason=_no_chromium(what)
-                               + ' (in CI, KDD_CI=1, this is a failure)'),
-            pytest.mark.chromium(what), pytest.mark.usefixtures('_chromium_or_fail')]
+    install one, except in CI (`CI=true` or `KDD_CI=1`, see `in_ci`), where a skipped check would pass unseen, so they fail.
+    They are `slow` tests (out of `pytest -m "not slow"`)."""
+    return [pytest.mark.skipif(CHROME is None and not in_ci(), reason=_no_chromium(what)
+                               + ' (in CI, CI=true or KDD_CI=1, this is a failure)'),
+            pytest.mark.chromium(what), pytest.mark.slow, pytest.mark.usefixtures('_chromium_or_fail')]
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'chromium(what): the test opens `what` in headless Chromium (see '
@@ -52,5 +59,5 @@ def pytest_configure(config):
 def _chromium_or_fail(request):
     "In CI a missing browser fails the tests instead of skipping them."
     if CHROME is None:
-        pytest.fail(f"KDD_CI=1 (CI) but {_no_chromium(request.node.get_closest_marker('chromium').args[0])} (.ci/run "
+        pytest.fail(f"CI (CI=true or KDD_CI=1) but {_no_chromium(request.node.get_closest_marker('chromium').args[0])} (.ci/run "
                     "installs it with apt-get).")

@@ -3,7 +3,8 @@ import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
 from kdd_explore.core import KddError
-from kdd_explore.data import DatasetInfo, dataset_info, example_image_folder
+from kdd_explore.data import DatasetInfo, dataset_info
+from kdd_explore.own_data import example_image_folder
 from kdd_explore.pipeline import METHODS, ConfigError, PipelineConfig, get_config, parse_settings, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +22,7 @@ def finished(out, r):
     assert all(0 <= x['acc_mean'] <= 100 for x in res['results'])
     return res, used
 
+@pytest.mark.slow
 def test_quick_runs_on_digits_with_no_other_change(tmp_path):
     out = tmp_path/'run'
     r = kdd('run', '--config', 'quick', '--dataset', 'digits', '--out', out)
@@ -36,6 +38,7 @@ def test_quick_runs_on_digits_with_no_other_change(tmp_path):
     again = kdd('run', '--config', 'quick', '--dataset', 'digits', '--out', out)
     assert again.returncode == 0 and json.loads((out/'results.json').read_text())['results'] == res['results']
 
+@pytest.mark.slow
 def test_quick_runs_on_fake_3x32x32_with_no_other_change(tmp_path):
     out = tmp_path/'run'
     res, used = finished(out, kdd('run', '--config', 'quick', '--dataset', 'fake', '--out', out))
@@ -44,6 +47,7 @@ def test_quick_runs_on_fake_3x32x32_with_no_other_change(tmp_path):
     # 600 of 1,000 images and 500 test images fit; only the batch follows the 30-image sets
     assert set(used['adapted']) == {'eval_batch_size'}
 
+@pytest.mark.slow
 def test_quick_runs_on_your_own_folder_with_no_other_change(tmp_path):
     folder = example_image_folder(tmp_path/'my_images', n_classes=4, n_train=40, n_test=10, size=16)
     env = {'KDD_DATA': str(tmp_path/'data')}
@@ -60,6 +64,7 @@ def test_quick_runs_on_your_own_folder_with_no_other_change(tmp_path):
     assert res['synthetic_sets']['mkdt_high_loss']['n'] == 8
     assert "No teacher is shipped for 'shapes' and none was given" in r.stdout
 
+@pytest.mark.slow
 def test_one_check_reports_every_conflict_of_a_bad_config_before_any_work(tmp_path):
     out = tmp_path/'run'
     r = kdd('run', '--config', 'quickstart', '--dataset', 'digits', '--out', out, '--set',
@@ -103,6 +108,7 @@ def test_recipe_values_follow_the_data_and_explicit_ones_do_not():
                                           r'epochs of 1 step on the 2 images = 3\)'):
         get_config('quick', dataset='small', horizon_steps=(0, 4)).check(small)
 
+@pytest.mark.slow
 def test_set_changes_any_setting_and_refuses_unknown_keys(tmp_path):
     out = tmp_path/'run'
     r = kdd('run', '--config', 'quick', '--dataset', 'digits', '--out', out, '--quiet', '--set',
@@ -129,6 +135,7 @@ def test_set_changes_any_setting_and_refuses_unknown_keys(tmp_path):
     assert parse_settings(['teacher=runs/t/teacher', 'first_padding=reference', 'dataset_options.shape=[1,16,16]']) == \
            {'teacher': 'runs/t/teacher', 'first_padding': 'reference', 'dataset_options.shape': [1, 16, 16]}
 
+@pytest.mark.slow
 def test_stage_commands_check_their_options_first(tmp_path):
     r = kdd('experts', '--dataset', 'digits', '--depth', '4', '--out', tmp_path/'e')
     assert (r.returncode == 2 and '2 settings to change' in r.stderr

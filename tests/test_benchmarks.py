@@ -1,9 +1,11 @@
 "The scripts in benchmarks/ that stand behind reported figures: they run, write what they say, and refuse bad input."
 import json, subprocess, sys
+import pytest
 import torch
 from kdd_explore.core import artifact_exists
 from conftest import ROOT
 
+@pytest.mark.slow
 def test_gpu_check_runs_at_toy_size_on_the_cpu(tmp_path):
     "benchmarks/gpu_check.py --device cpu --tiny: the device check's own code, with its gradient agreement."
     r = subprocess.run([sys.executable, 'benchmarks/gpu_check.py', '--device', 'cpu', '--tiny',
@@ -75,6 +77,7 @@ def test_matching_variants_runs_on_a_finished_run(quick_run, tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and "passes the experts'" in bad.stderr
 
+@pytest.mark.slow
 def test_krr_st_cost_runs_at_toy_size(tmp_path):
     "benchmarks/speed/krr_st_cost.py --config quick: per-iteration and per-run seconds of MKDT and KRR-ST, wall and CPU."
     r = subprocess.run([sys.executable, 'benchmarks/speed/krr_st_cost.py', '--config', 'quick', '--rounds', '1',
@@ -86,6 +89,7 @@ def test_krr_st_cost_runs_at_toy_size(tmp_path):
         assert res[m]['s_per_iteration_wall'] > 0 and res[m]['s_per_iteration_cpu'] > 0 and res[m]['run_cpu'] > 0
     assert res['krr_st']['warm_up_steps'] >= 0 and res['ratio_per_iteration_cpu'] > 0
 
+@pytest.mark.slow
 def test_distill_speed_runs_at_toy_size(tmp_path):
     "benchmarks/speed/distill_speed.py --tiny: the side-by-side figures (no timing is checked), and bad input refused."
     out = tmp_path/'speed.json'
@@ -104,6 +108,7 @@ def test_distill_speed_runs_at_toy_size(tmp_path):
                          text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and 'Unknown setting' in bad.stderr
 
+@pytest.mark.slow
 def test_mkdt_factor_study_runs_a_row_at_toy_size(tmp_path):
     "benchmarks/studies/mkdt_factor_study.py --tiny: one row as a budget study, its summary, command and provenance."
     out = tmp_path/'factors'

@@ -2,7 +2,8 @@
 import json, os, statistics, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from kdd_explore.data import example_image_folder, load_dataset
+from kdd_explore.data import load_dataset
+from kdd_explore.own_data import example_image_folder
 from kdd_explore.pipeline import get_config
 from kdd_explore.probe import labelled_indices
 from kdd_explore.data import stratified_indices
@@ -55,6 +56,7 @@ def test_validation_images_lie_outside_the_pool_and_every_probe(tmp_path):
     assert not used & set(vi.tolist())
     with pytest.raises(SystemExit, match='pass --n-val'): budget_study.validation_indices(cfg, full, 900)
 
+@pytest.mark.slow
 def test_budget_study_on_fake_at_toy_size(tmp_path):
     out = tmp_path/'study'
     r = study('--dataset', 'fake', '--config', 'cifar10_cpu', '--tiny', '--saves', '2,4', '--n-val',
@@ -80,6 +82,7 @@ def test_budget_study_on_fake_at_toy_size(tmp_path):
                 out, '--quiet', '--no-distill')
     assert bad.returncode != 0 and 'No set was saved at iteration 6: this run saved [2, 4]' in bad.stderr
 
+@pytest.mark.slow
 def test_budget_study_on_a_generated_image_folder(tmp_path):
     env = {'KDD_DATA': str(tmp_path/'data')}
     folder = example_image_folder(tmp_path/'imgs', n_classes=4, n_train=40, n_test=10, size=16)
@@ -95,6 +98,7 @@ def test_budget_study_on_a_generated_image_folder(tmp_path):
     assert s['fractions'] == [0.05]
     assert s['pool'] == 80 and s['set_size'] == 4
 
+@pytest.mark.slow
 def test_budget_study_says_how_to_get_a_missing_or_half_registered_copy(tmp_path):
     env = {'KDD_DATA': str(tmp_path/'empty')}
     r = study('--dataset', 'cifar10_jpeg', '--out', tmp_path/'x', env=env)
@@ -109,6 +113,7 @@ def test_budget_study_says_how_to_get_a_missing_or_half_registered_copy(tmp_path
     assert r.returncode != 0 and 'half-extracted' in r.stderr and 'kdd-explore register cifar10_jpeg' in r.stderr
     assert not (tmp_path/'x').exists()  # nothing was run
 
+@pytest.mark.slow
 def test_budget_study_without_the_full_split_stops_before_any_work(tmp_path):
     "With only the shipped Fashion-MNIST slice (no Debian files, nothing under KDD_DATA) the study needs the whole split for its validation images: one clear stop, nothing run."
     env = {'KDD_DATA': str(tmp_path/'empty'), 'KDD_IGNORE_SYSTEM_DATA': '1'}

@@ -7,6 +7,7 @@ def kdd(*args, cwd=None):
     return subprocess.run([sys.executable, '-m', 'kdd_explore.cli', *map(str, args)], capture_output=True,
                           text=True, timeout=600, cwd=cwd)
 
+@pytest.mark.slow
 def test_variance_command_writes_json_and_html(tmp_path):
     r = kdd('variance', '--dataset', 'digits', '--out', tmp_path, '--quick', '--quiet')
     assert r.returncode == 0, r.stderr
@@ -17,6 +18,7 @@ def test_variance_command_writes_json_and_html(tmp_path):
     html = (tmp_path/'variance.html').read_text()
     assert 'Plotly.newPlot' in html and not re.search(r'<script[^>]*src=["\']https?:', html)
 
+@pytest.mark.slow
 def test_teacher_experts_distill_chain(tmp_path):
     r = kdd('teacher', '--dataset', 'digits', '--method', 'simclr', '--out', tmp_path/'t', '--epochs', '1',
             '--n-train', '300', '--quiet')
@@ -31,10 +33,12 @@ def test_teacher_experts_distill_chain(tmp_path):
     assert r.returncode == 0, r.stderr
     assert artifact_exists(tmp_path/'d'/'synthetic_set') and read_meta(tmp_path/'d'/'synthetic_set')['n'] == 15
 
+@pytest.mark.slow
 def test_missing_experts_file_is_a_clear_error(tmp_path):
     r = kdd('distill', '--experts', tmp_path/'nope', '--out', tmp_path/'d')
     assert r.returncode == 2 and 'No artifact' in r.stderr and 'Traceback' not in r.stderr
 
+@pytest.mark.slow
 def test_unknown_dataset_in_a_stage_command(tmp_path):
     r = kdd('teacher', '--dataset', 'mnist2', '--out', tmp_path)
     assert r.returncode == 2 and 'Known datasets' in r.stderr
@@ -42,6 +46,7 @@ def test_unknown_dataset_in_a_stage_command(tmp_path):
 @pytest.mark.parametrize('cmd', [['quickstart', '--quick'], ['run', '--config', 'quick'],
                                  ['experts', '--n-experts', '1'], ['distill', '--experts', 'nowhere/experts'],
                                  ['data', '--dataset', 'digits']])
+@pytest.mark.slow
 def test_out_that_is_a_file_is_one_line_error(tmp_path, cmd):
     f = tmp_path/'results.txt'; f.write_text('keep me')
     for out in (f, f/'sub'):
@@ -52,6 +57,7 @@ def test_out_that_is_a_file_is_one_line_error(tmp_path, cmd):
         assert 'is a file, not a folder' in r.stderr if out == f else f'{f} is a file' in r.stderr
     assert f.read_text() == 'keep me'
 
+@pytest.mark.slow
 def test_second_run_on_a_busy_folder_is_refused_naming_the_first(tmp_path):
     import os
     from kdd_explore.core import RunLock
@@ -76,6 +82,7 @@ def test_second_run_on_a_busy_folder_is_refused_naming_the_first(tmp_path):
     (['experts', '--width', '2.5'], "argument --width: must be a whole number >= 1"),
     (['teacher', '--epochs', '0'], "argument --epochs: must be a whole number >= 1"),
     (['data', '--n-train', '0'], "argument --n-train: must be a whole number >= 1")])
+@pytest.mark.slow
 def test_numeric_options_are_checked_before_anything_else(tmp_path, args, message):
     "A bad number is refused by the parser with its own message, before the (missing) experts or data are looked at."
     r = kdd(*args, '--out', tmp_path/'o')

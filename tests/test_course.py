@@ -136,19 +136,21 @@ def test_minibatches_cover_the_set_then_reshuffle():
     assert torch.equal(torch.cat(bs[2:]).sort().values, torch.arange(10))
     assert [b.tolist() for b in bs] == [b.tolist() for b in minibatches(10, 5, 4, seed=3)]
 
-def test_lessons_install_the_toolkit_only_where_it_is_missing():
-    "The first cell of each lesson installs kdd_explore only when it cannot be imported, from the source the README names."
-    import json, subprocess as sp
-    readme = (ROOT/'README.md').read_text()
-    for path in sorted((ROOT/'nbs'/'course').glob('0[1-4]*.ipynb')):
+def test_lessons_install_the_toolkit_only_where_it_is_missing(monkeypatch, tmp_path):
+    "The first cell of each lesson installs kdd_explore only when it cannot be imported, from the clone it lies in (no git address)."
+    import importlib.util, json, subprocess as sp
+    for path in sorted((ROOT/'nbs'/'course').glob('0[1-5]*.ipynb')):
         cells = [''.join(c['source']) for c in json.loads(path.read_text())['cells'] if c['cell_type'] == 'code']
         first = cells[0]
-        url = first.split("'install', '-q', '")[1].split("'")[0]
-        assert url.startswith('git+https://') and url in readme, (path.name, url)
+        assert 'git+' not in first and "'install', '-q', '-e'" in first, path.name
         calls = []
-        real = sp.run
-        try:
-            sp.run = lambda *a, **k: calls.append(a)
-            exec(first, {})  # kdd_explore is installed here: nothing is run
-        finally: sp.run = real
+        monkeypatch.setattr(sp, 'run', lambda *a, **k: calls.append(a[0]))
+        exec(first, {})  # kdd_explore is installed here: nothing is run
         assert calls == [], path.name
+        monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None)  # as on a fresh machine
+        monkeypatch.chdir(path.parent)
+        exec(first, {})  # inside the clone: pip install -e at its root
+        assert calls and calls[-1][-2:] == ['-e', str(ROOT.resolve())], (path.name, calls)
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(ModuleNotFoundError, match='not inside a clone'): exec(first, {})
+        monkeypatch.undo()

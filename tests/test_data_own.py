@@ -5,8 +5,8 @@ import numpy as np
 import pytest, torch
 from PIL import Image
 from kdd_explore.core import DatasetError
-from kdd_explore.data import (DatasetInfo, dataset_info, example_image_folder, load_dataset,
-                              read_array_file, read_image_folder, register_dataset, registered_datasets)
+from kdd_explore.data import DatasetInfo, dataset_info, load_dataset, registered_datasets
+from kdd_explore.own_data import example_image_folder, read_array_file, read_image_folder, register_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,6 +106,7 @@ def test_registered_name_works_like_a_built_in_one(tmp_path):
         load_dataset('blobs', root=tmp_path/'data', shape=(1, 8, 8))
     with pytest.raises(DatasetError, match="registered in .*: blobs"): load_dataset('blobz', root=tmp_path/'data')
 
+@pytest.mark.slow
 def test_register_and_data_commands(tmp_path):
     folder = example_image_folder(tmp_path/'f', n_classes=2, n_train=6, n_test=3, size=10)
     r = kdd('register', 'blobs', folder, '--size', 8, '--root', tmp_path/'data')

@@ -138,6 +138,44 @@ def test_nan_is_rolled_back(setting):
     with pytest.raises(TrainingError, match='rolled back'):
         distill(ex, poisoned, dataclasses.replace(cfg, max_failures=3), progress=False)
 
+def test_an_error_inside_the_inner_loop_reaches_the_caller_as_it_is(setting, monkeypatch):
+    "Out of memory or a shape bug while matching is not a numerical failure: no rollback, the original error goes up."
+    import kdd_explore.distill as D
+    d, x, reps, ex, syn, cfg = setting
+    calls = []
+    def out_of_memory(*args, **kw):
+        calls.append(1)
+        raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+    monkeypatch.setattr(D, 'unroll_match', out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError, match='Tried to allocate 2.00 GiB') as err:
+        distill(ex, syn, cfg, progress=False)
+    assert len(calls) == 1  # at once, not after max_failures rollbacks
+    assert not isinstance(err.value, TrainingError)
+    assert any(e.name == 'out_of_memory' for e in err.traceback)  # its own traceback, down to where it was raised
+    monkeypatch.undo()
+    def bad_shapes(model, X, Y, batches):
+        return lambda params, i: (torch.zeros(2, 3) @ torch.zeros(2, 3)).sum()  # a real shape bug
+    monkeypatch.setattr(D, 'kd_step_loss', bad_shapes)
+    with pytest.raises(RuntimeError, match='shapes cannot be multiplied') as err:
+        distill(ex, syn, cfg, progress=False)
+    assert not isinstance(err.value, TrainingError)
+    if hasattr(err.value, '__notes__'): assert 'distillation iteration 0, stretch 0' in err.value.__notes__[0]
+
+def test_a_nan_loss_is_still_rolled_back(setting, monkeypatch):
+    "A non-finite loss from the inner loop cancels that update only; the run goes on from the state before it."
+    import kdd_explore.distill as D
+    d, x, reps, ex, syn, cfg = setting
+    real, n = D.unroll_match, []
+    def nan_first(*args, **kw):
+        n.append(1)
+        loss, grads, glr, curve = real(*args, **kw)
+        return (torch.tensor(float('nan')) if len(n) == 1 else loss), grads, glr, curve
+    monkeypatch.setattr(D, 'unroll_match', nan_first)
+    res, h = distill(ex, syn, dataclasses.replace(cfg, iterations=3), progress=False)
+    assert [r['rolled_back'] for r in h.records] == [True, False, False]
+    assert h.records[0]['lr'] == float(syn.lr)  # nothing applied at iteration 0
+    assert not torch.equal(res.images, syn.images)
+
 def test_bad_inputs(setting, tmp_path):
     d, x, reps, ex, syn, cfg = setting
     with pytest.raises(KddError, match='recorded only epochs 0..3'):

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def in_project(monkeypatch):
     monkeypatch.chdir(ROOT)  # nbdev's settings are found from the working folder
 
+@pytest.mark.slow
 def test_a_failing_notebook_stops_the_build_naming_notebook_cell_and_error(tmp_path):
     from kdd_explore.docs import DocsError, build_site, make_notebook
     ok = make_notebook(tmp_path/'nbs'/'fine.ipynb', ['print("fine")', '#| slow\nprint("only with --flags slow")'])
@@ -28,6 +29,7 @@ def test_a_failing_notebook_stops_the_build_naming_notebook_cell_and_error(tmp_p
     # skipped unless --flags slow
     assert cells[1]['outputs'] == [] and cells[1]['metadata']['kdd_docs']['skipped'] == '#| slow'
 
+@pytest.mark.slow
 def test_the_command_fails_with_the_message_and_exit_status_2(tmp_path):
     from kdd_explore.docs import make_notebook
     bad = make_notebook(tmp_path/'nbs'/'broken.ipynb', ['import nosuchmodule_kdd'])

@@ -110,22 +110,6 @@ def test_huge_budget_takes_the_whole_graph_with_the_same_result(setting):
     assert hb.meta_grad['chose'] == 'full' and ha.meta_grad['chose'] == 'bounded'
     assert torch.allclose(a.images, b.images, atol=1e-5) and abs(float(a.lr - b.lr)) < 1e-6
 
-def test_older_checkpoint_and_history_resume(setting, tmp_path):
-    "A checkpoint written before 'auto' (mode 'bounded', no memory_budget_mb, no meta_grad) resumes under the new default."
-    ex, syn, cfg = setting
-    old_cfg = dataclasses.replace(cfg, mode='bounded')
-    ref, ref_h = distill(ex, syn, dataclasses.replace(cfg, mode='auto'), progress=False)
-    distill(ex, syn, dataclasses.replace(old_cfg, iterations=2), out=tmp_path, progress=False)
-    t, m = load_artifact(tmp_path/'checkpoint')
-    m = dict(m); m['config'] = {k: v for k, v in m['config'].items() if k != 'memory_budget_mb'}
-    m.pop('meta_grad', None)
-    for k in ('sha256', 'created', 'tensors', 'library_version'): m.pop(k, None)
-    save_artifact(tmp_path/'checkpoint', t, m)  # as an older version wrote it
-    res, res_h = distill(ex, syn, cfg, out=tmp_path, progress=False)
-    assert torch.allclose(res.images, ref.images, atol=1e-5) and len(res_h.records) == cfg.iterations
-    h = DistillHistory.from_artifact({}, {'records': [], 'distance_curves': {}})  # an older history: no meta_grad
-    assert h.meta_grad == {}
-
 @pytest.mark.parametrize('steps,segment,twice', [(40, 13, 27), (20, 13, 7), (5, 5, 0), (5, 1, 4), (12, 4, 8)])
 def test_only_the_steps_outside_the_last_segment_are_computed_twice(steps, segment, twice):
     m, X, Y, start, target = _case()

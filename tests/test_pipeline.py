@@ -106,11 +106,13 @@ def test_out_folder_of_another_config_is_refused(quick_run):
                        capture_output=True, text=True)
     assert r.returncode == 2 and 'another configuration' in r.stderr and 'Traceback' not in r.stderr
 
+@pytest.mark.slow
 def test_unknown_config_is_a_clear_cli_error():
     r = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'run', '--config', 'cifar1000', '--out', '/tmp/x'],
                        capture_output=True, text=True)
     assert r.returncode == 2 and 'Known: quickstart, quick' in r.stderr
 
+@pytest.mark.slow
 def test_gpu_config_code_path_runs_on_cpu_with_fake_data(tmp_path):
     "The CIFAR-10 2% configuration's code path (3x32x32 images, paper preset, ResNet-10 transfer) at toy size on the CPU."
     import dataclasses

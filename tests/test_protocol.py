@@ -44,6 +44,7 @@ def test_reference_padding_follows_the_image_shape_and_survives_artifacts(tmp_pa
                            != 'first_padding'}) == \
            canonical_arch(student_arch((1, 28, 28), 16, width=8))
 
+@pytest.mark.slow
 def test_pipeline_with_the_padded_student_end_to_end(tmp_path):
     "Experts, distillation, evaluation and the horizon check with the reference's padded student, at toy size."
     cfg = get_config('quick', dataset='fake', dataset_options={'shape': [1, 28, 28], 'n_classes': 4},
@@ -172,6 +173,7 @@ def test_resuming_with_another_student_or_probe_is_refused(quick_run):
     with pytest.raises(KddError, match='probe_protocol'):
         open_run(out, get_config('quick', probe_protocol='reference'))
 
+@pytest.mark.slow
 def test_protocol_study_at_toy_size(tmp_path):
     "benchmarks/studies/protocol_study.py --quick: two of the four (probe, labels) settings (each protocol, each label source) with their headroom; a rerun reads every result back."
     cmd = [sys.executable, 'benchmarks/studies/protocol_study.py', '--out', str(tmp_path/'ps'),

@@ -1,5 +1,6 @@
 "The README's 'Stage by stage' commands, in order, on a fresh machine: no full copy of Fashion-MNIST, only the shipped slice."
 import os, re, shlex, subprocess, sys
+import pytest
 from pathlib import Path
 from kdd_explore.core import artifact_exists, read_meta
 
@@ -23,6 +24,7 @@ def toy(cmd):
     for opt, v in TOY.get(cmd[0], {}).items(): out[out.index(opt) + 1] = v
     return out + EXTRA.get(cmd[0], []) + ['--quiet']
 
+@pytest.mark.slow
 def test_readme_stage_commands_run_in_order_on_the_slice(tmp_path):
     env = dict(os.environ, KDD_IGNORE_SYSTEM_DATA='1', KDD_DATA=str(tmp_path/'data'), OMP_NUM_THREADS='1')
     run = tmp_path/'clone'; run.mkdir()

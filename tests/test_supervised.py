@@ -83,6 +83,7 @@ CI_RECIPE = dict(n_train=1000, n_experts=2, expert_epochs=3, expert_batch_size=6
                  eval_epochs=100, eval_seeds=(0, 1), distill={'syn_steps': 10})
 CI_MARGIN = 5.0
 
+@pytest.mark.slow
 def test_ci_sized_run_distils_ten_images_that_beat_ten_real_ones(tmp_path):
     res = supervised_job(supervised_recipe('fashion_mnist_1ipc', **CI_RECIPE), tmp_path/'sup',
                          device='cpu', progress=False)
@@ -143,6 +144,7 @@ def test_recipe_settings_are_checked():
     with pytest.raises(KddError, match='reads expert epoch 11'):
         supervised_recipe('fashion_mnist_10ipc', expert_epochs=4)
 
+@pytest.mark.slow
 def test_cli_runs_a_toy_recipe_and_reports_a_typo(tmp_path):
     tiny = ['--set', 'n_train=400', '--set', 'n_experts=1', '--set', 'expert_epochs=3', '--set',
             'expert_batch_size=64', '--set', 'saves=[2]', '--set', 'eval_epochs=3', '--set', 'eval_seeds=[0]',
