@@ -17,7 +17,8 @@ from .recipes import PipelineConfig
 # %% auto #0
 __all__ = ['BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'K_PAIRS', 'image_grid_uri', 'curves_figure', 'write_report',
            'findings', 'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'choose_iteration',
-           'budget_table', 'budget_figure', 'shipped_budget_study', 'k_study_table', 'k_study_figure']
+           'budget_table', 'budget_figure', 'shipped_budget_study', 'shipped_k_study', 'k_study_table',
+           'k_study_figure']
 
 # %% ../nbs/09b_report.ipynb #e8508278
 def image_grid_uri(images:torch.Tensor, # N x C x H x W images in [0, 1]
@@ -303,18 +304,27 @@ def budget_figure(study:dict, # a `budget_study.json`
     return fig
 
 # %% ../nbs/09b_report.ipynb #c4b1a008
+def _shipped(kind:str, name:str, how:str) -> dict:
+    "The shipped results file `assets/<kind>_<name>.json`, or an error listing what ships and how to make one."
+    import json
+    assets = _assets_dir()
+    p = assets/f'{kind}_{name}.json'
+    if not p.exists():
+        have = sorted(q.stem[len(kind) + 1:] for q in assets.glob(f'{kind}_*.json'))
+        raise KddError(f"No {kind.replace('_', ' ')} ships as {name!r} (shipped: {', '.join(have) or 'none'}). {how}")
+    return json.loads(p.read_text())
+
 def shipped_budget_study(name:str, # the dataset the study ran on ('cifar10_jpeg', 'fashion_mnist'), or the dataset and a variant ('cifar10_jpeg_1000img')
                         ) -> dict:
     "The `budget_study.json` of this project's own study `name`, as shipped in the package's assets."
-    import json
-    assets = _assets_dir()
-    p = assets/f'budget_study_{name}.json'
-    if not p.exists():
-        have = sorted(q.stem[len('budget_study_'):] for q in assets.glob('budget_study_*.json'))
-        raise KddError(f"No budget study ships as {name!r} (shipped: {', '.join(have) or 'none'}). "
-                       "Run one: python benchmarks/studies/budget_study.py --dataset DATASET --out DIR, then read "
-                       "DIR/budget_study.json.")
-    return json.loads(p.read_text())
+    return _shipped('budget_study', name, "Run one: python benchmarks/studies/budget_study.py --dataset DATASET --out "
+                                          "DIR, then read DIR/budget_study.json.")
+
+def shipped_k_study(name:str='cifar10_jpeg', # the dataset the K study ran on
+                   ) -> dict:
+    "The `k_study.json` of this project's own K study on `name`, as shipped in the package's assets."
+    return _shipped('k_study', name, "Run one: python benchmarks/studies/k_study.py --dataset DATASET --out DIR "
+                                     "(then again with --eval), then read DIR/k_study.json.")
 
 # %% ../nbs/09b_report.ipynb #a4433667
 K_PAIRS = (('vs_random', 'random subset'), ('vs_high_loss', 'high-loss subset'),
@@ -334,8 +344,7 @@ def k_study_table(study:dict, # a `k_study.json`
                      f"{m['lr']:.3f}", ' / '.join(_fmt(x) for x in mk)]
                     + ['<br>'.join(f"{float(f):.0%}: {gap_text(g)}" for f, g in sorted(r['findings'][key].items()))
                        for key, _ in K_PAIRS])
-    return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-                     + ['| ' + ' | '.join(row) + ' |' for row in body])
+    return md_table(head, body)
 
 def k_study_figure(study:dict, # a `k_study.json`
                   ):

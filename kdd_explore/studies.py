@@ -15,7 +15,7 @@ __all__ = ['STUDIES', 'MAIN_JOB', 'ISA_FILES', 'SUP_PUBLISHED', 'BLOCKS', 'Study
            'provenance', 'pm', 'by_method', 'pct', 'gap_words', 'verdict', 'study_page', 'studies_index', 'run_table',
            'diff_words', 'isa_lines', 'supervised_published_table', 'supervised_reading', 'mkdt_factor_reading', 'wrap',
            'main_table_block', 'study_link', 'studies_block', 'isa_table', 'same_table_block', 'supervised_block',
-           'gpu_block', 'readme_blocks', 'update_readme', 'check_readme', 'record_main_job', 'main']
+           'gpu_block', 'payoff_block', 'readme_blocks', 'update_readme', 'check_readme', 'record_main_job', 'main']
 
 # %% ../nbs/09d_studies.ipynb #5f3982dd
 class StudyError(KddError):
@@ -181,7 +181,7 @@ _AMD = "the project's 2-core x86_64 machine (AMD EPYC, AVX2, no GPU)"
 MAIN_JOB = 'benchmarks/results/main_job.json'
 
 def _findings_lines(rows:list) -> list[str]:
-    from kdd_explore.evaluate import gap
+    from kdd_explore.evaluate import gap, gap_text
     have = {r['method'] for r in rows}
     say = [('full_data_kd', 'random_subset', '**Headroom**: full-data KD against the random subset'),
            ('mkdt_high_loss', 'random_subset', '**MKDT against the random subset**'),
@@ -195,9 +195,9 @@ def _findings_lines(rows:list) -> list[str]:
     out = []
     for a, b, words in say:
         if {a, b} <= have:
-            g = gap(rows, a, b)
-            out.append(f"- {words}: {gap_words(g)}: "
-                       f"{dict(ahead='ahead', behind='behind', level='level, within the larger std')[verdict(g)]}.")
+            g = gap(rows, a, b)  # the mean paired difference over the run's seeds and its 95% t interval
+            out.append(f"- {words}: " + '; '.join(f"{pct(f)} labels {gap_text(v)}" for f, v in sorted(g.items()))
+                       + '.')
     return out
 
 def run_table(res:dict, # a run's `results.json`
@@ -685,10 +685,14 @@ SUP_PUBLISHED = [('base', 'Fashion-MNIST, 1 image per class', 15.0, 70.),
                  ('fashion_mnist_10ipc', 'Fashion-MNIST, 10 images per class', None, 80.),
                  ('cifar10_1ipc', 'CIFAR-10 (JPEG q75 copy), 1 image per class', 'x2', None)]
 
-def _sup_factors(s:dict) -> dict:
-    "The factor rows (`base` and its one-change rows, not the other published rows), each read at 300 iterations."
-    other = {p[0] for p in SUP_PUBLISHED} - {'base'}
-    return {k: _sup_row(r, at='300') for k, r in s['rows'].items() if k not in other}
+def _sup_factors(s:dict, # the supervised study's file
+                 base:str='base', # the published row the factors change one setting of
+                ) -> dict:
+    "The factor rows of `base` (`base` and its one-change rows: the same recipe, not another published row), each read at 300 iterations."
+    other = {p[0] for p in SUP_PUBLISHED} - {base}
+    recipe = s['rows'][base]['recipe_name'] if base in s['rows'] else None
+    return {k: _sup_row(r, at='300') for k, r in s['rows'].items()
+            if k not in other and r.get('recipe_name', recipe) == recipe}
 
 def _sup_bar(key, x):
     "Whether a published row's quality bar is met, and the bar in words."
@@ -780,6 +784,20 @@ def _supervised(f):
             md_table(['row', 'what changes', 'validation', 'test', 'gain', 'learned lr', 'budget ratio',
                       'matching loss', 'iterations', 'minutes'], rows)]
     out += ['## Reading', supervised_reading(s)]
+    ten = _sup_factors(s, 'fashion_mnist_10ipc') if 'fashion_mnist_10ipc' in s['rows'] else {}
+    failed = {k: r for k, r in s.get('failed_rows', {}).items() if r.get('recipe_name') == 'fashion_mnist_10ipc'}
+    if len(ten) > 1 or failed:
+        g0 = _sup_gain(ten['fashion_mnist_10ipc'])
+        rows = [[k, s['rows'][k]['what'], _pmv(x['dist']['val']) if 'val' in x['dist'] else '', _pmv(x['dist']['test']),
+                 f"{_sup_gain(x):+.1f}", f"{x['dist']['learned_lr']:.4f}", f"{x['ml'][0]:.3f} -> {x['ml'][1]:.3f}",
+                 f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f}"] for k, x in ten.items()]
+        rows += [[k, r['what'], '', '', '', '', '', r['note']] for k, r in failed.items()]
+        out += ['## 10 images per class: one factor at a time',
+                "Each row changes one setting of `fashion_mnist_10ipc` and is read at 300 iterations on the "
+                f"validation split (the published row too: {g0:+.1f} points over its random real images there). A row "
+                "that could not finish says why in its last column.",
+                md_table(['row', 'what changes', 'validation', 'test', 'gain', 'learned lr', 'matching loss',
+                          'minutes'], rows)]
     return out
 
 def supervised_reading(s:dict) -> str:
@@ -895,6 +913,68 @@ def mkdt_factor_reading(s:dict) -> str:
                      + ". Experts slow enough for the inner loop to follow learn too little in their epochs for "
                        "any set to pre-train well, and experts that learn enough move too far to be followed.")
     return text
+
+# %% ../nbs/09d_studies.ipynb #f718aea8
+_K_MAKE = ('python benchmarks/studies/k_study.py --dataset cifar10_jpeg --config cifar10_cpu --teacher '
+           'kdd_explore/assets/teacher_cifar10 --ks 1,4,16 --saves 100,300 --out runs/k_study, then the same with --eval')
+
+@study('payoff', "MKDT's payoff with the power to see it",
+       "paired seeds and 95% intervals; the number of expert trajectories with held-out experts; where a paired "
+       "difference's noise enters; the authors' own loop beside ours",
+       files=dict(k='kdd_explore/assets/k_study_cifar10_jpeg.json', noise='benchmarks/results/paired_noise.json',
+                  ref='benchmarks/results/reference_equivalence.json'),
+       make=_K_MAKE + '; python benchmarks/studies/paired_noise.py (its file says how); python '
+            'benchmarks/reference_loop.py --reference PATH/TO/A/CLONE/OF/jiayini1119/MKDT',
+       needs=dict(k=['ks_results', 'fixed_test', 'best_k', 'provenance'], noise=['results', 'provenance'],
+                  ref=['equivalent', 'worst_update_rel', 'reference']))
+def _payoff(f):
+    from kdd_explore.evaluate import gap, interval_figure
+    from kdd_explore.report import k_study_figure, k_study_table
+    k, nz, ref = f['k'], f['noise'], f['ref']
+    best = k['ks_results'][k['best_k']]
+    rows = best['test'] + k['fixed_test']
+    first = lambda n: [dict(r, accs=r['accs'][:n], seeds=r['seeds'][:n]) for r in rows]
+    pairs = (('random_subset', 'random'), ('high_loss_subset', 'high-loss'),
+             ('mkdt_initial_at_learned_lr', 'initial at lr'))
+    nt = len(k['test_seeds'])
+    gaps = {f'MKDT - {w}, {n} seeds': gap(rs, 'mkdt_high_loss', b) for n, rs in ((3, first(3)), (nt, rows))
+            for b, w in pairs}
+    out = [f"The recipe `{k['config']}` on {k['dataset']} (a {k['set_size']}-image set from a {k['pool']:,}-image "
+           "pool, CIFAR-10 as a JPEG q75 copy): MKDT distilled from the same high-loss images on the first K of a pool "
+           "of short KD experts (only the epochs the loop reads), saved at "
+           f"{', '.join(map(str, k['saves']))} iterations; {k['held_out']} held-out experts (another root seed) are "
+           f"never matched. Validation (seeds {', '.join(map(str, k['val_seeds']))}, {k['n_val']:,} training images "
+           "outside the pool and the probes' labels) chooses each K's iteration and the best K; the test rows at that "
+           f"iteration are evaluated at seeds {', '.join(map(str, k['test_seeds']))}, each seed shared by every method "
+           "(the student's initialisation, its minibatch order, the labelled subset). Each finding is the mean paired "
+           f"difference with its 95% interval ({k['interval']}); a gain only when the interval lies above zero.",
+           k_study_table(k), k_study_figure(k),
+           f"**Three seeds against {nt}** (K = {k['best_k']}, at its chosen {best['chosen']} iterations): the same "
+           f"paired differences, read from the first three seeds alone and from all {nt}.", interval_figure(gaps)]
+    ways = list(next(iter(next(iter(nz['results'].values())).values())).values())[0]['ways']
+    lines = [[proto, what, pct(float(fx)), *(f"{r['ways'][w]['sd']:.2f}" for w in ways),
+              f"{r['decomposition']['pretrain_sd']:.2f} / {r['decomposition']['labels_sd']:.2f} / "
+              f"{r['decomposition']['interaction_sd']:.2f}"]
+             for proto, by in nz['results'].items() for what, fr in by.items() for fx, r in fr.items()]
+    out += ["## Where the noise of a paired difference enters",
+            f"The random and the high-loss subsets pre-trained at seeds {nz['seeds']}, every encoder probed with every "
+            "seed's labelled subset, under both probes: the sd over seeds of the paired difference as the evaluation "
+            "runs it (*as_run*: one seed pre-trains and labels), with the labels fixed (only pre-training varies), with "
+            "the pre-training fixed (only the labels vary), and with each encoder's accuracy averaged over D labelled "
+            "subsets (*draws_D*: `compare(label_draws=D)`); then the sd of each part of a two-way decomposition of the "
+            "differences (pre-training seed / labelled subset / their interaction). "
+            + nz['provenance'].get('note', ''),
+            md_table(['probe', 'pair', 'labels', *ways, 'parts: pre-training / labels / interaction'], lines)]
+    r = ref['reference']
+    out += ["## The authors' loop beside ours",
+            f"`benchmarks/reference_loop.py` runs the reference code's own `distill.py` (commit "
+            f"`{str(r.get('commit', ''))[:7]}`, a temporary patched copy of a clone: each patch is listed in "
+            "`benchmarks/results/reference_equivalence.json`, no numeric choice changed) and this toolkit's `distill` "
+            "for one and two outer iterations from the same float64 state, expert stretch and minibatches. "
+            f"Worst relative difference of an update: {ref['worst_update_rel']:.1e}; the two loops "
+            f"{'agree to float64 round-off' if ref['equivalent'] else 'differ'}."]
+    out += [f"- {x}" for x in ref.get('notes', [])]
+    return out
 
 # %% ../nbs/09d_studies.ipynb #d01b7c97
 @study('gpu', 'On a GPU', 'the prepared GPU check on an H200 (the meta-gradients on CUDA, the seconds of the paper\'s '
@@ -1030,7 +1110,19 @@ def gpu_block(root=None) -> str:
         + (f"distilled {_pmv(s['distilled'])}%." if 'distilled' in s
            else "and the distilled set was not tested before the time ran out (partial).")]))
 
+def payoff_block(root=None) -> str:
+    "The README's K table: each K's chosen set against the random subset, the high-loss subset and its initial images, as paired intervals."
+    from kdd_explore.report import k_study_table
+    k = load_study(STUDIES['payoff'], root)['k']
+    p = k['provenance']
+    return wrap(f"Made by `{p['command']}` (distillation, then `--eval`) on {p['machine']}, {p['date']}. "
+                f"`{k['config']}` on {k['dataset']} (CIFAR-10 as a JPEG q75 copy): a {k['set_size']}-image set from a "
+                f"{k['pool']:,}-image pool, distilled on the first K of a pool of short experts; validation chooses each "
+                f"K's iteration; test at seeds {k['test_seeds'][0]}-{k['test_seeds'][-1]} (paired); each finding the "
+                f"mean paired difference in points with its 95% t interval, at 1% / 5% labels:") + '\n\n' + k_study_table(k)
+
 BLOCKS = {'main-table': (main_table_block, MAIN_JOB), 'same-table': (same_table_block, ISA_FILES),
+          'payoff': (payoff_block, 'kdd_explore/assets/k_study_cifar10_jpeg.json'),
           'supervised': (supervised_block, 'benchmarks/results/supervised_study.json'),
           'gpu': (gpu_block, 'benchmarks/results/gpu_check_h200.json, supervised_gpu_h200_partial.json'),
           'studies': (studies_block, 'the STUDIES of kdd_explore/studies.py')}
