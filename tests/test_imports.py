@@ -42,11 +42,3 @@ def test_imported_name_resolves(mod, name):
     if name is None: return
     if hasattr(m, name): return
     importlib.import_module(f'{mod}.{name}')  # `from kdd_explore import data`: a submodule
-
-@pytest.mark.parametrize('old,new', [('pipeline', 'recipes'), ('pipeline', 'report')])
-def test_moved_names_still_import_from_their_old_module(old, new):
-    "What moved out of `pipeline` into a module of its own is still the same object under its old address."
-    o, n = importlib.import_module(f'kdd_explore.{old}'), importlib.import_module(f'kdd_explore.{new}')
-    for name in n.__all__:
-        assert getattr(o, name) is getattr(n, name), f'kdd_explore.{old}.{name}'
-        assert name in o.__all__, f'{name} is missing from kdd_explore.{old}.__all__ (a star import would lose it)'
