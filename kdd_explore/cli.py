@@ -216,7 +216,8 @@ EXPERTS_OPTIONS = {'n_train': '--n-train', 'teacher': '--teacher', 'width': '--w
 def cmd_distill(args):
     "Distil a synthetic set by matching recorded expert trajectories."
     from kdd_explore.core import read_meta
-    from kdd_explore.distill import DistillConfig, distill_job
+    from kdd_explore.distill import DistillConfig
+    from kdd_explore.distill_job import distill_job
     m = read_meta(args.experts)  # a missing artifact is named here, before anything is loaded
     if m.get('dataset'):
         dc = DistillConfig.preset(args.preset,
