@@ -216,7 +216,8 @@ EXPERTS_OPTIONS = {'n_train': '--n-train', 'teacher': '--teacher', 'width': '--w
 def cmd_distill(args):
     "Distil a synthetic set by matching recorded expert trajectories."
     from kdd_explore.core import read_meta
-    from kdd_explore.distill import DistillConfig, distill_job
+    from kdd_explore.distill import DistillConfig
+    from kdd_explore.distill_job import distill_job
     m = read_meta(args.experts)  # a missing artifact is named here, before anything is loaded
     if m.get('dataset'):
         dc = DistillConfig.preset(args.preset,
@@ -336,8 +337,7 @@ def _add_register(sub):
 # %% ../nbs/10_cli.ipynb #a1d0c5e2
 def cmd_docs(args):
     "Build the lessons' website into `--out`: execute the notebooks that changed (as nbdev_test would), render them, add the API reference."
-    from kdd_explore.docs import build_site
-    from kdd_explore.docs import serve_site
+    from kdd_explore.site import build_site, serve_site
     out = build_site(args.out, args.nbs or None, flags=args.flags, n_workers=args.workers, build_dir=args.build_dir,
                      force=args.force, progress=not args.quiet)
     if args.serve: serve_site(args.out, args.port)  # until Ctrl-C

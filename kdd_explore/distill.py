@@ -4,29 +4,27 @@
 
 # %% ../nbs/06_distill.ipynb #f2004d5c
 from __future__ import annotations
-import dataclasses, math, os, time
+import dataclasses, math, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import (KddError, ArtifactError, DatasetError, TrainingError, check_meta,
-                              check_finite, derive_seed, make_generator, save_artifact, load_artifact,
-                              artifact_exists, read_meta, get_device)
+from .core import (KddError, DatasetError, TrainingError, check_meta, check_finite, derive_seed,
+                              make_generator, save_artifact, load_artifact, artifact_exists, get_device)
 from .models import build_model, fcall, param_dict
 from .metagrad import (META_MODES, DEFAULT_BUDGET_MB, check_mode, check_budget,
                                   model_forward, minibatch_schedule,
                                    kd_step_loss, unroll_match, graph_step_mb, plan_unroll, distance_shares, _sqdist)
 from .data import equal_batches
-from .kd import (Experts, kd_loss, experts_objective, record_experts, high_loss_indices,
-                            random_indices, student_arch, load_dataset_for_job)
+from .kd import Experts, kd_loss, experts_objective, record_experts, student_arch
 from .distributed import (DistributedError, all_gather, all_reduce_sum, barrier, broadcast, check_divides,
-                                     init_distributed, is_main, rank0_first, running, shard)
+                                     is_main, running, shard)
 
 # %% auto #0
 __all__ = ['DISTILL_PRESETS', 'SyntheticSet', 'DistillConfig', 'DistillHistory', 'expert_schedule', 'DistillRun', 'RollbackCB',
            'HistoryCB', 'ProgressCB', 'SaveCB', 'SpreadCB', 'distill', 'matching_loss', 'step_budget',
-           'record_ssl_experts', 'distill_ssl', 'find_representations', 'distill_job']
+           'record_ssl_experts', 'distill_ssl']
 
 # %% ../nbs/06_distill.ipynb #de3511cd
 @dataclass(repr=False)
@@ -535,107 +533,3 @@ def _ssl_maker(config, method, mean, std):
             return crit(forward(params, v1), forward(params, v2))
         return step_loss
     return make
-
-# %% ../nbs/06_distill.ipynb #5c449c0c
-def _reps_misfit(rmeta, meta, n):
-    "Why representations with metadata `rmeta` do not fit experts with metadata `meta` on `n` images ([] when they fit)."
-    bad = []
-    if rmeta.get('kind') != 'representations': bad.append(f"kind {rmeta.get('kind')!r}, not 'representations'")
-    if rmeta.get('n') != n: bad.append(f"{rmeta.get('n')} images, the experts' training set has {n}")
-    if meta.get('teacher') and rmeta.get('teacher') != meta['teacher']:
-        bad.append(f"teacher {rmeta.get('teacher')}, the experts' teacher is {meta['teacher']}")
-    if meta.get('dataset') and rmeta.get('dataset') and rmeta['dataset'] != meta['dataset']:
-        bad.append(f"dataset {rmeta['dataset'].get('name')!r} of {rmeta['dataset'].get('n_train')} images, not the "
-                   f"experts' {meta['dataset'].get('name')!r} of {meta['dataset'].get('n_train')}")
-    if meta.get('target_dim') and rmeta.get('dim') and rmeta['dim'] != meta['target_dim']:
-        bad.append(f"dimension {rmeta['dim']}, the experts regress {meta['target_dim']}")
-    return bad
-
-def find_representations(experts:str|Path, # the experts artifact (`DIR/experts`, or `RUN/experts/experts` of a run)
-                         meta:dict, # the experts' metadata (`Experts.meta`)
-                         n:int, # the size of the experts' training set
-                         given:str|Path|None=None, # a path passed by the user (`--representations`): used, and checked
-                        ) -> Path:
-    "The teacher representations the experts were trained on: `given`, else the ones their metadata names, else one beside them or one folder up."
-    fix = ("Pass --representations PATH (Python: representations=PATH): the 'representations' artifact recorded with "
-           "these experts (DIR/representations from kdd-explore experts, RUN/representations from a run).")
-    if given is not None:
-        if not artifact_exists(given):
-            raise ArtifactError(f"No representations artifact at {given} (given as --representations / "
-                                f"representations=): looked for {Path(given).name}.json and "
-                                f"{Path(given).name}.safetensors. Check the path.")
-        bad = _reps_misfit(read_meta(given), meta, n)
-        if bad: raise ArtifactError(f"The representations {given} do not fit the experts {experts}: {'; '.join(bad)}. "
-                                    "Pass the representations of the teacher and data these experts were "
-                                    "recorded with.")
-        return Path(given)
-    ex = Path(experts)
-    if ex.suffix in ('.json', '.safetensors'): ex = ex.with_suffix('')
-    named = [Path(meta['representations'])] if meta.get('representations') else []
-    looked, seen = [], set()
-    for c in named + [ex.parent/'representations', ex.parent.parent/'representations']:
-        if os.path.abspath(c) in seen: continue
-        seen.add(os.path.abspath(c))
-        if not artifact_exists(c): looked.append(f"{c} (none there)"); continue
-        try: bad = _reps_misfit(read_meta(c), meta, n)
-        except ArtifactError as err: bad = [str(err)]
-        if not bad: return c
-        looked.append(f"{c} ({'; '.join(bad)})")
-    raise KddError(f"Where are the teacher representations of the experts {experts}? Looked at "
-                   f"{', '.join(looked)}. {fix}")
-
-# %% ../nbs/06_distill.ipynb #88c9b15d
-def distill_job(experts:str|Path, # the experts artifact (e.g. `DIR/experts` from `experts_job`)
-                out:str|Path, # folder for checkpoints, `synthetic_set` and `history`
-                fraction:float|None=0.02, # size of the synthetic set as a share of the training data
-                size:int|None=None, # or an exact number of images
-                init:str='high_loss', # 'high_loss' (MKDT) or 'random' (the ablation)
-                preset:str='cpu', # a `DISTILL_PRESETS` name
-                iterations:int|None=None, # override the preset's iterations
-                mode:str|None=None, # override the meta-gradient mode ('auto', 'full' or 'bounded')
-                memory_budget_mb:float|None=None, # override the MB the unrolled graph may keep in mode 'auto'
-                experts_per_iteration:int|None=None, # override B, the expert stretches averaged per update (under torchrun: a multiple of the processes)
-                seed:int=0, # root seed of the distillation (and of a random init)
-                representations:str|Path|None=None, # the teacher representations artifact (default: `find_representations`)
-                root:str|Path|None=None, # dataset folder
-                device:str|None=None, # where to compute
-                progress:bool=True, # progress bar
-               ) -> SyntheticSet:
-    "Distil a synthetic set from recorded KD experts into `out` (resumable; under torchrun the stretches of each iteration are shared out)."
-    if init not in ('high_loss', 'random'): raise KddError(f"init must be 'high_loss' or 'random', got {init!r}.")
-    if size is None:
-        try: ok = 0 < float(fraction) <= 1
-        except (TypeError, ValueError): ok = False
-        if not ok:
-            raise KddError("fraction must be a share in (0, 1] of the training set, e.g. 0.02 for 2% (--fraction), "
-                           f"got {fraction!r}.")
-    elif not (isinstance(size, int) and size >= 1): raise KddError(f"size must be a whole number >= 1, got {size!r}.")
-    changes = {k: v for k, v in dict(iterations=iterations, mode=mode, memory_budget_mb=memory_budget_mb, seed=seed,
-                                     experts_per_iteration=experts_per_iteration).items() if v is not None}
-    config = DistillConfig.preset(preset, **changes)  # checks the preset and its settings before anything is loaded
-    dev = init_distributed(device)  # one process: the device asked for; under torchrun: this rank's
-    if running(): check_divides(config.experts_per_iteration, 'experts_per_iteration (--experts-per-iteration)',
-                                'Launch a number of processes that divides it, or set it to a multiple of the number '
-                                'of processes.')
-    ex = Experts.load(experts)
-    dmeta = ex.meta.get('dataset')
-    if not dmeta:
-        raise KddError(f"The experts {experts} do not record their dataset; record them with experts_job (kdd-explore "
-                       "experts).")
-    data = rank0_first(load_dataset_for_job, dmeta['name'], root, dmeta['n_train'] if dmeta['n_train'] else None,
-                       ex.meta.get('seed', 0))
-    # distillation never looks at the test split (a run may keep part of it)
-    train = {k: v for k, v in dmeta.items() if k != 'n_test'}
-    check_meta(data.meta(), train, where='dataset loaded for these experts')
-    rpath = find_representations(experts, ex.meta, len(data.x_train), representations)
-    t, rmeta = load_artifact(rpath, expect={'kind': 'representations', 'n': len(data.x_train)})
-    x, reps = data.normalize(data.x_train).to(dev), t['representations'].to(dev)
-    if init == 'high_loss': idx = high_loss_indices(ex, x, reps, fraction if size is None else None, size=size)
-    elif init == 'random':
-        from kdd_explore.kd import _subset_size
-        idx = random_indices(len(x), _subset_size(len(x), fraction if size is None else None, size), seed=seed)
-    idx = torch.as_tensor(all_gather(idx.cpu().tolist())[0])  # rank 0's choice on every rank (one process: its own)
-    syn0 = SyntheticSet.from_real(x, reps, idx, lr=config.lr_init,
-                                  meta=dict(dataset=dmeta, teacher=ex.meta.get('teacher'), arch=ex.arch,
-                                            init=init, experts=str(experts)))
-    return distill(ex, syn0, config, out=out, progress=progress and is_main())[0]

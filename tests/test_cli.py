@@ -144,7 +144,7 @@ def test_distill_without_representations_names_the_option(quick_run, tmp_path):
 
 def test_distill_job_checks_its_settings_before_loading(tmp_path):
     from kdd_explore.core import KddError
-    from kdd_explore.distill import distill_job
+    from kdd_explore.distill_job import distill_job
     for kw, msg in ((dict(fraction=-0.5), r'fraction must be a share in \(0, 1\]'),
                     (dict(fraction=float('nan')), 'fraction must be'),
                     (dict(size=0), 'size must be a whole number >= 1'), (dict(iterations=0), 'iterations must be >= 1'),

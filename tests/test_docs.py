@@ -1,4 +1,4 @@
-"The site builder (kdd_explore.docs, nbs/11_docs.ipynb): bad input stops the build with the notebook, the cell and the error."
+"The notebook executor and the site builder (kdd_explore.docs and kdd_explore.site, nbs/11_docs and nbs/11b_site): bad input stops the build with the notebook, the cell and the error."
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest
@@ -11,7 +11,8 @@ def in_project(monkeypatch):
 
 @pytest.mark.slow
 def test_a_failing_notebook_stops_the_build_naming_notebook_cell_and_error(tmp_path):
-    from kdd_explore.docs import DocsError, build_site, make_notebook
+    from kdd_explore.docs import DocsError, make_notebook
+    from kdd_explore.site import build_site
     ok = make_notebook(tmp_path/'nbs'/'fine.ipynb', ['print("fine")', '#| slow\nprint("only with --flags slow")'])
     bad = make_notebook(tmp_path/'nbs'/'broken.ipynb', ['md:# Broken', 'x = 1',
                                                         "y = {'a': 1}['b']  # the failing cell\nprint(y)"])

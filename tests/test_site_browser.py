@@ -87,7 +87,8 @@ def site(tmp_path_factory):
     "(site folder, a lesson page with a plotly figure): the full site of run.sh (KDD_SITE), else a small one built here."
     full = os.environ.get('KDD_SITE')
     if full and (Path(full)/'api.html').exists(): return Path(full), '07_evaluate.html', '03_ssl.html'
-    from kdd_explore.docs import build_site, make_notebook
+    from kdd_explore.docs import make_notebook
+    from kdd_explore.site import build_site
     tmp = tmp_path_factory.mktemp('site')
     demo = make_notebook(tmp/'nbs'/'figure_demo.ipynb', [
         'md:# A figure and a widget\n\n> What a lesson\'s outputs look like on the page.\n\n'

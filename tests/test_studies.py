@@ -63,7 +63,8 @@ def test_a_results_file_of_an_older_format_is_named_with_the_command(tmp_path):
 
 def test_the_site_build_stops_on_a_missing_results_file_before_any_notebook_runs(tmp_path, monkeypatch):
     from kdd_explore import studies
-    from kdd_explore.docs import build_site, make_notebook
+    from kdd_explore.docs import make_notebook
+    from kdd_explore.site import build_site
     monkeypatch.setitem(studies.STUDIES, 'lost', studies.Study('lost', 'Lost', 'a study whose file is gone',
                         dict(r='benchmarks/results/no_such_study.json'), 'python benchmarks/studies/no_such_study.py',
                                                                lambda f: []))
