@@ -36,7 +36,7 @@ def _project_copy(tmp):
     shutil.copy(ROOT/'settings.ini', tmp/'settings.ini'); shutil.copy(ROOT/'README.md', tmp/'README.md')
     shutil.copytree(ROOT/'benchmarks'/'results', tmp/'benchmarks'/'results')
     (tmp/'kdd_explore'/'assets').mkdir(parents=True)
-    for f in (ROOT/'kdd_explore'/'assets').glob('budget_study_*.json'):
+    for f in [*(ROOT/'kdd_explore'/'assets').glob('budget_study_*.json'), *(ROOT/'kdd_explore'/'assets').glob('k_study_*.json')]:
         shutil.copy(f, tmp/'kdd_explore'/'assets'/f.name)
     return tmp
 
