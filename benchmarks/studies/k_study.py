@@ -87,6 +87,27 @@ def distill_k(run, experts, k:int, saves:list, folder:Path, held_out, progress:b
               f"{summary[str(t)]['held_out']} ({seconds} s)", flush=True)
     return summary
 
+REFERENCE = 'reference'  # the sets folder and results key of the authors' loop's run (`--reference-run`)
+
+def import_reference(run, ref:Path, saves:list, folder:Path, held_out, pool) -> dict:
+    "The saves of `benchmarks/reference_loop.py --run` (the authors' loop) as this study's sets, with their matching losses."
+    from kdd_explore.core import load_json, save_json
+    from kdd_explore.distill import SyntheticSet, matching_loss
+    info, out, dc0 = load_json(ref/'reference_run.json'), folder/REFERENCE, run.cfg.distill_config()
+    out.mkdir(parents=True, exist_ok=True)
+    # their loop reads one replay-buffer file, the run's expert 0: the first short expert is its recorded prefix
+    fitted = first_k(pool, 1)
+    summary = dict(reference_run=str(ref), loaded_files=info.get('loaded_files'))
+    for t in saves:
+        src = ref/'saves'/f'iter_{t}'/'synthetic_set'
+        if not src.with_suffix('.json').exists(): continue
+        syn = SyntheticSet.load(src)
+        syn.save(out/f'set_{t}')
+        summary[str(t)] = dict(iteration=t, lr=round(float(syn.lr), 5), fitted=round(matching_loss(fitted, syn, dc0), 4),
+                               held_out=round(matching_loss(held_out, syn, dc0), 4))
+    save_json(out/'summary.json', summary)
+    return summary
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--dataset', required=True)
@@ -102,6 +123,8 @@ def main(argv=None):
     ap.add_argument('--test-seeds', default='0,1,2,3,4,5,6,7,8,9')
     ap.add_argument('--n-val', type=int, default=5000)
     ap.add_argument('--label-draws', type=int, default=1, help='labelled subsets averaged per encoder (see paired_noise.py)')
+    ap.add_argument('--reference-run', default=None, help="with --eval: also evaluate the saves of the authors' loop "
+                    "(the OUT of `benchmarks/reference_loop.py --run`), as the entry 'reference'")
     ap.add_argument('--tiny', action='store_true')
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
@@ -121,7 +144,13 @@ def main(argv=None):
         held = record_short(run, a.held_out, out/'held_out', derive_seed(run.cfg.seed, HELD_OUT_SEED_KEY), progress)
         if a.eval:
             from k_study_eval import evaluate_study
-            return evaluate_study(run, a, ks, saves, out, progress)
+            from kdd_explore.kd import Experts
+            names = list(ks)
+            if a.reference_run:
+                import_reference(run, Path(a.reference_run), saves, out/'sets', held,
+                                 Experts.load(out/'experts'/'experts'))
+                names.append(REFERENCE)
+            return evaluate_study(run, a, names, saves, out, progress)
         pool = record_short(run, max(ks), out/'experts', run.cfg.seed, progress)
         res = {}
         for k in ks: res[str(k)] = distill_k(run, pool, k, saves, out/'sets', held, progress)

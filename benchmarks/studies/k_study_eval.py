@@ -34,20 +34,20 @@ def evaluate_study(run, a, ks:list, saves:list, out:Path, progress:bool) -> dict
     test_fixed = compare(fixed, full, seeds=tseeds, cache=out/'eval'/'fixed_test', **ev)
     ks_res = {}
     for k in ks:
-        folder = out/'sets'/f'K{k}'
+        folder = out/'sets'/(f'K{k}' if isinstance(k, int) else str(k))  # a named entry: e.g. the authors' loop's sets
         summary = load_json(folder/'summary.json')
         have = [t for t in saves if (folder/f'set_{t}.json').exists()]
         if not have: print(f"K={k}: no saved set yet, left out", flush=True); continue
         sets = {t: SyntheticSet.load(folder/f'set_{t}') for t in have}
         mk = lambda syn: kd_method(arch, PretrainSet(syn.images.cpu(), syn.targets.cpu(), float(syn.lr)), **kw)
         vals = {t: compare({'mkdt_high_loss': mk(sets[t])}, val, seeds=vseeds,
-                           cache=out/'eval'/f'K{k}'/f'val_{t}', **ev) for t in have}
+                           cache=out/'eval'/folder.name/f'val_{t}', **ev) for t in have}
         best = max(val_score(v) for v in vals.values())
         chosen = min(t for t in have if val_score(vals[t]) == best)  # a tie goes to the fewer iterations
         syn = sets[chosen]
         per = {'mkdt_high_loss': mk(syn),
                'mkdt_initial_at_learned_lr': kd_method(arch, PretrainSet(x[hl], reps[hl], float(syn.lr)), **kw)}
-        test = compare(per, full, seeds=tseeds, cache=out/'eval'/f'K{k}'/f'test_{chosen}', **ev)
+        test = compare(per, full, seeds=tseeds, cache=out/'eval'/folder.name/f'test_{chosen}', **ev)
         rows = test + test_fixed
         found = {name: {str(f): g for f, g in gap(rows, 'mkdt_high_loss', b).items()}
                  for name, b in (('vs_random', 'random_subset'), ('vs_high_loss', 'high_loss_subset'),
@@ -57,15 +57,18 @@ def evaluate_study(run, a, ks:list, saves:list, out:Path, progress:bool) -> dict
                               test=test, findings=found, matching=summary,
                               bar_met=all(g['claim'] == 'gain' for name in ('vs_random', 'vs_high_loss')
                                           for g in found[name].values()))
-        print(f"K={k}: chosen {chosen} (val {best:.2f}); " + '; '.join(
+        print(f"{'K=' if isinstance(k, int) else ''}{k}: chosen {chosen} (val {best:.2f}); " + '; '.join(
             f"{name} {float(f):.0%}: {gap_text(g)}" for name, by in found.items() for f, g in by.items()), flush=True)
-    best_k = max(ks_res, key=lambda k: max(ks_res[k]['val_score'].values())) if ks_res else None
-    study = dict(kind='k_study', dataset=a.dataset, config=a.config, ks=ks, saves=saves, held_out=a.held_out,
+    numbered = [k for k in ks_res if k.isdigit()]  # the named entries (the authors' loop) do not compete for K
+    best_k = max(numbered, key=lambda k: max(ks_res[k]['val_score'].values())) if numbered else None
+    study = dict(kind='k_study', dataset=a.dataset, config=a.config, ks=[k for k in ks if isinstance(k, int)],
+                 saves=saves, held_out=a.held_out,
                  val_seeds=list(vseeds), test_seeds=list(tseeds), label_draws=a.label_draws, n_val=a.n_val,
                  fractions=list(cfg.fractions), probe_protocol=cfg.probe_protocol, pool=len(x),
                  set_size=len(hl), rule='each K: the saved iteration with the highest mean validation accuracy over '
                  'the label fractions and validation seeds (a tie to the fewer iterations); K: the highest such score',
                  interval='Student t, 95%, over the paired test seeds', fixed_test=test_fixed, ks_results=ks_res,
+                 reference_run=getattr(a, 'reference_run', None),
                  best_k=best_k, eval_wall_s=round(time.time() - t0, 1),
                  provenance=dict(command='python benchmarks/studies/k_study.py ' + ' '.join(sys.argv[1:]),
                                  machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
