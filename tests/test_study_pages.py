@@ -67,7 +67,7 @@ def test_a_results_file_of_an_older_format_is_named_with_the_command(tmp_path):
 
 def test_the_site_pages_stop_on_a_missing_results_file_before_any_page_is_written(tmp_path):
     "python -m benchmarks.pages site DIR: one line naming the file and its command, and no page written."
-    root = _project_copy(tmp_path/'project')
+    (tmp_path/'project').mkdir(); root = _project_copy(tmp_path/'project')
     (root/'benchmarks'/'results'/'protocol_study.json').unlink()
     r = subprocess.run([sys.executable, '-m', 'benchmarks.pages', 'site', str(tmp_path/'studies')], cwd=root,
                        capture_output=True, text=True, timeout=300)

@@ -129,12 +129,13 @@ def update_readme(path:str|Path|None=None, # the README (default: the project's)
                   root:str|Path|None=None, # the project's folder
                  ) -> list[str]:
     "Rewrite the README's generated blocks from the results; return the names of the blocks that changed."
-    path, changed = Path(path or project_root(root)/'README.md'), []
+    shown, changed = path or 'README.md', []  # messages name the README as given, else as README.md
+    path = Path(path or project_root(root)/'README.md')
     text = path.read_text()
     for name, body in readme_blocks(root).items():
         m = _block_re(name).search(text)
         if not m:
-            raise StudyError(f"{path} has no generated block '{name}': put the two lines "
+            raise StudyError(f"{shown} has no generated block '{name}': put the two lines "
                              f"{_BEGIN.format(name, BLOCKS[name][1])} and {_END.format(name)} where it goes.")
         if m[2] != body + '\n': changed.append(name)
         text = text[:m.start()] + _BEGIN.format(name, BLOCKS[name][1]) + '\n' + body + '\n' + m[3] + text[m.end():]
@@ -145,15 +146,15 @@ def check_readme(path:str|Path|None=None, # the README (default: the project's)
                  root:str|Path|None=None, # the project's folder
                 ):
     "Raise `StudyError` naming the results file to regenerate from when a generated block of the README differs from what the results give."
-    path = Path(path or project_root(root)/'README.md')
+    shown, path = path or 'README.md', Path(path or project_root(root)/'README.md')
     text = path.read_text()
     for name, body in readme_blocks(root).items():
         m = _block_re(name).search(text)
         if not m:
-            raise StudyError(f"{path}: the generated block '{name}' is missing (its marker lines were removed); put "
+            raise StudyError(f"{shown}: the generated block '{name}' is missing (its marker lines were removed); put "
                              "them back and run: python -m benchmarks.pages readme")
         if m[2] != body + '\n':
-            raise StudyError(f"{path}: the block '{name}' differs from what {BLOCKS[name][1]} gives: it was edited by "
+            raise StudyError(f"{shown}: the block '{name}' differs from what {BLOCKS[name][1]} gives: it was edited by "
                              f"hand, or the results changed. Regenerate it from {BLOCKS[name][1]}: python -m "
                              "benchmarks.pages readme")
 
