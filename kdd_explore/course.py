@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 from typing import Callable
 from .core import KddError
-from .course_exercises import (ExerciseError, CheckResult, reference_barlow_twins_loss, check_barlow_twins_loss,
-    reference_normalized_grad_variance, check_normalized_grad_variance, reference_kd_loss, check_kd_loss, reference_sgd_step,
-    check_sgd_step, reference_feature_side, check_feature_side, reference_matching_loss, check_matching_loss, reference_unroll,
+from .course_exercises import (
+    ExerciseError, CheckResult, reference_barlow_twins_loss, check_barlow_twins_loss,
+    reference_normalized_grad_variance, check_normalized_grad_variance, reference_kd_loss, check_kd_loss,
+    reference_sgd_step, check_sgd_step,
+    reference_feature_side, check_feature_side, reference_matching_loss, check_matching_loss, reference_unroll,
     check_unroll, reference_stratified_subset, check_stratified_subset, reference_probe_accuracy, check_probe_accuracy)
 
 # %% auto #0
@@ -69,6 +71,7 @@ def exercise(name:str, # an exercise name
     if strict:
         raise ExerciseError(f"Exercise {name!r} failed its self-check with the solutions switch on: {res.message}")
     if show:
-        print(f"   -> the rest of this lesson uses the reference solution `kdd_explore.course_exercises.reference_{name}` "
+        print(f"   -> the rest of this lesson uses the reference solution "
+              f"`kdd_explore.course_exercises.reference_{name}` "
               f"for now; come back to `{name}` and run its cell again.")
     return solution(name)

@@ -255,8 +255,8 @@ def _pages_folder(folder:str|Path) -> Path:
     "`folder`, checked: a folder holding Markdown pages, else `DocsError` saying so."
     folder = Path(folder)
     if not folder.is_dir() or not any(folder.glob('*.md')):
-        raise DocsError(f"{folder} is not a folder of Markdown pages: write the pages first (the project's study pages: "
-                        f"python -m benchmarks.pages site {folder}).")
+        raise DocsError(f"{folder} is not a folder of Markdown pages: write the pages first (the project's study "
+                        f"pages: python -m benchmarks.pages site {folder}).")
     return folder
 
 def extra_pages(docs:str|Path, # the folder of the site's Markdown pages: the pages go to `docs/<folder's name>/`
@@ -354,7 +354,8 @@ def build_site(out:str|Path='site', # the folder the site is written to
     mkdocs_build(load_config(str(yml)))
     _file_search_index(out)
     if progress:
-        print(f"site: {out} ({len(recs)} lesson pages{''.join(f', {Path(f).name}/' for f in pages)} + API reference) in "
+        shown = ''.join(f', {Path(f).name}/' for f in pages)  # the folders of pages added
+        print(f"site: {out} ({len(recs)} lesson pages{shown} + API reference) in "
               f"{time.time() - t0:.0f}s; open {out/'index.html'} (search works there too), or serve it: python -m "
               f"http.server -d {out}", flush=True)
     return out

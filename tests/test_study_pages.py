@@ -65,17 +65,19 @@ def test_a_results_file_of_an_older_format_is_named_with_the_command(tmp_path):
     assert msg.endswith('make it again with: python benchmarks/studies/protocol_study.py --out '
                         'runs/protocol_study'), msg
 
+@pytest.mark.slow  # a subprocess
 def test_the_site_pages_stop_on_a_missing_results_file_before_any_page_is_written(tmp_path):
     "python -m benchmarks.pages site DIR: one line naming the file and its command, and no page written."
     (tmp_path/'project').mkdir(); root = _project_copy(tmp_path/'project')
     (root/'benchmarks'/'results'/'protocol_study.json').unlink()
     r = subprocess.run([sys.executable, '-m', 'benchmarks.pages', 'site', str(tmp_path/'studies')], cwd=root,
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and r.stderr == ("error: benchmarks/results/protocol_study.json is missing (study 'protocol'): "
-                                              "make it with: python benchmarks/studies/protocol_study.py --out "
-                                              "runs/protocol_study\n"), r.stderr
+    assert r.returncode == 1 and r.stderr == ("error: benchmarks/results/protocol_study.json is missing (study "
+                                              "'protocol'): make it with: python benchmarks/studies/protocol_study.py "
+                                              "--out runs/protocol_study\n"), r.stderr
     assert not (tmp_path/'studies').exists()
 
+@pytest.mark.slow  # a site built (a notebook executed, MkDocs)
 def test_the_site_shows_the_study_pages(tmp_path):
     "The pages written by benchmarks/pages become the site's Studies section (kdd-explore docs --pages), in menu order; a missing folder stops the build before any notebook runs."
     from benchmarks.pages import STUDIES

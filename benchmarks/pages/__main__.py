@@ -23,7 +23,8 @@ def main(argv:list|None=None) -> int:
     sub.add_parser('readme', help="rewrite README.md's generated blocks from the results files")
     sub.add_parser('check', help="fail when README.md's generated blocks differ from the results files, or a study's "
                                  "file is missing")
-    st = sub.add_parser('site', help='write every study page and their index into DIR, for kdd-explore docs --pages DIR')
+    st = sub.add_parser('site', help='write every study page and their index into DIR, for kdd-explore docs '
+                                     '--pages DIR')
     st.add_argument('dir')
     pg = sub.add_parser('page', help='print the Markdown of a study page')
     pg.add_argument('slug', choices=list(STUDIES))

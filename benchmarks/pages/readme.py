@@ -6,7 +6,8 @@ from __future__ import annotations
 import glob, inspect, json, re
 from pathlib import Path
 from kdd_explore.core import md_table
-from .registry import MAIN_JOB, ROOT, STUDIES, Study, StudyError, findings_lines, load_study, pct, project_root, run_table
+from .registry import (MAIN_JOB, ROOT, STUDIES, Study, StudyError, findings_lines, load_study, pct, project_root,
+                       run_table)
 from .speed import ISA_FILES
 from .supervised import pmv, supervised_published_table
 

@@ -1,5 +1,6 @@
 """The study pages' machinery: a study is its results files and a renderer; `load_study` reads and checks the files,
-`study_page` turns them into a page (Markdown with plotly figures), naming the command, machine and date each file records.
+`study_page` turns them into a page (Markdown with plotly figures), naming the command, machine and date each file
+records.
 
 Helpers shared by the renderers (the `mean ± std` of a row, percentages, the findings of a run) are here too."""
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Callable
 from kdd_explore.core import KddError, mean_std
 
 ROOT = Path(__file__).resolve().parents[2]  # the clone: benchmarks/pages/registry.py
-MAIN_JOB = 'benchmarks/results/main_job.json'  # the main job's results.json, with the command, machine and date that made it
+MAIN_JOB = 'benchmarks/results/main_job.json'  # the main job's results.json, with the command, machine and date
 
 class StudyError(KddError):
     "A study's results file is missing or of an older format, or the README differs from what its results give: the message says which file and what to run."
@@ -129,8 +130,8 @@ def study_page(s:Study|str, # a study, or its slug
                        + '.')
     out.append('<div class="study-source" markdown>\n\n**Generated from** (every number on this page is read from '
                'these files):\n\n'
-               + '\n'.join(src) + f"\n\nTo make them again: `{s.make}`; then rebuild the pages and the site (`python -m "
-                                  "benchmarks.pages site DIR`, then `kdd-explore docs --pages DIR`).\n"
+               + '\n'.join(src) + f"\n\nTo make them again: `{s.make}`; then rebuild the pages and the site "
+                                  "(`python -m benchmarks.pages site DIR`, then `kdd-explore docs --pages DIR`).\n"
                                   "\n</div>")
     n = 0
     for b in s.render(files):
