@@ -265,7 +265,9 @@ def extra_pages(docs:str|Path, # the folder of the site's Markdown pages: the pa
     "Copy a folder of Markdown pages (and anything beside them) into the site; return its menu section, named after the folder: its `index.md` first as *Overview*, then the pages in the order `index.md` links them (any others by name), each titled by its first `# ` heading."
     folder = _pages_folder(folder)
     dest = Path(docs)/folder.name
-    if dest.exists(): shutil.rmtree(dest)
+    if dest.exists():  # the lessons' own pages (a sub-folder of nbs/, assets/) are not replaced
+        raise DocsError(f"{folder}: the site already has a folder {folder.name}/; give the pages' folder another "
+                        "name.")
     shutil.copytree(folder, dest)
     pages = sorted(p.name for p in folder.glob('*.md') if p.name != 'index.md')
     if (folder/'index.md').exists():
