@@ -18,6 +18,9 @@ Files: `registry.py` (a study, loading and checking its files, a page), one modu
 To add a study: write its results file with a `provenance` (command, machine, date, and `wall_s` where known), then
 a renderer decorated with `@study(slug, title, summary, files=..., make=..., needs=...)` in the module of its group (or
 a new module imported below), and add its slug to `ORDER`."""
+__all__ = ['STUDIES', 'ORDER', 'Study', 'StudyError', 'load_study', 'provenance', 'study_page', 'studies_index',
+           'check_readme', 'readme_blocks', 'record_main_job', 'update_readme']
+
 from .registry import STUDIES, Study, StudyError, load_study, provenance, study_page, studies_index
 from . import quickstart, mkdt, supervised, speed  # noqa: F401 (each registers its studies)
 from .readme import check_readme, readme_blocks, record_main_job, update_readme
@@ -25,5 +28,6 @@ from .readme import check_readme, readme_blocks, record_main_job, update_readme
 # the order of the site's menu and of the README's list of studies
 ORDER = ['main-job', 'protocol', 'fashion-mnist-2pct', 'cifar10', 'budget', 'krr-st', 'distill-speed', 'scaling',
          'same-table', 'earlier', 'supervised', 'mkdt-factors', 'payoff', 'gpu']
-assert sorted(ORDER) == sorted(STUDIES), f"ORDER and the registered studies differ: {ORDER}, {list(STUDIES)}"
+if sorted(ORDER) != sorted(STUDIES):  # a study registered and not placed, or placed and not registered
+    raise StudyError(f"benchmarks/pages: ORDER and the registered studies differ: {ORDER}, {list(STUDIES)}")
 for _slug in ORDER: STUDIES[_slug] = STUDIES.pop(_slug)

@@ -2,7 +2,7 @@
 Fashion-MNIST, CIFAR-10 on the CPU, KRR-ST beside MKDT, and what earlier studies of the quickstart found (in words)."""
 from __future__ import annotations
 from kdd_explore.core import md_table
-from .registry import MAIN_JOB, study, by_method, findings_lines, gap_words, pct, pm, run_table
+from .registry import MAIN_JOB, study, by_method, findings_lines, pct, pm, run_table
 
 @study('main-job', 'The main job', 'the quickstart on Fashion-MNIST: every method, its findings, the horizon, transfer '
                                    'and stage times',

@@ -88,13 +88,6 @@ def by_method(rows:list, # evaluation rows
 
 def pct(f:float) -> str: return f"{f * 100:g}%"
 
-def gap_words(g:dict, # per label fraction: `evaluate.gap`'s dicts
-             ) -> str:
-    "'+0.1 / -0.5 points (0.1 / 0.4 stds)': a gap at every label fraction, in points and in the larger std."
-    v = [g[f] for f in sorted(g)]
-    return (' / '.join(f"{x['gap']:+.1f}" for x in v) + ' points (' +
-            ' / '.join(f"{abs(x['in_stds']):.1f}" if x['in_stds'] is not None else '-' for x in v) + ' stds)')
-
 def verdict(g:dict) -> str:
     "'ahead', 'behind' or 'level': beyond the larger std at every label fraction, one way or the other, else level."
     v = [g[f] for f in sorted(g)]

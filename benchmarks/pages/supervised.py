@@ -1,8 +1,7 @@
 """The pages of supervised trajectory matching (MTT's setting on the CPU, beside the published rows) and of the GPU
 check."""
 from __future__ import annotations
-from kdd_explore.core import md_table
-from kdd_explore.core import mean_std
+from kdd_explore.core import md_table, mean_std
 from .registry import study
 
 def _sup_row(r:dict, # a row of the supervised study's file
@@ -20,7 +19,9 @@ def _sup_row(r:dict, # a row of the supervised study's file
                     steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
                 ml=(res['matching_loss_start'], ch['matching_loss']), secs=res['seconds'], recipe=rc)
 
-def pmv(e:dict, key:str='mean') -> str: return mean_std(e[key], e['std'])
+def pmv(e:dict, key:str='mean') -> str:
+    "`mean ± std` of a result with `mean` (or `key`) and `std`."
+    return mean_std(e[key], e['std'])
 
 def _sup_gain(x:dict) -> float: return x['dist']['test']['mean'] - x['real']['test']['mean']  # over its random real images
 
