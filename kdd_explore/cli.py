@@ -339,7 +339,7 @@ def cmd_docs(args):
     "Build the lessons' website into `--out`: execute the notebooks that changed (as nbdev_test would), render them, add the API reference."
     from kdd_explore.site import build_site, serve_site
     out = build_site(args.out, args.nbs or None, flags=args.flags, n_workers=args.workers, build_dir=args.build_dir,
-                     force=args.force, progress=not args.quiet)
+                     force=args.force, progress=not args.quiet, pages=args.pages)
     if args.serve: serve_site(args.out, args.port)  # until Ctrl-C
     return out
 
@@ -354,6 +354,9 @@ def _add_docs(sub):
     p.add_argument('--build-dir', default='_docs_build',
                    help='where the executed copies and generated pages go (default: _docs_build)')
     p.add_argument('--force', action='store_true', help='re-execute every notebook, changed or not')
+    p.add_argument('--pages', action='append', default=[], metavar='DIR',
+                   help='a folder of Markdown pages made outside the package, added as a menu section named after it '
+                        '(repeatable; the project\'s study pages: python -m benchmarks.pages site DIR first)')
     p.add_argument('--serve', action='store_true', help='then serve the site at http://127.0.0.1:PORT/ until Ctrl-C '
                                                         '(it also works opened from disk)')
     p.add_argument('--port', type=int, default=8000, help='the port of --serve (default 8000; 0: any free one)')

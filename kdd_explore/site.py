@@ -9,7 +9,7 @@ from pathlib import Path
 from .docs import DocsError, SKIPPED, _config, _order, execute_notebooks
 
 # %% auto #0
-__all__ = ['PLOTLY', 'WIDGET', 'SITE_ASSETS', 'run_links', 'notebook_page', 'api_reference', 'mathjax_js', 'study_pages',
+__all__ = ['PLOTLY', 'WIDGET', 'SITE_ASSETS', 'run_links', 'notebook_page', 'api_reference', 'mathjax_js', 'extra_pages',
            'build_site', 'serve_site']
 
 # %% ../nbs/11b_site.ipynb #5c04acb1
@@ -251,18 +251,34 @@ def _title(executed, rel):
     except (OSError, ValueError): pass
     return rel
 
-def study_pages(docs:str|Path, # the folder of the site's Markdown pages: the study pages go to `studies/` under it
-                root:str|Path|None=None, # the project's folder (the results files are read from there)
-               ) -> list:
-    "Write a page per registered study and their index under `docs/studies/`; return the site's *Studies* menu. A missing or older results file stops it (`StudyError`)."
-    from kdd_explore.studies import STUDIES, study_page, studies_index
-    # every file checked before any page is written
-    pages = {s.slug: study_page(s, root, asset_prefix='../') for s in STUDIES.values()}
-    d = Path(docs)/'studies'
-    d.mkdir(parents=True, exist_ok=True)
-    (d/'index.md').write_text(studies_index())
-    for slug, page in pages.items(): (d/f'{slug}.md').write_text(page)
-    return [{'Overview': 'studies/index.md'}] + [{s.title: f'studies/{s.slug}.md'} for s in STUDIES.values()]
+def _pages_folder(folder:str|Path) -> Path:
+    "`folder`, checked: a folder holding Markdown pages, else `DocsError` saying so."
+    folder = Path(folder)
+    if not folder.is_dir() or not any(folder.glob('*.md')):
+        raise DocsError(f"{folder} is not a folder of Markdown pages: write the pages first (the project's study "
+                        f"pages: python -m benchmarks.pages site {folder}).")
+    return folder
+
+def extra_pages(docs:str|Path, # the folder of the site's Markdown pages: the pages go to `docs/<folder's name>/`
+                folder:str|Path, # a folder of Markdown pages made outside the package, e.g. the study pages
+               ) -> dict:
+    "Copy a folder of Markdown pages (and anything beside them) into the site; return its menu section, named after the folder: its `index.md` first as *Overview*, then the pages in the order `index.md` links them (any others by name), each titled by its first `# ` heading."
+    folder = _pages_folder(folder)
+    dest = Path(docs)/folder.name
+    if dest.exists():  # the lessons' own pages (a sub-folder of nbs/, assets/) are not replaced
+        raise DocsError(f"{folder}: the site already has a folder {folder.name}/; give the pages' folder another "
+                        "name.")
+    shutil.copytree(folder, dest)
+    pages = sorted(p.name for p in folder.glob('*.md') if p.name != 'index.md')
+    if (folder/'index.md').exists():
+        linked = list(dict.fromkeys(re.findall(r'\]\(([^)#/]+\.md)\)', (folder/'index.md').read_text())))
+        pages = [p for p in linked if p in pages] + [p for p in pages if p not in linked]
+    def title(p):
+        m = re.search(r'^#\s+(.+)$', (folder/p).read_text(), re.M)
+        return m[1].strip() if m else p[:-3]
+    items = ([{'Overview': f'{folder.name}/index.md'}] if (folder/'index.md').exists() else []) + \
+            [{title(p): f'{folder.name}/{p}'} for p in pages]
+    return {folder.name.replace('_', ' ').title(): items}
 
 def _file_search_index(site:Path):
     "The search index as a script (`search/search_index.js`), which a page opened from disk may load where it may not fetch the JSON."
@@ -278,9 +294,9 @@ def build_site(out:str|Path='site', # the folder the site is written to
                build_dir:str|Path='_docs_build', # executed copies (`executed/`) and the generated pages (`docs/`)
                force:bool=False, # re-execute every notebook, changed or not
                progress:bool=True, # print what happens
-               studies:bool=True, # add the study pages, generated from their results files (`kdd_explore.studies`)
+               pages:list|str|Path|None=None, # folders of Markdown pages made outside the package (e.g. the study pages), each a menu section
               ) -> Path:
-    "Execute the lessons that changed, write their pages, the study pages and the API reference, and build the site into `out`; returns `out`."
+    "Execute the lessons that changed, write their pages, add the folders of `pages` and the API reference, and build the site into `out`; returns `out`."
     try:
         import mkdocs, material  # noqa: F401
     except ImportError as e:
@@ -292,9 +308,8 @@ def build_site(out:str|Path='site', # the folder the site is written to
     mj = mathjax_js()  # before the notebooks run: a missing tool stops the build at once
     build_dir, out = Path(build_dir).resolve(), Path(out).resolve()
     t0 = time.time()
-    if studies:  # a missing or older results file stops the build before any notebook runs
-        from kdd_explore.studies import STUDIES, load_study
-        for s in STUDIES.values(): load_study(s, cfg.config_path)
+    pages = [pages] if isinstance(pages, (str, Path)) else list(pages or [])
+    for f in pages: _pages_folder(f)  # a missing folder stops the build before any notebook runs
     recs = execute_notebooks(nbs, build_dir/'executed', flags=flags, n_workers=n_workers,
                              force=force, progress=progress)
     docs = build_dir/'docs'
@@ -325,7 +340,7 @@ def build_site(out:str|Path='site', # the folder the site is written to
         nav.insert(0, {'Home': 'index.md'})
     if lessons: nav.append({'Lessons': lessons})
     nav += [{k: v} for k, v in course.items()]
-    if studies: nav.append({'Studies': study_pages(docs, cfg.config_path)})
+    for f in pages: nav.append(extra_pages(docs, f))
     (docs/'api.md').write_text(api_reference({r['rel']: True for r in recs}))
     nav.append({'API reference': 'api.md'})
     import plotly
@@ -341,7 +356,8 @@ def build_site(out:str|Path='site', # the folder the site is written to
     mkdocs_build(load_config(str(yml)))
     _file_search_index(out)
     if progress:
-        print(f"site: {out} ({len(recs)} lesson pages{', the study pages' if studies else ''} + API reference) in "
+        shown = ''.join(f', {Path(f).name}/' for f in pages)  # the folders of pages added
+        print(f"site: {out} ({len(recs)} lesson pages{shown} + API reference) in "
               f"{time.time() - t0:.0f}s; open {out/'index.html'} (search works there too), or serve it: python -m "
               f"http.server -d {out}", flush=True)
     return out

@@ -1,8 +1,9 @@
 "The course's self-checks: every reference solution passes, and plausible wrong answers are caught with a helpful message."
 import pytest, torch
 import torch.nn.functional as F
-from kdd_explore import course as C
-from kdd_explore.course import EXERCISES, check, solution, exercise, minibatches, ExerciseError
+from kdd_explore import course as C, course_exercises as X
+from kdd_explore.course import EXERCISES, check, solution, exercise
+from kdd_explore.course_exercises import minibatches, ExerciseError
 from kdd_explore.core import make_generator
 from kdd_explore.models import fcall
 from conftest import ROOT
@@ -51,7 +52,7 @@ def _step(model, params, x, y, lr, sign=-1, create_graph=True, use_float_lr=Fals
 def _unroll(model, params, x, y, lr, syn_steps, batch_size, seed=0, steps_delta=0, keep_first=True, detach=False):
     traj, bs = [params], minibatches(len(x), batch_size, syn_steps, seed)
     for idx in bs[:syn_steps + steps_delta] if steps_delta <= 0 else bs + bs[:steps_delta]:
-        p = C.reference_sgd_step(model, traj[-1], x[idx], y[idx], lr)
+        p = X.reference_sgd_step(model, traj[-1], x[idx], y[idx], lr)
         traj.append({k: v.detach().requires_grad_(True) for k, v in p.items()} if detach else p)
     return traj if keep_first else traj[1:]
 
@@ -71,7 +72,7 @@ def _probe_on_train(a, ya, b, yb):
     from sklearn.linear_model import LogisticRegression
     return LogisticRegression(max_iter=500).fit(a.numpy(), ya.numpy()).score(a.numpy(), ya.numpy()) * 100
 
-def _probe_fraction(a, ya, b, yb): return C.reference_probe_accuracy(a, ya, b, yb) / 100
+def _probe_fraction(a, ya, b, yb): return X.reference_probe_accuracy(a, ya, b, yb) / 100
 
 WRONG = [
     ('barlow_twins_loss', lambda a, b, l=5e-3: _bt(a, b, l, standardise=False), 'without standardisation'),

@@ -42,3 +42,19 @@ def test_imported_name_resolves(mod, name):
     if name is None: return
     if hasattr(m, name): return
     importlib.import_module(f'{mod}.{name}')  # `from kdd_explore import data`: a submodule
+
+PACKAGE = sorted(p for p in (ROOT/'kdd_explore').glob('*.py') if p.name != '_modidx.py')  # _modidx: nbdev's index
+
+@pytest.mark.parametrize('path', PACKAGE, ids=lambda p: p.name)
+def test_no_module_is_over_600_lines(path):
+    "A module a reader can hold in mind: over 600 lines, split it (issue 37)."
+    n = len(path.read_text().splitlines())
+    assert n <= 600, f'kdd_explore/{path.name} has {n} lines: split it (as course.py and course_exercises.py were)'
+
+@pytest.mark.parametrize('path', PACKAGE, ids=lambda p: p.name)
+def test_the_package_neither_reads_benchmarks_results_nor_imports_benchmarks(path):
+    "The project's bookkeeping (benchmarks/: the study pages, the README's blocks, the results files) stays outside the runtime package."
+    text = path.read_text()
+    assert 'benchmarks/results' not in text, f'kdd_explore/{path.name} reads benchmarks/results'
+    assert not re.search(r'^\s*(from|import)\s+benchmarks\b|import_module\([\'"]benchmarks', text, re.M), \
+        f'kdd_explore/{path.name} imports from benchmarks/'

@@ -3,7 +3,7 @@ typeset (MathJax, from the site's own copy), a study page draws its table and fi
 parameters, and the search finds `distill`, served and opened from disk. Screenshots under .ci/out/.
 
 It checks the full site that tests/run.sh builds when KDD_SITE names it (run.sh sets it); otherwise it builds a small site
-(00_core, a notebook made here with a plotly figure and a widget) in about a minute."""
+(00_core, a notebook made here with a plotly figure and a widget, the study pages) in about a minute."""
 import base64, functools, json, os, subprocess, threading, time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -99,10 +99,14 @@ def site(tmp_path_factory):
         'class View:  # a widget view with a figure, like kdd_explore.widgets\n'
         '    def __init__(self): self.fig, self.widget = go.Figure(go.Bar(x=["a", "b"], y=[3, 1])), w.IntSlider()\n'
         '    def _ipython_display_(self): display(self.widget)\nView()'])
+    import sys
+    if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
+    from benchmarks.pages.__main__ import write_site_pages  # the study pages, as tests/run.sh writes them
+    studies = write_site_pages(tmp/'studies')
     cwd = os.getcwd(); os.chdir(ROOT)  # nbdev's settings are found from the working folder
     try:
         out = build_site(tmp/'site', [ROOT/'nbs'/'00_core.ipynb', demo], n_workers=2,
-                         build_dir=tmp/'build', progress=False)
+                         build_dir=tmp/'build', progress=False, pages=[studies])
     finally: os.chdir(cwd)
     return out, 'figure_demo.html', 'figure_demo.html'
 

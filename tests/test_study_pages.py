@@ -1,11 +1,13 @@
-"""The study pages and the README's generated blocks (kdd_explore.studies, nbs/09d_studies.ipynb): every page renders from its
-committed file, a missing or older file stops with one line naming it and the command that makes it, and a README edited
-by hand where it is generated fails naming the file to regenerate from."""
+"""The study pages and the README's generated blocks (benchmarks/pages/): every page renders from its committed file and
+names the command, machine and date the file records, a missing or older file stops with one line naming it and the command
+that makes it, a README edited by hand where it is generated fails naming the file to regenerate from, and the site shows
+the pages that `python -m benchmarks.pages site DIR` writes (kdd-explore docs --pages DIR)."""
 import json, os, re, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))  # benchmarks/ is the project's, not the package's
 
 @pytest.fixture(autouse=True)
 def in_project(monkeypatch):
@@ -14,7 +16,7 @@ def in_project(monkeypatch):
 @pytest.mark.parametrize('slug', ['main-job', 'protocol', 'fashion-mnist-2pct', 'cifar10', 'budget',
                                   'krr-st', 'distill-speed', 'scaling', 'same-table', 'earlier'])
 def test_every_study_page_renders_from_its_committed_files(slug):
-    from kdd_explore.studies import STUDIES, study_page
+    from benchmarks.pages import STUDIES, study_page
     s = STUDIES[slug]
     page = study_page(s)
     assert page.startswith(f'# {s.title}\n\n> {s.summary}')
@@ -25,15 +27,17 @@ def test_every_study_page_renders_from_its_committed_files(slug):
 
 def test_the_pages_read_their_numbers_from_the_files():
     "The main job's page and the README quote the file's numbers: change one in a copy and the page changes with it."
-    from kdd_explore.studies import STUDIES, study_page, MAIN_JOB
+    from benchmarks.pages import STUDIES, study_page
+    from benchmarks.pages.registry import MAIN_JOB
     run = json.loads((ROOT/MAIN_JOB).read_text())
     row = next(r for r in run['results'] if r['method'] == 'mkdt_high_loss' and r['label_fraction'] == 0.01)
     assert f"| mkdt_high_loss | {row['acc_mean']:.1f} ± {row['acc_std']:.1f} |" in study_page('main-job')
     assert f"| mkdt_high_loss | {row['acc_mean']:.1f} ± {row['acc_std']:.1f} |" in (ROOT/'README.md').read_text()
 
 def _project_copy(tmp):
-    "What the studies read, in a folder of its own: settings.ini, the README and every results file."
-    shutil.copy(ROOT/'settings.ini', tmp/'settings.ini'); shutil.copy(ROOT/'README.md', tmp/'README.md')
+    "What the studies read, in a folder of its own: the README, every results file and the pages' code."
+    shutil.copy(ROOT/'README.md', tmp/'README.md')
+    shutil.copytree(ROOT/'benchmarks'/'pages', tmp/'benchmarks'/'pages', ignore=shutil.ignore_patterns('__pycache__'))
     shutil.copytree(ROOT/'benchmarks'/'results', tmp/'benchmarks'/'results')
     (tmp/'kdd_explore'/'assets').mkdir(parents=True)
     for f in [*(ROOT/'kdd_explore'/'assets').glob('budget_study_*.json'), *(ROOT/'kdd_explore'/'assets').glob('k_study_*.json')]:
@@ -41,7 +45,7 @@ def _project_copy(tmp):
     return tmp
 
 def test_a_missing_results_file_stops_with_one_line_naming_it_and_its_command(tmp_path):
-    from kdd_explore.studies import STUDIES, StudyError, load_study
+    from benchmarks.pages import STUDIES, StudyError, load_study
     root = _project_copy(tmp_path)
     (root/'benchmarks'/'results'/'protocol_study.json').unlink()
     with pytest.raises(StudyError) as e: load_study(STUDIES['protocol'], root)
@@ -49,7 +53,7 @@ def test_a_missing_results_file_stops_with_one_line_naming_it_and_its_command(tm
                             "python benchmarks/studies/protocol_study.py --out runs/protocol_study")
 
 def test_a_results_file_of_an_older_format_is_named_with_the_command(tmp_path):
-    from kdd_explore.studies import STUDIES, StudyError, load_study
+    from benchmarks.pages import STUDIES, StudyError, load_study
     root = _project_copy(tmp_path)
     f = root/'benchmarks'/'results'/'protocol_study.json'
     old = json.loads(f.read_text()); del old['students']  # the layout before the matrix named its students
@@ -61,25 +65,47 @@ def test_a_results_file_of_an_older_format_is_named_with_the_command(tmp_path):
     assert msg.endswith('make it again with: python benchmarks/studies/protocol_study.py --out '
                         'runs/protocol_study'), msg
 
-def test_the_site_build_stops_on_a_missing_results_file_before_any_notebook_runs(tmp_path, monkeypatch):
-    from kdd_explore import studies
-    from kdd_explore.docs import make_notebook
+@pytest.mark.slow  # a subprocess
+def test_the_site_pages_stop_on_a_missing_results_file_before_any_page_is_written(tmp_path):
+    "python -m benchmarks.pages site DIR: one line naming the file and its command, and no page written."
+    (tmp_path/'project').mkdir(); root = _project_copy(tmp_path/'project')
+    (root/'benchmarks'/'results'/'protocol_study.json').unlink()
+    r = subprocess.run([sys.executable, '-m', 'benchmarks.pages', 'site', str(tmp_path/'studies')], cwd=root,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr == ("error: benchmarks/results/protocol_study.json is missing (study "
+                                              "'protocol'): make it with: python benchmarks/studies/protocol_study.py "
+                                              "--out runs/protocol_study\n"), r.stderr
+    assert not (tmp_path/'studies').exists()
+
+@pytest.mark.slow  # a site built (a notebook executed, MkDocs)
+def test_the_site_shows_the_study_pages(tmp_path):
+    "The pages written by benchmarks/pages become the site's Studies section (kdd-explore docs --pages), in menu order; a missing folder stops the build before any notebook runs."
+    from benchmarks.pages import STUDIES
+    from benchmarks.pages.__main__ import write_site_pages
+    from kdd_explore.docs import DocsError, make_notebook
     from kdd_explore.site import build_site
-    monkeypatch.setitem(studies.STUDIES, 'lost', studies.Study('lost', 'Lost', 'a study whose file is gone',
-                        dict(r='benchmarks/results/no_such_study.json'), 'python benchmarks/studies/no_such_study.py',
-                                                               lambda f: []))
     nb = make_notebook(tmp_path/'nbs'/'n.ipynb', ['print(1)'])
-    with pytest.raises(studies.StudyError, match=r"^benchmarks/results/no_such_study.json is missing \(study 'lost'\): "
-                                                 r"make it with: python benchmarks/studies/no_such_study.py$"):
-        build_site(tmp_path/'site', [nb], n_workers=0, build_dir=tmp_path/'build', progress=False)
+    with pytest.raises(DocsError, match='is not a folder of Markdown pages'):
+        build_site(tmp_path/'site', [nb], n_workers=0, build_dir=tmp_path/'build', progress=False,
+                   pages=tmp_path/'studies')
     assert not (tmp_path/'build'/'executed').exists() and not (tmp_path/'site').exists()
+    pages = write_site_pages(tmp_path/'studies')
+    site = build_site(tmp_path/'site', [nb], n_workers=0, build_dir=tmp_path/'build', progress=False, pages=[pages])
+    html = (site/'studies'/'protocol.html').read_text()
+    assert 'benchmarks/results/protocol_study.json' in html and 'Plotly.newPlot' in html
+    assert (site/'assets'/'plotly.min.js').exists()
+    yml = (tmp_path/'build'/'mkdocs.yml').read_text()
+    menu = yml[yml.index('- Studies:'):]
+    at = [menu.index(f'studies/{s}.md') for s in ['index', *STUDIES]]
+    assert at == sorted(at), menu  # the overview, then the studies in their order
 
 def test_the_readme_agrees_with_its_results_files():
-    from kdd_explore.studies import check_readme
+    from benchmarks.pages import check_readme
     check_readme(ROOT/'README.md', ROOT)
 
 def test_a_readme_edited_by_hand_fails_naming_the_file_to_regenerate_from(tmp_path):
-    from kdd_explore.studies import StudyError, check_readme, update_readme, MAIN_JOB
+    from benchmarks.pages import StudyError, check_readme, update_readme
+    from benchmarks.pages.registry import MAIN_JOB
     root = _project_copy(tmp_path)
     readme = root/'README.md'
     text = readme.read_text()
@@ -89,8 +115,8 @@ def test_a_readme_edited_by_hand_fails_naming_the_file_to_regenerate_from(tmp_pa
     with pytest.raises(StudyError) as e: check_readme(readme, root)
     assert str(e.value) == (f"{readme}: the block 'main-table' differs from what {MAIN_JOB} gives: it was edited by "
                             f"hand, or the results changed. Regenerate it from {MAIN_JOB}: python -m "
-                            "kdd_explore.studies readme")
-    r = subprocess.run([sys.executable, '-m', 'kdd_explore.studies', 'check'], cwd=root, capture_output=True, text=True,
+                            "benchmarks.pages readme")
+    r = subprocess.run([sys.executable, '-m', 'benchmarks.pages', 'check'], cwd=root, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 1 and r.stderr.startswith("error: README.md: the block 'main-table' differs from what "
                                                      "benchmarks/results/main_job.json gives")
@@ -101,10 +127,16 @@ def test_a_readme_edited_by_hand_fails_naming_the_file_to_regenerate_from(tmp_pa
 
 def test_readme_links_and_benchmark_paths_exist():
     "Every `benchmarks/...py` path the README and the study pages name exists, and no project text points outside the repository."
-    from kdd_explore.studies import STUDIES, study_page
+    from benchmarks.pages import STUDIES, study_page
     text = (ROOT/'README.md').read_text() + ''.join(study_page(s) for s in STUDIES.values())
     paths = set(re.findall(r'benchmarks/[\w/]+\.py', text))
     assert paths and all((ROOT/p).exists() for p in paths), sorted(p for p in paths if not (ROOT/p).exists())
     assert '../shared' not in text
     lessons = set(re.findall(r'kdd_explore/(\w+)\.html', text))
     assert all((ROOT/'nbs'/f'{n}.ipynb').exists() for n in lessons - {'api'}), lessons
+
+def test_provenance_lives_in_the_results_files_not_in_the_code():
+    "No date, machine or command of a run is written in benchmarks/pages/: each page reads them from the files."
+    code = ''.join(p.read_text() for p in (ROOT/'benchmarks'/'pages').glob('*.py'))
+    assert not re.findall(r'\b20\d\d-\d\d-\d\d\b', code)
+    assert 'made=' not in code and 'AMD EPYC' not in code
