@@ -15,10 +15,10 @@ from .evaluate import gap, gap_text, horizon_figure, results_figure, results_tab
 from .recipes import PipelineConfig
 
 # %% auto #0
-__all__ = ['BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'K_PAIRS', 'image_grid_uri', 'curves_figure', 'write_report',
-           'findings', 'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'choose_iteration',
-           'budget_table', 'budget_figure', 'shipped_budget_study', 'shipped_k_study', 'k_study_table',
-           'k_study_figure']
+__all__ = ['BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'K_PAIRS', 'K_NAMED', 'image_grid_uri', 'curves_figure',
+           'write_report', 'findings', 'findings_html', 'budget_html', 'krr_curve_html', 'build_report',
+           'choose_iteration', 'budget_table', 'budget_figure', 'shipped_budget_study', 'shipped_k_study', 'k_entries',
+           'k_study_table', 'k_study_figure']
 
 # %% ../nbs/09b_report.ipynb #e8508278
 def image_grid_uri(images:torch.Tensor, # N x C x H x W images in [0, 1]
@@ -330,16 +330,27 @@ def shipped_k_study(name:str='cifar10_jpeg', # the dataset the K study ran on
 K_PAIRS = (('vs_random', 'random subset'), ('vs_high_loss', 'high-loss subset'),
            ('vs_initial_at_learned_lr', 'its initial images at its lr'))
 
+K_NAMED = {'reference': "authors' loop"}  # named entries of a K study: label (the authors' loop reads one trajectory)
+
+def k_entries(study:dict, # a `k_study.json`
+             ) -> list:
+    "The study's entries in reading order, as (key, label): each K ascending, then the named ones (e.g. the authors' loop)."
+    keys = study['ks_results']
+    return ([(k, f'K={k}') for k in sorted((k for k in keys if k.isdigit()), key=int)]
+            + [(k, K_NAMED.get(k, k)) for k in keys if not k.isdigit()])
+
 def k_study_table(study:dict, # a `k_study.json`
                  ) -> str:
     "The K study as a Markdown table: per K its chosen iteration, validation score, matching losses, test accuracy and paired findings."
     head = ['K', 'chosen it.', 'val. score', 'matching fitted / held out', 'learned lr', 'MKDT test'] + [
         f'MKDT - {w}' for _, w in K_PAIRS]
     body = []
-    for k, r in sorted(study['ks_results'].items(), key=lambda kv: int(kv[0])):
+    for k, label in k_entries(study):
+        r = study['ks_results'][k]
         m = r['matching'][str(r['chosen'])]
         mk = sorted((x for x in r['test'] if x['method'] == 'mkdt_high_loss'), key=lambda x: x['label_fraction'])
-        body.append([k + (' (best)' if k == study.get('best_k') else ''), str(r['chosen']),
+        name = (k if k.isdigit() else label) + (' (best)' if k == study.get('best_k') else '')
+        body.append([name, str(r['chosen']),
                      f"{r['val_score'][str(r['chosen'])]:.2f}", f"{m['fitted']:.3f} / {m['held_out']:.3f}",
                      f"{m['lr']:.3f}", ' / '.join(_fmt(x) for x in mk)]
                     + ['<br>'.join(f"{float(f):.0%}: {gap_text(g)}" for f, g in sorted(r['findings'][key].items()))
@@ -354,14 +365,15 @@ def k_study_figure(study:dict, # a `k_study.json`
     fig = make_subplots(rows=1, cols=2, subplot_titles=('matching loss: fitted (solid), held out (dashed)',
                                                         'validation accuracy (mean over fractions and seeds)'))
     colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd']
-    for i, (k, r) in enumerate(sorted(study['ks_results'].items(), key=lambda kv: int(kv[0]))):
+    for i, (k, label) in enumerate(k_entries(study)):
+        r = study['ks_results'][k]
         c, its = colors[i % len(colors)], sorted(r['matching'], key=int)
         for key, dash in (('fitted', 'solid'), ('held_out', 'dash')):
-            fig.add_trace(go.Scatter(x=[int(t) for t in its], y=[r['matching'][t][key] for t in its], name=f'K={k}',
+            fig.add_trace(go.Scatter(x=[int(t) for t in its], y=[r['matching'][t][key] for t in its], name=label,
                                      legendgroup=k, showlegend=key == 'fitted', mode='lines+markers',
                                      line=dict(color=c, dash=dash)), 1, 1)
         vs = sorted(r['val_score'], key=int)
-        fig.add_trace(go.Scatter(x=[int(t) for t in vs], y=[r['val_score'][t] for t in vs], name=f'K={k}',
+        fig.add_trace(go.Scatter(x=[int(t) for t in vs], y=[r['val_score'][t] for t in vs], name=label,
                                  legendgroup=k, showlegend=False, mode='lines+markers', line=dict(color=c)), 1, 2)
     fig.update_xaxes(title_text='distillation iterations')
     fig.update_layout(height=380, legend=dict(orientation='h', y=-0.25))

@@ -97,7 +97,9 @@ def import_reference(run, ref:Path, saves:list, folder:Path, held_out, pool) -> 
     out.mkdir(parents=True, exist_ok=True)
     # their loop reads one replay-buffer file, the run's expert 0: the first short expert is its recorded prefix
     fitted = first_k(pool, 1)
-    summary = dict(reference_run=str(ref), loaded_files=info.get('loaded_files'))
+    save_json(out/'source.json', dict(reference_run=str(ref), loaded_files=info.get('loaded_files'),
+                                      minibatches=info.get('minibatches'), patches=info.get('patches')))
+    summary = {}  # iteration -> matching losses, as each K's summary
     for t in saves:
         src = ref/'saves'/f'iter_{t}'/'synthetic_set'
         if not src.with_suffix('.json').exists(): continue
