@@ -485,7 +485,7 @@ def run(ref:dict, a) -> dict:
     model = reference_model(ex.arch)
     s = dict(syn_steps=dc.syn_steps, expert_epochs=dc.expert_epochs, max_start_epoch=dc.max_start_epoch,
              batch_syn=dc.batch_syn, lr_img=dc.lr_img, lr_targets=dc.lr_targets, lr_lr=dc.lr_lr)
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out).resolve(); out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix='mkdt_ref_run_'))
     try:
         dest = copy_reference(ref, work/'MKDT')
