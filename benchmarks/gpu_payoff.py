@@ -12,13 +12,13 @@ that each expert is the issue's *four-epoch* expert: only the epochs the loop re
 `benchmarks/studies/k_study.py`. The stages, each stopped by its share of `--budget-s` (the shares are cumulative
 deadlines from the script's start, so a stage that finishes early hands its time on):
 
-1. setup + representations (10%): data, the teacher, its representations of the 50,000 images (one call: not stoppable;
+1. setup + representations (to 8%): data, the teacher, its representations of the 50,000 images (one call: not stoppable;
    an overrun is said and taken from the later stages);
-2. experts (to 55%): one pool expert is recorded and timed, then as many of the `--experts` (100) four-epoch pool experts
+2. experts (to 48%): one pool expert is recorded and timed, then as many of the `--experts` (100) four-epoch pool experts
    and of the held-out ones (10% of them, at least 2; never matched) as the share holds, then the high-loss subset
    (`pipeline.get_subsets`, every pool expert). If K = 100 does not fit (gpu_check measured 0.95 s per KD expert epoch
    over 50,000 images at width 128 on an H200: 100 x 4 epochs alone are ~380 s), fewer are recorded and the JSON says so;
-3. distillation (to 80%): the matching loss on (at most 8 of) the fitted and on the held-out experts at the start,
+3. distillation (to 72%): the matching loss on (at most 8 of) the fitted and on the held-out experts at the start,
    then MKDT from the high-loss images in resumable segments (`kdd_explore.distill.distill`), the first one timing an
    iteration, the next ones as many iterations as fit, then the matching losses again;
 4. evaluation (to 100%): MKDT (the last iteration's set at its learned lr) vs the random and the high-loss subsets of the
@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # kdd_explore without an install
 sys.path.insert(0, str(ROOT/'benchmarks'/'studies'))  # the study scripts it reuses
 
-SHARES = (('representations', 0.10), ('experts', 0.55), ('distillation', 0.80), ('evaluation', 1.0))
+STAGES = ('representations', 'experts', 'distillation', 'evaluation')
+SHARES = (0.08, 0.48, 0.72)  # where the first three stages end, as shares of --budget-s (the evaluation ends at 1)
 REGISTER = ("cifar10_jpeg (the CIFAR-10 JPEG q75 copy) is not registered here: register it first with "
             "`kdd-explore register cifar10_jpeg DIR --size 32` (DIR holds train/<class>/*.jpg and test/<class>/*.jpg), "
             "or pass --tiny for the toy run on fake data")
@@ -47,6 +48,7 @@ TINY = {'n_train': 300, 'n_test': 200, 'width': 8, 'syn_fraction': 0.05, 'expert
         'eval_epochs': 2, 'eval_batch_size': 8, 'distill.syn_steps': 3, 'distill.batch_syn': 8}
 FIXED = {'distill.max_start_epoch': 3,  # start epochs 0, 1, 2 + 2 expert epochs: the issue's four-epoch experts
          'distill.checkpoint_every': 10**6, 'distill.snapshot_every': 100}  # a checkpoint at each segment's end
+GPU_GRAPH_MB = 40_000  # the whole unrolled graph (29 GB at this setting on the H200) is kept: 'full', ~10% faster than 'bounded'
 MARGIN_S = 3.0  # left at the end for the last JSON
 
 def prior_estimate(k:int, epochs:int) -> dict|None:
@@ -90,6 +92,9 @@ def main(argv=None):
     ap.add_argument('--held-out', type=int, default=None, help='held-out experts (default 10%% of the pool, at least 2)')
     ap.add_argument('--seeds', type=int, default=None, help='paired evaluation seeds wanted (default 10; --tiny 2)')
     ap.add_argument('--max-iterations', type=int, default=None, help="at most (default the preset's 5,000; --tiny 4)")
+    ap.add_argument('--shares', default=','.join(map(str, SHARES)),
+                    help='where representations, experts and distillation end, as shares of --budget-s (default '
+                         f"{','.join(map(str, SHARES))}; the evaluation takes the rest)")
     ap.add_argument('--set', dest='settings', action='append', default=[], metavar='KEY=VALUE')
     ap.add_argument('--work', default=None, help='an empty or new folder for the working files (default: new in /tmp)')
     ap.add_argument('--quiet', action='store_true')
@@ -113,7 +118,8 @@ def main(argv=None):
     from k_study import HELD_OUT_SEED_KEY, first_k, last_tenth, record_short, short_epochs
     try:
         dev = get_device(a.device)
-        changes = {**(TINY if a.tiny else {}), **FIXED, 'teacher': a.teacher, **parse_settings(a.settings)}
+        gpu = {} if a.tiny or dev.type != 'cuda' else {'distill.memory_budget_mb': GPU_GRAPH_MB}
+        changes = {**(TINY if a.tiny else {}), **FIXED, **gpu, 'teacher': a.teacher, **parse_settings(a.settings)}
         cfg = study_config('cifar10_2pct', dataset, 1, changes)
         cfg = cfg.check(dataset_info(cfg.dataset, seed=cfg.seed, **cfg.dataset_options))
     except KddError as e: sys.exit(str(e))
@@ -126,11 +132,14 @@ def main(argv=None):
     progress = not a.quiet
     say = lambda s: print(s, flush=True) if progress else None
     B = a.budget_s
-    deadline = {name: t0 + share * B - (MARGIN_S if share == 1.0 else 0.) for name, share in SHARES}
+    shares = [float(v) for v in a.shares.split(',')] + [1.0]
+    if len(shares) != 4 or not all(p < q for p, q in zip([0.] + shares, shares)):
+        sys.exit(f"--shares takes three increasing numbers between 0 and 1, got {a.shares!r}.")
+    deadline = {name: t0 + share * B - (MARGIN_S if share == 1.0 else 0.) for name, share in zip(STAGES, shares)}
     if dev.type == 'cuda': torch.backends.cudnn.benchmark = True
     E = short_epochs(dc)
     res = dict(kind='gpu_payoff', tiny=a.tiny, complete=False, dataset=dataset, config='cifar10_2pct',
-               settings=changes, budget_s=B, budget_split={n: s for n, s in SHARES},
+               settings=changes, budget_s=B, budget_split={n: s for n, s in zip(STAGES, shares)},
                wanted=dict(experts=want_k, expert_epochs=E, seeds=want_seeds, iterations=max_it),
                prior_estimate=prior_estimate(want_k, E), stages={}, skipped=[],
                provenance=dict(command='python benchmarks/gpu_payoff.py ' + ' '.join(sys.argv[1:] if argv is None
@@ -153,7 +162,7 @@ def main(argv=None):
     if res['prior_estimate']:
         p = res['prior_estimate']
         say(f"{p['source']} ({p['gpu']}): {p['expert_epoch_seconds']} s a KD expert epoch -> {want_k} x {E} epochs "
-            f"~{p['experts_seconds']} s, against the experts' share of {0.45 * B:.0f} s")
+            f"~{p['experts_seconds']} s, against the experts' share of {(shares[1] - shares[0]) * B:.0f} s")
 
     # 1. setup and representations
     t = time.time()
