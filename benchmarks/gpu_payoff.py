@@ -1,36 +1,44 @@
 """MKDT's payoff at the paper's width on one GPU, inside one command's time (issue 36, item 5). Not yet run on a GPU.
 
-    kdd-explore register cifar10_jpeg DIR --size 32            # once: DIR holds the CIFAR-10 JPEG q75 copy ({train,test}/<class>/*.jpg)
-    python benchmarks/gpu_payoff.py --json $OUT/gpu_payoff.json                  # a GPU machine (one command of at most 9 minutes)
-    python benchmarks/gpu_payoff.py --device cpu --tiny --json /tmp/gpu_payoff_tiny.json   # the same code at toy size (the test)
+    kdd-explore register cifar10_jpeg DIR --size 32        # once per machine (DIR: {train,test}/<class>/*.jpg)
+    python benchmarks/gpu_payoff.py --json $OUT/gpu_payoff.json                      # a GPU machine: 520 s
+    python benchmarks/gpu_payoff.py --device cpu --tiny --json /tmp/gpu_payoff.json  # toy size, CPU (the test)
 
-Run from the repo root (after `pip install -e .`, or as is: the script puts the repo on sys.path). The setting is the
-`cifar10_2pct` recipe (ConvNet width 128, depth 3; all 50,000 CIFAR-10 training images of the JPEG q75 copy,
-`cifar10_jpeg`; a 1,000-image (2%) set started from the high-loss images; 40 inner steps of 256 images, lr_img 1e3,
-lr_lr 1e-4) with the shipped CIFAR teacher (`kdd_explore/assets/teacher_cifar10`) and `distill.max_start_epoch=3`, so
-that each expert is the issue's *four-epoch* expert: only the epochs the loop reads (`k_study.record_short`), as in
-`benchmarks/studies/k_study.py`. The stages, each stopped by its share of `--budget-s` (the shares are cumulative
-deadlines from the script's start, so a stage that finishes early hands its time on):
+On a lent machine (no network) the copy travels as `cifar10_jpeg.tar.gz`, as for `studies/supervised_gpu.py`:
+`tar xzf cifar10_jpeg.tar.gz -C /tmp && kdd-explore register cifar10_jpeg /tmp/cifar10_jpeg --size 32` first, in its
+own command (registering decodes the 60,000 JPEGs, outside this script's budget). Without the copy and without --tiny
+the script stops with that instruction before any work. Run from the repo root, after `pip install -e .` or as is (the
+script puts the repo and benchmarks/studies on sys.path).
 
-1. setup + representations (to 8%): data, the teacher, its representations of the 50,000 images (one call: not stoppable;
-   an overrun is said and taken from the later stages);
-2. experts (to 48%): one pool expert is recorded and timed, then as many of the `--experts` (100) four-epoch pool experts
-   and of the held-out ones (10% of them, at least 2; never matched) as the share holds, then the high-loss subset
-   (`pipeline.get_subsets`, every pool expert). If K = 100 does not fit (gpu_check measured 0.95 s per KD expert epoch
-   over 50,000 images at width 128 on an H200: 100 x 4 epochs alone are ~380 s), fewer are recorded and the JSON says so;
-3. distillation (to 72%): the matching loss on (at most 8 of) the fitted and on the held-out experts at the start,
-   then MKDT from the high-loss images in resumable segments (`kdd_explore.distill.distill`), the first one timing an
-   iteration, the next ones as many iterations as fit, then the matching losses again;
-4. evaluation (to 100%): MKDT (the last iteration's set at its learned lr) vs the random and the high-loss subsets of the
-   same size, one seed at a time (every random choice of a seed shared by the three: the student's initialisation, its
-   minibatch order, the labelled subset), `--seeds` (10) seeds as time allows; findings are paired differences with 95%
-   Student-t intervals (`kdd_explore.evaluate.gap`) at 1% and 5% labels. Fewer than 10 seeds is said: not powered.
+The setting: the `cifar10_2pct` recipe (ConvNet width 128, depth 3; all 50,000 training images of the CIFAR-10 JPEG
+q75 copy, `cifar10_jpeg`; a 1,000-image (2%) set started from the high-loss images; 40 inner steps of 256 images,
+lr_img 1e3, lr_lr 1e-4), the shipped CIFAR teacher (`kdd_explore/assets/teacher_cifar10`), and
+`distill.max_start_epoch=3` (as `cifar10_cpu`), so that each expert is the issue's four-epoch one: only the epochs the
+loop reads (`k_study.record_short`). The stages, each stopped by its share of `--budget-s` (`--shares`: cumulative
+deadlines from the script's start, so a stage that ends early hands its time on):
 
-The pre-training of the evaluation runs on the device (`pretrain_kd`'s steps with the student moved there); the probe
-is the library's (`compare`: features on the device, the probe on the CPU). Everything goes to `--json` (default
-$OUT/gpu_payoff.json when $OUT is set, else WORK/gpu_payoff.json), rewritten atomically after every stage, with each
-stage's seconds, what it skipped, and the provenance (command, device, torch, date, wall seconds). Working files
-(representations, experts: about 11 MB an expert at width 128) go to `--work` (default: a new folder in /tmp).
+1. setup and representations (to 8%): data, teacher, its representations of the 50,000 images (one call, not
+   stoppable: an overrun is said, `over_share`, and comes out of the later stages);
+2. experts (to 48%): one pool expert is recorded and timed; from its seconds, as many of the `--experts` (100) pool
+   experts and of the held-out ones (10% of the pool, at least 2; never matched) as the share holds; then the
+   high-loss subset (`pipeline.get_subsets`, over every pool expert). K = 100 does not fit 520 s: gpu_check measured
+   0.95 s a KD expert epoch over 50,000 images at width 128 on an H200 (benchmarks/results/gpu_check_h200.json), so
+   100 x 4 epochs are ~380 s alone. Fewer are recorded, and `skipped` says how many;
+3. distillation (to 72%): the matching loss on (at most 8 of) the fitted experts and on the held-out ones, then MKDT
+   from the high-loss images in resumable segments (`kdd_explore.distill.distill`): the first times an iteration, the
+   next ones take as many as fit; then the matching losses again. At most `--max-iterations` (the paper's 5,000);
+4. evaluation (to the end): MKDT (the last iteration's set at its learned lr) against the random and the high-loss
+   subsets of the same size, one seed at a time, every random choice of a seed shared by the three (the student's
+   initialisation and minibatch order, the labelled subset); `--seeds` (10) as time allows. Findings: the paired
+   differences with 95% Student-t intervals (`kdd_explore.evaluate.gap`, `gap_text`) at 1% and 5% labels; fewer than
+   10 seeds is said (`powered`: false).
+
+The evaluation's pre-training runs on the device (`pretrain_kd`'s steps, the student moved there); the probe is the
+library's (`compare`: features on the device, the probe on the CPU). `--json` (default $OUT/gpu_payoff.json when $OUT
+is set, else WORK/gpu_payoff.json) is rewritten atomically after every stage: each stage's seconds and deadline, what
+was skipped, the findings and the provenance (command, device, torch, date, wall seconds); the distilled set is saved
+beside it. The working files (representations, experts: ~11 MB an expert at width 128) go to `--work` (default: a new
+folder in /tmp).
 """
 from __future__ import annotations
 import argparse, json, math, os, platform, sys, tempfile, time
@@ -42,34 +50,36 @@ sys.path.insert(0, str(ROOT/'benchmarks'/'studies'))  # the study scripts it reu
 STAGES = ('representations', 'experts', 'distillation', 'evaluation')
 SHARES = (0.08, 0.48, 0.72)  # where the first three stages end, as shares of --budget-s (the evaluation ends at 1)
 REGISTER = ("cifar10_jpeg (the CIFAR-10 JPEG q75 copy) is not registered here: register it first with "
-            "`kdd-explore register cifar10_jpeg DIR --size 32` (DIR holds train/<class>/*.jpg and test/<class>/*.jpg), "
+            "`kdd-explore register cifar10_jpeg DIR --size 32` (DIR holds train/<class>/*.jpg and "
+            "test/<class>/*.jpg), "
             "or pass --tiny for the toy run on fake data")
 TINY = {'n_train': 300, 'n_test': 200, 'width': 8, 'syn_fraction': 0.05, 'expert_batch_size': 32,
         'eval_epochs': 2, 'eval_batch_size': 8, 'distill.syn_steps': 3, 'distill.batch_syn': 8}
 FIXED = {'distill.max_start_epoch': 3,  # start epochs 0, 1, 2 + 2 expert epochs: the issue's four-epoch experts
          'distill.checkpoint_every': 10**6, 'distill.snapshot_every': 100}  # a checkpoint at each segment's end
-GPU_GRAPH_MB = 40_000  # the whole unrolled graph (29 GB at this setting on the H200) is kept: 'full', ~10% faster than 'bounded'
+GPU_GRAPH_MB = 40_000  # keep the whole unrolled graph (29 GB here on the H200): 'full', ~10% faster than 'bounded'
 MARGIN_S = 3.0  # left at the end for the last JSON
 
 def prior_estimate(k:int, epochs:int) -> dict|None:
-    "What benchmarks/results/gpu_check*.json measured (one KD expert epoch over 50,000 images at width 128), scaled to `k` experts of `epochs` epochs."
+    "What gpu_check measured (benchmarks/results/gpu_check*.json: a KD expert epoch, 50,000 images, width 128), for `k` x `epochs`."
     for p in sorted((ROOT/'benchmarks'/'results').glob('gpu_check*.json')):
         f = json.loads(p.read_text())
         if 'expert_epoch_seconds' in f and not f.get('tiny'):
-            return dict(source=str(p.relative_to(ROOT)), gpu=f.get('gpu'), expert_epoch_seconds=f['expert_epoch_seconds'],
+            return dict(source=str(p.relative_to(ROOT)), gpu=f.get('gpu'),
+                        expert_epoch_seconds=f['expert_epoch_seconds'],
                         seconds_per_iteration=f.get('iteration_bounded', {}).get('seconds_per_iteration'),
                         experts_seconds=round(k * epochs * f['expert_epoch_seconds'], 1))
     return None
 
 def plan_experts(n_fit:int, want:int, held_want:int|None) -> tuple[int, int]:
-    "(pool experts K, held-out experts H) with K + H <= n_fit: K up to `want`, H 10% of K and at least 2 (`held_want` when given)."
+    "(pool experts K, held out H), K + H <= n_fit where it can: K up to `want`, H 10% of K, at least 2 (or `held_want`)."
     held = lambda k: held_want if held_want is not None else max(2, math.ceil(k / 10))
     k = want
     while k > 1 and k + held(k) > n_fit: k -= 1
     return k, held(k)
 
 def kd_on(dev, arch, pset, epochs:int, batch_size:int):
-    "An encoder factory as `kdd_explore.evaluate.kd_method` (the same initialisation and minibatch order per seed), training on `dev`."
+    "An encoder factory as `evaluate.kd_method` (the same initialisation and minibatch order per seed), trained on `dev`."
     from kdd_explore.evaluate import kd_student
     from kdd_explore.kd import train_kd
     def make(seed):
@@ -89,8 +99,11 @@ def main(argv=None):
     ap.add_argument('--dataset', default='cifar10_jpeg')
     ap.add_argument('--teacher', default=str(ROOT/'kdd_explore'/'assets'/'teacher_cifar10'))
     ap.add_argument('--experts', type=int, default=None, help='pool experts wanted (default 100; --tiny 3)')
-    ap.add_argument('--held-out', type=int, default=None, help='held-out experts (default 10%% of the pool, at least 2)')
+    ap.add_argument('--held-out', type=int, default=None,
+                    help='held-out experts (default 10%% of the pool, at least 2)')
     ap.add_argument('--seeds', type=int, default=None, help='paired evaluation seeds wanted (default 10; --tiny 2)')
+    ap.add_argument('--label-draws', type=int, default=1,
+                    help='labelled subsets averaged per encoder (benchmarks/studies/paired_noise.py; as k_study)')
     ap.add_argument('--max-iterations', type=int, default=None, help="at most (default the preset's 5,000; --tiny 4)")
     ap.add_argument('--shares', default=','.join(map(str, SHARES)),
                     help='where representations, experts and distillation end, as shares of --budget-s (default '
@@ -122,9 +135,8 @@ def main(argv=None):
         gpu = {} if a.tiny or dev.type != 'cuda' else {'distill.memory_budget_mb': GPU_GRAPH_MB}
         changes = {**(TINY if a.tiny else {}), **FIXED, **gpu, 'teacher': a.teacher, **parse_settings(a.settings)}
         # distill.iterations: the most the time may give, the paper's 5,000 (--max-iterations)
-        cfg = study_config('cifar10_2pct', dataset, a.max_iterations or (4 if a.tiny else
-                                                                         get_config('cifar10_2pct').distill['iterations']),
-                           changes)
+        most = a.max_iterations or (4 if a.tiny else get_config('cifar10_2pct').distill['iterations'])
+        cfg = study_config('cifar10_2pct', dataset, most, changes)
         cfg = cfg.check(dataset_info(cfg.dataset, seed=cfg.seed, **cfg.dataset_options))
     except KddError as e: sys.exit(str(e))
     dc = cfg.distill_config()
@@ -253,7 +265,8 @@ def main(argv=None):
                                                               float(syn.lr)), **kw),
                'random_subset': kd_on(dev, arch, PretrainSet(xc[rnd], rc[rnd]), **kw),
                'high_loss_subset': kd_on(dev, arch, PretrainSet(xc[hl], rc[hl]), **kw)}
-    ev = dict(fractions=cfg.fractions, progress=False, protocol=cfg.probe_protocol, cache=work/'eval')
+    ev = dict(fractions=cfg.fractions, progress=False, protocol=cfg.probe_protocol, cache=work/'eval',
+              label_draws=a.label_draws)
     seeds, per_seed = [], []
     for s in range(want_seeds):
         left = deadline['evaluation'] - time.time()
@@ -265,14 +278,20 @@ def main(argv=None):
     if len(seeds) < want_seeds:
         skip(f"evaluation: {len(seeds)} of {want_seeds} paired seeds (the time of its share)")
     found, rows = {}, []
+    try: import scipy.stats; interval = 't'  # Student t needs scipy (with scikit-learn); else the torch-only bootstrap
+    except ImportError: interval = 'bootstrap'
     if seeds:
         rows = compare(methods, probe, seeds=tuple(seeds), **ev)  # read back from the cache
         for name, b in (('vs_random', 'random_subset'), ('vs_high_loss', 'high_loss_subset')):
-            found[name] = {str(f): dict(g, text=gap_text(g)) for f, g in gap(rows, 'mkdt_high_loss', b).items()}
+            found[name] = {str(f): dict(g, text=gap_text(g)) for f, g in gap(rows, 'mkdt_high_loss', b,
+                                                                               interval=interval).items()}
             for f, g in found[name].items(): say(f"MKDT - {b} at {float(f):.0%} labels: {g['text']}")
     stage('evaluation', time.time() - t, seeds=seeds, seconds_per_seed=per_seed,
-          methods=list(methods), fractions=list(cfg.fractions), probe_protocol=cfg.probe_protocol)
-    res.update(rows=rows, findings=found, powered=len(seeds) >= 10, interval='Student t, 95%, over the paired seeds',
+          methods=list(methods), fractions=list(cfg.fractions), probe_protocol=cfg.probe_protocol,
+          label_draws=a.label_draws)
+    res.update(rows=rows, findings=found, powered=len(seeds) >= 10,
+               interval=('Student t' if interval == 't' else 'percentile bootstrap (no scipy here)')
+               + ', 95%, over the paired seeds',
                set_size=len(hl), pool=len(x), complete=not res['skipped'])
     write()
     say(f"wrote {json_path} ({res['provenance']['wall_s']} s)")
