@@ -59,6 +59,12 @@ FIXED = {'distill.max_start_epoch': 3,  # start epochs 0, 1, 2 + 2 expert epochs
          'distill.checkpoint_every': 10**6, 'distill.snapshot_every': 100}  # a checkpoint at each segment's end
 GPU_GRAPH_MB = 40_000  # keep the whole unrolled graph (29 GB here on the H200): 'full', ~10% faster than 'bounded'
 MARGIN_S = 3.0  # left at the end for the last JSON
+NOTES = ["one set, at the last iteration reached: no validation split chooses the iteration (k_study's rule needs "
+         "several saves evaluated at validation seeds, which one command does not hold)",
+         "the random and high-loss subsets pre-train at lr 0.1 and MKDT at its learned lr; the lr control "
+         "(mkdt_initial_at_learned_lr, in k_study) is left out for time",
+         "the first expert's and the first segment's seconds include the device's warm-up: the plans they make err "
+         "towards fewer experts and iterations, and what a stage leaves goes to the next one"]
 
 def prior_estimate(k:int, epochs:int) -> dict|None:
     "What gpu_check measured (benchmarks/results/gpu_check*.json: a KD expert epoch, 50,000 images, width 128), for `k` x `epochs`."
@@ -157,7 +163,7 @@ def main(argv=None):
     res = dict(kind='gpu_payoff', tiny=a.tiny, complete=False, dataset=dataset, config='cifar10_2pct',
                settings=changes, budget_s=B, budget_split={n: s for n, s in zip(STAGES, shares)},
                wanted=dict(experts=want_k, expert_epochs=E, seeds=want_seeds, iterations=max_it),
-               prior_estimate=prior_estimate(want_k, E), stages={}, skipped=[],
+               prior_estimate=prior_estimate(want_k, E), stages={}, skipped=[], notes=NOTES,
                provenance=dict(command='python benchmarks/gpu_payoff.py ' + ' '.join(sys.argv[1:] if argv is None
                                                                                      else argv),
                                device=str(dev), device_name=(torch.cuda.get_device_name(dev) if dev.type == 'cuda'
@@ -179,6 +185,8 @@ def main(argv=None):
         p = res['prior_estimate']
         say(f"{p['source']} ({p['gpu']}): {p['expert_epoch_seconds']} s a KD expert epoch -> {want_k} x {E} epochs "
             f"~{p['experts_seconds']} s, against the experts' share of {(shares[1] - shares[0]) * B:.0f} s")
+
+    say('stages end at ' + ', '.join(f"{n} {d - t0:.0f} s" for n, d in deadline.items()) + f' (--budget-s {B:g})')
 
     # 1. setup and representations
     t = time.time()
