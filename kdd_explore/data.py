@@ -16,7 +16,7 @@ from .core import (DatasetError, artifact_exists, atomic_write_bytes, load_artif
 __all__ = ['DEBIAN_FASHION_MNIST', 'FASHION_MNIST_CLASSES', 'SLICES', 'DATASETS', 'ImageData', 'channel_stats', 'data_root',
            'PartialImages', 'shipped_slice', 'build_slice', 'registered_datasets', 'take_subsets', 'load_dataset',
            'stratified_counts', 'stratified_indices', 'random_fraction_indices', 'equal_batches', 'DatasetInfo',
-           'dataset_info', 'SSLViews']
+           'dataset_info']
 
 # %% ../nbs/01_data.ipynb #20d69341
 @dataclass(repr=False)
@@ -462,56 +462,3 @@ def dataset_info(name:str, # a dataset name, as for `load_dataset`
     d = _from_slice(name, root, None, None, seed, True) or _raw(name, root, download, seed, kwargs)
     count = lambda y: torch.bincount(y, minlength=len(d['classes'])).tolist()
     return DatasetInfo(name, tuple(d['x_train'].shape[1:]), list(d['classes']), count(d['y_train']), count(d['y_test']))
-
-# %% ../nbs/01_data.ipynb #d1b55389
-class SSLViews(torch.nn.Module):
-    "Per-image random resized crop, flip and colour jitter on a batch of normalised images, returning two views."
-    def __init__(self, mean:tuple, # the dataset's per-channel mean (see `ImageData.mean`)
-                 std:tuple, # the dataset's per-channel std
-                 scale:tuple=(0.2, 1.0), # range of the crop's share of the image area
-                 ratio:tuple=(3/4, 4/3), # range of the crop's aspect ratio
-                 flip_p:float=0.5, # probability of a horizontal flip
-                 jitter:float=0.4, # strength of brightness/contrast/saturation jitter
-                 jitter_p:float=0.8, # probability of jittering an image
-                 gray_p:float=0.2, # probability of turning an RGB image gray
-                ):
-        super().__init__()
-        self.mean, self.std, self.scale, self.ratio = tuple(mean), tuple(std), scale, ratio
-        self.flip_p, self.jitter, self.jitter_p, self.gray_p = flip_p, jitter, jitter_p, gray_p
-
-    def _u(self, n, lo, hi, g): return lo + (hi - lo) * torch.rand(n, generator=g)
-
-    def view(self, x:torch.Tensor, g:torch.Generator) -> torch.Tensor:
-        "One random view of each image of a normalised batch `x` (N x C x H x W)."
-        n, c = x.shape[:2]
-        m = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        s = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        x = x * s + m  # back to [0, 1] for the colour operations
-        area = self._u(n, *self.scale, g)
-        logr = self._u(n, torch.log(torch.tensor(self.ratio[0])), torch.log(torch.tensor(self.ratio[1])), g)
-        w = (area * logr.exp()).sqrt().clamp(max=1.0); h = (area / logr.exp()).sqrt().clamp(max=1.0)
-        cx = (2 * torch.rand(n, generator=g) - 1) * (1 - w); cy = (2 * torch.rand(n, generator=g) - 1) * (1 - h)
-        flip = torch.where(torch.rand(n, generator=g) < self.flip_p, -1.0, 1.0)
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, cx, h, cy
-        grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
-        on = (torch.rand(n, generator=g) < self.jitter_p).to(x).view(-1, 1, 1, 1)
-        j = lambda: self._u(n, 1 - self.jitter, 1 + self.jitter, g).to(x).view(-1, 1, 1, 1)
-        b, ct, sat = j(), j(), j()
-        y = x * b
-        y = (y - y.mean((1, 2, 3), keepdim=True)) * ct + y.mean((1, 2, 3), keepdim=True)
-        gray = y.mean(1, keepdim=True)
-        if c == 3: y = (y - gray) * sat + gray
-        x = (on * y + (1 - on) * x).clamp(0, 1)
-        if c == 3:
-            gr = (torch.rand(n, generator=g) < self.gray_p).to(x).view(-1, 1, 1, 1)
-            x = gr * x.mean(1, keepdim=True).expand_as(x) + (1 - gr) * x
-        return (x - m) / s
-
-    def forward(self, x:torch.Tensor, # N x C x H x W normalised images
-                generator:torch.Generator|int=0, # a CPU generator or seed for the random parameters
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        "Two independent random views of each image."
-        g = make_generator(generator)
-        return self.view(x, g), self.view(x, g)

@@ -480,7 +480,7 @@ def record_ssl_experts(arch:dict, # the student architecture (its head output is
                       ) -> Experts:
     "Experts for the naive MTT-SSL baseline: ConvNets trained with an SSL loss on two views, one snapshot per epoch."
     from kdd_explore.ssl import ssl_loss
-    from kdd_explore.data import SSLViews
+    from kdd_explore.augment import SSLViews
     crit, views, trajs, all_losses = ssl_loss(method), SSLViews(mean, std), [], []
     for k in tqdm(range(n_experts), desc=f'{method} experts', disable=not progress):
         model = build_model(arch, seed=derive_seed(seed, 'ssl_expert', k)).to(x.device)
@@ -520,7 +520,7 @@ def distill_ssl(experts:Experts, # SSL experts (`record_ssl_experts`)
 
 def _ssl_maker(config, method, mean, std):
     from kdd_explore.ssl import ssl_loss
-    from kdd_explore.data import SSLViews
+    from kdd_explore.augment import SSLViews
     crit, views = ssl_loss(method), SSLViews(mean, std)
     def make(model, X, Y, it, g):
         forward = model_forward(model)

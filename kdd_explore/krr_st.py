@@ -13,11 +13,12 @@ from tqdm.auto import tqdm
 from .core import (KddError, DatasetError, TrainingError, check_meta, derive_seed, make_generator,
                               save_artifact, load_artifact, artifact_exists)
 from .kd import kd_loss
+from .augment import crop_flip
 from .evaluate import kd_student
 from .distill import SyntheticSet, DistillHistory
 
 # %% auto #0
-__all__ = ['KRR_PRESETS', 'krr_predict', 'krr_outer_loss', 'KRRSTConfig', 'crop_flip', 'ModelPool', 'krr_st']
+__all__ = ['KRR_PRESETS', 'krr_predict', 'krr_outer_loss', 'KRRSTConfig', 'ModelPool', 'krr_st']
 
 # %% ../nbs/06b_krr_st.ipynb #ffc4c827
 def _singular(n, p, ridge, why):
@@ -128,22 +129,6 @@ KRR_PRESETS = {
     'cpu': dict(iterations=300, quota=40, batch_real=256, augment='none', lr_img=1e-2, lr_targets=1e-2,
                 snapshot_every=30, checkpoint_every=50),
 }
-
-# %% ../nbs/06b_krr_st.ipynb #c310460f
-def crop_flip(x:torch.Tensor, # N x C x H x W images (normalised)
-              g:torch.Generator, # the generator of the crops and flips
-              pad:int=4, # the crop's padding
-             ) -> torch.Tensor:
-    "The public code's real-batch augmentation: a random crop of each image padded by `pad` (edge pixels repeated), and a horizontal flip with probability 1/2."
-    n, _, h, w = x.shape
-    xp = torch.nn.functional.pad(x, (pad,) * 4, mode='replicate')
-    dy, dx = (torch.randint(0, 2 * pad + 1, (n,), generator=g) for _ in range(2))
-    flip = torch.rand(n, generator=g) < 0.5
-    rows = (dy.view(-1, 1) + torch.arange(h)).to(x.device)  # N x H
-    cols = (dx.view(-1, 1) + torch.arange(w)).to(x.device)  # N x W
-    cols = torch.where(flip.to(x.device).view(-1, 1), cols.flip(1), cols)
-    idx = torch.arange(n, device=x.device).view(-1, 1, 1)
-    return xp.permute(0, 2, 3, 1)[idx, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2).contiguous()
 
 # %% ../nbs/06b_krr_st.ipynb #166218a1
 def _opt_state(opt, prefix):

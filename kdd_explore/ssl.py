@@ -144,7 +144,7 @@ def train_teacher(backbone:nn.Module, # the encoder to train in place (needs `.a
                  ) -> dict:
     "Train `backbone` with an SSL loss on two views of each image; checkpoint, resume and stop on divergence. Returns the history."
     from tqdm.auto import tqdm
-    from kdd_explore.data import SSLViews
+    from kdd_explore.augment import SSLViews
     device = get_device(device)
     loss_fn = ssl_loss(method, **({'lambd': lambd} if method == 'barlow_twins' else {'temperature': temperature}))
     n = len(data.x_train)

@@ -317,7 +317,8 @@ def variance_job(dataset:str, # a dataset name, e.g. 'fashion_mnist'
                  **overrides, # change a setting of the configuration, e.g. `n_batches=16`
                 ) -> dict:
     "Measure the normalised minibatch-gradient variance of the four losses over batch sizes; write variance.json / variance.html."
-    from kdd_explore.data import load_dataset, SSLViews
+    from kdd_explore.data import load_dataset
+    from kdd_explore.augment import SSLViews
     from kdd_explore.ssl import default_teacher, load_teacher, init_model, default_teacher_arch
     from kdd_explore.probe import encode
     from kdd_explore.models import out_dim as _out_dim

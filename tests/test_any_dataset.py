@@ -1,10 +1,9 @@
-"A named configuration on any dataset: the quick recipe end to end on digits, fake 3x32x32 and your own folder; one up-front check; --set."
+"A named configuration on any dataset: the quick recipe end to end on digits and fake 3x32x32 (on your own folder: nbs/09c_pipeline's last cell); one up-front check; --set."
 import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
 from kdd_explore.core import KddError
 from kdd_explore.data import DatasetInfo, dataset_info
-from kdd_explore.own_data import example_image_folder
 from kdd_explore.pipeline import METHODS, ConfigError, PipelineConfig, get_config, parse_settings, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,23 +45,6 @@ def test_quick_runs_on_fake_3x32x32_with_no_other_change(tmp_path):
             and json.loads((out/'experts'/'experts.json').read_text())['dataset']['shape'] == [3, 32, 32])
     # 600 of 1,000 images and 500 test images fit; only the batch follows the 30-image sets
     assert set(used['adapted']) == {'eval_batch_size'}
-
-@pytest.mark.slow
-def test_quick_runs_on_your_own_folder_with_no_other_change(tmp_path):
-    folder = example_image_folder(tmp_path/'my_images', n_classes=4, n_train=40, n_test=10, size=16)
-    env = {'KDD_DATA': str(tmp_path/'data')}
-    r = kdd('register', 'shapes', folder, env=env)
-    assert r.returncode == 0, r.stderr
-    out = tmp_path/'run'
-    r = kdd('run', '--config', 'quick', '--dataset', 'shapes', '--out', out, env=env)
-    res, used = finished(out, r)
-    assert (used['n_train'], used['n_test'], used['high_loss_clusters'], used['distill']['batch_syn'],
-            used['eval_batch_size']) == (None, None, 8, 8, 8)
-    assert used['adapted']['variance_study.n_train']['used'] == 160
-    # a teacher trained on your images
-    assert json.loads((out/'teacher'/'teacher.json').read_text())['dataset']['shape'] == [3, 16, 16]
-    assert res['synthetic_sets']['mkdt_high_loss']['n'] == 8
-    assert "No teacher is shipped for 'shapes' and none was given" in r.stdout
 
 @pytest.mark.slow
 def test_one_check_reports_every_conflict_of_a_bad_config_before_any_work(tmp_path):

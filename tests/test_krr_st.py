@@ -5,7 +5,8 @@ from kdd_explore.core import DatasetError, KddError, TrainingError
 from kdd_explore.distill import SyntheticSet
 from kdd_explore.evaluate import kd_student
 from kdd_explore import krr_st as K
-from kdd_explore.krr_st import KRRSTConfig, ModelPool, krr_predict, krr_outer_loss, krr_st, crop_flip
+from kdd_explore.krr_st import KRRSTConfig, ModelPool, krr_predict, krr_outer_loss, krr_st
+from kdd_explore.augment import crop_flip
 
 # 4 x 2 x 2 = 16 features
 ARCH = dict(name='convnet', in_channels=1, im_size=8, width=4, depth=2, out_dim=3, norm='instance')

@@ -5,7 +5,8 @@ import pytest, torch
 import torch.nn.functional as F
 from torch import nn
 from kdd_explore.core import ArtifactError, KddError, TrainingError, load_artifact, read_meta, make_generator
-from kdd_explore.data import load_dataset, SSLViews
+from kdd_explore.data import load_dataset
+from kdd_explore.augment import SSLViews
 from kdd_explore.models import SmallResNet, ConvNet, resnet18_cifar
 from kdd_explore.ssl import (BarlowTwinsLoss, NTXentLoss, Projector, ssl_loss, train_teacher,
                              save_teacher, load_teacher, teacher_job, default_teacher, init_model)
