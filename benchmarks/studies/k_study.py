@@ -95,9 +95,13 @@ def import_reference(run, ref:Path, saves:list, folder:Path, held_out, pool) -> 
     from kdd_explore.distill import SyntheticSet, matching_loss
     info, out, dc0 = load_json(ref/'reference_run.json'), folder/REFERENCE, run.cfg.distill_config()
     out.mkdir(parents=True, exist_ok=True)
-    # their loop reads one replay-buffer file, the run's expert 0: the first short expert is its recorded prefix
-    fitted = first_k(pool, 1)
-    save_json(out/'source.json', dict(reference_run=str(ref), loaded_files=info.get('loaded_files'),
+    # their loop reads one replay-buffer file (their shuffle picks which): expert j of the run, whose recorded prefix is
+    # the pool's short expert j
+    import re
+    used = sorted({int(m.group(1)) for f in info.get('loaded_files') or [] if (m := re.search(r'_(\d+)\.pt$', f))})
+    from kdd_explore.kd import Experts
+    fitted = Experts(pool.arch, [pool.trajectories[j] for j in used or [0]], dict(pool.meta, n_used=len(used or [0])))
+    save_json(out/'source.json', dict(reference_run=str(ref), loaded_files=info.get('loaded_files'), fitted_experts=used,
                                       minibatches=info.get('minibatches'), patches=info.get('patches')))
     summary = {}  # iteration -> matching losses, as each K's summary
     for t in saves:
