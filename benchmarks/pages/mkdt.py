@@ -112,7 +112,10 @@ def mkdt_factor_reading(s:dict) -> str:
     return text
 
 _K_MAKE = ('python benchmarks/studies/k_study.py --dataset cifar10_jpeg --config cifar10_cpu --teacher '
-           'kdd_explore/assets/teacher_cifar10 --ks 1,4,16 --saves 100,300 --out runs/k_study, then the same with --eval')
+           'kdd_explore/assets/teacher_cifar10 --ks 1,4,16 --saves 100,300,1000 --out runs/k_study; the authors\' loop: '
+           'python benchmarks/reference_loop.py --reference PATH/TO/A/CLONE --run --experts runs/k_study/run/experts/experts '
+           '--run-dir runs/k_study/run --iterations 1000 --save-every 100 --out runs/reference_run; then the first command '
+           'with --eval --reference-run runs/reference_run')
 
 @study('payoff', "MKDT's payoff with the power to see it",
        "paired seeds and 95% intervals; the number of expert trajectories with held-out experts; where a paired "
@@ -170,4 +173,12 @@ def _payoff(f):
             f"Worst relative difference of an update: {ref['worst_update_rel']:.1e}; the two loops "
             f"{'agree to float64 round-off' if ref['equivalent'] else 'differ'}."]
     out += [f"- {x}" for x in ref.get('notes', [])]
+    if 'reference' in k['ks_results']:
+        r, prov = k['ks_results']['reference'], k['provenance']
+        out += [f"**Their loop for {max(r['saves']):,} iterations** on this study's run (its {len(r['saves'])} saves "
+                f"at {', '.join(map(str, r['saves']))} are the table's row *authors' loop*): the same starting set and "
+                f"experts, their own minibatch draws ({prov.get('reference_minibatches', 'theirs').replace('theirs (', '').rstrip(')')}); their loop read "
+                f"{', '.join(prov.get('reference_loaded_files', []))} alone, one trajectory, as the published runs did. "
+                f"Validation chose {r['chosen']} iterations; its findings sit beside K = 1's, and nothing in them "
+                "points at a difference between the two loops that this toolkit's loop misses."]
     return out

@@ -106,7 +106,8 @@ def payoff_block(root=None) -> str:
     from kdd_explore.report import k_study_table
     k = load_study(STUDIES['payoff'], root)['k']
     p = k['provenance']
-    return wrap(f"Made by `{p['command']}` (distillation, then `--eval`) on {p['machine']}, {p['date']}. "
+    return wrap(f"Made by `{p['command']}` (distillation, then `--eval`; the authors' loop's row by "
+                f"`benchmarks/reference_loop.py --run`) on {p['machine']}, {p['date']}. "
                 f"`{k['config']}` on {k['dataset']} (CIFAR-10 as a JPEG q75 copy): a {k['set_size']}-image set from a "
                 f"{k['pool']:,}-image pool, distilled on the first K of a pool of short experts; validation chooses each "
                 f"K's iteration; test at seeds {k['test_seeds'][0]}-{k['test_seeds'][-1]} (paired); each finding the "

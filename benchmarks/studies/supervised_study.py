@@ -45,6 +45,8 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
                         '10 images per class: lr_img 1e5 (1e4 in the recipe; MTT raises it as the set grows)'),
     '10ipc_start5': ('fashion_mnist_10ipc', dict(V, distill={'max_start_epoch': 5}),
                      '10 images per class: max_start_epoch 5 (10 in the recipe): only the experts\' early epochs'),
+    '10ipc_steps10': ('fashion_mnist_10ipc', dict(V, distill={'syn_steps': 10}),
+                      '10 images per class: 10 inner steps (20 in the recipe)'),
 }
 TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1),
             distill={'syn_steps': 4})
