@@ -21,7 +21,8 @@ chosen save's set, its initial images at its learned lr, and the random and high
 
 Resumable: the run folder's stages, each expert, each distillation's checkpoint and set, and each evaluation job are
 read back, so rerunning the same command continues (a larger --ks or --saves extends the study). Writes
-OUT/k_study.json (every number, with its provenance) and prints the tables.
+OUT/k_study.json (every number, with its provenance; with `--label-draws D` above 1, OUT/k_study_drawsD.json from jobs
+kept apart in OUT/eval_drawsD) and prints the tables. `--reference-run` adds the authors' loop's saves as an entry.
 """
 from __future__ import annotations
 import argparse, json, os, sys, time

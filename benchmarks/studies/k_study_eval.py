@@ -31,7 +31,10 @@ def evaluate_study(run, a, ks:list, saves:list, out:Path, progress:bool) -> dict
     fixed = {'random_subset': kd_method(arch, PretrainSet(x[rnd], reps[rnd]), **kw),
              'high_loss_subset': kd_method(arch, PretrainSet(x[hl], reps[hl]), **kw),
              'full_data_kd': lambda s: expert_encoder(run.experts, s % run.experts.n_experts)}
-    test_fixed = compare(fixed, full, seeds=tseeds, cache=out/'eval'/'fixed_test', **ev)
+    # the probe protocol with several labelled subsets per encoder keeps its jobs and its results apart
+    tag = '' if a.label_draws == 1 else f'_draws{a.label_draws}'
+    cache = out/f'eval{tag}'
+    test_fixed = compare(fixed, full, seeds=tseeds, cache=cache/'fixed_test', **ev)
     ks_res = {}
     for k in ks:
         folder = out/'sets'/(f'K{k}' if isinstance(k, int) else str(k))  # a named entry: e.g. the authors' loop's sets
@@ -41,13 +44,13 @@ def evaluate_study(run, a, ks:list, saves:list, out:Path, progress:bool) -> dict
         sets = {t: SyntheticSet.load(folder/f'set_{t}') for t in have}
         mk = lambda syn: kd_method(arch, PretrainSet(syn.images.cpu(), syn.targets.cpu(), float(syn.lr)), **kw)
         vals = {t: compare({'mkdt_high_loss': mk(sets[t])}, val, seeds=vseeds,
-                           cache=out/'eval'/folder.name/f'val_{t}', **ev) for t in have}
+                           cache=cache/folder.name/f'val_{t}', **ev) for t in have}
         best = max(val_score(v) for v in vals.values())
         chosen = min(t for t in have if val_score(vals[t]) == best)  # a tie goes to the fewer iterations
         syn = sets[chosen]
         per = {'mkdt_high_loss': mk(syn),
                'mkdt_initial_at_learned_lr': kd_method(arch, PretrainSet(x[hl], reps[hl], float(syn.lr)), **kw)}
-        test = compare(per, full, seeds=tseeds, cache=out/'eval'/folder.name/f'test_{chosen}', **ev)
+        test = compare(per, full, seeds=tseeds, cache=cache/folder.name/f'test_{chosen}', **ev)
         rows = test + test_fixed
         found = {name: {str(f): g for f, g in gap(rows, 'mkdt_high_loss', b).items()}
                  for name, b in (('vs_random', 'random_subset'), ('vs_high_loss', 'high_loss_subset'),
@@ -73,5 +76,5 @@ def evaluate_study(run, a, ks:list, saves:list, out:Path, progress:bool) -> dict
                  provenance=dict(command='python benchmarks/studies/k_study.py ' + ' '.join(sys.argv[1:]),
                                  machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                                          f"{torch.get_num_threads()} thread(s)", date=time.strftime('%Y-%m-%d')))
-    save_json(out/'k_study.json', study)
+    save_json(out/f'k_study{tag}.json', study)
     return study
