@@ -117,6 +117,20 @@ _K_MAKE = ('python benchmarks/studies/k_study.py --dataset cifar10_jpeg --config
            '--run-dir runs/k_study/run --iterations 1000 --save-every 100 --out runs/reference_run; then the first command '
            'with --eval --reference-run runs/reference_run')
 
+def _between_entries(k:dict) -> list:
+    "The best K's chosen set against every other entry's (each K, the authors' loop), paired on the test seeds."
+    from kdd_explore.evaluate import gap, gap_text
+    from kdd_explore.report import k_entries
+    mk = lambda key: [dict(r, method=key) for r in k['ks_results'][key]['test'] if r['method'] == 'mkdt_high_loss']
+    b = k['best_k']
+    others = [(key, label) for key, label in k_entries(k) if key != b]
+    if not others: return []
+    body = [[label, *(gap_text(g) for _, g in sorted(gap(mk(b) + mk(key), b, key).items()))] for key, label in others]
+    fr = sorted(float(f) for f in k['fractions'])
+    return [f"**Does K matter?** K = {b}'s chosen set against each other entry's chosen set, paired on the same "
+            f"{len(k['test_seeds'])} test seeds (a gain only when the interval lies above zero):",
+            md_table([f'K = {b} minus', *(f'{pct(f)} labels' for f in fr)], body)]
+
 @study('payoff', "MKDT's payoff with the power to see it",
        "paired seeds and 95% intervals; the number of expert trajectories with held-out experts; where a paired "
        "difference's noise enters; the authors' own loop beside ours",
@@ -148,6 +162,7 @@ def _payoff(f):
            "(the student's initialisation, its minibatch order, the labelled subset). Each finding is the mean paired "
            f"difference with its 95% interval ({k['interval']}); a gain only when the interval lies above zero.",
            k_study_table(k), k_study_figure(k),
+           *_between_entries(k),
            f"**Three seeds against {nt}** (K = {k['best_k']}, at its chosen {best['chosen']} iterations): the same "
            f"paired differences, read from the first three seeds alone and from all {nt}.", interval_figure(gaps)]
     ways = list(next(iter(next(iter(nz['results'].values())).values())).values())[0]['ways']
