@@ -117,6 +117,7 @@ class ConfigError(KddError):
 RECORDS = ('explicit', 'adapted')  # fields that record how a configuration came about; they are not settings
 # dict settings whose entries can be set one by one (None: any entry)
 SUB_SETTINGS = {'distill': DistillConfig, 'krr_st': KRRSTConfig, 'dataset_options': None, 'transfer': None}
+_NOT_SETTINGS = dict.fromkeys(RECORDS, '')  # RECORDS as `skip`: no hint
 _WORDS = {'int': 'a whole number', 'float': 'a number', 'str': 'text', 'bool': 'true or false',
           'tuple': 'a list', 'list': 'a list', 'dict': 'an object {...}', 'None': 'null', 'NoneType': 'null'}
 _FITS = {'int': lambda v: isinstance(v, int) and not isinstance(v, bool), 'float': lambda v: isinstance(v, (int, float))
@@ -131,44 +132,58 @@ def _show(v):
     try: return json.dumps(v)
     except (TypeError, ValueError): return repr(v)
 
-def known_settings() -> str:
-    "The settings `get_config` and `--set` accept, as one sentence."
-    top = [f.name for f in dataclasses.fields(PipelineConfig) if f.name not in RECORDS]
-    return (f"Known settings: {', '.join(top)}; one entry of a dict setting: "
-            f"{', '.join('distill.' + f.name for f in dataclasses.fields(DistillConfig))}, "
-            f"{', '.join('krr_st.' + f.name for f in dataclasses.fields(KRRSTConfig))}, dataset_options.KEY, "
-            "transfer.KEY.")
+def _family(recipe, subs, skip):
+    return (recipe or PipelineConfig, SUB_SETTINGS if subs is None else subs, _NOT_SETTINGS if skip is None else skip)
+
+def known_settings(recipe:type|None=None, # the recipe dataclass whose fields are the settings (None: `PipelineConfig`)
+                   subs:dict|None=None, # dict settings set entry by entry: name -> their dataclass, or None for any entry (None: `SUB_SETTINGS`)
+                   skip:dict|None=None, # fields, or dotted entries, that are not settings -> a hint ('' for none) (None: `RECORDS`)
+                  ) -> str:
+    "The settings `--set` accepts for a recipe family (by default `get_config`'s), as one sentence."
+    recipe, subs, skip = _family(recipe, subs, skip)
+    top = [f.name for f in dataclasses.fields(recipe) if f.name not in skip]
+    entries = [', '.join(f'{k}.{f.name}' for f in dataclasses.fields(cls) if f'{k}.{f.name}' not in skip)
+               if cls is not None else f'{k}.KEY' for k, cls in subs.items()]
+    return f"Known settings: {', '.join(top)}; one entry of a dict setting: {', '.join(entries)}."
 
 def setting_problem(key:str, # a setting's name: 'n_train', or dotted for one entry of a dict setting, 'distill.iterations'
                     value, # the value it is to take
+                    recipe:type|None=None, # the recipe dataclass (None: `PipelineConfig`)
+                    subs:dict|None=None, # its dict settings set entry by entry (None: `SUB_SETTINGS`)
+                    skip:dict|None=None, # what is not a setting -> a hint (None: `RECORDS`)
                    ) -> str|None:
     "What is wrong with setting `key` to `value` (an unknown setting, a value of the wrong type), or None when nothing is."
+    recipe, subs, skip = _family(recipe, subs, skip)
     top, _, sub = key.partition('.')
-    if top not in {f.name for f in dataclasses.fields(PipelineConfig)} - set(RECORDS) or (sub
-                                                                                          and top not in SUB_SETTINGS):
+    if key in skip: return f"unknown setting {key!r}" + (f" ({skip[key]})" if skip[key] else '')
+    if top not in {f.name for f in dataclasses.fields(recipe)} - set(skip) or (sub and top not in subs):
         return f"unknown setting {key!r}"
-    cls = SUB_SETTINGS.get(top)
+    cls = subs.get(top)
     if sub:
         if cls is None: return None
         if sub not in {f.name for f in dataclasses.fields(cls)}: return f"unknown setting {key!r}"
         kinds = _kinds(cls, sub)
-    else: kinds = _kinds(PipelineConfig, key)
+    else: kinds = _kinds(recipe, key)
     if not any(_FITS[k](value) for k in kinds):
         return (f"{key} takes {' or '.join(_WORDS.get(k, k) for k in kinds)}, got {_show(value)} "
                 f"({_WORDS.get(type(value).__name__, type(value).__name__)})")
     if not sub and cls is not None and isinstance(value, dict):  # a whole DistillConfig dict: each entry too
-        return '; '.join(filter(None, (setting_problem(f'{key}.{k}', v) for k, v in value.items()))) or None
+        return '; '.join(filter(None, (setting_problem(f'{key}.{k}', v, recipe, subs, skip)
+                                       for k, v in value.items()))) or None
     return None
 
 def parse_settings(items:list[str], # 'KEY=VALUE' strings, as typed after `--set`
+                   recipe:type|None=None, # the recipe dataclass (None: `PipelineConfig`, `get_config`'s)
+                   subs:dict|None=None, # its dict settings set entry by entry (None: `SUB_SETTINGS`)
+                   skip:dict|None=None, # what is not a setting -> a hint (None: `RECORDS`)
                   ) -> dict:
-    "Changes for `get_config` from `KEY=VALUE` strings: each value read as JSON where it parses (else as text), every key and type checked."
+    "Changes for `get_config` (or another recipe family) from `KEY=VALUE` strings: each value read as JSON where it parses (else as text), every key and type checked."
     def take(out, key, value):
-        problem = setting_problem(key, value)
+        problem = setting_problem(key, value, recipe, subs, skip)
         if problem: return problem
         out[key] = value
     changes, bad = parse_key_values(items, take)
-    if bad: raise ConfigError(f"--set: {'; '.join(bad)}. {known_settings()}")
+    if bad: raise ConfigError(f"--set: {'; '.join(bad)}. {known_settings(recipe, subs, skip)}")
     return changes
 
 # %% ../nbs/09a_recipes.ipynb #ffe05a84

@@ -12,19 +12,21 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 from .core import (KddError, DatasetError, ArtifactError, derive_seed, make_generator, save_json, load_json,
-                              artifact_exists, read_meta, get_device, parse_key_values, mean_std)
+                              artifact_exists, read_meta, get_device, mean_std)
 from .models import build_model
 from .augment import augmenter, ZCA
 from .kd import Experts, record_experts, soft_cross_entropy, train_kd, experts_objective
 from .metagrad import model_forward, minibatch_schedule, unroll_match
 from .distill import (SyntheticSet, DistillConfig, DistillHistory, _distill_loop,
                                  _check_objective, matching_loss, distill)
+from .recipes import parse_settings
 
 # %% auto #0
-__all__ = ['SUPERVISED_PRESETS', 'SUPERVISED_RECIPES', 'PUBLISHED', 'one_hot_targets', 'per_class_indices', 'set_labels',
-           'supervised_arch', 'record_supervised_experts', 'accuracy', 'ce_step_loss', 'ce_maker', 'SupervisedConfig',
-           'check_supervised', 'distill_supervised', 'supervised_matching_loss', 'evaluate_set', 'SupervisedRecipe',
-           'supervised_recipe', 'supervised_settings', 'supervised_job', 'supervised_table', 'supervised_figure']
+__all__ = ['SUPERVISED_PRESETS', 'SUPERVISED_RECIPES', 'SUPERVISED_SETTINGS', 'PUBLISHED', 'one_hot_targets', 'per_class_indices',
+           'set_labels', 'supervised_arch', 'record_supervised_experts', 'accuracy', 'ce_step_loss', 'ce_maker',
+           'SupervisedConfig', 'check_supervised', 'distill_supervised', 'supervised_matching_loss', 'evaluate_set',
+           'SupervisedRecipe', 'supervised_recipe', 'supervised_settings', 'supervised_job', 'supervised_table',
+           'supervised_figure']
 
 # %% ../nbs/06a_supervised.ipynb #8415f6fe
 def one_hot_targets(y:torch.Tensor, # N integer labels
@@ -333,25 +335,22 @@ def supervised_recipe(name:str, # a `SUPERVISED_RECIPES` name
     return dataclasses.replace(base, **changes).check()
 
 # %% ../nbs/06a_supervised.ipynb #515d9d97
-_FROM_RECIPE = ('iterations', 'augment', 'zca', 'seed')  # SupervisedConfig fields a recipe sets itself
+# SupervisedConfig fields a recipe sets itself -> the recipe's field that sets them
+_FROM_RECIPE = {'iterations': 'saves', 'augment': 'augment', 'zca': 'zca', 'seed': 'seed'}
+# the supervised family for `parse_settings`: its recipe, its dict setting, what is not a setting
+SUPERVISED_SETTINGS = dict(recipe=SupervisedRecipe, subs={'distill': SupervisedConfig},
+                           skip={f'distill.{f}': f'{f} is set by the recipe: use {r}=...' for f, r in _FROM_RECIPE.items()})
 
 def supervised_settings(items:list, # 'KEY=VALUE' strings, as typed after `--set`
                        ) -> dict:
-    "Changes for `supervised_recipe` from `KEY=VALUE` strings: values read as JSON where they parse, `distill.FIELD` for the distillation's settings."
-    fields = [f.name for f in dataclasses.fields(SupervisedRecipe) if f.name != 'distill']
-    dfields = [f.name for f in dataclasses.fields(SupervisedConfig) if f.name not in _FROM_RECIPE]
-    def take(out, key, value):
+    "Changes for `supervised_recipe` from `KEY=VALUE` strings, read and checked by `parse_settings` (as `get_config`'s are): `distill.FIELD` for the distillation's settings."
+    out = {}
+    for key, value in parse_settings(items, **SUPERVISED_SETTINGS).items():
         if isinstance(value, list): value = tuple(value)
-        if key.startswith('distill.') and key[8:] in dfields: out.setdefault('distill', {})[key[8:]] = value
-        elif key in fields: out[key] = value
-        else:
-            return f"Unknown setting {key}" + (f" ({key[8:]} is set by the recipe: use "
-                                               f"{'saves' if key[8:] == 'iterations' else key[8:]}=...)"
-                                               if key[8:] in _FROM_RECIPE else '')
-    out, bad = parse_key_values(items, take)
-    if bad:
-        raise KddError(f"{'; '.join(bad)}. Recipe settings: {', '.join(fields)}; distillation settings: "
-                       f"{', '.join('distill.' + f for f in dfields)}.")
+        top, _, sub = key.partition('.')
+        if sub: out.setdefault('distill', {})[sub] = value
+        elif top == 'distill': out.setdefault('distill', {}).update(value)
+        else: out[key] = value
     return out
 
 # %% ../nbs/06a_supervised.ipynb #7044d371
