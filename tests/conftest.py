@@ -8,6 +8,13 @@ os.environ.setdefault('KDD_DEVICE', 'cpu')
 os.environ.setdefault('KDD_PROCS', '1')
 ROOT = Path(__file__).resolve().parents[1]
 
+def load_script(path:Path):
+    "A benchmark script (a file outside the package) imported as a module, for tests of its functions."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
 @pytest.fixture(scope='session')
 def quick_run(tmp_path_factory):
     """One `kdd-explore quickstart --quick` run for the whole session: (completed process, run folder).

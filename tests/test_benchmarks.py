@@ -3,7 +3,7 @@ import json, subprocess, sys
 import pytest
 import torch
 from kdd_explore.core import artifact_exists
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 @pytest.mark.slow
 def test_gpu_check_runs_at_toy_size_on_the_cpu(tmp_path):
@@ -39,12 +39,7 @@ def test_distill_budget_study_separates_images_from_lr(quick_run, tmp_path):
                          text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and 'no finished subsets stage' in bad.stderr
 
-def _variants():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('matching_variants',
-                                                  ROOT/'benchmarks'/'studies'/'matching_variants.py')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
+def _variants(): return load_script(ROOT/'benchmarks'/'studies'/'matching_variants.py')
 
 def test_matching_variants_losses():
     "The three matching losses: 1 at the start, 0 at the target; 'encoder' ignores the head, 'layer' weighs layers equally."

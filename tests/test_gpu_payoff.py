@@ -1,14 +1,11 @@
 "benchmarks/gpu_payoff.py (issue 36, item 5): the prepared GPU run of MKDT's payoff, at toy size on the CPU."
-import importlib.util, json, math, os, subprocess, sys
+import json, math, os, subprocess, sys
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 SCRIPT = ROOT/'benchmarks'/'gpu_payoff.py'
 
-def _script():
-    spec = importlib.util.spec_from_file_location('gpu_payoff', SCRIPT)
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
+def _script(): return load_script(SCRIPT)
 
 def test_the_experts_plan_degrades_to_what_fits():
     "K = 100 with 10 held out when 110 fit; fewer pool experts, 10% held out (at least 2), when fewer fit."

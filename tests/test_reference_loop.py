@@ -1,18 +1,15 @@
 "benchmarks/reference_loop.py: our distillation loop held to the authors' loop (jiayini1119/MKDT) without their code, and the script's refusals."
-import importlib.util, json, os, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 SCRIPT = ROOT/'benchmarks'/'reference_loop.py'
 RESULTS = ROOT/'benchmarks'/'results'/'reference_equivalence.json'
 
-def _script():
-    spec = importlib.util.spec_from_file_location('reference_loop', SCRIPT)
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
+def _script(): return load_script(SCRIPT)
 
 def _clone():
     "A clone of jiayini1119/MKDT for the tests that run their code: $MKDT_REFERENCE (else none: those tests skip)."
