@@ -47,6 +47,8 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
                      '10 images per class: max_start_epoch 5 (10 in the recipe): only the experts\' early epochs'),
     '10ipc_steps10': ('fashion_mnist_10ipc', dict(V, distill={'syn_steps': 10}),
                       '10 images per class: 10 inner steps (20 in the recipe)'),
+    '10ipc_experts32': ('fashion_mnist_10ipc', dict(V, n_experts=32),
+                        '10 images per class: 32 experts (8 in the recipe; MTT records 100)'),
 }
 TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1),
             distill={'syn_steps': 4})
@@ -71,18 +73,24 @@ def row_recipe(name:str, tiny:bool=False):
     return supervised_recipe(base, **changes)
 
 def reuse_experts(out:Path, name:str, recipe):
-    "Copy a finished recording of the same experts from another row's folder, so that it is not recorded twice."
-    key = {k: getattr(recipe, k) for k in EXPERT_KEYS}
+    "Copy a finished recording of the same experts (or of the first of them) from another row's folder, so that none is recorded twice."
+    same = [k for k in EXPERT_KEYS if k != 'n_experts']
+    key = json.loads(json.dumps({k: getattr(recipe, k) for k in same}))
     dest = out/name/'experts'
     if (dest/'experts.json').exists(): return
+    best = None  # (experts it holds, row): expert k derives from the root seed, so a smaller recording is a prefix
     for other in ROWS:
         src = out/other/'experts'
         if other == name or not (src/'experts.json').exists() or not (out/other/'results.json').exists(): continue
-        if {k: json.loads((out/other/'results.json').read_text())['recipe'].get(k)
-            for k in EXPERT_KEYS} == json.loads(json.dumps(key)):
-            dest.mkdir(parents=True, exist_ok=True)
-            for f in ('experts.json', 'experts.safetensors'): shutil.copy2(src/f, dest/f)
-            print(f"{name}: experts reused from {other}", flush=True); return
+        theirs = json.loads((out/other/'results.json').read_text())['recipe']
+        n = theirs.get('n_experts', 0)
+        if {k: theirs.get(k) for k in same} == key and n <= recipe.n_experts and (best is None or n > best[0]):
+            best = (n, other)
+    if best is None: return
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ('experts.json', 'experts.safetensors'): shutil.copy2(out/best[1]/'experts'/f, dest/f)
+    print(f"{name}: experts reused from {best[1]}" + (f" (the first {best[0]} of {recipe.n_experts}; the rest are "
+                                                     "recorded)" if best[0] < recipe.n_experts else ''), flush=True)
 
 def set_png(folder:Path, recipe, res:dict) -> dict:
     "The distilled images at the chosen save and the random real images they started from, as base64 PNG grids (one row per class), to show."
