@@ -39,6 +39,21 @@ def _sup_factors(s:dict, # the supervised study's file
     return {k: _sup_row(r, at='300') for k, r in s['rows'].items()
             if k not in other and r.get('recipe_name', recipe) == recipe}
 
+def _sup_paired(x:dict, # a row from `_sup_row`
+                x0:dict, # the row it changes one setting of, read at the same save
+                split:str='val', # 'val' or 'test'
+               ) -> dict|None:
+    "The mean paired difference `x` - `x0` over the evaluation seeds both rows share (the same test networks' seeds), with its 95% t interval; None where a row lacks the split."
+    from kdd_explore.evaluate import gap
+    if split not in x['dist'] or split not in x0['dist']: return None
+    rows = [dict(method=m, label_fraction=1.0, accs=r['dist'][split]['accuracies'], seeds=list(r['recipe']['eval_seeds']),
+                 acc_std=r['dist'][split]['std']) for m, r in (('row', x), ('recipe', x0))]
+    return gap(rows, 'row', 'recipe')[1.0]
+
+def _gap_short(g:dict|None) -> str:
+    "A paired difference as '+0.4 [-0.2, +1.0]' (empty when there is none)."
+    return '' if g is None else f"{g['gap']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}]"
+
 def _sup_bar(key, x):
     "Whether a published row's quality bar is met, and the bar in words."
     _, _, over, least = next(p for p in SUP_PUBLISHED if p[0] == key)
@@ -132,17 +147,28 @@ def _supervised(f):
     ten = _sup_factors(s, 'fashion_mnist_10ipc') if 'fashion_mnist_10ipc' in s['rows'] else {}
     failed = {k: r for k, r in s.get('failed_rows', {}).items() if r.get('recipe_name') == 'fashion_mnist_10ipc'}
     if len(ten) > 1 or failed:
-        g0 = _sup_gain(ten['fashion_mnist_10ipc'])
+        x0 = ten['fashion_mnist_10ipc']
+        g0 = _sup_gain(x0)
+        vs = {k: (_sup_paired(x, x0, 'val'), _sup_paired(x, x0, 'test')) for k, x in ten.items()
+              if k != 'fashion_mnist_10ipc'}
         rows = [[k, s['rows'][k]['what'], pmv(x['dist']['val']) if 'val' in x['dist'] else '', pmv(x['dist']['test']),
+                 *(_gap_short(g) for g in vs.get(k, (None, None))),
                  f"{_sup_gain(x):+.1f}", f"{x['dist']['learned_lr']:.4f}", f"{x['ml'][0]:.3f} -> {x['ml'][1]:.3f}",
                  f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f}"] for k, x in ten.items()]
-        rows += [[k, r['what'], '', '', '', '', '', r['note']] for k, r in failed.items()]
+        rows += [[k, r['what'], '', '', '', '', '', '', '', r['note']] for k, r in failed.items()]
+        won = [k for k, (v, _) in vs.items() if v is not None and v['claim'] == 'gain']
+        n = len(x0['recipe']['eval_seeds'])
         out += ['## 10 images per class: one factor at a time',
                 "Each row changes one setting of `fashion_mnist_10ipc` and is read at 300 iterations on the "
-                f"validation split (the published row too: {g0:+.1f} points over its random real images there). A row "
+                f"validation split (the published row too: {g0:+.1f} points over its random real images there). "
+                f"*- recipe*: the row's accuracy minus the recipe's, paired over the {n} evaluation seeds both share "
+                "(each seed is the same test network's initialisation and order), with its 95% t interval. A row "
                 "that could not finish says why in its last column.",
-                md_table(['row', 'what changes', 'validation', 'test', 'gain', 'learned lr', 'matching loss',
-                          'minutes'], rows)]
+                md_table(['row', 'what changes', 'validation', 'test', 'val - recipe', 'test - recipe', 'gain',
+                          'learned lr', 'matching loss', 'minutes'], rows),
+                (f"On validation {', '.join(f'`{k}`' for k in won)} beat the recipe (interval above zero)." if won else
+                 f"No row beats the recipe on validation (no interval lies above zero, {n} paired seeds), so the "
+                 "recipe keeps its settings.")]
     return out
 
 def supervised_reading(s:dict) -> str:
