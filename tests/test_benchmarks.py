@@ -83,6 +83,20 @@ def test_krr_st_cost_runs_at_toy_size(tmp_path):
     for m in ('mkdt', 'krr_st'):
         assert res[m]['s_per_iteration_wall'] > 0 and res[m]['s_per_iteration_cpu'] > 0 and res[m]['run_cpu'] > 0
     assert res['krr_st']['warm_up_steps'] >= 0 and res['ratio_per_iteration_cpu'] > 0
+    assert res['provenance']['command'].startswith('python benchmarks/speed/krr_st_cost.py --config quick --rounds 1')
+
+def test_provenance_says_what_made_a_file(tmp_path):
+    "benchmarks.provenance: the rerunnable command (root-relative path, arguments quoted), the machine, the UTC date, the wall time."
+    import time
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.provenance import command, provenance
+    assert command(ROOT/'benchmarks'/'studies'/'k_study.py', ['--out', 'runs/a b']) == \
+        "python benchmarks/studies/k_study.py --out 'runs/a b'"
+    assert command(tmp_path/'x.py', []) == f'python {tmp_path}/x.py'  # outside the project: its full path
+    p = provenance(ROOT/'benchmarks'/'gpu_check.py', ['--tiny'], t0=time.time() - 2, note='beside another job')
+    assert p['command'] == 'python benchmarks/gpu_check.py --tiny' and p['wall_s'] >= 2
+    assert p['machine'].endswith('beside another job') and 'torch' in p['machine']
+    assert time.strptime(p['date'], '%Y-%m-%d')
 
 @pytest.mark.slow
 def test_distill_speed_runs_at_toy_size(tmp_path):

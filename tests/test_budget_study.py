@@ -37,6 +37,10 @@ def check_study(out, saves, seeds=(0, 1)):
     assert s['chosen'] == min(t for t in saves if score[t] == max(score.values()))
     assert s['headline']['iteration'] == s['chosen'] and s['rule'] == budget_study.RULE
     assert 'Headline (test, at the chosen' in (out/'budget_study.md').read_text()
+    # the file says what made it: the command that reruns it (with this run's arguments), the machine, the date
+    p = s['provenance']
+    assert p['command'].startswith('python benchmarks/studies/budget_study.py ') and str(out) in p['command']
+    assert 'torch' in p['machine'] and len(p['date']) == 10 and p['wall_s'] >= 0
     assert 'plotly' in (out/'budget_study.html').read_text()[:200000].lower()
     return s
 

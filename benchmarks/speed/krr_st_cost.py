@@ -10,8 +10,10 @@ against KRR-ST's pool warm-up plus its 300 iterations (MKDT's experts, recorded 
 
 The KRR-ST settings are the recipe's `krr_st` (the quickstart's: `KRRSTConfig.cpu_default()`).
 """
-import argparse, dataclasses, json, platform, statistics, time
+import argparse, dataclasses, json, platform, statistics, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
+from benchmarks.provenance import provenance
 import torch
 from kdd_explore.data import load_dataset
 from kdd_explore.kd import record_experts, teacher_representations, random_indices
@@ -25,7 +27,9 @@ def timed(fn):
     fn()
     return time.perf_counter() - w, time.process_time() - c
 
-def main(rounds=3, mkdt_iters=4, krr_iters=12, out='benchmarks/results/krr_st_cost.json', config='quickstart'):
+def main(rounds=3, mkdt_iters=4, krr_iters=12, out='benchmarks/results/krr_st_cost.json', config='quickstart', argv=None):
+    "Seconds per iteration and per run of MKDT and KRR-ST on `config`'s data, alternating `rounds` times, written to `out`."
+    t_start = time.time()
     torch.set_num_threads(1)
     cfg = get_config(config)
     data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed)
@@ -61,7 +65,7 @@ def main(rounds=3, mkdt_iters=4, krr_iters=12, out='benchmarks/results/krr_st_co
                            warm_up_steps=sum(pool.ages), warm_up_wall=warm[0], warm_up_cpu=warm[1],
                            run_wall=warm[0] + med['krr_st'][0] * kc.iterations,
                            run_cpu=warm[1] + med['krr_st'][1] * kc.iterations),
-               rounds=per)
+               rounds=per, provenance=provenance(__file__, argv, t0=t_start))
     res['ratio_per_iteration_cpu'] = med['krr_st'][1] / med['mkdt'][1]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(res, indent=2) + '\n')

@@ -30,6 +30,8 @@ the iterations).
 from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
+from benchmarks.provenance import provenance
 
 # the methods and the rule
 from kdd_explore.report import BUDGET_FIXED as FIXED, BUDGET_PER_SET as PER_SET, BUDGET_RULE as RULE
@@ -172,6 +174,7 @@ def main(argv=None):
                                                         'runs; --set still wins')
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)  # for the provenance
     import dataclasses
     from kdd_explore.core import KddError, RunLock
     from kdd_explore.pipeline import parse_settings, prepare_run
@@ -227,7 +230,8 @@ def report(out:Path, a, cfg, changes:dict, saves:list, fixed:dict, its:dict, tim
                  headline=dict(iteration=chosen, rows=head, vs_random_subset=vs_r, vs_initial=vs_i,
                                                        bar_met=all(g['beats']
                                                                    for g in [*vs_r.values(), *vs_i.values()])),
-                 run_timings=run.stages.timings, wall_s=round(time.time() - t0, 1), pool=len(run.x), set_size=set_size)
+                 run_timings=run.stages.timings, wall_s=round(time.time() - t0, 1), pool=len(run.x), set_size=set_size,
+                 provenance=provenance(__file__, a.argv, t0=t0))
     save_json(out/'budget_study.json', study)
     atomic_write_bytes(out/'budget_study.md', (tables(study) + '\n').encode())
     figure(study).write_html(str(out/'budget_study.html'), include_plotlyjs=True)

@@ -17,6 +17,8 @@ Writes OUT/headroom.json (every row) and OUT/headroom.md (the table).
 from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
+from benchmarks.provenance import provenance
 
 METHODS = ('no_pretrain', 'random_subset', 'full_data_kd')
 
@@ -120,7 +122,7 @@ def main(argv=None):
     from kdd_explore.pipeline import get_config
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     teacher, epoch = teacher_path(a.teacher, out) if a.teacher else (None, None)
-    lines = []
+    lines, t0 = [], time.time()
     for text in a.tries or ['']:
         changes = parse_try(text)
         try:
@@ -130,7 +132,8 @@ def main(argv=None):
         except KddError as e: sys.exit(f"--try {text!r}: {e}")
         folder = out/(slug(changes) + (f'_t{epoch}' if epoch else ''))
         lines += summarize(changes, headroom_rows(cfg, folder, progress=not a.quiet), epoch)
-        save_json(out/'headroom.json', dict(lines=lines, dataset=a.dataset, config=a.config, teacher=teacher))
+        save_json(out/'headroom.json', dict(lines=lines, dataset=a.dataset, config=a.config, teacher=teacher,
+                                            provenance=provenance(__file__, argv, t0=t0)))
     md = markdown(lines)
     atomic_write_bytes(out/'headroom.md', (md + '\n').encode())
     print(md)

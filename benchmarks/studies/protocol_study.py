@@ -13,8 +13,10 @@ Resumable: each student's run folder is reused, each (protocol, labels) result i
 Writes OUT/protocol_study.json (every row) and OUT/protocol_study.md (the matrix).
 """
 from __future__ import annotations
-import argparse, dataclasses, functools, json, time
+import argparse, dataclasses, functools, json, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
+from benchmarks.provenance import provenance
 
 STUDENTS = {'depth4': dict(depth=4, first_padding=1), 'padded3': dict(depth=3, first_padding='reference')}
 PROBES = [('standard', 'pool'), ('standard', 'full'), ('reference', 'pool'), ('reference', 'full')]
@@ -85,7 +87,7 @@ def main(argv=None):
     from kdd_explore.core import save_json, atomic_write_bytes
     from kdd_explore.core import RunLock
     from kdd_explore.pipeline import prepare_run
-    out, rows, timings = Path(a.out), [], {}
+    out, rows, timings, t_start = Path(a.out), [], {}, time.time()
     probes = [tuple(p.split('/')) for p in a.probes.split(',')]
     if bad := [p for p in probes if p not in PROBES]:
         raise SystemExit(f"Unknown probe settings {['/'.join(p) for p in bad]}. Known: "
@@ -101,7 +103,8 @@ def main(argv=None):
         timings[student] = dict(run.stages.timings, total=round(time.time() - t0, 1))
     md = matrix_markdown(rows)
     save_json(out/'protocol_study.json', dict(rows=rows, timings=timings,
-                                              students={s: STUDENTS[s] for s in a.students.split(',')}))
+                                              students={s: STUDENTS[s] for s in a.students.split(',')},
+                                              provenance=provenance(__file__, argv, t0=t_start)))
     atomic_write_bytes(out/'protocol_study.md', (md + '\n').encode())
     print(md)
     return rows

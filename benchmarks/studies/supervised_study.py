@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse, dataclasses, json, os, platform, shutil, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
+from benchmarks.provenance import cpu_name
 
 # the factor rows: read on validation, at 300 iterations (the base row saves at 100, 300 and 500)
 V = dict(n_val=5000, saves=(300,))
@@ -60,11 +61,6 @@ TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval
             distill={'syn_steps': 4})
 EXPERT_KEYS = ('dataset', 'n_train', 'width', 'depth', 'first_padding', 'n_experts', 'expert_epochs',
                'expert_lr', 'expert_momentum', 'expert_weight_decay', 'expert_batch_size', 'augment', 'zca', 'seed')
-
-def cpu_name() -> str:
-    "The CPU's model name (from /proc/cpuinfo where there is one)."
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 def row_recipe(name:str, tiny:bool=False):
     "The recipe of row `name` (at toy size with `tiny`)."

@@ -12,6 +12,8 @@ labels (the standard probe: standardised features, full-batch L-BFGS, L2 1e-3, s
 from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
+from benchmarks.provenance import provenance
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -39,7 +41,8 @@ def main(argv=None):
                         f'L2 1e-3), trained on a stratified {", ".join(f"{f * 100:g}%" for f in fractions)} (seed 0) '
                         f'of the {len(data.y_train):,} training labels, top-1 % on the full {len(data.y_test):,}-image '
                         f'test split of {a.dataset}',
-               teacher_epoch=epoch or teacher.teacher_meta.get('epochs'), seconds=round(time.time() - t0, 1))
+               teacher_epoch=epoch or teacher.teacher_meta.get('epochs'), seconds=round(time.time() - t0, 1),
+               provenance=provenance(__file__, argv, t0=t0))
     print(json.dumps(res, indent=1))
     if a.record:
         t, m = load_artifact(path)
