@@ -27,15 +27,15 @@ __all__ = ['METHODS', 'STAGES', 'get_teacher', 'get_experts', 'get_subsets', 'ge
            'get_krr_st', 'kd_methods', 'evaluation_methods', 'transfer_methods', 'ablation_methods', 'kd_eval_data',
            'evaluate_all', 'Run', 'load_probe_data', 'slice_rows', 'spread_stages', 'prepare_run', 'run_pipeline',
            'RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'ConfigError', 'known_settings',
-           'setting_problem', 'parse_settings', 'get_config', 'variance_fit', 'check_config', 'adapted_lines',
-           'image_grid_uri', 'curves_figure', 'write_report', 'findings', 'findings_html', 'budget_html',
-           'krr_curve_html', 'build_report', 'BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'choose_iteration',
-           'budget_table', 'budget_figure', 'shipped_budget_study']
+           'setting_problem', 'get_config', 'variance_fit', 'check_config', 'adapted_lines', 'image_grid_uri',
+           'curves_figure', 'write_report', 'findings', 'findings_html', 'budget_html', 'krr_curve_html',
+           'build_report', 'BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'choose_iteration', 'budget_table',
+           'budget_figure', 'shipped_budget_study']
 
 # %% ../nbs/09c_pipeline.ipynb #fa90c79a
 from .recipes import (RECORDS, SUB_SETTINGS, CONFIGS, CHECKS, PipelineConfig, ConfigError,
                                  known_settings, setting_problem)
-from .recipes import parse_settings, get_config, variance_fit, check_config, adapted_lines
+from .recipes import get_config, variance_fit, check_config, adapted_lines
 # the run folder and the stage timer, shared with the supervised job
 from .recipes import open_run, Stages
 from .report import (image_grid_uri, curves_figure, write_report, findings, findings_html, budget_html,
@@ -44,7 +44,7 @@ from .report import (image_grid_uri, curves_figure, write_report, findings, find
 from .report import (BUDGET_PER_SET, BUDGET_FIXED, BUDGET_RULE, choose_iteration, budget_table,
                                 budget_figure, shipped_budget_study)
 _all_ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'ConfigError',
-         'known_settings', 'setting_problem', 'parse_settings', 'get_config', 'variance_fit',
+         'known_settings', 'setting_problem', 'get_config', 'variance_fit',
          'check_config', 'adapted_lines', 'image_grid_uri', 'curves_figure', 'write_report', 'findings',
          'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'BUDGET_PER_SET', 'BUDGET_FIXED',
          'BUDGET_RULE', 'choose_iteration', 'budget_table', 'budget_figure', 'shipped_budget_study']
