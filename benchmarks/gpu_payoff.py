@@ -134,7 +134,8 @@ def main(argv=None):
     from kdd_explore.evaluate import PretrainSet, compare, gap, gap_text
     from kdd_explore.kd import cached_representations
     from kdd_explore.models import build_model
-    from kdd_explore.pipeline import Run, Stages, get_config, get_subsets, get_teacher, load_probe_data, parse_settings
+    from kdd_explore.pipeline import Run, get_config, get_subsets, get_teacher, load_probe_data
+    from kdd_explore.recipes import Stages, parse_settings
     from k_study import HELD_OUT_SEED_KEY, first_k, last_tenth, record_short, short_epochs
     try:
         dev = get_device(a.device)

@@ -371,7 +371,7 @@ def cmd_supervised(args):
     # unknown settings stop here, before any work
     recipe = supervised_recipe(args.recipe, **supervised_settings(args.set))
     if getattr(args, 'root', None): os.environ['KDD_DATA'] = str(args.root)
-    res = supervised_job(recipe, args.out, device=args.device, progress=not args.quiet)
+    res = supervised_job(recipe, args.out, device=args.device, progress=not args.quiet, overwrite=args.overwrite)
     supervised_figure(res).write_html(Path(args.out)/'figure.html', include_plotlyjs=True)
     print(supervised_table(res))
     print(f"\nresults: {Path(args.out)/'results.json'}\nfigure:  {Path(args.out)/'figure.html'}")
@@ -387,6 +387,7 @@ def _add_supervised(sub):
                    help='change a setting (repeatable), VALUE read as JSON where it parses: ipc=10, n_train=2000, '
                         'augment=null, distill.syn_steps=10')
     p.add_argument('--out', default='runs/supervised', help='the run folder (a rerun continues where it stopped)')
+    p.add_argument('--overwrite', action='store_true', help='replace a run of another recipe in --out')
     p.add_argument('--root', default=None, help='dataset folder (default: $KDD_DATA or ~/.cache/kdd_explore/data)')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when present)')
     p.add_argument('--quiet', action='store_true', help='no progress output')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09c_pipeline.ipynb #b7c8df47
 from __future__ import annotations
-import contextlib, dataclasses, json, shutil, time
+import contextlib, dataclasses
 from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,92 +23,31 @@ from .distributed import (all_gather, barrier, dist_info, init_distributed, is_m
 from .evaluate import PretrainSet, compare, kd_method, kd_student, horizon_check
 
 # %% auto #0
-__all__ = ['METHODS', 'STAGES', 'open_run', 'Stages', 'get_teacher', 'get_experts', 'get_subsets', 'get_distilled',
-           'distill_summary', 'get_mtt_ssl', 'get_krr_st', 'kd_methods', 'evaluation_methods', 'transfer_methods',
-           'ablation_methods', 'kd_eval_data', 'evaluate_all', 'Run', 'load_probe_data', 'slice_rows', 'spread_stages',
-           'prepare_run', 'run_pipeline', 'RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig',
-           'ConfigError', 'known_settings', 'setting_problem', 'parse_settings', 'get_config', 'variance_fit',
-           'check_config', 'adapted_lines', 'image_grid_uri', 'curves_figure', 'write_report', 'findings',
-           'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'BUDGET_PER_SET', 'BUDGET_FIXED',
-           'BUDGET_RULE', 'choose_iteration', 'budget_table', 'budget_figure', 'shipped_budget_study']
+__all__ = ['METHODS', 'STAGES', 'get_teacher', 'get_experts', 'get_subsets', 'get_distilled', 'distill_summary', 'get_mtt_ssl',
+           'get_krr_st', 'kd_methods', 'evaluation_methods', 'transfer_methods', 'ablation_methods', 'kd_eval_data',
+           'evaluate_all', 'Run', 'load_probe_data', 'slice_rows', 'spread_stages', 'prepare_run', 'run_pipeline',
+           'RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'ConfigError', 'known_settings',
+           'setting_problem', 'get_config', 'variance_fit', 'check_config', 'adapted_lines', 'image_grid_uri',
+           'curves_figure', 'write_report', 'findings', 'findings_html', 'budget_html', 'krr_curve_html',
+           'build_report', 'BUDGET_PER_SET', 'BUDGET_FIXED', 'BUDGET_RULE', 'choose_iteration', 'budget_table',
+           'budget_figure', 'shipped_budget_study']
 
 # %% ../nbs/09c_pipeline.ipynb #fa90c79a
 from .recipes import (RECORDS, SUB_SETTINGS, CONFIGS, CHECKS, PipelineConfig, ConfigError,
                                  known_settings, setting_problem)
-from .recipes import parse_settings, get_config, variance_fit, check_config, adapted_lines, _put
+from .recipes import get_config, variance_fit, check_config, adapted_lines
+# the run folder and the stage timer, shared with the supervised job
+from .recipes import open_run, Stages
 from .report import (image_grid_uri, curves_figure, write_report, findings, findings_html, budget_html,
                                 krr_curve_html, build_report)
 # the budget study's readers
 from .report import (BUDGET_PER_SET, BUDGET_FIXED, BUDGET_RULE, choose_iteration, budget_table,
                                 budget_figure, shipped_budget_study)
 _all_ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'ConfigError',
-         'known_settings', 'setting_problem', 'parse_settings', 'get_config', 'variance_fit',
+         'known_settings', 'setting_problem', 'get_config', 'variance_fit',
          'check_config', 'adapted_lines', 'image_grid_uri', 'curves_figure', 'write_report', 'findings',
          'findings_html', 'budget_html', 'krr_curve_html', 'build_report', 'BUDGET_PER_SET', 'BUDGET_FIXED',
          'BUDGET_RULE', 'choose_iteration', 'budget_table', 'budget_figure', 'shipped_budget_study']
-
-# %% ../nbs/09c_pipeline.ipynb #45d235c9
-def _entries(out): return [p for p in out.iterdir() if p.name != '.lock']  # the run's own lock is not content
-
-def _clear(out):
-    "Delete what `out` holds, but not the lock of the run that clears it."
-    for p in _entries(out):
-        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
-        else: p.unlink()
-
-def _recipe(d:dict) -> dict:
-    "A configuration's settings as its recipe gave them (what the data changed put back, the records left out): what run folders are compared by."
-    # how the exact meta-gradient is computed (mode, memory budget)
-    # changes seconds and megabytes, never a result: not compared
-    d = json.loads(json.dumps(d))
-    for key, a in (d.get('adapted') or {}).items():
-        top, _, sub = key.partition('.')
-        if top in d and (not sub or isinstance(d[top], dict)): _put(d, key, a['recipe'])
-    if isinstance(d.get('distill'), dict):
-        d['distill'] = {k: v for k, v in d['distill'].items() if k not in ('mode', 'memory_budget_mb')}
-    return {k: v for k, v in d.items() if k not in RECORDS}
-
-def open_run(out:str|Path, # the run folder
-             config:PipelineConfig, # this run's configuration
-             overwrite:bool=False, # clear a folder that holds another configuration's run
-            ) -> Path:
-    "Create or reopen a run folder for `config`, refusing a file, or a folder of another configuration unless `overwrite`."
-    out = check_folder(out); cfg_path = out/'config.json'
-    if cfg_path.exists():
-        old, new = _recipe(load_json(cfg_path)), _recipe(config.to_dict())
-        if old != new:
-            if not overwrite:
-                # a setting only one of them has counts
-                diff = sorted(k for k in set(old) | set(new) if old.get(k, KeyError) != new.get(k, KeyError))
-                raise KddError(f"{out} holds a run with another configuration (different: {', '.join(diff)}). "
-                               "Choose another --out folder, or pass overwrite=True (--overwrite) to replace that run.")
-            _clear(out)
-    elif out.exists() and _entries(out) and not overwrite:
-        raise KddError(f"{out} is not empty and holds no kdd_explore run (no config.json). Choose an empty or new "
-                       "folder, or pass overwrite=True.")
-    elif out.exists() and overwrite: _clear(out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_json(cfg_path, config.to_dict())
-    return out
-
-# %% ../nbs/09c_pipeline.ipynb #912ecaf5
-class Stages:
-    "Runs named stages in order, printing progress and recording each stage's seconds."
-    def __init__(self, names:list[str], # the stages, in order
-                 progress:bool=True, # print a line per stage
-                ):
-        self.names, self.progress, self.timings = list(names), progress, {}
-    def run(self, name:str, # which stage
-            fn, # the function to call
-            *args, **kwargs):
-        "Run `fn(*args, **kwargs)` as stage `name` and record its time."
-        i = self.names.index(name) + 1
-        if self.progress: print(f"[{i}/{len(self.names)}] {name} ...", flush=True)
-        t0 = time.time()
-        res = fn(*args, **kwargs)
-        self.timings[name] = round(time.time() - t0, 2)
-        if self.progress: print(f"[{i}/{len(self.names)}] {name} done in {self.timings[name]:.1f}s", flush=True)
-        return res
 
 # %% ../nbs/09c_pipeline.ipynb #28d2d352
 def get_teacher(cfg:PipelineConfig, # the run's configuration

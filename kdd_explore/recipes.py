@@ -4,10 +4,11 @@
 
 # %% ../nbs/09a_recipes.ipynb #a83c4a68
 from __future__ import annotations
-import dataclasses, json, math
+import dataclasses, json, math, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from .core import KddError, artifact_exists, read_meta, parse_key_values
+from .core import (KddError, artifact_exists, read_meta, parse_key_values, check_folder, load_json,
+                              save_json)
 from .data import DatasetInfo, stratified_counts
 from .models import build_model
 from .ssl import TEACHER_ARCHS, SSL_LOSSES, shipped_teacher
@@ -18,7 +19,7 @@ from .probe import PROBE_PROTOCOLS
 
 # %% auto #0
 __all__ = ['RECORDS', 'SUB_SETTINGS', 'CONFIGS', 'CHECKS', 'PipelineConfig', 'ConfigError', 'known_settings', 'setting_problem',
-           'parse_settings', 'get_config', 'variance_fit', 'check_config', 'adapted_lines']
+           'parse_settings', 'get_config', 'variance_fit', 'check_config', 'adapted_lines', 'open_run', 'Stages']
 
 # %% ../nbs/09a_recipes.ipynb #efa8a57f
 @dataclass
@@ -487,3 +488,76 @@ def adapted_lines(cfg:PipelineConfig, # a configuration `check_config` fitted to
                  ) -> list[str]:
     "One line per setting the data changed: recipe value -> value used (why)."
     return [f"{k}: {_show(a['recipe'])} -> {_show(a['used'])} ({a['why']})" for k, a in cfg.adapted.items()]
+
+# %% ../nbs/09a_recipes.ipynb #91c9c8db
+def _entries(out): return [p for p in out.iterdir() if p.name != '.lock']  # the run's own lock is not content
+
+def _clear(out):
+    "Delete what `out` holds, but not the lock of the run that clears it."
+    for p in _entries(out):
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+        else: p.unlink()
+
+def _as_dict(config) -> dict:
+    "A recipe as `config.json` holds it: its `to_dict()`, or a dataclass's fields."
+    if hasattr(config, 'to_dict'): return config.to_dict()
+    if dataclasses.is_dataclass(config) and not isinstance(config, type): return dataclasses.asdict(config)
+    raise KddError(f"A run folder needs a recipe (a PipelineConfig, a SupervisedRecipe: anything with to_dict(), or a "
+                   f"dataclass), got {type(config).__name__}.")
+
+def _recipe(d:dict) -> dict:
+    "A configuration's settings as its recipe gave them (what the data changed put back, the records left out): what run folders are compared by."
+    # how the exact meta-gradient is computed (mode, memory budget)
+    # changes seconds and megabytes, never a result: not compared
+    d = json.loads(json.dumps(d))
+    for key, a in (d.get('adapted') or {}).items():
+        top, _, sub = key.partition('.')
+        if top in d and (not sub or isinstance(d[top], dict)): _put(d, key, a['recipe'])
+    if isinstance(d.get('distill'), dict):
+        d['distill'] = {k: v for k, v in d['distill'].items() if k not in ('mode', 'memory_budget_mb')}
+    return {k: v for k, v in d.items() if k not in RECORDS}
+
+def open_run(out:str|Path, # the run folder
+             config, # this run's recipe: a `PipelineConfig`, a `SupervisedRecipe` (anything with `to_dict()`, or a dataclass)
+             overwrite:bool=False, # clear a folder that holds another configuration's run
+            ) -> Path:
+    "Create or reopen a run folder for `config`, refusing a file, or a folder of another configuration unless `overwrite`."
+    out, new = check_folder(out), _as_dict(config)
+    cfg_path = out/'config.json'
+    if cfg_path.exists():
+        old, now = _recipe(load_json(cfg_path)), _recipe(new)
+        if old != now:
+            if not overwrite:
+                # a setting only one of them has counts
+                diff = sorted(k for k in set(old) | set(now) if old.get(k, KeyError) != now.get(k, KeyError))
+                more = f" and {len(diff) - 8} more" if len(diff) > 8 else ''
+                raise KddError(f"{out} holds a run with another configuration (different: {', '.join(diff[:8])}{more}). "
+                               "Choose another --out folder, or pass overwrite=True (--overwrite) to replace that run.")
+            _clear(out)
+    elif out.exists() and _entries(out) and not overwrite:
+        raise KddError(f"{out} is not empty and holds no kdd_explore run (no config.json). Choose an empty or new "
+                       "folder, or pass overwrite=True (--overwrite) to clear it.")
+    elif out.exists() and overwrite: _clear(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(cfg_path, new)
+    return out
+
+# %% ../nbs/09a_recipes.ipynb #00836b40
+class Stages:
+    "Runs named stages in order, printing progress and recording each stage's seconds (a stage run again adds up)."
+    def __init__(self, names:list[str], # the stages, in order
+                 progress:bool=True, # print a line per stage
+                ):
+        self.names, self.progress, self.timings = list(names), progress, {}
+    def run(self, name:str, # which stage
+            fn, # the function to call
+            *args, **kwargs):
+        "Run `fn(*args, **kwargs)` as stage `name` and record its time."
+        i = self.names.index(name) + 1
+        if self.progress: print(f"[{i}/{len(self.names)}] {name} ...", flush=True)
+        t0 = time.time()
+        res = fn(*args, **kwargs)
+        took = time.time() - t0
+        self.timings[name] = round(self.timings.get(name, 0.) + took, 2)
+        if self.progress: print(f"[{i}/{len(self.names)}] {name} done in {took:.1f}s", flush=True)
+        return res

@@ -12,21 +12,21 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 from .core import (KddError, DatasetError, ArtifactError, derive_seed, make_generator, save_json, load_json,
-                              artifact_exists, read_meta, get_device, mean_std)
+                              artifact_exists, read_meta, get_device, mean_std, check_folder, RunLock)
 from .models import build_model
 from .augment import augmenter, ZCA
 from .kd import Experts, record_experts, soft_cross_entropy, train_kd, experts_objective
 from .metagrad import model_forward, minibatch_schedule, unroll_match
 from .distill import (SyntheticSet, DistillConfig, DistillHistory, _distill_loop,
                                  _check_objective, matching_loss, distill)
-from .recipes import parse_settings
+from .recipes import parse_settings, open_run, Stages, _entries
 
 # %% auto #0
-__all__ = ['SUPERVISED_PRESETS', 'SUPERVISED_RECIPES', 'SUPERVISED_SETTINGS', 'PUBLISHED', 'one_hot_targets', 'per_class_indices',
-           'set_labels', 'supervised_arch', 'record_supervised_experts', 'accuracy', 'ce_step_loss', 'ce_maker',
-           'SupervisedConfig', 'check_supervised', 'distill_supervised', 'supervised_matching_loss', 'evaluate_set',
-           'SupervisedRecipe', 'supervised_recipe', 'supervised_settings', 'supervised_job', 'supervised_table',
-           'supervised_figure']
+__all__ = ['SUPERVISED_PRESETS', 'SUPERVISED_RECIPES', 'SUPERVISED_SETTINGS', 'SUPERVISED_STAGES', 'PUBLISHED', 'one_hot_targets',
+           'per_class_indices', 'set_labels', 'supervised_arch', 'record_supervised_experts', 'accuracy',
+           'ce_step_loss', 'ce_maker', 'SupervisedConfig', 'check_supervised', 'distill_supervised',
+           'supervised_matching_loss', 'evaluate_set', 'SupervisedRecipe', 'supervised_recipe', 'supervised_settings',
+           'open_supervised_run', 'supervised_job', 'supervised_table', 'supervised_figure']
 
 # %% ../nbs/06a_supervised.ipynb #8415f6fe
 def one_hot_targets(y:torch.Tensor, # N integer labels
@@ -353,6 +353,26 @@ def supervised_settings(items:list, # 'KEY=VALUE' strings, as typed after `--set
         else: out[key] = value
     return out
 
+# %% ../nbs/06a_supervised.ipynb #9e27fd2d
+def _recipe_dict(d:dict) -> dict:
+    "A recipe as an older `results.json` names it, with the settings added since at their defaults (as they ran then)."
+    try: return asdict(SupervisedRecipe(**d))
+    except TypeError: return d  # a setting this version does not have: compared as it is, and refused
+
+def open_supervised_run(out:str|Path, # the run folder
+                        recipe:SupervisedRecipe, # the run's recipe
+                        overwrite:bool=False, # clear a folder that holds another recipe's run
+                       ) -> Path:
+    "Create or reopen the run folder of a supervised recipe (`open_run`), giving a folder written before `config.json` the one it implies."
+    out = check_folder(out)
+    if out.is_dir() and not (out/'config.json').exists():
+        old = load_json(out/'results.json') if (out/'results.json').exists() else {}
+        if old.get('kind') == 'supervised_results' and isinstance(old.get('recipe'), dict):
+            save_json(out/'config.json', _recipe_dict(old['recipe']))
+        elif [p.name for p in _entries(out)] == ['experts'] and (out/'experts').is_dir():
+            save_json(out/'config.json', asdict(recipe))
+    return open_run(out, recipe, overwrite)
+
 # %% ../nbs/06a_supervised.ipynb #7044d371
 def _split(recipe, progress):
     "(pool, validation or None, test, info): normalised (and whitened) image tensors with their labels."
@@ -382,34 +402,41 @@ def _split(recipe, progress):
         if xv is not None: xv = zca(xv)
     return (x, pool.y_train), ((xv, yv) if xv is not None else None), (xt, pool.y_test), dict(data=pool, zca=zca)
 
+SUPERVISED_STAGES = ['data', 'experts', 'random_real', 'distill', 'tests']  # as `Stages` times them
+
 def supervised_job(recipe:SupervisedRecipe|str, # a recipe or its name
-                   out:str|Path, # the run folder (resumable)
+                   out:str|Path, # the run folder (resumable; it locks it)
                    device:str|None=None, # where to compute (default: cuda when present)
-                   progress:bool=True, # progress bars
+                   progress:bool=True, # progress bars and a line per stage
+                   overwrite:bool=False, # replace a run of another recipe in `out`
                   ) -> dict:
     "Run a supervised distillation recipe end to end into `out` (experts, distillation to every save, tests) and return `results.json`'s content."
     recipe = supervised_recipe(recipe) if isinstance(recipe, str) else recipe.check()
-    out, dev, t_start = Path(out), get_device(device), time.time()
-    out.mkdir(parents=True, exist_ok=True)
-    (x, y), val, (xt, yt), info = _split(recipe, progress)
+    with RunLock(check_folder(out)):  # one run at a time in `out`
+        return _run_stages(recipe, open_supervised_run(out, recipe, overwrite), get_device(device), progress)
+
+def _run_stages(recipe, out, dev, progress):
+    "The stages of `supervised_job`, in its opened and locked folder."
+    t_start, st = time.time(), Stages(SUPERVISED_STAGES, progress)
+    (x, y), val, (xt, yt), info = st.run('data', _split, recipe, progress)
     data, k = info['data'], info['data'].n_classes
     arch = supervised_arch(data.shape, k, recipe.width, recipe.depth, recipe.first_padding)
     cfg = recipe.config()
     res = dict(kind='supervised_results', recipe=asdict(recipe), arch=arch, dataset=data.meta(), n_pool=len(y),
                n_val=recipe.n_val, n_test=len(yt), published=PUBLISHED.get((recipe.dataset.removesuffix('_jpeg'),
-                                                                            recipe.ipc)), saves={}, seconds={})
+                                                                            recipe.ipc)), saves={})
     # a resumed run adds to the times
-    if (out/'results.json').exists(): res['seconds'] = dict(load_json(out/'results.json').get('seconds', {}), total=0.)
-    t_before = res['seconds'].pop('total', 0.)
-    write = lambda: save_json(out/'results.json', dict(res,
-                                                       seconds=dict(res['seconds'],
-                                                                    total=round(t_before + time.time() - t_start, 1))))
-    t = time.time()
-    experts = record_supervised_experts(arch, x.to(dev), y.to(dev), recipe.n_experts, recipe.expert_epochs,
-                                        recipe.expert_lr, recipe.expert_batch_size, recipe.expert_momentum,
-                                        recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed,
-                                        out=out/'experts', progress=progress, meta={'dataset': data.meta()})
-    res['seconds']['experts'] = round(res['seconds'].get('experts', 0.) + time.time() - t, 1)
+    before = load_json(out/'results.json').get('seconds', {}) if (out/'results.json').exists() else {}
+    def write():
+        "`results.json` as it stands, with every call's seconds added up."
+        res['seconds'] = dict(before, **{s: round(before.get(s, 0.) + v, 1) for s, v in st.timings.items()},
+                              total=round(before.get('total', 0.) + time.time() - t_start, 1))
+        res['timings'] = dict(st.timings)  # this call's, as the pipeline's results.json has them
+        save_json(out/'results.json', res)
+    experts = st.run('experts', record_supervised_experts, arch, x.to(dev), y.to(dev), recipe.n_experts,
+                     recipe.expert_epochs, recipe.expert_lr, recipe.expert_batch_size, recipe.expert_momentum,
+                     recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed, out=out/'experts',
+                     progress=progress, meta={'dataset': data.meta()})
     idx = per_class_indices(y, recipe.ipc, k, seed=recipe.seed)
     syn0 = SyntheticSet.from_real(x.to(dev), one_hot_targets(y, k).to(dev), idx.to(dev), lr=cfg.lr_init,
                                   meta=dict(dataset=data.meta(), arch=arch, init='random_per_class',
@@ -427,22 +454,22 @@ def supervised_job(recipe:SupervisedRecipe|str, # a recipe or its name
         got = dict(test={k: v for k, v in ev.items() if k != 'val'}, **({'val': ev['val']} if val is not None else {}),
                    lr=round(float(lr), 5), seconds=round(time.time() - t, 1))
         save_json(f, got); return got
-    res['random_real'] = test(syn0, recipe.real_lr, 'random_real'); write()
+    def distilled(s):
+        "The set at save `s`: read back when an earlier call saved it (the distillation is past it), else distilled on."
+        if artifact_exists(out/f'set_{s}'): return SyntheticSet.load(out/f'set_{s}', device=dev)
+        syn, _ = distill_supervised(experts, syn0, dataclasses.replace(cfg, iterations=s), out=out/'distill',
+                                    progress=progress)
+        syn.save(out/f'set_{s}'); return syn
+    res['random_real'] = st.run('random_real', test, syn0, recipe.real_lr, 'random_real'); write()
     res['matching_loss_start'] = round(supervised_matching_loss(experts, syn0, cfg), 4)
-    syn, t_distill = syn0, 0.
     for s in sorted(recipe.saves):
-        # saved by an earlier call: the distillation is past it
-        if artifact_exists(out/f'set_{s}'): syn = SyntheticSet.load(out/f'set_{s}', device=dev)
-        else:
-            t = time.time()
-            syn, _ = distill_supervised(experts, syn0, dataclasses.replace(cfg, iterations=s),
-                                        out=out/'distill', progress=progress)
-            t_distill += time.time() - t
-            syn.save(out/f'set_{s}')
-        res['saves'][str(s)] = dict(test(syn, syn.lr, f'set_{s}'), learned_lr=round(float(syn.lr), 5),
-                                    matching_loss=round(supervised_matching_loss(experts, syn, cfg), 4))
-        res['seconds']['distill'] = round(res['seconds'].get('distill', 0.) + t_distill, 1); t_distill = 0.; write()
-    res['random_real_at_learned_lr'] = test(syn0, syn.lr, 'random_real_at_learned_lr')
+        syn = st.run('distill', distilled, s)
+        res['saves'][str(s)] = st.run('tests', lambda: dict(test(syn, syn.lr, f'set_{s}'),
+                                                            learned_lr=round(float(syn.lr), 5),
+                                                            matching_loss=round(supervised_matching_loss(experts, syn,
+                                                                                                         cfg), 4)))
+        write()
+    res['random_real_at_learned_lr'] = st.run('tests', test, syn0, syn.lr, 'random_real_at_learned_lr')
     hist = DistillHistory.load(out/'distill'/'history')
     res['history'] = dict(loss=[round(r['loss'], 4) for r in hist.records],
                           lr=[round(r['lr'], 6) for r in hist.records])

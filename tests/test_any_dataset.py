@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from kdd_explore.core import KddError
 from kdd_explore.data import DatasetInfo, dataset_info
-from kdd_explore.pipeline import METHODS, ConfigError, PipelineConfig, get_config, parse_settings, run_pipeline
+from kdd_explore.pipeline import METHODS, ConfigError, PipelineConfig, get_config, run_pipeline
+from kdd_explore.recipes import parse_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

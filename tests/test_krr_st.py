@@ -200,7 +200,8 @@ def test_nan_is_rolled_back_then_stops(tmp_path):
 
 def test_pipeline_settings_switch_krr_st_on_and_fit_it_to_the_data():
     from kdd_explore.data import dataset_info
-    from kdd_explore.pipeline import ConfigError, PipelineConfig, get_config, parse_settings
+    from kdd_explore.pipeline import ConfigError, PipelineConfig, get_config
+    from kdd_explore.recipes import parse_settings
     info = dataset_info('fashion_mnist')
     on = parse_settings(['distilled_baselines=["mkdt_random_init","mtt_ssl","krr_st"]', 'krr_st.iterations=50'])
     cfg = get_config('quickstart', **on)

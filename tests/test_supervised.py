@@ -10,7 +10,7 @@ from kdd_explore.metagrad import minibatch_schedule, unroll_match
 from kdd_explore.distill import SyntheticSet, DistillConfig, distill
 from kdd_explore.supervised import (SupervisedConfig, ce_maker, one_hot_targets, per_class_indices,
                                     record_supervised_experts, distill_supervised, supervised_recipe, supervised_job,
-                                    supervised_settings, evaluate_set)
+                                    supervised_settings, evaluate_set, open_supervised_run)
 from conftest import ROOT
 
 ARCH = dict(name='convnet', in_channels=1, im_size=8, width=4, depth=2, out_dim=5, norm='instance', first_padding=1)
@@ -135,9 +135,65 @@ def test_cli_runs_a_toy_recipe_and_reports_a_typo(tmp_path):
     assert 'distilled, 2 iterations' in r.stdout and (tmp_path/'s'/'figure.html').exists()
     res = json.loads((tmp_path/'s'/'results.json').read_text())
     assert res['complete'] and res['recipe']['n_train'] == 400
+    other = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'supervised', '--out', str(tmp_path/'s'), '--quiet']
+                           + tiny + ['--set', 'seed=1'], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert (other.returncode == 2 and 'different: seed' in other.stderr and '--overwrite' in other.stderr
+            and 'Traceback' not in other.stderr)
+    assert json.loads((tmp_path/'s'/'results.json').read_text()) == res  # refused: the run is kept
     bad = subprocess.run([sys.executable, '-m', 'kdd_explore.cli', 'supervised', '--out', str(tmp_path/'t'),
                           '--set', 'distill.lr_imgs=1'],
                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert (bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
             and "--set: unknown setting 'distill.lr_imgs'" in bad.stderr)
     assert not (tmp_path/'t').exists()
+
+# --- the run folder: the pipeline's open_run and Stages
+# ---------------------------------------------------------------------------------------------------------------
+TINY = dict(n_train=400, n_test=500, n_experts=1, expert_epochs=3, expert_batch_size=64, saves=(2,), eval_epochs=3,
+            eval_seeds=(0,), distill={'syn_steps': 2})
+
+def _files(out):
+    "Every file under `out` (but the lock) -> its bytes."
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob('*') if p.is_file() and p.name != '.lock'}
+
+def test_supervised_folder_refuses_another_recipe_resumes_the_same_and_overwrite_replaces(tmp_path):
+    "A toy run: the same recipe resumes with no new work, another is refused (naming the setting and --overwrite) and loses nothing, overwrite=True replaces it."
+    a, out = supervised_recipe('fashion_mnist_1ipc', **TINY), tmp_path/'run'
+    first = supervised_job(a, out, progress=False)
+    assert json.loads((out/'config.json').read_text())['seed'] == 0 and first['complete']
+    assert set(first['timings']) == {'data', 'experts', 'random_real', 'distill', 'tests'}
+    assert {'experts', 'distill', 'total'} <= set(first['seconds'])
+    before = _files(out)
+    again = supervised_job(a, out, progress=False)
+    for key in ('saves', 'random_real', 'random_real_at_learned_lr', 'matching_loss_start', 'history', 'chosen'):
+        assert again[key] == first[key], key
+    after = _files(out)
+    # no new work: the experts, the distillation, the sets and their tests are read back as they were
+    assert {k for k in before if before[k] != after.get(k)} <= {'results.json', 'config.json'} and set(after) == set(before)
+    assert again['timings']['experts'] < 1 and again['timings']['distill'] < 1
+    assert again['seconds']['total'] > first['seconds']['total']  # a resumed run adds its time
+    b = dataclasses.replace(a, seed=1)
+    with pytest.raises(KddError, match=r'another configuration \(different: seed\)\. .*--overwrite'):
+        supervised_job(b, out, progress=False)
+    assert _files(out) == after  # refused: nothing lost or changed
+    res = supervised_job(b, out, progress=False, overwrite=True)
+    assert res['recipe']['seed'] == 1 and json.loads((out/'config.json').read_text())['seed'] == 1
+    # replaced: no time of the old run carried over
+    assert all(res['seconds'][k] == round(v, 1) for k, v in res['timings'].items())
+
+def test_folders_from_before_config_json_are_opened_for_their_recipe(tmp_path):
+    "A row folder of the old job (results.json, no config.json) resumes for its recipe and refuses another losing nothing; one with only experts/ (the study copies them in) is this recipe's."
+    a = supervised_recipe('fashion_mnist_1ipc', **TINY)
+    old = tmp_path/'old'; old.mkdir()
+    (old/'results.json').write_text(json.dumps(dict(kind='supervised_results', recipe=dataclasses.asdict(a))))
+    (old/'experts').mkdir(); (old/'experts'/'experts.json').write_text('{}')
+    with pytest.raises(KddError, match=r'different: n_experts\)'):
+        open_supervised_run(old, dataclasses.replace(a, n_experts=2))
+    assert sorted(p.relative_to(old).as_posix() for p in old.rglob('*')) == [
+        'config.json', 'experts', 'experts/experts.json', 'results.json']
+    open_supervised_run(old, a)
+    ex = tmp_path/'ex'; (ex/'experts').mkdir(parents=True)
+    open_supervised_run(ex, a)
+    assert json.loads((ex/'config.json').read_text())['n_experts'] == 1
+    with pytest.raises(KddError, match='holds no kdd_explore run'):
+        (tmp_path/'mine').mkdir(); (tmp_path/'mine'/'notes.txt').write_text('x'); open_supervised_run(tmp_path/'mine', a)

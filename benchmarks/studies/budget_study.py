@@ -177,7 +177,8 @@ def main(argv=None):
     a.argv = list(sys.argv[1:] if argv is None else argv)  # for the provenance
     import dataclasses
     from kdd_explore.core import KddError, RunLock
-    from kdd_explore.pipeline import parse_settings, prepare_run
+    from kdd_explore.pipeline import prepare_run
+    from kdd_explore.recipes import parse_settings
     saves = sorted({int(s) for s in a.saves.split(',')})
     if not saves or saves[0] < 1: sys.exit(f"--saves takes iterations >= 1, got {a.saves!r}.")
     need_dataset(a.dataset)

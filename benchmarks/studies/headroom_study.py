@@ -62,7 +62,8 @@ def headroom_rows(cfg, out:Path, progress:bool=True) -> list[dict]:
     from kdd_explore.data import dataset_info, load_dataset
     from kdd_explore.evaluate import PretrainSet, compare, expert_encoder, kd_method, kd_student
     from kdd_explore.kd import cached_representations
-    from kdd_explore.pipeline import get_experts, get_subsets, get_teacher, kd_eval_data, load_probe_data, open_run
+    from kdd_explore.pipeline import get_experts, get_subsets, get_teacher, kd_eval_data, load_probe_data
+    from kdd_explore.recipes import open_run
     path = out/'headroom_rows.json'
     if path.exists(): return load_json(path)['rows']
     cfg = cfg.check(dataset_info(cfg.dataset, seed=cfg.seed, **cfg.dataset_options))

@@ -137,7 +137,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from budget_study import need_dataset, study_config
     from kdd_explore.core import KddError, RunLock, derive_seed, save_json
-    from kdd_explore.pipeline import parse_settings, prepare_run
+    from kdd_explore.pipeline import prepare_run
+    from kdd_explore.recipes import parse_settings
     ks, saves = sorted({int(k) for k in a.ks.split(',')}), sorted({int(s) for s in a.saves.split(',')})
     need_dataset(a.dataset)
     try:

@@ -84,7 +84,8 @@ def main(argv=None):
     from kdd_explore.data import load_dataset
     from kdd_explore.evaluate import PretrainSet, pretrain_kd
     from kdd_explore.kd import high_loss_indices, random_indices
-    from kdd_explore.pipeline import parse_settings, prepare_run
+    from kdd_explore.pipeline import prepare_run
+    from kdd_explore.recipes import parse_settings
     need_dataset(a.dataset)
     changes = {**(TINY if a.tiny else {}), **parse_settings(a.settings)}
     if a.teacher: changes['teacher'] = a.teacher

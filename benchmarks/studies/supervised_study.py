@@ -6,7 +6,8 @@
 
 Each row is one `kdd_explore.supervised.supervised_job` run (experts, distillation, tests) in OUT/<row>, resumable, and
 the rows are collected into OUT/supervised_study.json (copied to benchmarks/results/ by hand when a study is shipped).
-Rows with the same expert settings reuse one recording of the experts. The factor rows change one setting of `base`
+Rows with the same expert settings reuse one recording of the experts (copied into the row's folder once the folder
+is opened for the row's recipe). The factor rows change one setting of `base`
 (Fashion-MNIST, 1 image per class: the depth-3 student padded as the reference code, MTT's experts with DSA, 20 inner
 steps, fixed labels) at a time, and are read at 300 iterations (the base row saves at 100, 300 and 500: 300 is where it
 has settled, and it saves 40% of each row's time). Every Fashion-MNIST row is read on a validation split (5,000 training images outside the
@@ -135,7 +136,7 @@ def main(argv=None):
                                                            "OUT/supervised_study.json (images included)")
     a = ap.parse_args(argv)
     import torch
-    from kdd_explore.supervised import supervised_job
+    from kdd_explore.supervised import supervised_job, open_supervised_run
     names = [r.strip() for r in a.rows.split(',') if r.strip()]
     bad = [r for r in names if r not in ROWS]
     if bad: sys.exit(f"Unknown rows {bad}. Known: {', '.join(ROWS)}.")
@@ -167,6 +168,9 @@ def main(argv=None):
         save_json(study_file, study); return study
     for name in names:
         recipe = row_recipe(name, a.tiny)
+        # the row's folder is claimed for its recipe (another recipe's run there is refused, and nothing is copied
+        # into it) before experts are copied in
+        open_supervised_run(out/name, recipe)
         reuse_experts(out, name, recipe)
         t = time.time()
         print(f"== {name}: {ROWS[name][2]}", flush=True)
