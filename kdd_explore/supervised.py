@@ -192,6 +192,7 @@ SUPERVISED_PRESETS = {
 def check_supervised(experts:Experts, # supervised experts
                      syn:SyntheticSet, # the set to distil (label rows as targets)
                      config:SupervisedConfig, # the settings
+                     every_class:bool=True, # require an image of every class (a starting set; learned labels may move an image's class later)
                     ):
     "Refuse, before any work, experts, a set or settings that do not fit together (one message saying what was mixed)."
     _check_objective(experts, ('ce',), 'distill_supervised',
@@ -210,7 +211,7 @@ def check_supervised(experts:Experts, # supervised experts
     if syn.targets.ndim != 2 or syn.targets.shape[1] != k:
         raise KddError(f"The set's label rows are {tuple(syn.targets.shape)}, but the experts classify into {k} "
                        f"classes: use one_hot_targets(labels, {k}) as the targets.")
-    missing = sorted(set(range(k)) - set(set_labels(syn).tolist()))
+    missing = sorted(set(range(k)) - set(set_labels(syn).tolist())) if every_class else []
     if missing:
         raise DatasetError(f"Classes {missing[:10]} have no image in the synthetic set: start it with "
                            "per_class_indices (every class gets ipc images).")
@@ -232,7 +233,7 @@ def supervised_matching_loss(experts:Experts, # supervised experts
                              config:SupervisedConfig, # syn_steps, expert_epochs, max_start_epoch, batch_syn, augment, seed
                             ) -> float:
     "Mean matching loss of `syn` over every expert and start epoch, with the supervised inner loss (no update)."
-    check_supervised(experts, syn, config)
+    check_supervised(experts, syn, config, every_class=False)  # a distilled set's learned labels may have moved
     return matching_loss(experts, syn, config, make_step_loss=ce_maker(config.syn_steps, config.batch_syn,
                                                                        config.augment, config.seed))
 

@@ -1,5 +1,5 @@
 "Supervised trajectory matching: the cross-entropy meta-gradient against a plain unroll (float64), bad input, the CLI (the CI-sized run that distils is nbs/06a_supervised's toy `supervised_job`)."
-import dataclasses, json, os, subprocess, sys
+import dataclasses, json, math, os, subprocess, sys
 import pytest, torch
 import torch.nn.functional as F
 from kdd_explore.core import DatasetError, KddError
@@ -10,7 +10,8 @@ from kdd_explore.metagrad import minibatch_schedule, unroll_match
 from kdd_explore.distill import SyntheticSet, DistillConfig, distill
 from kdd_explore.supervised import (SupervisedConfig, ce_maker, one_hot_targets, per_class_indices,
                                     record_supervised_experts, distill_supervised, supervised_recipe, supervised_job,
-                                    supervised_settings, evaluate_set, open_supervised_run)
+                                    supervised_settings, evaluate_set, open_supervised_run, set_labels,
+                                    supervised_matching_loss)
 from conftest import ROOT
 
 ARCH = dict(name='convnet', in_channels=1, im_size=8, width=4, depth=2, out_dim=5, norm='instance', first_padding=1)
@@ -90,6 +91,18 @@ def test_labels_out_of_range_and_missing_classes_are_refused():
     syn = SyntheticSet.from_real(x, one_hot_targets(torch.tensor([0, 1, 1, 3, 4] * 8), 5), torch.arange(5), lr=0.01)
     with pytest.raises(DatasetError, match=r'Classes \[2\] have no image'):
         distill_supervised(ex, syn, SupervisedConfig(iterations=1, syn_steps=2, max_start_epoch=1))
+
+def test_a_set_whose_learned_labels_moved_a_class_still_has_a_matching_loss():
+    "Learned labels may make an image stand for another class: the set is scored, only a starting set must cover every class."
+    ex, x, y = _tiny_experts()
+    cfg = SupervisedConfig(iterations=1, syn_steps=2, max_start_epoch=1)
+    syn = SyntheticSet.from_real(x, one_hot_targets(y, 5), per_class_indices(y, 1, 5), lr=0.01)
+    moved = syn.targets.clone(); moved[2] = torch.tensor([0., 0., 0.4, 0.6, 0.])  # class 2's image now reads as 3
+    learned = SyntheticSet(syn.images, moved, syn.lr)
+    assert 2 not in set_labels(learned).tolist()
+    loss, start = supervised_matching_loss(ex, learned, cfg), supervised_matching_loss(ex, syn, cfg)
+    assert math.isfinite(loss) and loss != start  # scored, and the labels count
+    with pytest.raises(DatasetError, match=r'Classes \[2\] have no image'): distill_supervised(ex, learned, cfg)
 
 def test_mixed_experts_are_refused_in_one_line():
     ce, x, y = _tiny_experts('ce')
