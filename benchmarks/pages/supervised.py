@@ -25,10 +25,10 @@ def pmv(e:dict, key:str='mean') -> str:
 
 def _sup_gain(x:dict) -> float: return x['dist']['test']['mean'] - x['real']['test']['mean']  # over its random real images
 
-# row, name, bar over random real, bar absolute
+# row, name, bar over random real, bar absolute (10 per class: DC's 82.3; CIFAR-10: 40, the way to MTT's 46.3)
 SUP_PUBLISHED = [('base', 'Fashion-MNIST, 1 image per class', 15.0, 70.),
-                 ('fashion_mnist_10ipc', 'Fashion-MNIST, 10 images per class', None, 80.),
-                 ('cifar10_1ipc', 'CIFAR-10 (JPEG q75 copy), 1 image per class', 'x2', None)]
+                 ('fashion_mnist_10ipc', 'Fashion-MNIST, 10 images per class', None, 82.3),
+                 ('cifar10_1ipc', 'CIFAR-10 (JPEG q75 copy), 1 image per class', 'x2', 40.)]
 
 def _sup_factors(s:dict, # the supervised study's file
                  base:str='base', # the published row the factors change one setting of
@@ -58,7 +58,7 @@ def _sup_bar(key, x):
     "Whether a published row's quality bar is met, and the bar in words."
     _, _, over, least = next(p for p in SUP_PUBLISHED if p[0] == key)
     d, rr = x['dist']['test']['mean'], x['real']['test']['mean']
-    checks = ([(d >= least, f"at least {least:.0f}%")] if least else []) + \
+    checks = ([(d >= least, f"at least {least:g}%")] if least else []) + \
              ([(d >= 2 * rr, 'twice the random row')] if over == 'x2'
               else [(d - rr >= over, f"{over:.0f} points over random")] if over else [])
     return all(ok for ok, _ in checks), ' and '.join(w for _, w in checks)
