@@ -49,6 +49,8 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
                      '10 images per class: max_start_epoch 5 (10 in the recipe): only the experts\' early epochs'),
     '10ipc_steps10': ('fashion_mnist_10ipc', dict(V, distill={'syn_steps': 10}),
                       '10 images per class: 10 inner steps (20 in the recipe)'),
+    '10ipc_lr_img3e4': ('fashion_mnist_10ipc', dict(V, distill={'lr_img': 3e4}),
+                        '10 images per class: lr_img 3e4 (1e4 in the recipe; 1e5 diverged)'),
     '10ipc_experts32': ('fashion_mnist_10ipc', dict(V, n_experts=32),
                         '10 images per class: 32 experts (8 in the recipe; MTT records 100)'),
     # CIFAR-10 at 1 per class (issue 38 item 2): no validation split (the pool is the whole training split), so each
