@@ -131,15 +131,42 @@ def _between_entries(k:dict) -> list:
             f"{len(k['test_seeds'])} test seeds (a gain only when the interval lies above zero):",
             md_table([f'K = {b} minus', *(f'{pct(f)} labels' for f in fr)], body)]
 
+def _verdict(study:dict) -> str:
+    "The quality bar at a study's validation-chosen K and iteration, in one sentence read from the file."
+    from kdd_explore.evaluate import gap_text
+    b = study['ks_results'][study['best_k']]
+    hl = b['findings']['vs_high_loss']
+    return (f"Validation chooses K = {study['best_k']} at {b['chosen']:,} iterations; there MKDT - high-loss is "
+            + ' / '.join(gap_text(hl[f]) for f in sorted(hl, key=float))
+            + f" at {' / '.join(pct(float(f)) for f in sorted(hl, key=float))} labels: the bar (gains over random and "
+            f"high-loss at both) is {'met' if b['bar_met'] else 'not met'}.")
+
+def _tighter(d3:dict, # the K study evaluated with 3 labelled subsets per encoder, validation seeds as the study's
+             v10:dict, # the same with validation at ten fresh seeds
+            ) -> list:
+    "The K study under the tighter probe protocol, with the study's validation seeds and with ten fresh ones."
+    from kdd_explore.report import k_study_table
+    return ["## The tighter probe, and validation that can tell K = 16 from K = 100",
+            "The same sets and test seeds, each encoder's accuracy averaged over three labelled subsets (the protocol "
+            "the noise study below found tightest): " + d3['provenance'].get('note', ''),
+            k_study_table(d3), _verdict(d3),
+            f"Validation seeds {', '.join(map(str, d3['val_seeds']))} pre-train the same encoders as the first test "
+            "seeds, and three of them cannot separate the best entries. Ten fresh validation seeds "
+            f"({v10['val_seeds'][0]}-{v10['val_seeds'][-1]}): " + v10['provenance'].get('note', ''),
+            k_study_table(v10), _verdict(v10)]
+
 @study('payoff', "MKDT's payoff with the power to see it",
        "paired seeds and 95% intervals; the number of expert trajectories with held-out experts; where a paired "
        "difference's noise enters; the authors' own loop beside ours",
        files=dict(k='kdd_explore/assets/k_study_cifar10_jpeg.json', noise='benchmarks/results/paired_noise.json',
-                  ref='benchmarks/results/reference_equivalence.json'),
+                  ref='benchmarks/results/reference_equivalence.json',
+                  d3='benchmarks/results/k_study_cifar10_jpeg_draws3.json',
+                  v10='benchmarks/results/k_study_cifar10_jpeg_draws3_val10.json'),
        make=_K_MAKE + '; python benchmarks/studies/paired_noise.py (its file says how); python '
             'benchmarks/reference_loop.py --reference PATH/TO/A/CLONE/OF/jiayini1119/MKDT',
        needs=dict(k=['ks_results', 'fixed_test', 'best_k', 'provenance'], noise=['results', 'provenance'],
-                  ref=['equivalent', 'worst_update_rel', 'reference']))
+                  ref=['equivalent', 'worst_update_rel', 'reference'],
+                  d3=['ks_results', 'best_k', 'provenance'], v10=['ks_results', 'best_k', 'provenance']))
 def _payoff(f):
     from kdd_explore.evaluate import gap, interval_figure
     from kdd_explore.report import k_study_figure, k_study_table
@@ -164,7 +191,8 @@ def _payoff(f):
            k_study_table(k), k_study_figure(k),
            *_between_entries(k),
            f"**Three seeds against {nt}** (K = {k['best_k']}, at its chosen {best['chosen']} iterations): the same "
-           f"paired differences, read from the first three seeds alone and from all {nt}.", interval_figure(gaps)]
+           f"paired differences, read from the first three seeds alone and from all {nt}.", interval_figure(gaps),
+           *_tighter(f['d3'], f['v10'])]
     ways = list(next(iter(next(iter(nz['results'].values())).values())).values())[0]['ways']
     lines = [[proto, what, pct(float(fx)), *(f"{r['ways'][w]['sd']:.2f}" for w in ways),
               f"{r['decomposition']['pretrain_sd']:.2f} / {r['decomposition']['labels_sd']:.2f} / "
