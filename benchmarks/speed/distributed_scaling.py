@@ -13,6 +13,8 @@ and the distillations start from the same high-loss images of the same experts (
 from __future__ import annotations
 import argparse, json, os, platform, subprocess, sys, tempfile, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
+from benchmarks.provenance import provenance
 
 HERE = Path(__file__).resolve()
 
@@ -93,6 +95,7 @@ def main(argv=None):
     ap.add_argument('--tag', help=argparse.SUPPRESS)
     ap.add_argument('--b', type=int, default=1, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    t_start = time.time()
     if a.iterations is None: a.iterations = 2 if a.tiny else 20
     if a.iterations < 1: sys.exit('--iterations must be >= 1.')
     if a.worker: return worker(a)
@@ -128,7 +131,8 @@ def main(argv=None):
                                speedup=round(d2_one['seconds'] / d2_two['seconds'], 2)),
                matching=dict(b1=d1, b1_same_stretches=d1_long, b2=d2_one),
                machine=dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                            cpus=os.cpu_count(), torch=torch.__version__), work=str(work))
+                            cpus=os.cpu_count(), torch=torch.__version__), work=str(work),
+               provenance=provenance(__file__, argv, t0=t_start))
     print(f"\n| | 1 process, 2 threads | 2 processes, 1 thread each (gloo) | speed-up |\n|---|---|---|---|\n"
           f"| experts stage ({ex1['experts']}) | {ex1['seconds']:.1f} s | {ex2['seconds']:.1f} s | "
           f"{fig['experts']['speedup']:.2f}x |\n| {T} distillation iterations, B = 2 | {d2_one['seconds']:.1f} s | "

@@ -12,6 +12,8 @@ Run it on an otherwise idle machine: every stage's seconds are wall-clock. The r
 from __future__ import annotations
 import argparse, json, os, platform, subprocess, sys, tempfile, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
+from benchmarks.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +39,7 @@ def main(argv=None):
     ap.add_argument('--out-root', default=None, help='where the run folders go (default: a fresh temporary folder)')
     ap.add_argument('--json', default=None, help='also write the figures to this JSON file')
     a = ap.parse_args(argv)
+    t_start = time.time()
     from kdd_explore.cli import procs_arg, resolve_procs
     from kdd_explore.evaluate import results_table
     root = Path(a.out_root) if a.out_root else Path(tempfile.mkdtemp(prefix='kdd_quickstart_'))
@@ -60,7 +63,8 @@ def main(argv=None):
                 if r0 != r1: print(f"  {r0['method']}: {r0.get('accs')} -> {r1.get('accs')}")
     fig = dict(config='quick' if a.quick else 'quickstart', runs=runs, tables_identical=same,
                machine=dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                            cpus=os.cpu_count()))
+                            cpus=os.cpu_count()),
+               provenance=provenance(__file__, argv, t0=t_start))
     if a.json: Path(a.json).write_text(json.dumps(fig, indent=1))
 
 if __name__ == '__main__': main()
