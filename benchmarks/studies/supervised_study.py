@@ -53,6 +53,9 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
                         '10 images per class: lr_img 3e4 (1e4 in the recipe; 1e5 diverged)'),
     '10ipc_experts32': ('fashion_mnist_10ipc', dict(V, n_experts=32),
                         '10 images per class: 32 experts (8 in the recipe; MTT records 100)'),
+    '10ipc_start20': ('fashion_mnist_10ipc', dict(V, expert_epochs=22, distill={'max_start_epoch': 20}),
+                      "10 images per class: max_start_epoch 20 (10 in the recipe; the experts record 22 epochs): "
+                      "later, longer stretches of the experts' training"),
     # CIFAR-10 at 1 per class (issue 38 item 2): no validation split (the pool is the whole training split), so each
     # row's headline is fixed in advance: its last save. The 500 save repeats the published row's last one.
     'c10_1ipc_it2000': ('cifar10_1ipc', dict(dataset='cifar10_jpeg', saves=(500, 1000, 2000)),
@@ -65,6 +68,13 @@ TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval
 EXPERT_KEYS = ('dataset', 'n_train', 'width', 'depth', 'first_padding', 'n_experts', 'expert_epochs',
                'expert_lr', 'expert_momentum', 'expert_weight_decay', 'expert_batch_size', 'augment', 'zca', 'seed')
 
+def row_start(name:str) -> int:
+    "The max_start_epoch row `name` distils with."
+    from kdd_explore.supervised import SUPERVISED_RECIPES, SupervisedConfig
+    base, changes, _ = ROWS[name]
+    return changes.get('distill', {}).get('max_start_epoch', SUPERVISED_RECIPES[base].distill.get(
+        'max_start_epoch', SupervisedConfig.max_start_epoch))
+
 def row_recipe(name:str, tiny:bool=False):
     "The recipe of row `name` (at toy size with `tiny`)."
     from kdd_explore.supervised import supervised_recipe
@@ -74,7 +84,8 @@ def row_recipe(name:str, tiny:bool=False):
         changes = dict(changes, **{k: v for k, v in TINY.items() if k != 'distill'},
                        distill=dict(changes.get('distill', {}), **TINY['distill']))
         if changes.get('dataset') == 'cifar10_jpeg': changes['dataset'] = 'fake'
-        if name == 'fashion_mnist_10ipc': changes['distill'] = dict(changes['distill'], max_start_epoch=2)
+        if row_start(name) > 2:  # the toy experts record 3 epochs: start at epoch 0 or 1
+            changes['distill'] = dict(changes['distill'], max_start_epoch=2)
     return supervised_recipe(base, **changes)
 
 def reuse_experts(out:Path, name:str, recipe):
