@@ -63,7 +63,7 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
     'c10_1ipc_experts32': ('cifar10_1ipc', dict(dataset='cifar10_jpeg', saves=(500, 1000, 2000), n_experts=32),
                            'CIFAR-10 1 per class: 32 experts and 2,000 iterations (8 and 500 in the recipe)'),
 }
-TINY = dict(n_train=400, n_val=0, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1),
+TINY = dict(n_train=400, n_val=0, n_test=500, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1),
             distill={'syn_steps': 4})
 EXPERT_KEYS = ('dataset', 'n_train', 'width', 'depth', 'first_padding', 'n_experts', 'expert_epochs',
                'expert_lr', 'expert_momentum', 'expert_weight_decay', 'expert_batch_size', 'augment', 'zca', 'seed')
