@@ -128,6 +128,7 @@ def main(argv=None):
         except SystemExit as e:
             sys.exit(f"{REGISTER}. ({e})" if dataset == 'cifar10_jpeg' else str(e))
     import torch
+    from benchmarks.provenance import provenance
     from kdd_explore.core import KddError, derive_seed, get_device, save_json
     from kdd_explore.data import dataset_info, load_dataset
     from kdd_explore.distill import SyntheticSet, distill, matching_loss
@@ -165,13 +166,12 @@ def main(argv=None):
                settings=changes, budget_s=B, budget_split={n: s for n, s in zip(STAGES, shares)},
                wanted=dict(experts=want_k, expert_epochs=E, seeds=want_seeds, iterations=max_it),
                prior_estimate=prior_estimate(want_k, E), stages={}, skipped=[], notes=NOTES,
-               provenance=dict(command='python benchmarks/gpu_payoff.py ' + ' '.join(sys.argv[1:] if argv is None
-                                                                                     else argv),
+               provenance=dict(provenance(__file__, argv),
                                device=str(dev), device_name=(torch.cuda.get_device_name(dev) if dev.type == 'cuda'
                                                              else platform.processor() or platform.machine()),
                                torch=torch.__version__, threads=torch.get_num_threads(), platform=platform.platform(),
                                cudnn_benchmark=dev.type == 'cuda',
-                               date=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)), work=str(work)))
+                               started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)), work=str(work)))
     def stage(name, seconds, **kw):
         end = deadline.get(name, deadline['representations'])  # setup counts in the representations' share
         res['stages'][name] = dict(seconds=round(seconds, 2), share_ends_at_s=round(end - t0, 1),

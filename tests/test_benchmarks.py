@@ -130,7 +130,9 @@ def test_mkdt_factor_study_runs_a_row_at_toy_size(tmp_path):
     assert row['changes']['expert_lr'] == 0.01 and row['changes']['expert_momentum'] == 0.0
     assert row['command'].startswith('python benchmarks/studies/budget_study.py') and '--set expert_lr=0.01' in row['command']
     assert row['summary']['chosen'] == 2 and 0 < row['summary']['step_budget']['ratio']
-    assert study['provenance']['machine'] == 'a test machine'
+    p = study['provenance']  # the command that reruns the study; --machine names the machine; rows carry their own
+    assert p['machine'] == 'a test machine' and p['note'] and len(p['date']) == 10
+    assert p['command'].startswith('python benchmarks/studies/mkdt_factor_study.py --dataset fake --tiny --rows experts_mtt')
     bad = subprocess.run([sys.executable, 'benchmarks/studies/mkdt_factor_study.py', '--dataset', 'fake', '--tiny',
                           '--rows', 'no_such_row', '--out', str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and 'Unknown rows' in bad.stderr

@@ -30,7 +30,9 @@ def test_gpu_payoff_runs_at_toy_size_on_the_cpu(tmp_path):
     assert all(s['seconds'] >= 0 and not s['over_share'] for s in res['stages'].values())
     assert sum(s['seconds'] for s in res['stages'].values()) <= res['provenance']['wall_s'] + 1
     assert res['provenance']['wall_s'] < 60  # well under a minute on the CPU
-    for k in ('command', 'device', 'device_name', 'torch', 'date', 'wall_s'): assert res['provenance'][k]
+    for k in ('command', 'machine', 'device', 'device_name', 'torch', 'date', 'started', 'wall_s'):
+        assert res['provenance'][k]
+    assert res['provenance']['command'].startswith('python benchmarks/gpu_payoff.py --device cpu --tiny')
     ex = res['stages']['experts']
     assert ex['pool'] == res['wanted']['experts'] == 3 and ex['held_out'] == 2 and res['wanted']['expert_epochs'] == 4
     d = res['stages']['distillation']

@@ -49,6 +49,10 @@ def test_k_study_at_toy_size(tmp_path):
     k_study(out, '--eval', '--n-val', '200', '--val-seeds', '0', '--test-seeds', '0,1', '--reference-run', str(ref))
     s = json.loads((out/'k_study.json').read_text())
     assert s['ks'] == [1, 2] and s['best_k'] in ('1', '2') and set(s['ks_results']) == {'1', '2', 'reference'}
+    # the evaluation's provenance is k_study.py's command with the arguments it got (k_study_eval.py has no command)
+    p = s['provenance']
+    assert p['command'].startswith('python benchmarks/studies/k_study.py --dataset fake') and '--eval' in p['command']
+    assert 'torch' in p['machine'] and len(p['date']) == 10 and p['wall_s'] == s['eval_wall_s']
     k1, r = s['ks_results']['1'], s['ks_results']['reference']
     # one seed fixes every random choice of the evaluation: the same set scores the same, on validation and test
     assert r['val'] == k1['val'] and r['chosen'] == k1['chosen']

@@ -135,6 +135,7 @@ def main(argv=None):
     ap.add_argument('--tiny', action='store_true')
     ap.add_argument('--quiet', action='store_true')
     a = ap.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)  # for the provenance
     from budget_study import need_dataset, study_config
     from kdd_explore.core import KddError, RunLock, derive_seed, save_json
     from kdd_explore.pipeline import prepare_run

@@ -1,7 +1,7 @@
 """The evaluation half of `k_study.py --eval`: validation chooses the iteration (and K), the test split gives the
 paired findings. Every job is cached in OUT/eval, so a stopped evaluation resumes."""
 from __future__ import annotations
-import dataclasses, platform, statistics, sys, time
+import dataclasses, statistics, time
 from pathlib import Path
 
 def _seeds(text:str) -> tuple: return tuple(int(s) for s in text.split(','))
@@ -12,8 +12,8 @@ def val_score(rows:list) -> float:
 
 def evaluate_study(run, a, ks:list, saves:list, out:Path, progress:bool) -> dict:
     "Validation rows of every saved set, test rows of each K's chosen set and the fixed baselines, paired findings; writes OUT/k_study.json."
-    import torch
     from budget_study import validation_indices
+    from benchmarks.provenance import provenance
     from kdd_explore.core import load_json, save_json
     from kdd_explore.data import load_dataset
     from kdd_explore.distill import SyntheticSet
@@ -72,9 +72,9 @@ def evaluate_study(run, a, ks:list, saves:list, out:Path, progress:bool) -> dict
                  'the label fractions and validation seeds (a tie to the fewer iterations); K: the highest such score',
                  interval='Student t, 95%, over the paired test seeds', fixed_test=test_fixed, ks_results=ks_res,
                  reference_run=getattr(a, 'reference_run', None),
-                 best_k=best_k, eval_wall_s=round(time.time() - t0, 1),
-                 provenance=dict(command='python benchmarks/studies/k_study.py ' + ' '.join(sys.argv[1:]),
-                                 machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                                         f"{torch.get_num_threads()} thread(s)", date=time.strftime('%Y-%m-%d')))
+                 best_k=best_k)
+    # k_study.py --eval drives this evaluation: its command (with the arguments it got) reruns it
+    prov = provenance(Path(__file__).with_name('k_study.py'), getattr(a, 'argv', None), t0=t0)
+    study.update(eval_wall_s=prov['wall_s'], provenance=prov)
     save_json(out/f'k_study{tag}.json', study)
     return study

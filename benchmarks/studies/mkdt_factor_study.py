@@ -87,6 +87,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import torch
     import budget_study
+    from benchmarks.provenance import provenance
     from kdd_explore.core import save_json
     recipe, default_rows, _ = DATASETS[a.dataset]
     teacher = a.teacher
@@ -104,10 +105,9 @@ def main(argv=None):
                                                                    torch=torch.__version__,
                                                                    threads=torch.get_num_threads()))
     study.setdefault('rows', {})
-    study['provenance'] = dict(command=f"python benchmarks/studies/mkdt_factor_study.py --dataset {a.dataset} --out "
-                                       f"{a.out} (each row's own command below)",
-                               machine=a.machine or f"{platform.processor() or platform.machine()}, one torch thread",
-                               date=time.strftime('%Y-%m-%d'))
+    study['provenance'] = dict(provenance(__file__, argv),
+                               note="each row is its own budget study: its command (under rows) reruns that row alone")
+    if a.machine: study['provenance']['machine'] = a.machine
     for item in a.adopt:  # a row measured before, by the same budget study script
         row, _, f = item.partition('=')
         if row not in ROWS or not Path(f).exists():

@@ -77,8 +77,9 @@ def main(argv=None):
     ap.add_argument('--tiny', action='store_true')
     ap.add_argument('--set', dest='settings', action='append', default=[], metavar='KEY=VALUE')
     a = ap.parse_args(argv)
-    import dataclasses, platform, torch
+    import dataclasses
     from budget_study import need_dataset, study_config
+    from benchmarks.provenance import provenance
     from k_study import TINY
     from kdd_explore.core import save_json, load_json
     from kdd_explore.data import load_dataset
@@ -122,13 +123,11 @@ def main(argv=None):
     if a.big: pairs[f'high_loss - random ({a.big} images, batch 256)'] = ('high_loss_big', 'random_big')
     draws = [d for d in (3, 5, len(seeds)) if d <= len(seeds)]
     res = {p: {k: summarise(mat[p], pair, cfg.fractions, seeds, draws) for k, pair in pairs.items()} for p in mat}
+    prov = provenance(__file__, argv, t0=t0)
     study = dict(kind='paired_noise', dataset=a.dataset, config=a.config, settings=changes, seeds=seeds,
                  fractions=list(cfg.fractions), pool=len(x), sets={k: dict(size=len(v[0]), batch=v[1])
                                                                     for k, v in sets.items()},
-                 results=res, accuracies=mat, wall_s=round(time.time() - t0, 1),
-                 provenance=dict(command='python benchmarks/studies/paired_noise.py ' + ' '.join(sys.argv[1:]),
-                                 machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                                         f"{torch.get_num_threads()} thread(s)", date=time.strftime('%Y-%m-%d')))
+                 results=res, accuracies=mat, wall_s=prov['wall_s'], provenance=prov)
     save_json(out/'paired_noise.json', study)
     for p, by in res.items():
         for k, fr in by.items():

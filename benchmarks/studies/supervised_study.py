@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse, dataclasses, json, os, platform, shutil, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
-from benchmarks.provenance import cpu_name
+from benchmarks.provenance import cpu_name, provenance
 
 # the factor rows: read on validation, at 300 iterations (the base row saves at 100, 300 and 500)
 V = dict(n_val=5000, saves=(300,))
@@ -159,10 +159,10 @@ def main(argv=None):
     study.update(kind='supervised_study', machine=dict(platform=platform.platform(),
                                                        processor=cpu_name(), torch=torch.__version__,
                                                        threads=torch.get_num_threads()), tiny=a.tiny)
-    study['provenance'] = dict(command=f"python benchmarks/studies/supervised_study.py --out {a.out} (one row at a "
-                                       "time with --rows ROW; --collect gathers them)",
-                               machine=a.machine or f"{cpu_name()} ({os.cpu_count()} cores), one torch thread",
-                               date=time.strftime('%Y-%m-%d'))
+    study['provenance'] = dict(provenance(__file__, argv),
+                               note="the rows run one at a time with --rows ROW (each row's command is under rows); "
+                                    "--collect gathers them")
+    if a.machine: study['provenance']['machine'] = a.machine
     study.setdefault('rows', {})
     if a.collect:  # no run: each finished row's results.json, with its images
         from kdd_explore.core import save_json
