@@ -16,7 +16,7 @@ torchvision's download); the test split is reported beside it. The CIFAR-10 row 
 (`kdd-explore register cifar10_jpeg /tmp/cifar10_jpeg --size 32`).
 """
 from __future__ import annotations
-import argparse, dataclasses, json, os, platform, shutil, sys, time
+import argparse, dataclasses, json, platform, shutil, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root (kdd_explore without an install)
 from benchmarks.provenance import cpu_name, provenance
