@@ -113,8 +113,10 @@ def main(argv=None):
         if row not in ROWS or not Path(f).exists():
             sys.exit(f"--adopt {item!r}: need ROW=FILE with a known row and an existing budget_study.json.")
         res = json.loads(Path(f).read_text())
+        prov = res.get('provenance', f)  # a dict (older files: the command as text)
         study['rows'][row] = dict(what=ROWS[row][1], changes=settings_of(row, a.dataset), summary=summary(res),
-                                  wall_seconds=res['wall_s'], command=prov.get('command', f) if isinstance(prov := res.get('provenance', f), dict) else str(prov),
+                                  wall_seconds=res['wall_s'],
+                                  command=prov.get('command', f) if isinstance(prov, dict) else str(prov),
                                   date=time.strftime('%Y-%m-%d', time.localtime(Path(f).stat().st_mtime)),
                                   adopted_from=f)
         rows = [r for r in rows if r != row]
