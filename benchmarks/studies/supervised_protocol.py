@@ -43,9 +43,10 @@ def main(argv=None):
     row = Path(a.row)
     if not (row/'results.json').exists(): sys.exit(f"{row} holds no results.json: give a supervised row's folder.")
     res = load_json(row/'results.json')
-    if not res.get('complete'): sys.exit(f"{row} is not finished (results.json says complete: False): run it first.")
-    save = a.save or res['chosen']
-    if save not in res['saves']: sys.exit(f"{row} has no save {save}; it has {', '.join(res['saves'])}.")
+    save = a.save or res.get('chosen')
+    if save is None: sys.exit(f"{row} is not finished (no chosen save yet): name a save it has tested with --save "
+                              f"({', '.join(res['saves']) or 'none yet'}).")
+    if save not in res['saves']: sys.exit(f"{row} has no save {save}; it has {', '.join(res['saves']) or 'none yet'}.")
     recipe = SupervisedRecipe(**dict(res['recipe'], saves=tuple(res['recipe']['saves']),
                                      eval_seeds=tuple(res['recipe']['eval_seeds'])))
     (x, y), _, (xt, yt), info = _split(recipe, False)
