@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group('supervised_study')  # one worker runs the toy row once for every test here
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
 
 def run(*args):
@@ -25,13 +26,18 @@ def test_study_row(row):
     assert got['command'].endswith('--rows 10ipc_start5 --tiny')
     assert got['images']['distilled'] and got['images']['initial']
 
-def test_protocol_repeats_the_row(row, tmp_path):
+@pytest.fixture(scope='module')
+def protocol(row):
+    "The row's set tested again by the protocol script: its own protocol (width 32, 20 epochs) and width 16, 2 epochs."
+    r = run('benchmarks/studies/supervised_protocol.py', row/'10ipc_start5', '--protocols', '32x20,16x2',
+            '--json', row/'p.json')
+    assert r.returncode == 0, r.stderr[-2000:]
+    return row/'p.json'
+
+def test_protocol_repeats_the_row(row, protocol):
     "The row's own protocol repeats its accuracies; another width and epoch count is a separate, paired reading."
     res = json.loads((row/'10ipc_start5'/'results.json').read_text())
-    r = run('benchmarks/studies/supervised_protocol.py', row/'10ipc_start5', '--protocols', '32x20,16x2',
-            '--json', tmp_path/'p.json')
-    assert r.returncode == 0, r.stderr[-2000:]
-    p = json.loads((tmp_path/'p.json').read_text())
+    p = json.loads(protocol.read_text())
     assert p['repeats_row'] is True and p['save'] == res['chosen']
     assert p['protocols']['32x20']['distilled']['accuracies'] == res['saves'][res['chosen']]['test']['accuracies']
     other = p['protocols']['16x2']
@@ -50,3 +56,20 @@ def test_bad_input(row, tmp_path):
     assert r.returncode != 0 and 'has no save 999' in r.stderr
     r = run('benchmarks/studies/supervised_study.py', '--out', tmp_path, '--tiny', '--rows', 'no_such_row')
     assert r.returncode != 0 and 'Unknown rows' in r.stderr
+
+def test_protocol_on_the_page(protocol, tmp_path):
+    "The study page's protocol section reads a protocol file; without one (an optional pattern) the page leaves it out."
+    import shutil
+    from benchmarks.pages import STUDIES, study_page
+    from benchmarks.pages.supervised import _protocol_section
+    p = json.loads(protocol.read_text())
+    md = '\n'.join(_protocol_section({'p.json': p}))
+    assert '| 16 x 2 |' in md and '| 32 x 20 |' in md and 'repeats its published accuracies' in md
+    assert f"{p['protocols']['16x2']['gain']['gap']:+.1f} [" in md
+    root = tmp_path/'root'; (root/'benchmarks'/'results').mkdir(parents=True)
+    shutil.copy(ROOT/'benchmarks'/'results'/'supervised_study.json', root/'benchmarks'/'results')
+    page = study_page(STUDIES['supervised'], root)
+    assert 'The test protocol' not in page and '## The published rows, reproduced' in page
+    shutil.copy(protocol, root/'benchmarks'/'results'/'supervised_protocol_toy.json')
+    page = study_page(STUDIES['supervised'], root)
+    assert '## The test protocol: `10ipc_start5`' in page and '`benchmarks/results/supervised_protocol_toy.json`' in page

@@ -26,6 +26,7 @@ class Study:
     make:str # the command that (re)makes the files
     render:Callable # the loaded files (name -> JSON; name -> {path: JSON} for a pattern) -> a list of Markdown strings and plotly figures
     needs:dict=field(default_factory=dict) # name -> top-level keys the renderer reads (missing: an older format)
+    optional:tuple=() # names of patterns that may match no file yet (the renderer gets {} and leaves their part out)
 
 STUDIES:dict[str, Study] = {}  # slug -> study, in the order of the site's menu
 
@@ -35,10 +36,11 @@ def study(slug:str, # the page's name
           files:dict, # name -> results file (or a pattern with `*`), relative to the project root
           make:str, # the command that makes the files
           needs:dict|None=None, # name -> keys each file must have
+          optional:tuple=(), # names of patterns that may match no file yet
          ):
     "Register the decorated renderer as the study `slug` (a new study is one decorated function)."
     def register(render):
-        STUDIES[slug] = Study(slug, title, summary, dict(files), make, render, dict(needs or {}))
+        STUDIES[slug] = Study(slug, title, summary, dict(files), make, render, dict(needs or {}), tuple(optional))
         return render
     return register
 
@@ -53,6 +55,7 @@ def load_study(s:Study, # a registered study
     root, out = project_root(root), {}
     for name, rel in s.files.items():
         paths = sorted(glob.glob(str(root/rel))) if '*' in rel else [str(root/rel)] if (root/rel).exists() else []
+        if not paths and '*' in rel and name in s.optional: out[name] = {}; continue
         if not paths: raise StudyError(f"{rel} is missing (study '{s.slug}'): make it with: {s.make}")
         loaded = {}
         for p in paths:

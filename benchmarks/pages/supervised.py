@@ -107,10 +107,11 @@ def _sup_published_reading(f:dict) -> str:
 @study('supervised', 'Supervised trajectory matching that works',
        "MTT's setting on this CPU: Fashion-MNIST at 1 and 10 images per class and CIFAR-10 at 1, beside the published "
        "rows, and what the student and the settings do",
-       files=dict(s='benchmarks/results/supervised_study.json'),
+       files=dict(s='benchmarks/results/supervised_study.json', proto='benchmarks/results/supervised_protocol_*.json'),
        make='python benchmarks/studies/supervised_study.py --out runs/supervised_study, then --collect, and copy '
-            'runs/supervised_study/supervised_study.json to benchmarks/results/',
-       needs=dict(s=['rows', 'provenance']))
+            'runs/supervised_study/supervised_study.json to benchmarks/results/; python '
+            'benchmarks/studies/supervised_protocol.py ROW_FOLDER --json benchmarks/results/supervised_protocol_ROW.json',
+       needs=dict(s=['rows', 'provenance'], proto=['protocols', 'provenance']), optional=('proto',))
 def _supervised(f):
     from kdd_explore.supervised import supervised_figure, supervised_table
     s = f['s']
@@ -176,7 +177,7 @@ def _supervised(f):
                 (f"On validation {', '.join(f'`{k}`' for k in won)} beat the recipe (interval above zero)." if won else
                  f"No row beats the recipe on validation (no interval lies above zero, {n} paired seeds), so the "
                  "recipe keeps its settings.")]
-    return out + _c10_section(s)
+    return out + _c10_section(s) + _protocol_section(f.get('proto', {}))
 
 def _c10_section(s:dict) -> list:
     "CIFAR-10 at 1 image per class with more iterations and experts: each row at every save, its headline (the last save, fixed in advance) paired against the published row's."
@@ -208,6 +209,29 @@ def _c10_section(s:dict) -> list:
             f"the {n} evaluation seeds both share, with its 95% t interval.",
             md_table(['row', 'what changes', 'test at every save', 'headline', '- published row', 'learned lr',
                       'matching loss', 'minutes'], table), ' '.join(said)]
+
+def _protocol_section(protos:dict) -> list:
+    "A row's set tested again under other test protocols (wider networks, more epochs): distilled and random real at each, and their paired difference."
+    out = []
+    for path, p in sorted(protos.items()):
+        n, row = len(p['seeds']), p['row'].rstrip('/').rsplit('/', 1)[-1]
+        rows = [[f"{v['width']} x {v['epochs']:,}", pmv(v['distilled']), pmv(v['random_real']), _gap_short(v['gain'])]
+                for v in p['protocols'].values()]
+        best = max(p['protocols'].values(), key=lambda v: v['distilled']['mean'])
+        out += [f"## The test protocol: `{row}` at {int(p['save']):,} iterations under wider and longer tests",
+                f"The same distilled set (learned lr {p['learned_lr']}) and the random real images it started from "
+                f"(lr {p['real_lr']}), each trained from scratch by ConvNets of another width (same depth) for another "
+                f"number of epochs, seeds {p['seeds'][0]}-{p['seeds'][-1]}; *distilled - random real* is paired over "
+                f"the {n} seeds (95% t). MTT tests with width 128 and 1,000 epochs, DC with 128 and 300; the set was "
+                "distilled against width-32 experts, so a wider test network is a cross-width reading, not MTT's "
+                f"setting. Made by `{p['provenance']['command']}` on {p['provenance']['machine']}, "
+                f"{p['provenance']['date']}.",
+                md_table(['test network (width x epochs)', 'distilled', 'random real', 'distilled - random real'], rows),
+                ("The row's own protocol repeats its published accuracies seed for seed. " if p.get('repeats_row') else
+                 "The row's own protocol was not among these, or did not repeat its accuracies. ")
+                + f"The best reading is {best['width']} x {best['epochs']:,}: {pmv(best['distilled'])}% "
+                f"({_gap_short(best['gain'])} over the random real images)."]
+    return out
 
 def supervised_reading(s:dict) -> str:
     "The factor table in sentences, every number read from the file: what each factor did to the gain over random real images, the lr and the budget ratio."
