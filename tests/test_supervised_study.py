@@ -45,6 +45,11 @@ def test_protocol_repeats_the_row(row, protocol):
     d = [a - b for a, b in zip(other['distilled']['accuracies'], other['random_real']['accuracies'])]
     assert other['gain']['gap'] == pytest.approx(sum(d) / len(d), abs=1e-3)
     assert p['provenance']['command'].startswith('python benchmarks/studies/supervised_protocol.py')
+    # a second call into the same file keeps what the first measured (an interrupted run resumes) and adds nothing
+    r = run('benchmarks/studies/supervised_protocol.py', row/'10ipc_start5', '--protocols', '16x2',
+            '--json', protocol)
+    assert r.returncode == 0 and 'width' not in r.stdout, r.stderr[-2000:]
+    assert json.loads(protocol.read_text())['protocols'] == p['protocols']
 
 def test_bad_input(row, tmp_path):
     "A malformed protocol, a folder without a run and a save the row lacks are refused with what to do."

@@ -4,8 +4,9 @@ its random real images, tested again under the papers' test protocols (wider tes
     python benchmarks/studies/supervised_protocol.py runs/supervised_study/c10_1ipc_it2000 --protocols 32x300,32x1000,128x300,128x1000
     python benchmarks/studies/supervised_protocol.py ROW_FOLDER --save 300 --protocols 32x300,32x1000 --json out.json
 
-A protocol WIDTHxEPOCHS is a fresh ConvNet of that width (the row's depth and padding) trained for that many epochs
-(SGD momentum 0.9, weight decay 5e-4, lr x0.1 half-way, DSA as the row) on the set at its learned lr, and on the
+The file is written after every protocol, and a call into an existing file keeps the protocols it already holds (for
+the same set), so an interrupted run resumes. A protocol WIDTHxEPOCHS is a fresh ConvNet of that width (the row's depth
+and padding) trained for that many epochs (SGD momentum 0.9, weight decay 5e-4, lr x0.1 half-way, DSA as the row) on the set at its learned lr, and on the
 random real images it started from at the row's real lr, with the row's evaluation seeds: the row's own protocol
 (its width x 300) repeats its numbers, a check that the rest is read the same way. Each protocol reports the distilled
 and random real accuracies and their paired difference (the same seeds) with a 95% t interval. MTT tests with width
@@ -55,9 +56,14 @@ def main(argv=None):
     real_images, real_targets = x[init], syn.targets.detach() if not recipe.distill.get('learn_labels') else None
     if real_targets is None: sys.exit("The set learned its labels; the random real row needs the starting labels.")
     k, seeds = info['data'].n_classes, recipe.eval_seeds
+    dest = Path(a.json) if a.json else row/'protocol.json'
     out = dict(kind='supervised_protocol', row=str(row), save=save, recipe=res['recipe'], seeds=list(seeds),
                learned_lr=round(float(syn.lr), 5), real_lr=recipe.real_lr, protocols={})
+    if dest.exists():  # an earlier, interrupted call: keep its protocols when it read the same set
+        old = load_json(dest)
+        if all(old.get(k) == out[k] for k in ('row', 'save', 'seeds', 'learned_lr')): out['protocols'] = old['protocols']
     for width, epochs in parse_protocols(a.protocols):
+        if f'{width}x{epochs}' in out['protocols']: continue  # measured by an earlier call
         arch = supervised_arch(info['data'].shape, k, width, recipe.depth, recipe.first_padding)
         t = time.time()
         got = {name: evaluate_set(im, tg, lr, arch, xt, yt, seeds, epochs, augment=recipe.augment)
@@ -68,6 +74,8 @@ def main(argv=None):
         out['protocols'][f'{width}x{epochs}'] = dict(width=width, epochs=epochs, **got,
                                                    gain=gap(rows, 'distilled', 'random_real')[1.0],
                                                    seconds=round(time.time() - t, 1))
+        out['provenance'] = provenance(__file__, sys.argv[1:] if argv is None else argv, t0=t0)
+        save_json(dest, out)  # after every protocol: an interrupted call loses at most the one it was on
         print(f"width {width}, {epochs} epochs: distilled {got['distilled']['mean']:.2f} ± {got['distilled']['std']:.2f},"
               f" random real {got['random_real']['mean']:.2f} ± {got['random_real']['std']:.2f} "
               f"({time.time() - t:.0f} s)", flush=True)
@@ -75,7 +83,7 @@ def main(argv=None):
     if own is not None:  # the row's own protocol must repeat the row's numbers
         out['repeats_row'] = own['distilled']['accuracies'] == res['saves'][save]['test']['accuracies']
     out['provenance'] = provenance(__file__, sys.argv[1:] if argv is None else argv, t0=t0)
-    save_json(Path(a.json) if a.json else row/'protocol.json', out)
+    save_json(dest, out)
     return out
 
 if __name__ == '__main__': main()
