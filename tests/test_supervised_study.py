@@ -52,15 +52,15 @@ def test_protocol_repeats_the_row(row, protocol):
     assert json.loads(protocol.read_text())['protocols'] == p['protocols']
 
 def test_bad_input(row, tmp_path):
-    "A malformed protocol, a folder without a run and a save the row lacks are refused with what to do."
-    r = run('benchmarks/studies/supervised_protocol.py', row/'10ipc_start5', '--protocols', '32by300')
-    assert r.returncode != 0 and 'WIDTHxEPOCHS' in r.stderr
-    r = run('benchmarks/studies/supervised_protocol.py', tmp_path)
-    assert r.returncode != 0 and 'no results.json' in r.stderr
-    r = run('benchmarks/studies/supervised_protocol.py', row/'10ipc_start5', '--save', '999')
-    assert r.returncode != 0 and 'has no save 999' in r.stderr
-    r = run('benchmarks/studies/supervised_study.py', '--out', tmp_path, '--tiny', '--rows', 'no_such_row')
-    assert r.returncode != 0 and 'Unknown rows' in r.stderr
+    "A malformed protocol, a folder without a run and a save the row lacks are refused with what to do (in-process)."
+    from benchmarks.studies import supervised_protocol, supervised_study
+    def refused(main, *argv):
+        with pytest.raises(SystemExit) as e: main(list(map(str, argv)))
+        return str(e.value)
+    assert 'WIDTHxEPOCHS' in refused(supervised_protocol.main, row/'10ipc_start5', '--protocols', '32by300')
+    assert 'no results.json' in refused(supervised_protocol.main, tmp_path)
+    assert 'has no save 999' in refused(supervised_protocol.main, row/'10ipc_start5', '--save', '999')
+    assert 'Unknown rows' in refused(supervised_study.main, '--out', tmp_path, '--tiny', '--rows', 'no_such_row')
 
 def test_protocol_on_the_page(protocol, tmp_path):
     "The study page's protocol section reads a protocol file; without one (an optional pattern) the page leaves it out."
