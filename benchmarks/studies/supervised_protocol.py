@@ -6,12 +6,12 @@ its random real images, tested again under the papers' test protocols (wider tes
 
 The file is written after every protocol, and a call into an existing file keeps the protocols it already holds (for
 the same set), so an interrupted run resumes. A protocol WIDTHxEPOCHS is a fresh ConvNet of that width (the row's depth
-and padding) trained for that many epochs (SGD momentum 0.9, weight decay 5e-4, lr x0.1 half-way, DSA as the row) on the set at its learned lr, and on the
-random real images it started from at the row's real lr, with the row's evaluation seeds: the row's own protocol
-(its width x 300) repeats its numbers, a check that the rest is read the same way. Each protocol reports the distilled
-and random real accuracies and their paired difference (the same seeds) with a 95% t interval. MTT tests with width
-128 and 1,000 epochs, DC with width 128 and 300: the set was distilled against the row's width-32 experts either way,
-so a wider test network is a cross-width reading, not MTT's setting.
+and padding) trained for that many epochs (SGD momentum 0.9, weight decay 5e-4, lr x0.1 half-way, DSA as the row) on
+the set at its learned lr, and on the random real images it started from at the row's real lr, with the row's
+evaluation seeds: the row's own protocol (its width x 300) repeats its numbers, a check that the rest is read the same
+way. Each protocol reports the distilled and random real accuracies and their paired difference (the same seeds) with
+a 95% t interval. MTT tests with width 128 and 1,000 epochs, DC with width 128 and 300: the set was distilled against
+the row's width-32 experts either way, so a wider test network is a cross-width reading, not MTT's setting.
 """
 from __future__ import annotations
 import argparse, json, sys, time
@@ -36,7 +36,7 @@ def main(argv=None):
     ap.add_argument('--protocols', default='32x300,32x1000,128x300,128x1000', help='WIDTHxEPOCHS, comma-separated')
     ap.add_argument('--json', default=None, help='where to write the results (default: ROW/protocol.json)')
     a = ap.parse_args(argv)
-    t0 = time.time()
+    t0, argv = time.time(), sys.argv[1:] if argv is None else argv
     from kdd_explore.core import load_json, save_json
     from kdd_explore.distill import SyntheticSet
     from kdd_explore.evaluate import gap
@@ -53,8 +53,9 @@ def main(argv=None):
     (x, y), _, (xt, yt), info = _split(recipe, False)
     syn = SyntheticSet.load(row/f'set_{save}')
     init = syn.meta['init_indices']
-    real_images, real_targets = x[init], syn.targets.detach() if not recipe.distill.get('learn_labels') else None
-    if real_targets is None: sys.exit("The set learned its labels; the random real row needs the starting labels.")
+    if recipe.distill.get('learn_labels'):
+        sys.exit("The set learned its labels; the random real row needs the starting labels.")
+    real_images, targets = x[init], syn.targets.detach()  # fixed labels: the starting images' own
     k, seeds = info['data'].n_classes, recipe.eval_seeds
     dest = Path(a.json) if a.json else row/'protocol.json'
     out = dict(kind='supervised_protocol', row=str(row), save=save, recipe=res['recipe'], seeds=list(seeds),
@@ -67,14 +68,14 @@ def main(argv=None):
         arch = supervised_arch(info['data'].shape, k, width, recipe.depth, recipe.first_padding)
         t = time.time()
         got = {name: evaluate_set(im, tg, lr, arch, xt, yt, seeds, epochs, augment=recipe.augment)
-               for name, im, tg, lr in (('distilled', syn.images.detach(), syn.targets.detach(), syn.lr),
-                                        ('random_real', real_images, real_targets, recipe.real_lr))}
+               for name, im, tg, lr in (('distilled', syn.images.detach(), targets, syn.lr),
+                                        ('random_real', real_images, targets, recipe.real_lr))}
         rows = [dict(method=m, label_fraction=1.0, accs=r['accuracies'], seeds=list(seeds), acc_std=r['std'])
                 for m, r in got.items()]
         out['protocols'][f'{width}x{epochs}'] = dict(width=width, epochs=epochs, **got,
                                                    gain=gap(rows, 'distilled', 'random_real')[1.0],
                                                    seconds=round(time.time() - t, 1))
-        out['provenance'] = provenance(__file__, sys.argv[1:] if argv is None else argv, t0=t0)
+        out['provenance'] = provenance(__file__, argv, t0=t0)
         save_json(dest, out)  # after every protocol: an interrupted call loses at most the one it was on
         print(f"width {width}, {epochs} epochs: distilled {got['distilled']['mean']:.2f} ± {got['distilled']['std']:.2f},"
               f" random real {got['random_real']['mean']:.2f} ± {got['random_real']['std']:.2f} "
@@ -82,7 +83,7 @@ def main(argv=None):
     own = out['protocols'].get(f"{recipe.width}x{recipe.eval_epochs}")
     if own is not None:  # the row's own protocol must repeat the row's numbers
         out['repeats_row'] = own['distilled']['accuracies'] == res['saves'][save]['test']['accuracies']
-    out['provenance'] = provenance(__file__, sys.argv[1:] if argv is None else argv, t0=t0)
+    out['provenance'] = provenance(__file__, argv, t0=t0)
     save_json(dest, out)
     return out
 

@@ -63,17 +63,10 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
     'c10_1ipc_experts32': ('cifar10_1ipc', dict(dataset='cifar10_jpeg', saves=(500, 1000, 2000), n_experts=32),
                            'CIFAR-10 1 per class: 32 experts and 2,000 iterations (8 and 500 in the recipe)'),
 }
-TINY = dict(n_train=400, n_val=0, n_test=500, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20, eval_seeds=(0, 1),
-            distill={'syn_steps': 4})
+TINY = dict(n_train=400, n_val=0, n_test=500, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20,
+            eval_seeds=(0, 1), distill={'syn_steps': 4})
 EXPERT_KEYS = ('dataset', 'n_train', 'width', 'depth', 'first_padding', 'n_experts', 'expert_epochs',
                'expert_lr', 'expert_momentum', 'expert_weight_decay', 'expert_batch_size', 'augment', 'zca', 'seed')
-
-def row_start(name:str) -> int:
-    "The max_start_epoch row `name` distils with."
-    from kdd_explore.supervised import SUPERVISED_RECIPES, SupervisedConfig
-    base, changes, _ = ROWS[name]
-    return changes.get('distill', {}).get('max_start_epoch', SUPERVISED_RECIPES[base].distill.get(
-        'max_start_epoch', SupervisedConfig.max_start_epoch))
 
 def row_recipe(name:str, tiny:bool=False):
     "The recipe of row `name` (at toy size with `tiny`)."
@@ -84,7 +77,7 @@ def row_recipe(name:str, tiny:bool=False):
         changes = dict(changes, **{k: v for k, v in TINY.items() if k != 'distill'},
                        distill=dict(changes.get('distill', {}), **TINY['distill']))
         if changes.get('dataset') == 'cifar10_jpeg': changes['dataset'] = 'fake'
-        if row_start(name) > 2:  # the toy experts record 3 epochs: start at epoch 0 or 1
+        if supervised_recipe(base, **ROWS[name][1]).config().max_start_epoch > 2:  # the toy experts record 3 epochs
             changes['distill'] = dict(changes['distill'], max_start_epoch=2)
     return supervised_recipe(base, **changes)
 
