@@ -174,10 +174,30 @@ def _supervised(f):
                 "that could not finish says why in its last column.",
                 md_table(['row', 'what changes', 'validation', 'test', 'val - recipe', 'test - recipe', 'gain',
                           'learned lr', 'matching loss', 'minutes'], rows),
+                supervised_factor_figure(s),
                 (f"On validation {', '.join(f'`{k}`' for k in won)} beat the recipe (interval above zero)." if won else
                  f"No row beats the recipe on validation (no interval lies above zero, {n} paired seeds), so the "
                  "recipe keeps its settings.")]
     return out + _c10_section(s) + _protocol_section(f.get('proto', {}))
+
+def supervised_factor_figure(s:dict, # the supervised study's file
+                             base:str='fashion_mnist_10ipc', # the published row the factor rows change one setting of
+                            ):
+    "Each factor row of `base` minus `base`, paired over their shared evaluation seeds with its 95% t interval, on the validation and the test split: a plotly figure."
+    import plotly.graph_objects as go
+    rows = _sup_factors(s, base)
+    x0 = rows.pop(base)
+    fig = go.Figure()
+    for split, name in (('val', 'validation (chooses)'), ('test', 'test (reported)')):
+        gs = {k: _sup_paired(x, x0, split) for k, x in rows.items()}
+        gs = {k: g for k, g in gs.items() if g is not None}
+        fig.add_trace(go.Scatter(x=[g['gap'] for g in gs.values()], y=list(gs), mode='markers', name=name, orientation='h',
+                                 error_x=dict(type='data', symmetric=False, array=[g['hi'] - g['gap'] for g in gs.values()],
+                                              arrayminus=[g['gap'] - g['lo'] for g in gs.values()])))
+    fig.add_vline(x=0, line_dash='dot')
+    fig.update_layout(title=f"One factor at a time: row - {base} (points, 95% interval over the paired seeds)",
+                      xaxis_title='accuracy difference (points)', height=120 + 40 * len(rows), scattermode='group')
+    return fig
 
 def _c10_section(s:dict) -> list:
     "CIFAR-10 at 1 image per class with more iterations and experts: each row at every save, its headline (the last save, fixed in advance) paired against the published row's."
