@@ -8,6 +8,14 @@ os.environ.setdefault('KDD_DEVICE', 'cpu')
 os.environ.setdefault('KDD_PROCS', '1')
 ROOT = Path(__file__).resolve().parents[1]
 
+def kdd_here(capsys, *args):
+    "`kdd-explore ARGS` in this process (for errors raised before any work: no interpreter start): (exit status, stderr)."
+    from kdd_explore.cli import main
+    capsys.readouterr()
+    try: rc = main([str(a) for a in args])
+    except SystemExit as e: rc = e.code  # argparse's own errors
+    return rc, capsys.readouterr().err
+
 def load_script(path:Path):
     "A benchmark script (a file outside the package) imported as a module, for tests of its functions."
     import importlib.util

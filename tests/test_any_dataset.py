@@ -2,6 +2,7 @@
 import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
+from conftest import kdd_here
 from kdd_explore.core import KddError
 from kdd_explore.data import DatasetInfo, dataset_info
 from kdd_explore.pipeline import METHODS, ConfigError, PipelineConfig, get_config, run_pipeline
@@ -47,16 +48,15 @@ def test_quick_runs_on_fake_3x32x32_with_no_other_change(tmp_path):
     # 600 of 1,000 images and 500 test images fit; only the batch follows the 30-image sets
     assert set(used['adapted']) == {'eval_batch_size'}
 
-@pytest.mark.slow
-def test_one_check_reports_every_conflict_of_a_bad_config_before_any_work(tmp_path):
+def test_one_check_reports_every_conflict_of_a_bad_config_before_any_work(tmp_path, capsys):
     out = tmp_path/'run'
-    r = kdd('run', '--config', 'quickstart', '--dataset', 'digits', '--out', out, '--set',
+    rc, err = kdd_here(capsys, 'run', '--config', 'quickstart', '--dataset', 'digits', '--out', out, '--set',
             'n_train=5000', '--set', 'n_test=500', '--set', 'depth=4', '--set', 'high_loss_clusters=50', '--set',
             'eval_batch_size=256', '--set', 'fractions=[0.001,0.05]', '--set', 'expert_epochs=2', '--set',
             'teacher=no/such/teacher')
     # refused before any work: nothing written
-    assert r.returncode == 2 and 'Traceback' not in r.stderr and not (out.exists() and any(out.iterdir()))
-    lines = r.stderr.strip().splitlines()
+    assert rc == 2 and 'Traceback' not in err and not (out.exists() and any(out.iterdir()))
+    lines = err.strip().splitlines()
     assert lines[0].startswith('kdd-explore run: error: The configuration does not fit digits (1x8x8 images, 1,437 '
                                'train / 360 test, 10 classes): 8 settings to change') and 'Nothing was run.' in lines[0]
     for setting, fix in [('n_train=5000', 'set n_train=1437'), ('n_test=500', 'set n_test=360'),
@@ -65,7 +65,7 @@ def test_one_check_reports_every_conflict_of_a_bad_config_before_any_work(tmp_pa
                          ('distill.max_start_epoch=3', 'set distill.max_start_epoch=1'),
                          ('eval_batch_size=256', 'set eval_batch_size=29'), ('fractions=[0.001, 0.05]',
                                                                              'set fractions=[0.05]')]:
-        assert sum(l.startswith(f'  - {setting}: ') and f'Fix: {fix}' in l for l in lines) == 1, (setting, r.stderr)
+        assert sum(l.startswith(f'  - {setting}: ') and f'Fix: {fix}' in l for l in lines) == 1, (setting, err)
     assert len(lines) == 9 and not list(out.iterdir())  # one message; nothing written
     # the same from Python: explicit values are never changed to fit, each is a conflict
     with pytest.raises(ConfigError, match='2 settings to change') as e:
@@ -92,7 +92,7 @@ def test_recipe_values_follow_the_data_and_explicit_ones_do_not():
         get_config('quick', dataset='small', horizon_steps=(0, 4)).check(small)
 
 @pytest.mark.slow
-def test_set_changes_any_setting_and_refuses_unknown_keys(tmp_path):
+def test_set_changes_any_setting_and_refuses_unknown_keys(tmp_path, capsys):
     out = tmp_path/'run'
     r = kdd('run', '--config', 'quick', '--dataset', 'digits', '--out', out, '--quiet', '--set',
             'n_train=300', '--set', 'seeds=[0]', '--set', 'fractions=[0.5]', '--set', 'distill.iterations=2', '--set',
@@ -110,20 +110,18 @@ def test_set_changes_any_setting_and_refuses_unknown_keys(tmp_path):
                       (['seeds=0'], 'seeds takes a list, got 0 (a whole number)'),
                       (['distill.lr=1'], "unknown setting 'distill.lr'"), (['depth'], "'depth' is not KEY=VALUE")):
         args = [a for b in bad for a in ('--set', b)]
-        r = kdd('run', '--config', 'quick', '--out', tmp_path/'never', *args)
-        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert (r.stderr.startswith(f'kdd-explore run: error: --set: {says}')
-                and 'Known settings: dataset, dataset_options, n_train' in r.stderr)
-        assert 'distill.iterations' in r.stderr and not (tmp_path/'never').exists()
+        rc, err = kdd_here(capsys, 'run', '--config', 'quick', '--out', tmp_path/'never', *args)  # refused before any work
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert (err.startswith(f'kdd-explore run: error: --set: {says}')
+                and 'Known settings: dataset, dataset_options, n_train' in err)
+        assert 'distill.iterations' in err and not (tmp_path/'never').exists()
     assert parse_settings(['teacher=runs/t/teacher', 'first_padding=reference', 'dataset_options.shape=[1,16,16]']) == \
            {'teacher': 'runs/t/teacher', 'first_padding': 'reference', 'dataset_options.shape': [1, 16, 16]}
 
-@pytest.mark.slow
-def test_stage_commands_check_their_options_first(tmp_path):
-    r = kdd('experts', '--dataset', 'digits', '--depth', '4', '--out', tmp_path/'e')
-    assert (r.returncode == 2 and '2 settings to change' in r.stderr
-            and 'Fix: --depth 3 or leave out --depth' in r.stderr)
-    assert "no teacher is shipped for 'digits'" in r.stderr and not (tmp_path/'e').exists()
-    r = kdd('teacher', '--dataset', 'digits', '--n-train', 5000, '--out', tmp_path/'t')
-    assert r.returncode == 2 and ('n_train=5000: digits has 1,437 train images. Fix: --n-train 1437 or leave out '
-                                  '--n-train') in r.stderr
+def test_stage_commands_check_their_options_first(tmp_path, capsys):
+    rc, err = kdd_here(capsys, 'experts', '--dataset', 'digits', '--depth', '4', '--out', tmp_path/'e')
+    assert rc == 2 and '2 settings to change' in err and 'Fix: --depth 3 or leave out --depth' in err
+    assert "no teacher is shipped for 'digits'" in err and not (tmp_path/'e').exists()
+    rc, err = kdd_here(capsys, 'teacher', '--dataset', 'digits', '--n-train', 5000, '--out', tmp_path/'t')
+    assert rc == 2 and ('n_train=5000: digits has 1,437 train images. Fix: --n-train 1437 or leave out '
+                        '--n-train') in err

@@ -1,11 +1,13 @@
 "The `kdd-explore` stage commands over artifacts on disk, and their errors."
 import json, re, shutil, subprocess, sys
 import pytest, torch
+from conftest import kdd_here
 from kdd_explore.core import artifact_exists, read_meta, save_artifact
 
 def kdd(*args, cwd=None):
     return subprocess.run([sys.executable, '-m', 'kdd_explore.cli', *map(str, args)], capture_output=True,
                           text=True, timeout=600, cwd=cwd)
+
 
 @pytest.mark.slow
 def test_variance_command_writes_json_and_html(tmp_path):
@@ -33,29 +35,33 @@ def test_teacher_experts_distill_chain(tmp_path):
     assert r.returncode == 0, r.stderr
     assert artifact_exists(tmp_path/'d'/'synthetic_set') and read_meta(tmp_path/'d'/'synthetic_set')['n'] == 15
 
-@pytest.mark.slow
-def test_missing_experts_file_is_a_clear_error(tmp_path):
-    r = kdd('distill', '--experts', tmp_path/'nope', '--out', tmp_path/'d')
-    assert r.returncode == 2 and 'No artifact' in r.stderr and 'Traceback' not in r.stderr
+def test_missing_experts_file_is_a_clear_error(tmp_path, capsys):
+    rc, err = kdd_here(capsys, 'distill', '--experts', tmp_path/'nope', '--out', tmp_path/'d')
+    assert rc == 2 and 'No artifact' in err and 'Traceback' not in err
 
-@pytest.mark.slow
-def test_unknown_dataset_in_a_stage_command(tmp_path):
-    r = kdd('teacher', '--dataset', 'mnist2', '--out', tmp_path)
-    assert r.returncode == 2 and 'Known datasets' in r.stderr
+def test_unknown_dataset_in_a_stage_command(tmp_path, capsys):
+    rc, err = kdd_here(capsys, 'teacher', '--dataset', 'mnist2', '--out', tmp_path)
+    assert rc == 2 and 'Known datasets' in err
 
 @pytest.mark.parametrize('cmd', [['quickstart', '--quick'], ['run', '--config', 'quick'],
                                  ['experts', '--n-experts', '1'], ['distill', '--experts', 'nowhere/experts'],
                                  ['data', '--dataset', 'digits']])
-@pytest.mark.slow
-def test_out_that_is_a_file_is_one_line_error(tmp_path, cmd):
+def test_out_that_is_a_file_is_one_line_error(tmp_path, cmd, capsys):
     f = tmp_path/'results.txt'; f.write_text('keep me')
     for out in (f, f/'sub'):
-        r = kdd(*cmd, '--out', out)
-        assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
-        assert (r.stderr.startswith(f'kdd-explore {cmd[0]}: error: --out {out} ')
-                and len(r.stderr.strip().splitlines()) == 1), r.stderr
-        assert 'is a file, not a folder' in r.stderr if out == f else f'{f} is a file' in r.stderr
+        rc, err = kdd_here(capsys, *cmd, '--out', out)
+        assert rc == 2 and 'Traceback' not in err, err
+        assert err.startswith(f'kdd-explore {cmd[0]}: error: --out {out} ') and len(err.strip().splitlines()) == 1, err
+        assert 'is a file, not a folder' in err if out == f else f'{f} is a file' in err
     assert f.read_text() == 'keep me'
+
+@pytest.mark.slow
+def test_the_command_line_exits_2_with_the_one_line_error(tmp_path):
+    "The same refusal through the installed entry point's module, in its own process: exit status 2, one line, no traceback."
+    f = tmp_path/'results.txt'; f.write_text('keep me')
+    r = kdd('experts', '--n-experts', '1', '--out', f)
+    assert r.returncode == 2 and r.stderr.startswith(f'kdd-explore experts: error: --out {f} is a file, not a folder')
+    assert len(r.stderr.strip().splitlines()) == 1 and f.read_text() == 'keep me'
 
 @pytest.mark.slow
 def test_second_run_on_a_busy_folder_is_refused_naming_the_first(tmp_path):
@@ -82,13 +88,12 @@ def test_second_run_on_a_busy_folder_is_refused_naming_the_first(tmp_path):
     (['experts', '--width', '2.5'], "argument --width: must be a whole number >= 1"),
     (['teacher', '--epochs', '0'], "argument --epochs: must be a whole number >= 1"),
     (['data', '--n-train', '0'], "argument --n-train: must be a whole number >= 1")])
-@pytest.mark.slow
-def test_numeric_options_are_checked_before_anything_else(tmp_path, args, message):
+def test_numeric_options_are_checked_before_anything_else(tmp_path, args, message, capsys):
     "A bad number is refused by the parser with its own message, before the (missing) experts or data are looked at."
-    r = kdd(*args, '--out', tmp_path/'o')
-    assert r.returncode == 2 and 'Traceback' not in r.stderr
-    assert f'kdd-explore {args[0]}: error: {message}' in r.stderr, r.stderr
-    assert 'No artifact' not in r.stderr and not (tmp_path/'o').exists()
+    rc, err = kdd_here(capsys, *args, '--out', tmp_path/'o')
+    assert rc == 2 and 'Traceback' not in err
+    assert f'kdd-explore {args[0]}: error: {message}' in err, err
+    assert 'No artifact' not in err and not (tmp_path/'o').exists()
 
 def _copy_artifact(src, dst):
     dst.parent.mkdir(parents=True, exist_ok=True)
