@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.xdist_group('supervised_study')  # one worker runs the toy row once for every test here
+# one worker runs the toy row once for every test here; slow: study scripts in subprocesses (about 100 s on one thread)
+pytestmark = [pytest.mark.xdist_group('supervised_study'), pytest.mark.slow]
 ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
 
 def run(*args):
