@@ -8,7 +8,6 @@ def kdd(*args, cwd=None):
     return subprocess.run([sys.executable, '-m', 'kdd_explore.cli', *map(str, args)], capture_output=True,
                           text=True, timeout=600, cwd=cwd)
 
-
 @pytest.mark.slow
 def test_variance_command_writes_json_and_html(tmp_path):
     r = kdd('variance', '--dataset', 'digits', '--out', tmp_path, '--quick', '--quiet')
