@@ -140,3 +140,30 @@ def test_provenance_lives_in_the_results_files_not_in_the_code():
     code = ''.join(p.read_text() for p in (ROOT/'benchmarks'/'pages').glob('*.py'))
     assert not re.findall(r'\b20\d\d-\d\d-\d\d\b', code)
     assert 'made=' not in code and 'AMD EPYC' not in code
+
+def test_a_row_with_its_own_validation_images_is_paired_with_the_recipe_tested_on_them():
+    "A larger pool leaves other validation images: `val - recipe` pairs the row with the recipe's set tested again on those images, and stays empty until it is."
+    import copy
+    from benchmarks.pages.supervised import _sup_factors, _sup_paired, _supervised
+    s = json.loads((ROOT/'benchmarks'/'results'/'supervised_study.json').read_text())
+    recipe = s['rows']['fashion_mnist_10ipc']
+    row = copy.deepcopy(recipe)
+    row['results']['recipe']['n_train'] = 55000
+    mine = row['results']['saves']['300']
+    mine['val']['accuracies'] = [a + 1 for a in mine['val']['accuracies']]
+    s['rows'] = {'fashion_mnist_10ipc': recipe, 'toy_pool': dict(row, what='a larger pool')}
+    x, x0 = (_sup_factors(s, 'fashion_mnist_10ipc')[k] for k in ('toy_pool', 'fashion_mnist_10ipc'))
+    assert _sup_paired(x, x0, 'val') is None  # other images, recipe not yet tested on them: no reading
+    assert _sup_paired(x, x0, 'test')['gap'] == pytest.approx(0)  # the test split is the same for both
+    page = '\n'.join(map(str, _supervised({'s': s})))
+    assert 'has not been tested on them yet' in page
+    # the recipe's set tested again on the row's images: 2 points below the row on every seed
+    again = [a - 2 for a in mine['val']['accuracies']]
+    s['rows']['toy_pool']['recipe_on_val'] = dict(save='300', val=dict(accuracies=again, mean=sum(again) / 5, std=0.4), val_images=5000,
+                                val_images_in_recipe_pool=0, repeats_recipe_test=True)
+    x = _sup_factors(s, 'fashion_mnist_10ipc')['toy_pool']
+    g = _sup_paired(x, x0, 'val')
+    assert g['gap'] == pytest.approx(2) and g['claim'] == 'gain'
+    page = '\n'.join(map(str, _supervised({'s': s})))
+    assert '| toy_pool | a larger pool |' in page and '+2.0 [+2.0, +2.0]' in page
+    assert "the recipe's set tested again on those images" in page and 'repeat the recipe' in page

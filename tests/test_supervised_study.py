@@ -79,3 +79,21 @@ def test_protocol_on_the_page(protocol, tmp_path):
     shutil.copy(protocol, root/'benchmarks'/'results'/'supervised_protocol_toy.json')
     page = study_page(STUDIES['supervised'], root)
     assert '## The test protocol: `10ipc_start5`' in page and '`benchmarks/results/supervised_protocol_toy.json`' in page
+
+def test_the_recipe_tested_again_on_a_rows_validation_images(tmp_path):
+    "The recipe's set is distilled again and tested on a row's validation images in the recipe's own normalisation: on the recipe's own images it repeats the recipe's run, and a larger pool's images lie outside the recipe's pool."
+    import dataclasses
+    from benchmarks.studies.supervised_study import recipe_on_row_val
+    from kdd_explore.supervised import SupervisedRecipe
+    base = SupervisedRecipe(dataset='fake', n_train=300, n_val=100, n_test=200, n_experts=2, expert_epochs=3, saves=(4,),
+                            eval_epochs=5, eval_seeds=(0, 1), distill={'syn_steps': 4, 'max_start_epoch': 2})
+    same = recipe_on_row_val(tmp_path, 'toy_same', base, base)
+    run = json.loads((tmp_path/'toy_same'/'recipe_set'/'results.json').read_text())['saves']['4']
+    assert same['repeats_recipe_test'] and same['test']['accuracies'] == run['test']['accuracies']
+    assert same['val']['accuracies'] == run['val']['accuracies'] and same['val_images'] == 100
+    assert same['val_images_in_recipe_pool'] == 0
+    # a larger pool (the row) holds out the other 100 of the fake split's 1,000 images, none in the recipe's pool
+    pool = recipe_on_row_val(tmp_path, 'toy_pool', dataclasses.replace(base, n_train=900), base)
+    assert pool['val_images'] == 100 and pool['val_images_in_recipe_pool'] == 0 and pool['repeats_recipe_test']
+    assert pool['test'] == same['test'] and len(pool['val']['accuracies']) == 2
+    assert recipe_on_row_val(tmp_path, 'toy_pool', base, base) == pool  # read back, not computed again

@@ -14,7 +14,9 @@ def _sup_row(r:dict, # a row of the supervised study's file
     # expert steps in a two-epoch stretch (every row matches two epochs)
     steps = 2 * -(-res['n_pool'] // rc['expert_batch_size'])
     dcfg = {'syn_steps': 20, **rc['distill']}  # 20: SupervisedConfig's default
-    return dict(real=res['random_real'], dist=ch, real_lr=res.get('random_real_at_learned_lr'),
+    # a row with its own validation images: the recipe's set tested again on them (the study's `recipe_on_val`)
+    again = r.get('recipe_on_val') if r.get('recipe_on_val', {}).get('save') == at else None
+    return dict(real=res['random_real'], dist=ch, real_lr=res.get('random_real_at_learned_lr'), recipe_val=again,
                 iters=int(at), ratio=dcfg['syn_steps'] * ch['learned_lr'] / (
                     steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
                 ml=(res['matching_loss_start'], ch['matching_loss']), secs=res['seconds'], recipe=rc)
@@ -48,11 +50,15 @@ def _sup_paired(x:dict, # a row from `_sup_row`
                 x0:dict, # the row it changes one setting of, read at the same save
                 split:str='val', # 'val' or 'test'
                ) -> dict|None:
-    "The mean paired difference `x` - `x0` over the evaluation seeds both rows share (the same test networks' seeds), with its 95% t interval; None where a row lacks the split."
+    "The mean paired difference `x` - `x0` over the evaluation seeds both rows share (the same test networks' seeds), with its 95% t interval; None where a row lacks the split. A row with validation images of its own is compared with `x0`'s set tested again on them."
     from kdd_explore.evaluate import gap
     if split not in x['dist'] or split not in x0['dist']: return None
-    rows = [dict(method=m, label_fraction=1.0, accs=r['dist'][split]['accuracies'], seeds=list(r['recipe']['eval_seeds']),
-                 acc_std=r['dist'][split]['std']) for m, r in (('row', x), ('recipe', x0))]
+    ref = x['recipe_val'] if split == 'val' and x.get('recipe_val') else None
+    if ref is None and split == 'val' and x['recipe'].get('n_train') != x0['recipe'].get('n_train'):
+        return None  # other validation images, and the recipe not yet tested on them: no paired reading
+    accs = lambda r: r['dist'][split] if r is x or ref is None else ref['val']
+    rows = [dict(method=m, label_fraction=1.0, accs=accs(r)['accuracies'], seeds=list(r['recipe']['eval_seeds']),
+                 acc_std=accs(r)['std']) for m, r in (('row', x), ('recipe', x0))]
     return gap(rows, 'row', 'recipe')[1.0]
 
 def _gap_short(g:dict|None) -> str:
@@ -174,11 +180,34 @@ def _supervised(f):
                 "that could not finish says why in its last column.",
                 md_table(['row', 'what changes', 'validation', 'test', 'val - recipe', 'test - recipe', 'gain',
                           'learned lr', 'matching loss', 'minutes'], rows),
-                supervised_factor_figure(s),
+                supervised_factor_figure(s), *_own_val_notes(ten, x0),
                 (f"On validation {', '.join(f'`{k}`' for k in won)} beat the recipe (interval above zero)." if won else
                  f"No row beats the recipe on validation (no interval lies above zero, {n} paired seeds), so the "
                  "recipe keeps its settings.")]
     return out + _c10_section(s) + _protocol_section(f.get('proto', {}))
+
+def _own_val_notes(rows:dict, # factor rows (`_sup_factors`)
+                   x0:dict, # the recipe's row
+                  ) -> list:
+    "A sentence for each row whose validation images are not the recipe's: what its `val - recipe` compares."
+    out = []
+    for k, x in rows.items():
+        if x['recipe'].get('n_train') == x0['recipe'].get('n_train'): continue
+        again = x['recipe_val']
+        if again is None:
+            out.append(f"`{k}` holds out other validation images than the recipe (the images outside its "
+                       f"{x['recipe']['n_train']:,}-image pool), and the recipe's set has not been tested on them yet, "
+                       "so its *val - recipe* is left empty.")
+            continue
+        out.append(f"`{k}` holds out other validation images than the recipe (the {again['val_images']:,} images outside "
+                   f"its {x['recipe']['n_train']:,}-image pool; {again['val_images_in_recipe_pool']} of them lie in the "
+                   f"recipe's pool). Its *val - recipe* compares it with the recipe's set tested again on those images "
+                   f"with the same seeds: {pmv(again['val'])}% there, against {pmv(x0['dist']['val'])}% on the recipe's "
+                   "own validation images. That run's test accuracies "
+                   + ("repeat the recipe's seed for seed." if again['repeats_recipe_test'] else
+                      "do not repeat the recipe's seed for seed (the set was distilled again on another machine or "
+                      "torch build), so the test column still compares the published runs."))
+    return out
 
 def supervised_factor_figure(s:dict, # the supervised study's file
                              base:str='fashion_mnist_10ipc', # the published row the factor rows change one setting of

@@ -12,7 +12,9 @@ is opened for the row's recipe). The factor rows change one setting of `base`
 steps, fixed labels) at a time, and are read at 300 iterations (the base row saves at 100, 300 and 500: 300 is where it
 has settled, and it saves 40% of each row's time). Every Fashion-MNIST row is read on a validation split (5,000 training images outside the
 5,000-image pool, which needs the full training files: `apt-get install dataset-fashion-mnist` on Debian, or
-torchvision's download); the test split is reported beside it. The CIFAR-10 row reads the registered JPEG q75 copy
+torchvision's download); the test split is reported beside it. A row with a larger pool holds out other validation
+images (those outside its pool): for it (`CROSS_VAL`) the recipe's set is tested again on the row's validation images,
+with the same seeds, so that its `val - recipe` compares the same images. The CIFAR-10 row reads the registered JPEG q75 copy
 (`kdd-explore register cifar10_jpeg /tmp/cifar10_jpeg --size 32`).
 """
 from __future__ import annotations
@@ -59,7 +61,7 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
     '10ipc_pool55k': ('fashion_mnist_10ipc', dict(V, n_train=55000),
                       '10 images per class: the experts train on 55,000 images (5,000 in the recipe; the papers use '
                       'all 60,000, less the 5,000 held out here for validation, so its validation images differ '
-                      "from the recipe's)"),
+                      "from the recipe's: the recipe's set is tested again on them)"),
     # CIFAR-10 at 1 per class (issue 38 item 2): no validation split (the pool is the whole training split), so each
     # row's headline is fixed in advance: its last save. The 500 save repeats the published row's last one.
     'c10_1ipc_it2000': ('cifar10_1ipc', dict(dataset='cifar10_jpeg', saves=(500, 1000, 2000)),
@@ -67,6 +69,9 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
     'c10_1ipc_experts32': ('cifar10_1ipc', dict(dataset='cifar10_jpeg', saves=(500, 1000, 2000), n_experts=32),
                            'CIFAR-10 1 per class: 32 experts and 2,000 iterations (8 and 500 in the recipe)'),
 }
+# rows whose validation split is not their recipe's (a larger pool leaves other images outside it): the recipe's set at
+# the row's save is tested again on the row's validation images, so that `val - recipe` compares the same images
+CROSS_VAL = {'10ipc_pool55k': 'fashion_mnist_10ipc'}
 TINY = dict(n_train=400, n_val=0, n_test=500, n_experts=2, expert_epochs=3, saves=(4,), eval_epochs=20,
             eval_seeds=(0, 1), distill={'syn_steps': 4})
 EXPERT_KEYS = ('dataset', 'n_train', 'width', 'depth', 'first_padding', 'n_experts', 'expert_epochs',
@@ -85,25 +90,77 @@ def row_recipe(name:str, tiny:bool=False):
             changes['distill'] = dict(changes['distill'], max_start_epoch=2)
     return supervised_recipe(base, **changes)
 
-def reuse_experts(out:Path, name:str, recipe):
-    "Copy a finished recording of the same experts (or of the first of them) from another row's folder, so that none is recorded twice."
+def reuse_experts(out:Path, name:str, recipe, dest:Path|None=None):
+    "Copy a finished recording of the same experts (the first of them, or more) from another row's folder into `dest` (default: the row's `experts`), so that none is recorded twice."
     same = [k for k in EXPERT_KEYS if k != 'n_experts']
     key = json.loads(json.dumps({k: getattr(recipe, k) for k in same}))
-    dest = out/name/'experts'
+    dest = dest or out/name/'experts'
     if (dest/'experts.json').exists(): return
-    best = None  # (experts it holds, row): expert k derives from the root seed, so a smaller recording is a prefix
+    # expert k derives from the root seed, so a recording's first experts are any shorter one's: the most useful
+    # (up to the K needed), then the smallest to copy; the job keeps the first K of a larger one
+    best = None  # ((experts it gives, -experts it holds), row)
     for other in ROWS:
         src = out/other/'experts'
         if other == name or not (src/'experts.json').exists() or not (out/other/'results.json').exists(): continue
         theirs = json.loads((out/other/'results.json').read_text())['recipe']
         n = theirs.get('n_experts', 0)
-        if {k: theirs.get(k) for k in same} == key and n <= recipe.n_experts and (best is None or n > best[0]):
-            best = (n, other)
+        score = (min(n, recipe.n_experts), -n)
+        if {k: theirs.get(k) for k in same} == key and (best is None or score > best[0]): best = (score, other)
     if best is None: return
     dest.mkdir(parents=True, exist_ok=True)
     for f in ('experts.json', 'experts.safetensors'): shutil.copy2(out/best[1]/'experts'/f, dest/f)
-    print(f"{name}: experts reused from {best[1]}" + (f" (the first {best[0]} of {recipe.n_experts}; the rest are "
-                                                     "recorded)" if best[0] < recipe.n_experts else ''), flush=True)
+    n = -best[0][1]
+    print(f"{name}: experts reused from {best[1]}" + (f" (the first {n} of {recipe.n_experts}; the rest are "
+                                                     "recorded)" if n < recipe.n_experts else
+                                                     f" (the first {recipe.n_experts} of its {n})"
+                                                     if n > recipe.n_experts else ''), flush=True)
+
+def recipe_on_row_val(out:Path, # the study folder
+                      name:str, # a row of `CROSS_VAL`
+                      row, # its recipe
+                      base, # the recipe it changes one setting of (`CROSS_VAL[name]`'s)
+                      device:str='cpu', # where to compute
+                     ) -> dict:
+    "The recipe's set at the row's save tested again with the same seeds, on the row's validation images (in the recipe's own normalisation): the other half of the row's paired `val - recipe`; cached in the row's folder."
+    import torch
+    from kdd_explore.core import save_json
+    from kdd_explore.distill import SyntheticSet
+    from kdd_explore.supervised import _split, evaluate_set, open_supervised_run, supervised_job
+    f = out/name/'recipe_on_val.json'
+    if f.exists(): return json.loads(f.read_text())
+    at = max(row.saves)
+    base = dataclasses.replace(base, saves=(at,))
+    # the recipe's row folder when it holds that save, else the recipe distilled again (to the row's save) in the row's
+    folder = out/CROSS_VAL[name] if name in CROSS_VAL else None
+    if folder is None or not (folder/f'set_{at}.json').exists() or not (folder/'results.json').exists():
+        folder = out/name/'recipe_set'
+        open_supervised_run(folder, base)
+        reuse_experts(out, name, base, dest=folder/'experts')
+        print(f"{name}: the recipe's set distilled again to {at} iterations in {folder}", flush=True)
+        supervised_job(base, folder, device=device, progress=False)
+    done = json.loads((folder/'results.json').read_text())
+    _, _, (xt, yt), binfo = _split(base, False)
+    _, val, _, rinfo = _split(row, False)
+    if val is None: sys.exit(f"Row {name} has no validation split (n_val=0): there is nothing to test the recipe on.")
+    def raw(x, info):  # the images in [0, 1], as the dataset stores them
+        return info['data'].denormalize(info['zca'].inverse(x) if info['zca'] is not None else x)
+    xv = binfo['data'].normalize(raw(val[0], rinfo))
+    if binfo['zca'] is not None: xv = binfo['zca'](xv)
+    # the row's validation images must lie outside the recipe's pool too (its experts never saw them)
+    key = lambda x: {bytes(im) for im in (x * 255).round().to(torch.uint8).flatten(1).numpy()}
+    shared = len(key(raw(val[0], rinfo)) & key(binfo['data'].x_train))
+    syn = SyntheticSet.load(folder/f'set_{at}', device=device)
+    ev = evaluate_set(syn.images, syn.targets, syn.lr, done['arch'], xt.to(device), yt, base.eval_seeds,
+                      base.eval_epochs, augment=base.augment, val=(xv.to(device), val[1]))
+    got = dict(save=str(at), folder=str(folder), lr=ev['lr'], val=ev['val'],
+               test={k: ev[k] for k in ('accuracies', 'mean', 'std')},
+               # the same test networks as the recipe's own run: its test accuracies, seed for seed
+               repeats_recipe_test=ev['accuracies'] == done['saves'][str(at)]['test']['accuracies'],
+               val_images=len(val[1]), val_images_in_recipe_pool=shared)
+    save_json(f, got)
+    print(f"{name}: the recipe's set on the row's validation images: {got['val']['mean']:.2f} ± {got['val']['std']:.2f} "
+          f"(test {got['test']['mean']:.2f}; repeats the recipe's test: {got['repeats_recipe_test']})", flush=True)
+    return got
 
 def set_png(folder:Path, recipe, res:dict) -> dict:
     "The distilled images at the chosen save and the random real images they started from, as base64 PNG grids (one row per class), to show."
@@ -168,6 +225,8 @@ def main(argv=None):
             if not f.exists() or not json.loads(f.read_text()).get('complete'):
                 print(f"{name}: not finished, left out"); continue
             res, old = json.loads(f.read_text()), study['rows'].get(name, {})
+            if (out/name/'recipe_on_val.json').exists():
+                old = dict(old, recipe_on_val=json.loads((out/name/'recipe_on_val.json').read_text()))
             study['rows'][name] = dict(old, what=ROWS[name][2], recipe_name=ROWS[name][0], results=res,
                                        images=set_png(out/name, row_recipe(name, a.tiny), res),
                                        command=old.get('command',
@@ -190,6 +249,9 @@ def main(argv=None):
                                    command=f"python benchmarks/studies/supervised_study.py --out {a.out} --rows {name}"
                                    + (' --tiny' if a.tiny else ''),
                                    date=time.strftime('%Y-%m-%d'))
+        if name in CROSS_VAL and recipe.n_val:
+            study['rows'][name]['recipe_on_val'] = recipe_on_row_val(out, name, recipe, row_recipe(CROSS_VAL[name], a.tiny),
+                                                                     a.device)
         from kdd_explore.core import save_json
         save_json(study_file, study)
         last = res['saves'][res['chosen']]
