@@ -3,6 +3,7 @@
     python benchmarks/studies/supervised_study.py --out runs/supervised_study                      # every row (hours on one thread)
     python benchmarks/studies/supervised_study.py --out runs/supervised_study --rows base,depth4   # some rows
     python benchmarks/studies/supervised_study.py --out runs/sup_toy --tiny                         # toy size (what the tests run)
+    python benchmarks/studies/supervised_study.py --out runs/supervised_study --rows 10ipc_pool55k --recipe-on-val  # the recipe on its images
 
 Each row is one `kdd_explore.supervised.supervised_job` run (experts, distillation, tests) in OUT/<row>, resumable, and
 the rows are collected into OUT/supervised_study.json (copied to benchmarks/results/ by hand when a study is shipped).
@@ -201,6 +202,9 @@ def main(argv=None):
                                                     'and cores)')
     ap.add_argument('--collect', action='store_true', help="only collect the rows' finished folders into "
                                                            "OUT/supervised_study.json (images included)")
+    ap.add_argument('--recipe-on-val', action='store_true',
+                    help="only test the recipe's set on the rows' own validation images (rows with a larger pool: "
+                         f"{', '.join(CROSS_VAL)}), without running the rows; the row's run does it too when it ends")
     a = ap.parse_args(argv)
     import torch
     from kdd_explore.supervised import supervised_job, open_supervised_run
@@ -218,6 +222,13 @@ def main(argv=None):
                                     "--collect gathers them")
     if a.machine: study['provenance']['machine'] = a.machine
     study.setdefault('rows', {})
+    if a.recipe_on_val:
+        for name in names:
+            if name not in CROSS_VAL: print(f"{name}: validated on the recipe's own images, nothing to do"); continue
+            recipe = row_recipe(name, a.tiny)
+            if recipe.n_val: recipe_on_row_val(out, name, recipe, row_recipe(CROSS_VAL[name], a.tiny), a.device)
+            else: print(f"{name}: no validation split at this size (n_val=0), nothing to do")
+        return study
     if a.collect:  # no run: each finished row's results.json, with its images
         from kdd_explore.core import save_json
         for name in names:
