@@ -34,8 +34,9 @@ SUP_PUBLISHED = [('base', 'Fashion-MNIST, 1 image per class', 15.0, 70.),
                  # issue 38's CIFAR-10 rows: listed once run, each headline fixed in advance (its last save)
                  ('c10_1ipc_it2000', 'CIFAR-10 (JPEG q75 copy), 1 image per class, 2,000 iterations', 'x2', 40.),
                  ('c10_1ipc_experts32', 'CIFAR-10 (JPEG q75 copy), 1 image per class, 32 experts, 2,000 iterations',
-                  'x2', 40.)]
-SUP_LATER = {'c10_1ipc_it2000', 'c10_1ipc_experts32'}  # rows the tables leave out until they are run
+                  'x2', 40.),
+                 ('c10_1ipc_width64', 'CIFAR-10 (JPEG q75 copy), 1 image per class, width 64', 'x2', 40.)]
+SUP_LATER = {'c10_1ipc_it2000', 'c10_1ipc_experts32', 'c10_1ipc_width64'}  # rows the tables leave out until they are run
 
 def _sup_factors(s:dict, # the supervised study's file
                  base:str='base', # the published row the factors change one setting of
@@ -229,7 +230,7 @@ def supervised_factor_figure(s:dict, # the supervised study's file
     return fig
 
 def _c10_section(s:dict) -> list:
-    "CIFAR-10 at 1 image per class with more iterations and experts: each row at every save, its headline (the last save, fixed in advance) paired against the published row's."
+    "CIFAR-10 at 1 image per class with more iterations, experts or width: each row at every save, its headline (the last save, fixed in advance) paired against the published row's."
     rows = {k: r for k, r in s['rows'].items() if k in SUP_LATER}
     if not rows or 'cifar10_1ipc' not in s['rows']: return []
     x0 = _sup_row(s['rows']['cifar10_1ipc'])  # its headline: the last save (500)
@@ -251,10 +252,10 @@ def _c10_section(s:dict) -> list:
         if '500' in res['saves'] and '500' in s['rows']['cifar10_1ipc']['results']['saves']:
             same = res['saves']['500']['test']['accuracies'] == s['rows']['cifar10_1ipc']['results']['saves']['500']['test']['accuracies']
             said.append(f"Its 500-iteration save {'repeats the published row to the last digit (the same experts, seeds and loop)' if same else 'differs from the published row at 500 iterations'}.")
-    return ['## CIFAR-10, 1 image per class: more iterations and experts',
-            "Each row changes the published CIFAR-10 row (`cifar10_1ipc`: 8 experts, 500 iterations). The pool is the "
-            "whole training split, so there is no validation split: each row's headline is fixed in advance as its "
-            f"last save. *- published row*: the headline minus the published row's 500-iteration accuracy, paired over "
+    return ['## CIFAR-10, 1 image per class: more iterations, experts and width',
+            "Each row changes the published CIFAR-10 row (`cifar10_1ipc`: 8 experts, width 32, 500 iterations). The pool "
+            "is the whole training split, so there is no validation split: each row's headline is fixed in advance as "
+            f"its last save. *- published row*: the headline minus the published row's 500-iteration accuracy, paired over "
             f"the {n} evaluation seeds both share, with its 95% t interval.",
             md_table(['row', 'what changes', 'test at every save', 'headline', '- published row', 'learned lr',
                       'matching loss', 'minutes'], table), ' '.join(said)]

@@ -63,12 +63,17 @@ ROWS = {  # name -> (recipe, changes, what the row changes from `base`)
                       '10 images per class: the experts train on 55,000 images (5,000 in the recipe; the papers use '
                       'all 60,000, less the 5,000 held out here for validation, so its validation images differ '
                       "from the recipe's: the recipe's set is tested again on them)"),
+    '10ipc_width64': ('fashion_mnist_10ipc', dict(V, width=64),
+                      '10 images per class: width 64 (32 in the recipe; the papers: 128), experts, set and tests'),
     # CIFAR-10 at 1 per class (issue 38 item 2): no validation split (the pool is the whole training split), so each
     # row's headline is fixed in advance: its last save. The 500 save repeats the published row's last one.
     'c10_1ipc_it2000': ('cifar10_1ipc', dict(dataset='cifar10_jpeg', saves=(500, 1000, 2000)),
                         'CIFAR-10 1 per class: 2,000 iterations (500 in the recipe); headline: the last save'),
     'c10_1ipc_experts32': ('cifar10_1ipc', dict(dataset='cifar10_jpeg', saves=(500, 1000, 2000), n_experts=32),
                            'CIFAR-10 1 per class: 32 experts and 2,000 iterations (8 and 500 in the recipe)'),
+    'c10_1ipc_width64': ('cifar10_1ipc', dict(dataset='cifar10_jpeg', width=64),
+                         'CIFAR-10 1 per class: width 64 (32 in the recipe; MTT: 128), experts, set and tests; '
+                         'headline: the last save (500)'),
 }
 # rows whose validation split is not their recipe's (a larger pool leaves other images outside it): the recipe's set at
 # the row's save is tested again on the row's validation images, so that `val - recipe` compares the same images
