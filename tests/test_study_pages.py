@@ -167,3 +167,21 @@ def test_a_row_with_its_own_validation_images_is_paired_with_the_recipe_tested_o
     page = '\n'.join(map(str, _supervised({'s': s})))
     assert '| toy_pool | a larger pool |' in page and '+2.0 [+2.0, +2.0]' in page
     assert "the recipe's set tested again on those images" in page and 'repeat the recipe' in page
+
+def test_a_cifar10_row_is_paired_with_the_row_it_changes_one_setting_of():
+    "The 32-expert CIFAR-10 row is read against the published row and, one change alone, against the 8-expert row of the same iterations."
+    import copy
+    from benchmarks.pages.supervised import _c10_section
+    s = json.loads((ROOT/'benchmarks'/'results'/'supervised_study.json').read_text())
+    row = copy.deepcopy(s['rows']['c10_1ipc_it2000'])
+    for v in row['results']['saves'].values():
+        v['test']['accuracies'] = [a + 1 for a in v['test']['accuracies']]
+        v['test']['mean'] += 1
+    s['rows']['c10_1ipc_experts32'] = dict(row, what='32 experts')
+    page = '\n'.join(_c10_section(s))
+    assert '| c10_1ipc_experts32 | 32 experts |' in page
+    assert 'Against `c10_1ipc_it2000` (the same 2,000 iterations with 8 experts): +1.0 [+1.0, +1.0] at 2,000' in page
+    assert 'the one change alone (a gain)' in page
+    del s['rows']['c10_1ipc_it2000']  # without its sibling the row is still read against the published row
+    page = '\n'.join(_c10_section(s))
+    assert '`c10_1ipc_experts32` ends at' in page and 'Against `c10_1ipc_it2000`' not in page

@@ -37,6 +37,8 @@ SUP_PUBLISHED = [('base', 'Fashion-MNIST, 1 image per class', 15.0, 70.),
                   'x2', 40.),
                  ('c10_1ipc_width64', 'CIFAR-10 (JPEG q75 copy), 1 image per class, width 64', 'x2', 40.)]
 SUP_LATER = {'c10_1ipc_it2000', 'c10_1ipc_experts32', 'c10_1ipc_width64'}  # rows the tables leave out until they are run
+# a CIFAR-10 row and the row it changes one setting of, where that is not the published row (the same saves)
+C10_ONE_CHANGE = {'c10_1ipc_experts32': ('c10_1ipc_it2000', 'the same 2,000 iterations with 8 experts')}
 
 def _sup_factors(s:dict, # the supervised study's file
                  base:str='base', # the published row the factors change one setting of
@@ -229,6 +231,10 @@ def supervised_factor_figure(s:dict, # the supervised study's file
                       xaxis_title='accuracy difference (points)', height=120 + 40 * len(rows), scattermode='group')
     return fig
 
+def _claim(g:dict) -> str:
+    "A paired difference in words: a gain or a loss when its interval excludes zero, else a tie."
+    return {'gain': 'a gain', 'loss': 'a loss'}.get(g['claim'], 'a tie')
+
 def _c10_section(s:dict) -> list:
     "CIFAR-10 at 1 image per class with more iterations, experts or width: each row at every save, its headline (the last save, fixed in advance) paired against the published row's."
     rows = {k: r for k, r in s['rows'].items() if k in SUP_LATER}
@@ -247,8 +253,13 @@ def _c10_section(s:dict) -> list:
                       f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f}"])
         said.append(f"`{k}` ends at {x['dist']['test']['mean']:.1f}% ({x['iters']:,} iterations), "
                     f"{g['gap']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}] against the published row's "
-                    f"{x0['dist']['test']['mean']:.1f}% ({'a gain' if g['claim'] == 'gain' else 'a loss' if g['claim'] == 'loss' else 'a tie'}): "
+                    f"{x0['dist']['test']['mean']:.1f}% ({_claim(g)}): "
                     f"the bar ({bar}) is {'met' if ok else 'not met'}.")
+        if k in C10_ONE_CHANGE and C10_ONE_CHANGE[k][0] in rows:  # one factor at a time: against its sibling
+            sib, what = C10_ONE_CHANGE[k]
+            g1 = _sup_paired(x, _sup_row(rows[sib], at=str(x['iters'])), 'test')
+            said.append(f"Against `{sib}` ({what}): {_gap_short(g1)} at {x['iters']:,} iterations, the one change "
+                        f"alone ({_claim(g1)}).")
         if '500' in res['saves'] and '500' in s['rows']['cifar10_1ipc']['results']['saves']:
             same = res['saves']['500']['test']['accuracies'] == s['rows']['cifar10_1ipc']['results']['saves']['500']['test']['accuracies']
             said.append(f"Its 500-iteration save {'repeats the published row to the last digit (the same experts, seeds and loop)' if same else 'differs from the published row at 500 iterations'}.")
