@@ -97,3 +97,29 @@ def test_the_recipe_tested_again_on_a_rows_validation_images(tmp_path):
     assert pool['val_images'] == 100 and pool['val_images_in_recipe_pool'] == 0 and pool['repeats_recipe_test']
     assert pool['test'] == same['test'] and len(pool['val']['accuracies']) == 2
     assert recipe_on_row_val(tmp_path, 'toy_pool', base, base) == pool  # read back, not computed again
+
+def test_the_experts_scored_at_the_epochs_the_distillation_matches(row, tmp_path):
+    "Each expert is scored with its parameters at the first and last target epoch (2 and 3 at toy size) and the last recorded one, on the row's test split; what is missing is refused with what to do."
+    import torch
+    from torch.func import functional_call
+    from benchmarks.studies import supervised_experts
+    from benchmarks.studies.supervised_study import row_recipe
+    from kdd_explore.kd import Experts
+    from kdd_explore.models import build_model
+    from kdd_explore.supervised import _split
+    got = supervised_experts.main(['--out', str(row), '--rows', '10ipc_start5', '--tiny', '--json', str(tmp_path/'e.json')])
+    e = got['rows']['10ipc_start5']
+    assert e['epochs'] == [2, 3] and e['targets'] == [2, 3] and e['experts'] == 2 and e['read_from'] == '10ipc_start5'
+    ex = Experts.load(row/'10ipc_start5'/'experts'/'experts')
+    _, _, (xt, yt), _ = _split(row_recipe('10ipc_start5', tiny=True), False)
+    net = build_model(ex.arch, seed=1)
+    for epoch in ('2', '3'):
+        for k in range(2):  # the same classifier, built another way
+            with torch.no_grad(): hits = (functional_call(net, ex.params(k, int(epoch)), (xt,)).argmax(1) == yt).sum()
+            assert e['test'][epoch]['accuracies'][k] == round(100 * int(hits) / len(yt), 2)
+    assert json.loads((tmp_path/'e.json').read_text())['provenance']['command'].startswith(
+        'python benchmarks/studies/supervised_experts.py')
+    with pytest.raises(SystemExit, match='no other row'):
+        supervised_experts.main(['--out', str(row), '--rows', 'depth4', '--tiny', '--json', str(tmp_path/'f.json')])
+    with pytest.raises(SystemExit, match='Unknown rows'):
+        supervised_experts.main(['--out', str(row), '--rows', 'nope', '--json', str(tmp_path/'f.json')])

@@ -116,11 +116,14 @@ def _sup_published_reading(f:dict) -> str:
 @study('supervised', 'Supervised trajectory matching that works',
        "MTT's setting on this CPU: Fashion-MNIST at 1 and 10 images per class and CIFAR-10 at 1, beside the published "
        "rows, and what the student and the settings do",
-       files=dict(s='benchmarks/results/supervised_study.json', proto='benchmarks/results/supervised_protocol_*.json'),
+       files=dict(s='benchmarks/results/supervised_study.json', proto='benchmarks/results/supervised_protocol_*.json',
+                  experts='benchmarks/results/supervised_experts*.json'),
        make='python benchmarks/studies/supervised_study.py --out runs/supervised_study, then --collect, and copy '
             'runs/supervised_study/supervised_study.json to benchmarks/results/; python '
-            'benchmarks/studies/supervised_protocol.py ROW_FOLDER --json benchmarks/results/supervised_protocol_ROW.json',
-       needs=dict(s=['rows', 'provenance'], proto=['protocols', 'provenance']), optional=('proto',))
+            'benchmarks/studies/supervised_protocol.py ROW_FOLDER --json benchmarks/results/supervised_protocol_ROW.json; '
+            'python benchmarks/studies/supervised_experts.py --out runs/supervised_study --rows ROWS',
+       needs=dict(s=['rows', 'provenance'], proto=['protocols', 'provenance'], experts=['rows', 'provenance']),
+       optional=('proto', 'experts'))
 def _supervised(f):
     from kdd_explore.supervised import supervised_figure, supervised_table
     s = f['s']
@@ -187,7 +190,7 @@ def _supervised(f):
                 (f"On validation {', '.join(f'`{k}`' for k in won)} beat the recipe (interval above zero)." if won else
                  f"No row beats the recipe on validation (no interval lies above zero, {n} paired seeds), so the "
                  "recipe keeps its settings.")]
-    return out + _c10_section(s) + _protocol_section(f.get('proto', {}))
+    return out + _c10_section(s) + _experts_section(f.get('experts', {}), s) + _protocol_section(f.get('proto', {}))
 
 def _own_val_notes(rows:dict, # factor rows (`_sup_factors`)
                    x0:dict, # the recipe's row
@@ -270,6 +273,38 @@ def _c10_section(s:dict) -> list:
             f"the {n} evaluation seeds both share, with its 95% t interval.",
             md_table(['row', 'what changes', 'test at every save', 'headline', '- published row', 'learned lr',
                       'matching loss', 'minutes'], table), ' '.join(said)]
+
+def _experts_section(files:dict, # path -> a `supervised_experts.py` file
+                     s:dict, # the supervised study's file
+                    ) -> list:
+    "What the experts know: each row's first experts scored on the test split at the epochs its distillation matches, beside its distilled set."
+    table, said = [], []
+    for path, f in sorted(files.items()):
+        for k, e in f['rows'].items():
+            first, last = (str(t) for t in e['targets'])
+            r = s['rows'].get(k)
+            x = _sup_row(r, at='300' if r and r.get('recipe_name') == 'fashion_mnist_10ipc' else None) if r else None
+            data = 'CIFAR-10 (JPEG q75 copy)' if e['dataset'].startswith('cifar10') else e['dataset'].replace(
+                '_', '-').title().replace('Mnist', 'MNIST')
+            pool = f"{e['pool']:,}" if e['pool'] else 'all'
+            table.append([k, data, pool, str(e['width']),
+                          f"{e['test'][first]['mean']:.1f} / {e['test'][last]['mean']:.1f} (epochs {first} / {last})",
+                          f"{e['test'][str(e['recorded_epochs'])]['mean']:.1f} (epoch {e['recorded_epochs']})",
+                          (f"{pmv(x['dist']['test'])} ({x['iters']:,} it.)" if x else 'not finished'),
+                          str(e['experts'])])
+            if x: said.append((k, e['test'][last]['mean'], x['dist']['test']['mean']))
+    if not table: return []
+    out = ['## What the experts know',
+           "Trajectory matching teaches the set to move a student the way an expert moved between two of its recorded "
+           "epochs. Here each row's first experts, with their parameters at the first and the last epoch the "
+           "distillation's targets lie at, and at their last recorded epoch, are scored as classifiers on the whole "
+           "test split (the row's normalisation and ZCA). The set is tested another way (a fresh network trained on "
+           "it for 300 epochs at its learned lr, with momentum), so the two are readings side by side, not a bound.",
+           md_table(['row', 'data', 'pool', 'width', "experts' test accuracy at the targets (first / last)",
+                     'at the last recorded epoch', 'distilled set (test)', 'experts scored'], table)]
+    if said:
+        out.append(' '.join(f"`{k}`: its experts reach {a:.1f}% at the last target, its set {d:.1f}%." for k, a, d in said))
+    return out
 
 def _protocol_section(protos:dict) -> list:
     "A row's set tested again under other test protocols (wider networks, more epochs): distilled and random real at each, and their paired difference."

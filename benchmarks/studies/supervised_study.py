@@ -96,12 +96,10 @@ def row_recipe(name:str, tiny:bool=False):
             changes['distill'] = dict(changes['distill'], max_start_epoch=2)
     return supervised_recipe(base, **changes)
 
-def reuse_experts(out:Path, name:str, recipe, dest:Path|None=None):
-    "Copy a finished recording of the same experts (the first of them, or more) from another row's folder into `dest` (default: the row's `experts`), so that none is recorded twice."
+def find_experts(out:Path, name:str, recipe) -> tuple|None:
+    "(row, experts it holds) of another row's finished recording of the same experts as `recipe`'s (the first of them, or more), or None."
     same = [k for k in EXPERT_KEYS if k != 'n_experts']
     key = json.loads(json.dumps({k: getattr(recipe, k) for k in same}))
-    dest = dest or out/name/'experts'
-    if (dest/'experts.json').exists(): return
     # expert k derives from the root seed, so a recording's first experts are any shorter one's: the most useful
     # (up to the K needed), then the smallest to copy; the job keeps the first K of a larger one
     best = None  # ((experts it gives, -experts it holds), row)
@@ -112,14 +110,21 @@ def reuse_experts(out:Path, name:str, recipe, dest:Path|None=None):
         n = theirs.get('n_experts', 0)
         score = (min(n, recipe.n_experts), -n)
         if {k: theirs.get(k) for k in same} == key and (best is None or score > best[0]): best = (score, other)
-    if best is None: return
+    return None if best is None else (best[1], -best[0][1])
+
+def reuse_experts(out:Path, name:str, recipe, dest:Path|None=None):
+    "Copy a finished recording of the same experts (`find_experts`) from another row's folder into `dest` (default: the row's `experts`), so that none is recorded twice."
+    dest = dest or out/name/'experts'
+    if (dest/'experts.json').exists(): return
+    found = find_experts(out, name, recipe)
+    if found is None: return
+    other, n = found
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ('experts.json', 'experts.safetensors'): shutil.copy2(out/best[1]/'experts'/f, dest/f)
-    n = -best[0][1]
-    print(f"{name}: experts reused from {best[1]}" + (f" (the first {n} of {recipe.n_experts}; the rest are "
-                                                     "recorded)" if n < recipe.n_experts else
-                                                     f" (the first {recipe.n_experts} of its {n})"
-                                                     if n > recipe.n_experts else ''), flush=True)
+    for f in ('experts.json', 'experts.safetensors'): shutil.copy2(out/other/'experts'/f, dest/f)
+    print(f"{name}: experts reused from {other}" + (f" (the first {n} of {recipe.n_experts}; the rest are "
+                                                   "recorded)" if n < recipe.n_experts else
+                                                   f" (the first {recipe.n_experts} of its {n})"
+                                                   if n > recipe.n_experts else ''), flush=True)
 
 def recipe_on_row_val(out:Path, # the study folder
                       name:str, # a row of `CROSS_VAL`
