@@ -189,15 +189,15 @@ def test_a_cifar10_row_is_paired_with_the_row_it_changes_one_setting_of():
 def test_the_experts_section_reads_its_file_beside_the_rows():
     "What the experts know: each scored row's accuracy at its first and last target epoch, beside its set (a row not yet finished says so)."
     from benchmarks.pages import study_page
-    from benchmarks.pages.supervised import _experts_section
+    from benchmarks.pages.supervised import supervised_experts_section
     e = json.loads((ROOT/'benchmarks'/'results'/'supervised_experts.json').read_text())
     s = json.loads((ROOT/'benchmarks'/'results'/'supervised_study.json').read_text())
     row = e['rows']['fashion_mnist_10ipc']
-    md = '\n'.join(_experts_section({'x.json': e}, s))
+    md = '\n'.join(supervised_experts_section({'x.json': e}, s))
     a, b = (row['test'][str(t)]['mean'] for t in row['targets'])
     assert f"| fashion_mnist_10ipc | Fashion-MNIST | 5,000 | 32 | {a:.1f} / {b:.1f} (epochs 2 / 11) |" in md
     assert f"{s['rows']['fashion_mnist_10ipc']['results']['saves']['300']['test']['mean']:.1f} ±" in md
     s['rows'].pop('fashion_mnist_10ipc')
-    assert '| not finished |' in '\n'.join(_experts_section({'x.json': e}, s))
-    assert _experts_section({}, s) == []
+    assert '| not finished |' in '\n'.join(supervised_experts_section({'x.json': e}, s))
+    assert supervised_experts_section({}, s) == []
     assert '## What the experts know' in study_page('supervised')

@@ -190,7 +190,8 @@ def _supervised(f):
                 (f"On validation {', '.join(f'`{k}`' for k in won)} beat the recipe (interval above zero)." if won else
                  f"No row beats the recipe on validation (no interval lies above zero, {n} paired seeds), so the "
                  "recipe keeps its settings.")]
-    return out + _c10_section(s) + _experts_section(f.get('experts', {}), s) + _protocol_section(f.get('proto', {}))
+    return (out + _c10_section(s) + supervised_experts_section(f.get('experts', {}), s)
+            + _protocol_section(f.get('proto', {})))
 
 def _own_val_notes(rows:dict, # factor rows (`_sup_factors`)
                    x0:dict, # the recipe's row
@@ -274,7 +275,7 @@ def _c10_section(s:dict) -> list:
             md_table(['row', 'what changes', 'test at every save', 'headline', '- published row', 'learned lr',
                       'matching loss', 'minutes'], table), ' '.join(said)]
 
-def _experts_section(files:dict, # path -> a `supervised_experts.py` file
+def supervised_experts_section(files:dict, # path -> a `supervised_experts.py` file
                      s:dict, # the supervised study's file
                     ) -> list:
     "What the experts know: each row's first experts scored on the test split at the epochs its distillation matches, beside its distilled set."
