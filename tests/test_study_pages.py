@@ -160,13 +160,15 @@ def test_a_row_with_its_own_validation_images_is_paired_with_the_recipe_tested_o
     # the recipe's set tested again on the row's images: 2 points below the row on every seed
     again = [a - 2 for a in mine['val']['accuracies']]
     s['rows']['toy_pool']['recipe_on_val'] = dict(save='300', val=dict(accuracies=again, mean=sum(again) / 5, std=0.4), val_images=5000,
-                                val_images_in_recipe_pool=0, repeats_recipe_test=True)
+                                val_images_in_recipe_pool=0, test=dict(recipe['results']['saves']['300']['test']))
     x = _sup_factors(s, 'fashion_mnist_10ipc')['toy_pool']
     g = _sup_paired(x, x0, 'val')
     assert g['gap'] == pytest.approx(2) and g['claim'] == 'gain'
     page = '\n'.join(map(str, _supervised({'s': s})))
     assert '| toy_pool | a larger pool |' in page and '+2.0 [+2.0, +2.0]' in page
     assert "the recipe's set tested again on those images" in page and 'repeat the recipe' in page
+    s['rows']['toy_pool']['recipe_on_val']['test']['accuracies'] = [0.] * 5  # another run's test networks: said
+    assert 'do not repeat the recipe' in '\n'.join(map(str, _supervised({'s': s})))
 
 def test_a_cifar10_row_is_paired_with_the_row_it_changes_one_setting_of():
     "The 32-expert CIFAR-10 row is read against the published row and, one change alone, against the 8-expert row of the same iterations."

@@ -211,7 +211,7 @@ def _own_val_notes(rows:dict, # factor rows (`_sup_factors`)
                    f"recipe's pool). Its *val - recipe* compares it with the recipe's set tested again on those images "
                    f"with the same seeds: {pmv(again['val'])}% there, against {pmv(x0['dist']['val'])}% on the recipe's "
                    "own validation images. That run's test accuracies "
-                   + ("repeat the recipe's seed for seed." if again['repeats_recipe_test'] else
+                   + ("repeat the recipe's seed for seed." if again['test']['accuracies'] == x0['dist']['test']['accuracies'] else
                       "do not repeat the recipe's seed for seed (the set was distilled again on another machine or "
                       "torch build), so the test column still compares the published runs."))
     return out
