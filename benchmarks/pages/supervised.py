@@ -276,8 +276,8 @@ def _c10_section(s:dict) -> list:
                       'matching loss', 'minutes'], table), ' '.join(said)]
 
 def supervised_experts_section(files:dict, # path -> a `supervised_experts.py` file
-                     s:dict, # the supervised study's file
-                    ) -> list:
+                               s:dict, # the supervised study's file
+                              ) -> list:
     "What the experts know: each row's first experts scored on the test split at the epochs its distillation matches, beside its distilled set."
     table, said = [], []
     for path, f in sorted(files.items()):
