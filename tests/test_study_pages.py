@@ -188,6 +188,19 @@ def test_a_cifar10_row_is_paired_with_the_row_it_changes_one_setting_of():
     page = '\n'.join(_c10_section(s))
     assert '`c10_1ipc_experts32` ends at' in page and 'Against `c10_1ipc_it2000`' not in page
 
+def test_only_a_cifar10_row_of_the_published_setup_is_said_to_repeat_its_500_save():
+    "The 2,000-iteration row repeats the published row at 500 iterations (the same experts, width and seeds); a width-64 row, whose 500 save is another set, is not said to repeat or differ."
+    import copy
+    from benchmarks.pages.supervised import _c10_section
+    s = json.loads((ROOT/'benchmarks'/'results'/'supervised_study.json').read_text())
+    s['rows'] = {k: s['rows'][k] for k in ('cifar10_1ipc', 'c10_1ipc_it2000')}
+    assert "`c10_1ipc_it2000`" in (page := '\n'.join(_c10_section(s))) and 'repeats the published row to the last digit' in page
+    wide = copy.deepcopy(s['rows'].pop('c10_1ipc_it2000'))
+    wide['results']['recipe']['width'] = 64
+    s['rows']['c10_1ipc_width64'] = wide
+    page = '\n'.join(_c10_section(s))
+    assert '`c10_1ipc_width64` ends at' in page and '500-iteration save' not in page
+
 def test_the_experts_section_reads_its_file_beside_the_rows():
     "What the experts know: each scored row's accuracy at its first and last target epoch, beside its set (a row not yet finished says so)."
     from benchmarks.pages import study_page

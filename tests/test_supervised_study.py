@@ -123,3 +123,19 @@ def test_the_experts_scored_at_the_epochs_the_distillation_matches(row, tmp_path
         supervised_experts.main(['--out', str(row), '--rows', 'depth4', '--tiny', '--json', str(tmp_path/'f.json')])
     with pytest.raises(SystemExit, match='Unknown rows'):
         supervised_experts.main(['--out', str(row), '--rows', 'nope', '--json', str(tmp_path/'f.json')])
+
+def test_experts_only_shared_across_two_processes(row, tmp_path):
+    "`--experts-only` under torchrun (two gloo processes, one expert each) records the experts that the row's own run records in one process, with the same settings, so that the run reads them back instead of recording them."
+    import torch
+    from kdd_explore.kd import Experts
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                        'benchmarks/studies/supervised_study.py', '--out', str(tmp_path), '--tiny', '--rows',
+                        '10ipc_start5', '--experts-only'], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count('10ipc_start5: 2 experts in') == 1  # rank 0 reports
+    two = Experts.load(tmp_path/'10ipc_start5'/'experts'/'experts')
+    one = Experts.load(row/'10ipc_start5'/'experts'/'experts')
+    assert two.meta == one.meta and two.arch == one.arch and len(two.trajectories) == 2
+    for a, b in zip(two.trajectories, one.trajectories):
+        assert len(a) == len(b) and all(torch.equal(a[e][k], b[e][k]) for e in range(len(a)) for k in a[e])
+    assert not (tmp_path/'10ipc_start5'/'results.json').exists()  # the row itself is left to its run

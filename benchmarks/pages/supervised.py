@@ -264,7 +264,9 @@ def _c10_section(s:dict) -> list:
             g1 = _sup_paired(x, _sup_row(rows[sib], at=str(x['iters'])), 'test')
             said.append(f"Against `{sib}` ({what}): {_gap_short(g1)} at {x['iters']:,} iterations, the one change "
                         f"alone ({_claim(g1)}).")
-        if '500' in res['saves'] and '500' in s['rows']['cifar10_1ipc']['results']['saves']:
+        # only a row with the published row's experts and networks can repeat its 500-iteration save
+        alike = all(x['recipe'].get(f) == x0['recipe'].get(f) for f in ('width', 'depth', 'n_experts'))
+        if alike and '500' in res['saves'] and '500' in s['rows']['cifar10_1ipc']['results']['saves']:
             same = res['saves']['500']['test']['accuracies'] == s['rows']['cifar10_1ipc']['results']['saves']['500']['test']['accuracies']
             said.append(f"Its 500-iteration save {'repeats the published row to the last digit (the same experts, seeds and loop)' if same else 'differs from the published row at 500 iterations'}.")
     return ['## CIFAR-10, 1 image per class: more iterations, experts and width',

@@ -4,6 +4,8 @@
     python benchmarks/studies/supervised_study.py --out runs/supervised_study --rows base,depth4   # some rows
     python benchmarks/studies/supervised_study.py --out runs/sup_toy --tiny                         # toy size (what the tests run)
     python benchmarks/studies/supervised_study.py --out runs/supervised_study --rows 10ipc_pool55k --recipe-on-val  # the recipe on its images
+    torchrun --standalone --nproc_per_node 2 benchmarks/studies/supervised_study.py --out runs/supervised_study \
+        --rows c10_1ipc_width64 --experts-only   # only the row's experts, shared across 2 processes (then run the row)
 
 Each row is one `kdd_explore.supervised.supervised_job` run (experts, distillation, tests) in OUT/<row>, resumable, and
 the rows are collected into OUT/supervised_study.json (copied to benchmarks/results/ by hand when a study is shipped).
@@ -126,6 +128,29 @@ def reuse_experts(out:Path, name:str, recipe, dest:Path|None=None):
                                                    f" (the first {recipe.n_experts} of its {n})"
                                                    if n > recipe.n_experts else ''), flush=True)
 
+def record_row_experts(out:Path, # the study folder
+                       name:str, # a row
+                       recipe, # its recipe
+                       device:str='cpu', # where to compute
+                      ):
+    "Only row `name`'s experts, recorded into its folder as its run records them (under torchrun: shared across the ranks, so that they take 1/N of the time), for the row's run to read back."
+    from kdd_explore.distributed import barrier, init_distributed, is_main
+    from kdd_explore.supervised import _split, open_supervised_run, record_supervised_experts, supervised_arch
+    dev = init_distributed(device)
+    if is_main():  # the folder is claimed for the row's recipe, as its run claims it, before any expert is written
+        open_supervised_run(out/name, recipe)
+        reuse_experts(out, name, recipe)
+    barrier()
+    (x, y), _, _, info = _split(recipe, False)
+    data = info['data']
+    # the arguments of the run's experts stage (`supervised_job`): the run reads these experts back only when their
+    # recorded settings equal its own, and refuses them (saying which differ) otherwise
+    arch = supervised_arch(data.shape, data.n_classes, recipe.width, recipe.depth, recipe.first_padding)
+    return record_supervised_experts(arch, x.to(dev), y.to(dev), recipe.n_experts, recipe.expert_epochs,
+                                     recipe.expert_lr, recipe.expert_batch_size, recipe.expert_momentum,
+                                     recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed,
+                                     out=out/name/'experts', progress=False, meta={'dataset': data.meta()})
+
 def recipe_on_row_val(out:Path, # the study folder
                       name:str, # a row of `CROSS_VAL`
                       row, # its recipe
@@ -214,6 +239,9 @@ def main(argv=None):
     ap.add_argument('--recipe-on-val', action='store_true',
                     help="only test the recipe's set on the rows' own validation images (rows with a larger pool: "
                          f"{', '.join(CROSS_VAL)}), without running the rows; the row's run does it too when it ends")
+    ap.add_argument('--experts-only', action='store_true',
+                    help="only record the rows' experts (under torchrun --nproc_per_node N: shared across N processes); "
+                         "the row's run then reads them back")
     a = ap.parse_args(argv)
     import torch
     from kdd_explore.supervised import supervised_job, open_supervised_run
@@ -231,6 +259,12 @@ def main(argv=None):
                                     "--collect gathers them")
     if a.machine: study['provenance']['machine'] = a.machine
     study.setdefault('rows', {})
+    if a.experts_only:
+        for name in names:
+            ex = record_row_experts(out, name, row_recipe(name, a.tiny), a.device)
+            from kdd_explore.distributed import is_main
+            if is_main(): print(f"{name}: {len(ex.trajectories)} experts in {out/name/'experts'}", flush=True)
+        return study
     if a.recipe_on_val:
         for name in names:
             if name not in CROSS_VAL: print(f"{name}: validated on the recipe's own images, nothing to do"); continue
