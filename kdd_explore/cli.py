@@ -339,7 +339,8 @@ def cmd_docs(args):
     "Build the lessons' website into `--out`: execute the notebooks that changed (as nbdev_test would), render them, add the API reference."
     from kdd_explore.site import build_site, serve_site
     out = build_site(args.out, args.nbs or None, flags=args.flags, n_workers=args.workers, build_dir=args.build_dir,
-                     force=args.force, progress=not args.quiet, pages=args.pages)
+                     force=args.force, progress=not args.quiet, pages=args.pages,
+                     seconds=args.seconds)
     if args.serve: serve_site(args.out, args.port)  # until Ctrl-C
     return out
 
@@ -354,6 +355,9 @@ def _add_docs(sub):
     p.add_argument('--build-dir', default='_docs_build',
                    help='where the executed copies and generated pages go (default: _docs_build)')
     p.add_argument('--force', action='store_true', help='re-execute every notebook, changed or not')
+    p.add_argument('--seconds', default=None, metavar='FILE',
+                   help="how long each notebook took in another build (JSON: path under nbs/ -> seconds), so that the "
+                        "longest start first (default: this build folder's own record, executed/seconds.json)")
     p.add_argument('--pages', action='append', default=[], metavar='DIR',
                    help='a folder of Markdown pages made outside the package, added as a menu section named after it '
                         '(repeatable; the project\'s study pages: python -m benchmarks.pages site DIR first)')

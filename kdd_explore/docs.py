@@ -7,11 +7,11 @@ from __future__ import annotations
 import hashlib, json, multiprocessing, os, re, sys, time, traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from .core import KddError
+from .core import KddError, save_json
 
 # %% auto #0
 __all__ = ['SKIPPED', 'DocsError', 'skip_flags', 'lesson_notebooks', 'in_fresh_process', 'execute_notebook', 'make_notebook',
-           'package_hash', 'notebook_key', 'execute_notebooks']
+           'package_hash', 'notebook_key', 'longest_first', 'execute_notebooks']
 
 # %% ../nbs/11_docs.ipynb #c7910b57
 class DocsError(KddError):
@@ -177,6 +177,21 @@ def _execute_one(src, dest, skip, basepath):
     except BaseException as e:
         return dict(path=str(src), error=f"{Path(src).name}: {''.join(traceback.format_exception(e))}")
 
+def longest_first(recs:list, # records of notebooks to execute (`rel`: the path under `nbs/`)
+                  seconds:dict, # how long each took before: rel path -> seconds
+                 ) -> list:
+    "`recs` with the longest first (by `seconds`; one not in it counts as longest, then lesson order), so that workers that take them in turn finish together instead of one running the last long lesson alone."
+    return sorted(recs, key=lambda r: -seconds.get(r['rel'], float('inf')))  # a stable sort: ties keep their order
+
+def _read_seconds(seconds, out):
+    "The `seconds` of `execute_notebooks`: a dict, a JSON file of one, or (None) the build folder's own record."
+    if isinstance(seconds, dict): return seconds
+    f = Path(seconds) if seconds is not None else out/'seconds.json'
+    if seconds is not None and not f.exists():
+        raise DocsError(f"No file {f}: --seconds names a JSON file of rel path -> seconds, as a build writes it into "
+                        "its folder (_docs_build/executed/seconds.json). Build once without --seconds to make one.")
+    return json.loads(f.read_text()) if f.exists() else {}
+
 def execute_notebooks(nbs:list|str|Path|None=None, # notebooks, a folder or a notebook (default: every lesson, as `lesson_notebooks`)
                       out:str|Path='_docs_build/executed', # where the executed copies go (mirrors `nbs/`)
                       flags:str='', # flags to run anyway, e.g. `'slow'`
@@ -184,11 +199,13 @@ def execute_notebooks(nbs:list|str|Path|None=None, # notebooks, a folder or a no
                       threads:int|None=None, # threads per worker (`OMP_NUM_THREADS`; default: its value here, else 1)
                       force:bool=False, # execute even the notebooks whose key did not change
                       progress:bool=True, # print one line per notebook
+                      seconds:dict|str|Path|None=None, # how long each took before (rel path -> s, or a JSON file of them; default: `out/seconds.json`, which every build updates): the longest start first
                      ) -> list[dict]:
-    "Execute the lessons not yet executed with the current sources, in worker processes; return one record per notebook."
+    "Execute the lessons not yet executed with the current sources, in worker processes, the longest first; return one record per notebook (in lesson order)."
     nbs = lesson_notebooks(nbs)
     root, out = Path(_config().nbs_path).resolve(), Path(out)
     skip, pkg = skip_flags(flags), package_hash()
+    before = _read_seconds(seconds, out)  # a missing file stops here, before anything changes
     recs, todo = [], []
     for nb in nbs:
         rel = nb.relative_to(root) if nb.is_relative_to(root) else Path(nb.name)
@@ -207,6 +224,7 @@ def execute_notebooks(nbs:list|str|Path|None=None, # notebooks, a folder or a no
         if progress:
             print(f"{'FAILED' if 'error' in res else 'ok'}  {rec['rel']}  {res.get('seconds', '')}s", flush=True)
     for rec in todo: Path(rec['executed']).with_suffix('.key').unlink(missing_ok=True)
+    todo = longest_first(todo, before)
     args = [(r['path'], r['executed'], skip, _config().config_path) for r in todo]
     if n_workers == 0 or not todo:
         for rec, a in zip(todo, args): _done(rec, _execute_one(*a))
@@ -215,6 +233,10 @@ def execute_notebooks(nbs:list|str|Path|None=None, # notebooks, a folder or a no
         with _pool(n_workers, threads) as ex:
             futs = [(rec, ex.submit(docs._execute_one, *a)) for rec, a in zip(todo, args)]
             for rec, f in futs: _done(rec, f.result())
+    took = {r['rel']: r['seconds'] for r in todo if 'seconds' in r and 'error' not in r}
+    if took:  # what the next build orders by (every notebook's last time)
+        out.mkdir(parents=True, exist_ok=True)
+        save_json(out/'seconds.json', dict(_read_seconds(None, out), **took))
     if progress:
         print(f"executed {len(todo)} notebook(s), {len(recs) - len(todo)} unchanged, in {time.time() - t0:.0f}s "
               f"({n_workers or 1} worker(s), {threads} thread(s) each)", flush=True)

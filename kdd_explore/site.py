@@ -295,6 +295,7 @@ def build_site(out:str|Path='site', # the folder the site is written to
                force:bool=False, # re-execute every notebook, changed or not
                progress:bool=True, # print what happens
                pages:list|str|Path|None=None, # folders of Markdown pages made outside the package (e.g. the study pages), each a menu section
+               seconds:dict|str|Path|None=None, # how long each notebook took before, as `execute_notebooks` (default: the build folder's record)
               ) -> Path:
     "Execute the lessons that changed, write their pages, add the folders of `pages` and the API reference, and build the site into `out`; returns `out`."
     try:
@@ -311,7 +312,7 @@ def build_site(out:str|Path='site', # the folder the site is written to
     pages = [pages] if isinstance(pages, (str, Path)) else list(pages or [])
     for f in pages: _pages_folder(f)  # a missing folder stops the build before any notebook runs
     recs = execute_notebooks(nbs, build_dir/'executed', flags=flags, n_workers=n_workers,
-                             force=force, progress=progress)
+                             force=force, progress=progress, seconds=seconds)
     docs = build_dir/'docs'
     if docs.exists(): shutil.rmtree(docs)
     (docs/'assets').mkdir(parents=True)

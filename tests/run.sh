@@ -20,8 +20,11 @@ python -m benchmarks.pages check   # names the results file to regenerate from w
 echo "== notebooks executed (nbdev_test's rules) + the site, with the study pages"
 t0=$(date +%s)
 rm -rf _docs_build/studies && python -m benchmarks.pages site _docs_build/studies   # the study pages, from the results files
-# two notebooks run at once on two cores: one thread each, or they fight over the cores (many times slower)
-OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" kdd-explore docs --workers 2 --out _docs_build/site --pages _docs_build/studies ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
+# two notebooks run at once on two cores: one thread each, or they fight over the cores (many times slower); the
+# longest first, by the times measured on the project's 2-core machine (an idle build's _docs_build/executed/seconds.json,
+# copied to tests/notebook_seconds.json: copy it again when lessons are added or change much)
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" kdd-explore docs --workers 2 --out _docs_build/site --pages _docs_build/studies \
+  --seconds tests/notebook_seconds.json ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
 echo "notebooks + site took $(( $(date +%s) - t0 ))s"
 export KDD_SITE="$PWD/_docs_build/site"   # the browser test checks this full site instead of building a small one
 echo "== pytest"

@@ -57,3 +57,12 @@ def test_outside_the_project_the_message_says_where_to_run_it(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DocsError, match="No nbdev project here .* run this from the project's folder"):
         lesson_notebooks()
+
+def test_the_ci_notebook_times_name_every_lesson():
+    "The times CI orders the notebooks by (tests/notebook_seconds.json, passed by tests/run.sh) name every lesson and nothing else, so that no lesson falls out of the longest-first order unnoticed."
+    from kdd_explore.docs import _config, lesson_notebooks
+    took = json.loads((ROOT/'tests'/'notebook_seconds.json').read_text())
+    root = Path(_config().nbs_path).resolve()
+    assert set(took) == {nb.relative_to(root).as_posix() for nb in lesson_notebooks()}
+    assert all(isinstance(v, (int, float)) and v > 0 for v in took.values())
+    assert '--seconds tests/notebook_seconds.json' in (ROOT/'tests'/'run.sh').read_text()
