@@ -200,6 +200,10 @@ def test_only_a_cifar10_row_of_the_published_setup_is_said_to_repeat_its_500_sav
     s['rows']['c10_1ipc_width64'] = wide
     page = '\n'.join(_c10_section(s))
     assert '`c10_1ipc_width64` ends at' in page and '500-iteration save' not in page
+    # experts recorded before the run (--experts-only, 2 processes for 10 minutes) count in its minutes: 2 x 10 more
+    minutes = lambda page: int(next(l for l in page.splitlines() if l.startswith('| c10_1ipc_width64 |')).split('|')[-2])
+    wide['experts_only'] = {'calls': [{'seconds': 600.0, 'processes': 2}]}
+    assert minutes("\n".join(_c10_section(s))) - minutes(page) == 20
 
 def test_the_experts_section_reads_its_file_beside_the_rows():
     "What the experts know: each scored row's accuracy at its first and last target epoch, beside its set (a row not yet finished says so)."

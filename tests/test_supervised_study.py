@@ -139,3 +139,5 @@ def test_experts_only_shared_across_two_processes(row, tmp_path):
     for a, b in zip(two.trajectories, one.trajectories):
         assert len(a) == len(b) and all(torch.equal(a[e][k], b[e][k]) for e in range(len(a)) for k in a[e])
     assert not (tmp_path/'10ipc_start5'/'results.json').exists()  # the row itself is left to its run
+    calls = json.loads((tmp_path/'10ipc_start5'/'experts_only.json').read_text())['calls']
+    assert len(calls) == 1 and calls[0]['processes'] == 2 and calls[0]['seconds'] > 0  # the page adds 2 x its time

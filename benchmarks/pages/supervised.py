@@ -19,7 +19,13 @@ def _sup_row(r:dict, # a row of the supervised study's file
     return dict(real=res['random_real'], dist=ch, real_lr=res.get('random_real_at_learned_lr'), recipe_val=again,
                 iters=int(at), ratio=dcfg['syn_steps'] * ch['learned_lr'] / (
                     steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
-                ml=(res['matching_loss_start'], ch['matching_loss']), secs=res['seconds'], recipe=rc)
+                ml=(res['matching_loss_start'], ch['matching_loss']), secs=_row_seconds(r), recipe=rc)
+
+def _row_seconds(r:dict) -> dict:
+    "A row's seconds per stage, its experts' included where `--experts-only` recorded them before the run (their wall time times the processes: one thread's time, as the other rows')."
+    secs, pre = dict(r['results']['seconds']), r.get('experts_only')
+    if pre: secs['experts'] = secs.get('experts', 0) + sum(c['seconds'] * c['processes'] for c in pre['calls'])
+    return secs
 
 def pmv(e:dict, key:str='mean') -> str:
     "`mean ± std` of a result with `mean` (or `key`) and `std`."

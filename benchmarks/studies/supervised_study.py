@@ -134,9 +134,10 @@ def record_row_experts(out:Path, # the study folder
                        device:str='cpu', # where to compute
                       ):
     "Only row `name`'s experts, recorded into its folder as its run records them (under torchrun: shared across the ranks, so that they take 1/N of the time), for the row's run to read back."
-    from kdd_explore.distributed import barrier, init_distributed, is_main
+    from kdd_explore.core import save_json
+    from kdd_explore.distributed import barrier, dist_info, init_distributed, is_main, running
     from kdd_explore.supervised import _split, open_supervised_run, record_supervised_experts, supervised_arch
-    dev = init_distributed(device)
+    t, dev = time.time(), init_distributed(device)
     if is_main():  # the folder is claimed for the row's recipe, as its run claims it, before any expert is written
         open_supervised_run(out/name, recipe)
         reuse_experts(out, name, recipe)
@@ -146,10 +147,17 @@ def record_row_experts(out:Path, # the study folder
     # the arguments of the run's experts stage (`supervised_job`): the run reads these experts back only when their
     # recorded settings equal its own, and refuses them (saying which differ) otherwise
     arch = supervised_arch(data.shape, data.n_classes, recipe.width, recipe.depth, recipe.first_padding)
-    return record_supervised_experts(arch, x.to(dev), y.to(dev), recipe.n_experts, recipe.expert_epochs,
-                                     recipe.expert_lr, recipe.expert_batch_size, recipe.expert_momentum,
-                                     recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed,
-                                     out=out/name/'experts', progress=False, meta={'dataset': data.meta()})
+    ex = record_supervised_experts(arch, x.to(dev), y.to(dev), recipe.n_experts, recipe.expert_epochs,
+                                   recipe.expert_lr, recipe.expert_batch_size, recipe.expert_momentum,
+                                   recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed,
+                                   out=out/name/'experts', progress=False, meta={'dataset': data.meta()})
+    if is_main():  # the run reads them back and does not count them: its page adds each call's time (times processes)
+        f = out/name/'experts_only.json'
+        # each finished call adds its wall time (a call cut short records none: its experts are kept, its time not)
+        calls = json.loads(f.read_text())['calls'] if f.exists() else []
+        save_json(f, dict(calls=calls + [dict(seconds=round(time.time() - t, 1),
+                                              processes=dist_info().world_size if running() else 1)]))
+    return ex
 
 def recipe_on_row_val(out:Path, # the study folder
                       name:str, # a row of `CROSS_VAL`
@@ -281,6 +289,8 @@ def main(argv=None):
             res, old = json.loads(f.read_text()), study['rows'].get(name, {})
             if (out/name/'recipe_on_val.json').exists():
                 old = dict(old, recipe_on_val=json.loads((out/name/'recipe_on_val.json').read_text()))
+            if (out/name/'experts_only.json').exists():
+                old = dict(old, experts_only=json.loads((out/name/'experts_only.json').read_text()))
             study['rows'][name] = dict(old, what=ROWS[name][2], recipe_name=ROWS[name][0], results=res,
                                        images=set_png(out/name, row_recipe(name, a.tiny), res),
                                        command=old.get('command',
@@ -303,6 +313,8 @@ def main(argv=None):
                                    command=f"python benchmarks/studies/supervised_study.py --out {a.out} --rows {name}"
                                    + (' --tiny' if a.tiny else ''),
                                    date=time.strftime('%Y-%m-%d'))
+        if (out/name/'experts_only.json').exists():  # experts recorded before the run (--experts-only)
+            study['rows'][name]['experts_only'] = json.loads((out/name/'experts_only.json').read_text())
         if name in CROSS_VAL and recipe.n_val:
             study['rows'][name]['recipe_on_val'] = recipe_on_row_val(out, name, recipe, row_recipe(CROSS_VAL[name], a.tiny),
                                                                      a.device)
