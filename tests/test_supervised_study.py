@@ -141,3 +141,7 @@ def test_experts_only_shared_across_two_processes(row, tmp_path):
     assert not (tmp_path/'10ipc_start5'/'results.json').exists()  # the row itself is left to its run
     calls = json.loads((tmp_path/'10ipc_start5'/'experts_only.json').read_text())['calls']
     assert len(calls) == 1 and calls[0]['processes'] == 2 and calls[0]['seconds'] > 0  # the page adds 2 x its time
+    # another row of the same expert settings finds them from the folder's claim (no results.json there yet)
+    from benchmarks.studies.supervised_study import find_experts, row_recipe
+    assert find_experts(tmp_path, 'fashion_mnist_10ipc', row_recipe('fashion_mnist_10ipc', tiny=True)) == ('10ipc_start5', 2)
+    assert find_experts(tmp_path, 'c10_1ipc_width64', row_recipe('c10_1ipc_width64', tiny=True)) is None

@@ -107,8 +107,12 @@ def find_experts(out:Path, name:str, recipe) -> tuple|None:
     best = None  # ((experts it gives, -experts it holds), row)
     for other in ROWS:
         src = out/other/'experts'
-        if other == name or not (src/'experts.json').exists() or not (out/other/'results.json').exists(): continue
-        theirs = json.loads((out/other/'results.json').read_text())['recipe']
+        # a finished recording (experts.json is written once every expert is), and the recipe its folder holds: the
+        # run's results, or the folder's claim (config.json) where only --experts-only ran there
+        got = [f for f in (out/other/'results.json', out/other/'config.json') if f.exists()]
+        if other == name or not (src/'experts.json').exists() or not got: continue
+        theirs = json.loads(got[0].read_text())
+        theirs = theirs['recipe'] if got[0].name == 'results.json' else theirs
         n = theirs.get('n_experts', 0)
         score = (min(n, recipe.n_experts), -n)
         if {k: theirs.get(k) for k in same} == key and (best is None or score > best[0]): best = (score, other)
