@@ -191,7 +191,7 @@ def test_a_cifar10_row_is_paired_with_the_row_it_changes_one_setting_of():
 def test_only_a_cifar10_row_of_the_published_setup_is_said_to_repeat_its_500_save():
     "The 2,000-iteration row repeats the published row at 500 iterations (the same experts, width and seeds); a width-64 row, whose 500 save is another set, is not said to repeat or differ."
     import copy
-    from benchmarks.pages.supervised import _c10_section
+    from benchmarks.pages.supervised import _c10_section, supervised_published_table
     s = json.loads((ROOT/'benchmarks'/'results'/'supervised_study.json').read_text())
     s['rows'] = {k: s['rows'][k] for k in ('cifar10_1ipc', 'c10_1ipc_it2000')}
     assert "`c10_1ipc_it2000`" in (page := '\n'.join(_c10_section(s))) and 'repeats the published row to the last digit' in page
@@ -204,6 +204,9 @@ def test_only_a_cifar10_row_of_the_published_setup_is_said_to_repeat_its_500_sav
     minutes = lambda page: int(next(l for l in page.splitlines() if l.startswith('| c10_1ipc_width64 |')).split('|')[-2])
     wide['experts_only'] = {'calls': [{'seconds': 600.0, 'processes': 2}]}
     assert minutes("\n".join(_c10_section(s))) - minutes(page) == 20
+    wide['threads'] = 2  # a run with more threads than the others says so beside its minutes
+    assert '(distillation on 2 threads) |' in '\n'.join(_c10_section(s))
+    assert '(distillation on 2 threads) |' in supervised_published_table(s)
 
 def test_the_experts_section_reads_its_file_beside_the_rows():
     "What the experts know: each scored row's accuracy at its first and last target epoch, beside its set (a row not yet finished says so)."

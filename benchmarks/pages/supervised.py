@@ -21,6 +21,14 @@ def _sup_row(r:dict, # a row of the supervised study's file
                     steps * rc['expert_lr'] / (1 - rc['expert_momentum'])),
                 ml=(res['matching_loss_start'], ch['matching_loss']), secs=_row_seconds(r), recipe=rc)
 
+def _minutes(x:dict, # a row from `_sup_row`
+             r:dict, # the same row of the study's file
+             unit:str='', # after the number, e.g. ' min'
+            ) -> str:
+    "Minutes of experts and distillation, saying the threads where the row's run had more than one."
+    m = f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f}{unit}"
+    return m + (f" (distillation on {r['threads']} threads)" if r.get('threads', 1) > 1 else '')
+
 def _row_seconds(r:dict) -> dict:
     "A row's seconds per stage, its experts' included where `--experts-only` recorded them before the run (their wall time times the processes: one thread's time, as the other rows')."
     secs, pre = dict(r['results']['seconds']), r.get('experts_only')
@@ -96,7 +104,7 @@ def supervised_published_table(f:dict) -> str:
         rows.append([name, pmv(x['real']['test']), f"{pmv(x['dist']['test'])} ({x['iters']:,} it.)",
                      '; '.join(f"{k.split(' (')[0]} {m:.1f} ± {s:.1f}" for k, (m, s) in pub.items()),
                      f"{'met' if ok else 'not met'} ({bar})",
-                     f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f} min"])
+                     _minutes(x, f['rows'][key], ' min')])
     return md_table(['set', 'random real (ours)', 'distilled (ours)', 'published (random; distilled)', 'quality bar',
                      'experts + distillation'], rows)
 
@@ -259,8 +267,7 @@ def _c10_section(s:dict) -> list:
         g = _sup_paired(x, x0, 'test')
         table.append([k, r['what'], ' / '.join(f"{res['saves'][v]['test']['mean']:.1f}" for v in saves)
                       + f" (at {' / '.join(f'{int(v):,}' for v in saves)})", pmv(x['dist']['test']), _gap_short(g),
-                      f"{x['dist']['learned_lr']:.4f}", f"{x['ml'][0]:.3f} -> {x['ml'][1]:.3f}",
-                      f"{(x['secs'].get('experts', 0) + x['secs'].get('distill', 0)) / 60:.0f}"])
+                      f"{x['dist']['learned_lr']:.4f}", f"{x['ml'][0]:.3f} -> {x['ml'][1]:.3f}", _minutes(x, r)])
         said.append(f"`{k}` ends at {x['dist']['test']['mean']:.1f}% ({x['iters']:,} iterations), "
                     f"{g['gap']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}] against the published row's "
                     f"{x0['dist']['test']['mean']:.1f}% ({_claim(g)}): "

@@ -314,6 +314,7 @@ def main(argv=None):
         res = supervised_job(recipe, out/name, device=a.device, progress=False)
         study['rows'][name] = dict(what=ROWS[name][2], recipe_name=ROWS[name][0], results=res,
                                    wall_seconds=round(time.time() - t, 1), images=set_png(out/name, recipe, res),
+                                   threads=torch.get_num_threads(),
                                    command=f"python benchmarks/studies/supervised_study.py --out {a.out} --rows {name}"
                                    + (' --tiny' if a.tiny else ''),
                                    date=time.strftime('%Y-%m-%d'))
