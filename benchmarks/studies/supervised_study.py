@@ -156,12 +156,16 @@ def record_row_experts(out:Path, # the study folder
                                    recipe.expert_weight_decay, recipe.augment, recipe.zca, recipe.seed,
                                    out=out/name/'experts', progress=False, meta={'dataset': data.meta()})
     if is_main():  # the run reads them back and does not count them: its page adds each call's time (times processes)
-        f = out/name/'experts_only.json'
         # each finished call adds its wall time (a call cut short records none: its experts are kept, its time not)
-        calls = json.loads(f.read_text())['calls'] if f.exists() else []
-        save_json(f, dict(calls=calls + [dict(seconds=round(time.time() - t, 1),
-                                              processes=dist_info().world_size if running() else 1)]))
+        calls = (experts_only(out, name) or {}).get('calls', [])
+        call = dict(seconds=round(time.time() - t, 1), processes=dist_info().world_size if running() else 1)
+        save_json(out/name/'experts_only.json', dict(calls=calls + [call]))
     return ex
+
+def experts_only(out:Path, name:str) -> dict|None:
+    "What `record_row_experts` recorded of row `name`'s experts (each call's wall time and processes), or None."
+    f = out/name/'experts_only.json'
+    return json.loads(f.read_text()) if f.exists() else None
 
 def recipe_on_row_val(out:Path, # the study folder
                       name:str, # a row of `CROSS_VAL`
@@ -272,9 +276,9 @@ def main(argv=None):
     if a.machine: study['provenance']['machine'] = a.machine
     study.setdefault('rows', {})
     if a.experts_only:
+        from kdd_explore.distributed import is_main
         for name in names:
             ex = record_row_experts(out, name, row_recipe(name, a.tiny), a.device)
-            from kdd_explore.distributed import is_main
             if is_main(): print(f"{name}: {len(ex.trajectories)} experts in {out/name/'experts'}", flush=True)
         return study
     if a.recipe_on_val:
@@ -293,8 +297,7 @@ def main(argv=None):
             res, old = json.loads(f.read_text()), study['rows'].get(name, {})
             if (out/name/'recipe_on_val.json').exists():
                 old = dict(old, recipe_on_val=json.loads((out/name/'recipe_on_val.json').read_text()))
-            if (out/name/'experts_only.json').exists():
-                old = dict(old, experts_only=json.loads((out/name/'experts_only.json').read_text()))
+            if pre := experts_only(out, name): old = dict(old, experts_only=pre)
             study['rows'][name] = dict(old, what=ROWS[name][2], recipe_name=ROWS[name][0], results=res,
                                        images=set_png(out/name, row_recipe(name, a.tiny), res),
                                        command=old.get('command',
@@ -318,8 +321,7 @@ def main(argv=None):
                                    command=f"python benchmarks/studies/supervised_study.py --out {a.out} --rows {name}"
                                    + (' --tiny' if a.tiny else ''),
                                    date=time.strftime('%Y-%m-%d'))
-        if (out/name/'experts_only.json').exists():  # experts recorded before the run (--experts-only)
-            study['rows'][name]['experts_only'] = json.loads((out/name/'experts_only.json').read_text())
+        if pre := experts_only(out, name): study['rows'][name]['experts_only'] = pre  # recorded before the run
         if name in CROSS_VAL and recipe.n_val:
             study['rows'][name]['recipe_on_val'] = recipe_on_row_val(out, name, recipe, row_recipe(CROSS_VAL[name], a.tiny),
                                                                      a.device)
